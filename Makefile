@@ -1,0 +1,66 @@
+# Emporium developer commands. `make run` and `make test` are all a new user needs.
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+SEED_PRODUCTS ?= 2000
+PYTEST_ARGS ?=
+
+.PHONY: run install install-dev test lint format typecheck check migrate seed lock clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24.2"
+
+$(VENV)/.runtime-installed: requirements.lock | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
+	touch $@
+
+$(VENV)/.dev-installed: requirements-dev.lock | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-dev.lock
+	touch $@ $(VENV)/.runtime-installed
+
+install: $(VENV)/.runtime-installed
+
+install-dev: $(VENV)/.dev-installed
+
+## Install, migrate, load demo data and serve the API on the embedded profile.
+run: install
+	$(BIN)/python manage.py migrate --no-input
+	$(BIN)/python manage.py seed_demo --products $(SEED_PRODUCTS)
+	$(BIN)/python manage.py runserver --insecure $(HOST):$(PORT)
+
+## The whole test suite. Set DATABASE_URL / REDIS_URL / BROKER_URL to run it on real servers,
+## and EMPORIUM_REQUIRE_SERVICES=1 to make a missing server a failure.
+test: install-dev
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install-dev
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: install-dev
+	$(BIN)/mypy .
+
+check: lint typecheck
+	$(BIN)/python manage.py makemigrations --check --dry-run
+	$(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
+
+migrate: install
+	$(BIN)/python manage.py migrate --no-input
+
+seed: install
+	$(BIN)/python manage.py seed_demo --products $(SEED_PRODUCTS)
+
+## Re-resolve the pinned, hashed lock files from pyproject.toml.
+lock: install-dev
+	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 --generate-hashes -q -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -q -o requirements-dev.lock
+
+clean:
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,118 @@
+"""Every value the settings read from the environment, parsed in this one place.
+
+The profile follows from what is configured: without ``DATABASE_URL`` the
+project runs embedded (SQLite in WAL mode), without ``REDIS_URL`` it caches in
+process, and without ``BROKER_URL`` Celery tasks run in-process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+_env = environ.Env()
+_env_file = BASE_DIR / ".env"
+if _env_file.is_file():
+    environ.Env.read_env(str(_env_file), overwrite=False)
+
+
+@dataclass(frozen=True)
+class Environment:
+    secret_key: str | None
+    jwt_signing_key: str | None
+    debug: bool | None
+    allowed_hosts: list[str]
+    csrf_trusted_origins: list[str]
+    database_url: str | None
+    database_conn_max_age: int
+    redis_url: str | None
+    broker_url: str | None
+    sqlite_path: Path
+    log_level: str
+    max_request_body_bytes: int
+    throttle_login_ip: str
+    throttle_login_account: str
+    throttle_register_ip: str
+    throttle_user_writes: str
+    secure_ssl_redirect: bool
+    hsts_seconds: int
+
+
+def read_environment() -> Environment:
+    return Environment(
+        secret_key=_env.str("SECRET_KEY", default=None),
+        jwt_signing_key=_env.str("JWT_SIGNING_KEY", default=None),
+        debug=_env.bool("DEBUG", default=None),
+        allowed_hosts=_env.list("ALLOWED_HOSTS", default=[]),
+        csrf_trusted_origins=_env.list("CSRF_TRUSTED_ORIGINS", default=[]),
+        database_url=_env.str("DATABASE_URL", default=None) or None,
+        database_conn_max_age=_env.int("DATABASE_CONN_MAX_AGE", default=600),
+        redis_url=_env.str("REDIS_URL", default=None) or None,
+        broker_url=_env.str("BROKER_URL", default=None) or None,
+        sqlite_path=Path(
+            _env.str("SQLITE_PATH", default=str(BASE_DIR / "var" / "emporium.sqlite3"))
+        ),
+        log_level=_env.str("LOG_LEVEL", default="INFO"),
+        max_request_body_bytes=_env.int("MAX_REQUEST_BODY_BYTES", default=2 * 1024 * 1024),
+        throttle_login_ip=_env.str("THROTTLE_LOGIN_IP", default="30/min"),
+        throttle_login_account=_env.str("THROTTLE_LOGIN_ACCOUNT", default="5/min"),
+        throttle_register_ip=_env.str("THROTTLE_REGISTER_IP", default="20/hour"),
+        throttle_user_writes=_env.str("THROTTLE_USER_WRITES", default="600/min"),
+        secure_ssl_redirect=_env.bool("SECURE_SSL_REDIRECT", default=True),
+        hsts_seconds=_env.int("SECURE_HSTS_SECONDS", default=31536000),
+    )
+
+
+ENV = read_environment()
+
+
+def database_config(url: str | None, *, sqlite_path: Path, conn_max_age: int) -> dict[str, object]:
+    """PostgreSQL (psycopg 3, persistent connections) from a URL, else SQLite in WAL mode."""
+    if url:
+        config: dict[str, object] = environ.Env.db_url_config(url)
+        config["CONN_MAX_AGE"] = conn_max_age
+        config["CONN_HEALTH_CHECKS"] = True
+        config.setdefault("OPTIONS", {})
+        return config
+    sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(sqlite_path),
+        "OPTIONS": {
+            # IMMEDIATE takes the write lock at BEGIN, so two writers queue on
+            # busy_timeout instead of failing with "database is locked" on upgrade.
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": (
+                "PRAGMA journal_mode=WAL;"
+                "PRAGMA synchronous=NORMAL;"
+                "PRAGMA foreign_keys=ON;"
+                "PRAGMA busy_timeout=20000;"
+            ),
+        },
+    }
+
+
+def cache_config(url: str | None, *, key_prefix: str) -> dict[str, object]:
+    """Redis through django-redis when configured; an in-process cache otherwise."""
+    if url:
+        return {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": url,
+            "KEY_PREFIX": key_prefix,
+            "OPTIONS": {
+                "CLIENT_CLASS": "django_redis.client.DefaultClient",
+                "SOCKET_CONNECT_TIMEOUT": 1,
+                "SOCKET_TIMEOUT": 1,
+            },
+        }
+    return {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "emporium",
+        "KEY_PREFIX": key_prefix,
+        "OPTIONS": {"MAX_ENTRIES": 50_000},
+    }

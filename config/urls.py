@@ -1,0 +1,28 @@
+from django.contrib import admin
+from django.urls import URLPattern, URLResolver, include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+
+from emporium.accounts.urls import auth_urlpatterns
+
+api_urlpatterns: list[URLPattern | URLResolver] = [
+    path("auth/", include(auth_urlpatterns)),
+    path("", include("emporium.accounts.urls")),
+    path("", include("emporium.catalog.urls")),
+    path("", include("emporium.reviews.urls")),
+    path("", include("emporium.carts.urls")),
+    path("", include("emporium.wishlists.urls")),
+    path("", include("emporium.orders.urls")),
+    path("", include("emporium.payments.urls")),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
+]
+
+urlpatterns = [
+    path("api/", include(api_urlpatterns)),
+    path("admin/", admin.site.urls),
+]
+
+handler400 = "emporium.core.views.bad_request"
+handler403 = "emporium.core.views.permission_denied"
+handler404 = "emporium.core.views.not_found"
+handler500 = "emporium.core.views.server_error"

@@ -1,0 +1,43 @@
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.forms import ModelForm
+from django.http import HttpRequest
+
+from emporium.catalog import services
+from emporium.catalog.models import Category, Product
+
+
+@admin.register(Category)
+class CategoryAdmin(admin.ModelAdmin):
+    list_display = ["name", "parent", "depth", "path", "created_at"]
+    list_filter = ["depth"]
+    search_fields = ["name"]
+    readonly_fields = ["path", "depth", "created_at", "updated_at"]
+    raw_id_fields = ["parent"]
+
+    def save_model(
+        self, request: HttpRequest, obj: Category, form: ModelForm, change: bool
+    ) -> None:
+        # Paths and cycle checks live in the services; the admin goes through them too.
+        if change:
+            services.category_update(
+                category=obj, name=form.cleaned_data["name"], parent=form.cleaned_data["parent"]
+            )
+        else:
+            created = services.category_create(
+                name=form.cleaned_data["name"], parent=form.cleaned_data["parent"]
+            )
+            obj.pk = created.pk
+
+
+@admin.register(Product)
+class ProductAdmin(admin.ModelAdmin):
+    list_display = ["name", "sku", "price", "stock_quantity", "category", "review_count"]
+    list_filter = ["category__depth", "created_at"]
+    search_fields = ["name", "sku"]
+    readonly_fields = ["review_count", "rating_total", "created_at", "updated_at"]
+    raw_id_fields = ["category"]
+    list_select_related = ["category"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Product]:
+        return super().get_queryset(request).select_related("category")

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+from rest_framework import serializers
+
+from emporium.catalog.models import Category, Product
+from emporium.catalog.selectors import DEFAULT_PRODUCT_ORDERING, PRODUCT_ORDERINGS
+
+
+class CategorySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Category
+        fields = ["id", "name", "parent", "depth", "created_at", "updated_at"]
+        read_only_fields = ["id", "depth", "created_at", "updated_at"]
+
+
+class ProductCategorySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Category
+        fields = ["id", "name"]
+        read_only_fields = fields
+
+
+class ProductSummarySerializer(serializers.ModelSerializer):
+    """The few product fields shown inside carts, wishlists and orders."""
+
+    class Meta:
+        model = Product
+        fields = ["id", "sku", "name", "price", "stock_quantity"]
+        read_only_fields = fields
+
+
+class ProductSerializer(serializers.ModelSerializer):
+    category = serializers.PrimaryKeyRelatedField(queryset=Category.objects.all())
+    category_name = serializers.CharField(source="category.name", read_only=True)
+    price = serializers.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        min_value=Decimal("0.00"),
+        max_value=Decimal("9999999999.99"),
+    )
+    stock_quantity = serializers.IntegerField(min_value=0, max_value=2_147_483_647)
+    rating_average = serializers.DecimalField(
+        max_digits=3, decimal_places=2, read_only=True, allow_null=True
+    )
+    in_stock = serializers.BooleanField(read_only=True)
+    attributes = serializers.DictField(required=False)
+
+    class Meta:
+        model = Product
+        fields = [
+            "id",
+            "sku",
+            "name",
+            "description",
+            "price",
+            "stock_quantity",
+            "in_stock",
+            "category",
+            "category_name",
+            "attributes",
+            "rating_average",
+            "review_count",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = [
+            "id",
+            "in_stock",
+            "category_name",
+            "rating_average",
+            "review_count",
+            "created_at",
+            "updated_at",
+        ]
+
+
+class ProductFilterSerializer(serializers.Serializer):
+    """Query parameters of the product list."""
+
+    category = serializers.IntegerField(required=False, min_value=1)
+    min_price = serializers.DecimalField(
+        required=False, max_digits=12, decimal_places=2, min_value=Decimal("0")
+    )
+    max_price = serializers.DecimalField(
+        required=False, max_digits=12, decimal_places=2, min_value=Decimal("0")
+    )
+    in_stock = serializers.BooleanField(required=False, allow_null=True, default=None)
+    q = serializers.CharField(required=False, max_length=200, trim_whitespace=True)
+    ordering = serializers.ChoiceField(
+        choices=sorted(PRODUCT_ORDERINGS), required=False, default=DEFAULT_PRODUCT_ORDERING
+    )
+
+    def validate(self, attrs: dict) -> dict:
+        low, high = attrs.get("min_price"), attrs.get("max_price")
+        if low is not None and high is not None and low > high:
+            raise serializers.ValidationError({"max_price": ["Must not be below min_price."]})
+        return attrs

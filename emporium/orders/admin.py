@@ -1,0 +1,34 @@
+from django.contrib import admin
+
+from emporium.orders.models import Order, OrderItem
+
+
+class OrderItemInline(admin.TabularInline):
+    model = OrderItem
+    raw_id_fields = ["product"]
+    readonly_fields = ["product", "quantity", "price"]
+    extra = 0
+    can_delete = False
+
+
+@admin.register(Order)
+class OrderAdmin(admin.ModelAdmin):
+    list_display = ["id", "user", "order_status", "total_amount", "created_at"]
+    list_filter = ["order_status", "created_at"]
+    search_fields = ["id", "user__username", "user__email"]
+    raw_id_fields = ["user"]
+    list_select_related = ["user"]
+    # Status moves only through the order workflow, so every change is recorded.
+    readonly_fields = ["user", "order_status", "total_amount", "created_at", "updated_at"]
+    inlines = [OrderItemInline]
+    date_hierarchy = "created_at"
+
+
+@admin.register(OrderItem)
+class OrderItemAdmin(admin.ModelAdmin):
+    list_display = ["id", "order", "product", "quantity", "price"]
+    list_filter = ["created_at"]
+    search_fields = ["order__id", "product__name", "product__sku"]
+    raw_id_fields = ["order", "product"]
+    list_select_related = ["order", "product"]
+    readonly_fields = ["order", "product", "quantity", "price", "created_at", "updated_at"]

@@ -1,0 +1,72 @@
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from emporium.catalog.models import Product
+from emporium.core.models import TimeStampedModel
+
+
+class OrderStatus(models.TextChoices):
+    PENDING_PAYMENT = "pending_payment", "Pending payment"
+    PAID = "paid", "Paid"
+    SHIPPED = "shipped", "Shipped"
+    DELIVERED = "delivered", "Delivered"
+    CANCELLED = "cancelled", "Cancelled"
+    PAYMENT_FAILED = "payment_failed", "Payment failed"
+
+
+class Order(TimeStampedModel):
+    # Orders are financial records: a user who has ordered cannot be deleted.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders"
+    )
+    order_status = models.CharField(
+        max_length=20, choices=OrderStatus.choices, default=OrderStatus.PENDING_PAYMENT
+    )
+    total_amount = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0.00"))
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(total_amount__gte=0), name="order_total_non_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(order_status__in=OrderStatus.values), name="order_status_known"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["user", "created_at", "id"], name="order_user_created_idx"),
+            models.Index(fields=["order_status", "created_at"], name="order_status_created_idx"),
+            models.Index(fields=["created_at", "id"], name="order_created_id_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"order {self.pk} ({self.order_status})"
+
+
+class OrderItem(TimeStampedModel):
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="items")
+    # A product that was ever ordered stays, so the order keeps its meaning.
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="order_items")
+    quantity = models.PositiveIntegerField()
+    price = models.DecimalField(max_digits=12, decimal_places=2)  # unit price when ordered
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["order", "product"], name="order_item_one_per_product"),
+            models.CheckConstraint(
+                condition=Q(quantity__gt=0), name="order_item_quantity_positive"
+            ),
+            models.CheckConstraint(condition=Q(price__gte=0), name="order_item_price_non_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} x {self.product_id} @ {self.price}"
+
+    @property
+    def line_total(self) -> Decimal:
+        return self.price * self.quantity

@@ -1,0 +1,50 @@
+from decimal import Decimal
+
+from django.db import models
+from django.db.models import Q
+
+from emporium.core.models import TimeStampedModel
+from emporium.orders.models import Order
+
+
+class PaymentMethod(models.TextChoices):
+    CARD = "card", "Card"
+    PAYPAL = "paypal", "PayPal"
+    BANK_TRANSFER = "bank_transfer", "Bank transfer"
+
+
+class PaymentStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    REFUNDED = "refunded", "Refunded"
+
+
+class Payment(TimeStampedModel):
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="payments")
+    payment_method = models.CharField(max_length=20, choices=PaymentMethod.choices)
+    amount = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0.00"))
+    status = models.CharField(
+        max_length=20, choices=PaymentStatus.choices, default=PaymentStatus.PENDING
+    )
+    provider_reference = models.CharField(max_length=128, blank=True, default="")
+    failure_reason = models.CharField(max_length=255, blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gte=0), name="payment_amount_non_negative"),
+            models.CheckConstraint(
+                condition=Q(status__in=PaymentStatus.values), name="payment_status_known"
+            ),
+            models.CheckConstraint(
+                condition=Q(payment_method__in=PaymentMethod.values), name="payment_method_known"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="payment_status_created_idx"),
+            models.Index(fields=["created_at", "id"], name="payment_created_id_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"payment {self.pk} of order {self.order_id} ({self.status})"

@@ -1,0 +1,25 @@
+from rest_framework import serializers
+
+from emporium.catalog.models import Product
+from emporium.catalog.serializers import ProductSummarySerializer
+from emporium.wishlists.models import WishlistItem
+
+
+class WishlistItemSerializer(serializers.ModelSerializer):
+    product = ProductSummarySerializer(read_only=True)
+
+    class Meta:
+        model = WishlistItem
+        fields = ["id", "product", "created_at"]
+        read_only_fields = fields
+
+
+class WishlistItemCreateSerializer(serializers.Serializer):
+    product = serializers.PrimaryKeyRelatedField(queryset=Product.objects.all())
+
+
+class WishlistSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    items = WishlistItemSerializer(many=True)
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
