@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import environ
+
 from config.settings.env import BASE_DIR, ENV, cache_config, database_config
 
 EMPORIUM_PROFILE = "production" if ENV.database_url else "embedded"
@@ -32,6 +34,7 @@ INSTALLED_APPS = [
     "emporium.wishlists",
     "emporium.orders",
     "emporium.payments",
+    "emporium.integrations",
     "emporium.demo",
 ]
 
@@ -166,9 +169,62 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_TIME_LIMIT = 300
-CELERY_TASK_SOFT_TIME_LIMIT = 240
+CELERY_TASK_TIME_LIMIT = 300  # tasks that need less say so themselves
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2}
+CELERY_WORKER_DETECT_QUORUM_QUEUES = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_BEAT_SCHEDULE = {
+    "outbox-relay-sweep": {"task": "integrations.outbox_relay", "schedule": 5.0},
+    "idempotency-keys-purge": {"task": "core.idempotency_keys_purge", "schedule": 3600.0},
+    "orders-expire-unpaid": {"task": "orders.expire_unpaid", "schedule": 60.0},
+}
+
+# Domain events: published to RabbitMQ by the relay in production; in the
+# embedded profile the relay runs in-process right after each commit.
+EMPORIUM_EVENTS_BROKER_URL = ENV.broker_url
+EMPORIUM_RELAY_INLINE = ENV.broker_url is None
+
+EMPORIUM_ORDER_PAYMENT_TIMEOUT_SECONDS = ENV.order_payment_timeout_seconds
+EMPORIUM_LOW_STOCK_THRESHOLD = ENV.low_stock_threshold
+
+# Payments: the provider (the repo's simulator unless configured), retries and breaker.
+PAYMENT_PROVIDER_URL = ENV.payment_provider_url
+PAYMENT_PROVIDER_API_KEY = ENV.payment_provider_api_key
+PAYMENT_PROVIDER_TIMEOUT_SECONDS = 5.0
+PAYMENT_CALLBACK_URL = ENV.payment_callback_url
+PAYMENT_WEBHOOK_SECRET = ENV.payment_webhook_secret
+PAYMENT_WEBHOOK_TOLERANCE_SECONDS = 300
+PAYMENT_METHODS = ["card", "paypal", "bank_transfer"]
+PAYMENT_CURRENCY = "EUR"
+PAYMENT_MAX_ATTEMPTS = 6
+PAYMENT_RETRY_BASE_SECONDS = 2.0
+PAYMENT_RETRY_CAP_SECONDS = 120.0
+PAYMENT_BREAKER_FAIL_MAX = 5
+PAYMENT_BREAKER_RESET_SECONDS = 30
+EMPORIUM_BREAKER_REDIS_URL = ENV.redis_url
+
+IDEMPOTENCY_KEY_TTL_SECONDS = 24 * 3600
+IDEMPOTENCY_LOCK_SECONDS = 60
+
+# E-mail: SMTP from EMAIL_URL (smtp://user:pass@host:port, submission+tls://...) in
+# production; files under var/mail in the embedded profile.
+if ENV.email_url:
+    _email = environ.Env.email_url_config(ENV.email_url)
+    EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+    EMAIL_HOST = _email.get("EMAIL_HOST", "localhost")
+    EMAIL_PORT = _email.get("EMAIL_PORT", 25)
+    EMAIL_HOST_USER = _email.get("EMAIL_HOST_USER", "")
+    EMAIL_HOST_PASSWORD = _email.get("EMAIL_HOST_PASSWORD", "")
+    EMAIL_USE_TLS = _email.get("EMAIL_USE_TLS", False)
+    EMAIL_USE_SSL = _email.get("EMAIL_USE_SSL", False)
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = BASE_DIR / "var" / "mail"
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = ENV.default_from_email
 
 LOGGING = {
     "version": 1,

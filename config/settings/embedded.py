@@ -12,3 +12,5 @@ SECRET_KEY = (
 )
 SIMPLE_JWT = {**SIMPLE_JWT, "SIGNING_KEY": ENV.jwt_signing_key or SECRET_KEY}  # noqa: F405
 ALLOWED_HOSTS = ENV.allowed_hosts or ["127.0.0.1", "localhost", "[::1]", "testserver"]
+# The simulator's sandbox secret, so `make run` works with no configuration.
+PAYMENT_WEBHOOK_SECRET = ENV.payment_webhook_secret or "simulator-webhook-secret"

@@ -39,6 +39,14 @@ class Environment:
     throttle_register_ip: str
     throttle_user_writes: str
     secure_ssl_redirect: bool
+    order_payment_timeout_seconds: int
+    low_stock_threshold: int
+    payment_provider_url: str
+    payment_provider_api_key: str | None
+    payment_webhook_secret: str | None
+    payment_callback_url: str | None
+    email_url: str | None
+    default_from_email: str
     hsts_seconds: int
 
 
@@ -64,6 +72,16 @@ def read_environment() -> Environment:
         throttle_user_writes=_env.str("THROTTLE_USER_WRITES", default="600/min"),
         secure_ssl_redirect=_env.bool("SECURE_SSL_REDIRECT", default=True),
         hsts_seconds=_env.int("SECURE_HSTS_SECONDS", default=31536000),
+        order_payment_timeout_seconds=_env.int("ORDER_PAYMENT_TIMEOUT_SECONDS", default=1800),
+        low_stock_threshold=_env.int("LOW_STOCK_THRESHOLD", default=5),
+        payment_provider_url=_env.str("PAYMENT_PROVIDER_URL", default="http://127.0.0.1:8100"),
+        payment_provider_api_key=_env.str("PAYMENT_PROVIDER_API_KEY", default=None),
+        payment_webhook_secret=_env.str("PAYMENT_WEBHOOK_SECRET", default=None),
+        payment_callback_url=_env.str("PAYMENT_CALLBACK_URL", default=None) or None,
+        email_url=_env.str("EMAIL_URL", default=None) or None,
+        default_from_email=_env.str(
+            "DEFAULT_FROM_EMAIL", default="Emporium <orders@emporium.example>"
+        ),
     )
 
 

@@ -26,6 +26,8 @@ class Order(TimeStampedModel):
         max_length=20, choices=OrderStatus.choices, default=OrderStatus.PENDING_PAYMENT
     )
     total_amount = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0.00"))
+    # Claimed by the e-mail task before sending, so a re-run never sends twice.
+    confirmation_sent_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -70,3 +72,24 @@ class OrderItem(TimeStampedModel):
     @property
     def line_total(self) -> Decimal:
         return self.price * self.quantity
+
+
+class OrderStatusChange(models.Model):
+    """One recorded transition of an order's status: who, when, from, to."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="status_changes")
+    from_status = models.CharField(max_length=20, choices=OrderStatus.choices)
+    to_status = models.CharField(max_length=20, choices=OrderStatus.choices)
+    # Null when the system made the change (payment task, expiry job).
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reason = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["order", "created_at"], name="order_change_order_idx")]
+
+    def __str__(self) -> str:
+        return f"order {self.order_id}: {self.from_status} -> {self.to_status}"

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from emporium.orders.models import Order, OrderItem
+from emporium.orders.models import Order, OrderItem, OrderStatusChange
 
 
 class OrderItemSerializer(serializers.ModelSerializer):
@@ -20,3 +20,14 @@ class OrderSerializer(serializers.ModelSerializer):
         model = Order
         fields = ["id", "user", "order_status", "total_amount", "items", "created_at", "updated_at"]
         read_only_fields = fields
+
+
+class OrderStatusChangeSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = OrderStatusChange
+        fields = ["id", "from_status", "to_status", "actor", "reason", "created_at"]
+        read_only_fields = fields
+
+
+class OrderCancelSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=255, default="")

@@ -1,13 +1,30 @@
 from __future__ import annotations
 
+import json
+import re
+from typing import Any
+
+from django.conf import settings
 from django.db.models import QuerySet
-from rest_framework import viewsets
-from rest_framework.permissions import IsAuthenticated
+from drf_spectacular.utils import extend_schema
+from rest_framework import status, viewsets
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from emporium.accounts.auth import authenticated_user
-from emporium.payments import selectors
+from emporium.core.errors import InvalidInput
+from emporium.core.idempotency import idempotent
+from emporium.core.selectors import get_or_not_found
+from emporium.orders.api import IDEMPOTENCY_PARAMETER
+from emporium.orders.models import Order
+from emporium.payments import selectors, services
 from emporium.payments.models import Payment
-from emporium.payments.serializers import PaymentSerializer
+from emporium.payments.serializers import PaymentSerializer, PaymentStartSerializer
+from emporium.payments.webhooks import SIGNATURE_HEADER, signature_verify
+
+_REFERENCE = re.compile(r"^payment-(\d+)$")
 
 
 class PaymentViewSet(viewsets.ReadOnlyModelViewSet):
@@ -21,3 +38,65 @@ class PaymentViewSet(viewsets.ReadOnlyModelViewSet):
         if getattr(self, "swagger_fake_view", False):  # schema generation has no user
             return Payment.objects.none()
         return selectors.payment_list_for_user(user=authenticated_user(self.request))
+
+
+class OrderPaymentView(APIView):
+    """Starts paying one of the caller's orders; the charge happens in the background."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        request=PaymentStartSerializer,
+        responses={201: PaymentSerializer},
+        parameters=[IDEMPOTENCY_PARAMETER],
+    )
+    def post(self, request: Request, order_pk: int) -> Any:
+        user = authenticated_user(request)
+        order = get_or_not_found(Order.objects.filter(user=user), pk=order_pk)
+
+        def start() -> Response:
+            serializer = PaymentStartSerializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            payment = services.payment_start(order=order, user=user, **serializer.validated_data)
+            return Response(PaymentSerializer(payment).data, status=status.HTTP_201_CREATED)
+
+        return idempotent(view=self, request=request, scope="payments.start", produce=start)
+
+
+class PaymentWebhookView(APIView):
+    """The provider's signed callback about a charge; duplicates are harmless."""
+
+    permission_classes = [AllowAny]
+    authentication_classes = ()
+    throttle_classes = ()
+
+    @extend_schema(request=None, responses={200: None})
+    def post(self, request: Request) -> Response:
+        body = request.body
+        signature_verify(
+            header=request.headers.get(SIGNATURE_HEADER),
+            body=body,
+            secret=settings.PAYMENT_WEBHOOK_SECRET,
+            tolerance=settings.PAYMENT_WEBHOOK_TOLERANCE_SECONDS,
+        )
+        try:
+            event = json.loads(body)
+            event_type = str(event["type"])
+            data = event["data"]
+            match = _REFERENCE.match(str(data.get("reference", "")))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise InvalidInput("The callback body is not a provider event.") from None
+        if match is None:
+            return Response({"status": "ignored"})
+        payment_id = int(match.group(1))
+        if event_type == "charge.succeeded":
+            applied = services.payment_mark_succeeded(
+                payment_id=payment_id, provider_reference=str(data.get("id", ""))
+            )
+        elif event_type == "charge.declined":
+            applied = services.payment_mark_failed(
+                payment_id=payment_id, reason=f"declined: {data.get('decline_code', 'declined')}"
+            )
+        else:
+            return Response({"status": "ignored"})
+        return Response({"status": "applied" if applied else "duplicate"})

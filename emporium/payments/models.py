@@ -27,6 +27,8 @@ class Payment(TimeStampedModel):
     status = models.CharField(
         max_length=20, choices=PaymentStatus.choices, default=PaymentStatus.PENDING
     )
+    # A token from the provider's card vault (never a card number), used to charge.
+    provider_token = models.CharField(max_length=128, blank=True, default="")
     provider_reference = models.CharField(max_length=128, blank=True, default="")
     failure_reason = models.CharField(max_length=255, blank=True, default="")
 
@@ -39,6 +41,12 @@ class Payment(TimeStampedModel):
             ),
             models.CheckConstraint(
                 condition=Q(payment_method__in=PaymentMethod.values), name="payment_method_known"
+            ),
+            # At most one live payment per order: a second charge cannot even be recorded.
+            models.UniqueConstraint(
+                fields=["order"],
+                condition=Q(status__in=["pending", "succeeded"]),
+                name="payment_one_live_per_order",
             ),
         ]
         indexes = [

@@ -1,3 +1,4 @@
+from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from emporium.payments import api
@@ -5,4 +6,8 @@ from emporium.payments import api
 router = SimpleRouter()
 router.register("payments", api.PaymentViewSet, basename="payment")
 
-urlpatterns = router.urls
+urlpatterns = [
+    path("payments/webhook/", api.PaymentWebhookView.as_view(), name="payment-webhook"),
+    path("orders/<int:order_pk>/payments/", api.OrderPaymentView.as_view(), name="order-payments"),
+    *router.urls,
+]

@@ -1,0 +1,101 @@
+"""Moves outbox events to the broker and starts their follow-up work.
+
+Each batch is claimed with ``SELECT … FOR UPDATE SKIP LOCKED`` so several
+relays can run side by side without publishing the same row twice at the same
+time. An event is stamped ``published_at`` only after the broker confirmed it
+and its follow-up tasks were enqueued; if anything fails the row stays
+unpublished and the next pass tries again (at-least-once, deduplicated by id).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from django.db import transaction
+from django.utils import timezone
+
+from emporium.integrations.events import handlers_for
+from emporium.integrations.models import OutboxEvent
+from emporium.integrations.publishers import EventPublisher, default_publisher
+
+logger = logging.getLogger(__name__)
+
+
+MAX_HANDLER_ATTEMPTS = 5
+
+
+def _note_failure(event: OutboxEvent, error: Exception) -> int:
+    attempts = event.attempts + 1
+    OutboxEvent.objects.filter(pk=event.pk).update(attempts=attempts, last_error=str(error)[:500])
+    return attempts
+
+
+def outbox_relay_batch(*, publisher: EventPublisher, limit: int = 200) -> int:
+    """Publishes up to ``limit`` pending events in creation order; returns how many."""
+    with transaction.atomic():
+        events = list(
+            OutboxEvent.objects.filter(published_at__isnull=True)
+            .order_by("created_at", "id")
+            .select_for_update(skip_locked=True)[:limit]
+        )
+        published: list[OutboxEvent] = []
+        for event in events:
+            try:
+                publisher.publish(event)
+            except Exception as error:
+                # The broker is unreachable: every later event would fail the same way.
+                logger.warning("outbox relay stopped at %s: %s", event.id, error)
+                _note_failure(event, error)
+                break
+            try:
+                for handler in handlers_for(event.event_type):
+                    handler(event)
+            except Exception as error:
+                # One event's follow-up failing must not hold back the others; it is
+                # retried on the next pass and parked after MAX_HANDLER_ATTEMPTS.
+                logger.warning("outbox handler for %s failed: %s", event.id, error)
+                if _note_failure(event, error) < MAX_HANDLER_ATTEMPTS:
+                    continue
+                logger.error(
+                    "outbox event %s parked after %s attempts", event.id, MAX_HANDLER_ATTEMPTS
+                )
+            published.append(event)
+        if published:
+            OutboxEvent.objects.filter(pk__in=[event.pk for event in published]).update(
+                published_at=timezone.now()
+            )
+    return len(published)
+
+
+def outbox_relay_pending(*, publisher: EventPublisher | None = None) -> int:
+    """Drains the outbox; returns how many events went out."""
+    owned = publisher is None
+    publisher = publisher or default_publisher()
+    total = 0
+    try:
+        while True:
+            sent = outbox_relay_batch(publisher=publisher)
+            total += sent
+            if sent == 0:
+                break
+    except Exception as error:
+        logger.warning("outbox relay pass failed: %s", error)
+    finally:
+        if owned:
+            publisher.close()
+    return total
+
+
+def outbox_relay_forever(*, idle_sleep: float = 0.2) -> None:  # pragma: no cover - a daemon loop
+    publisher = default_publisher()
+    while True:
+        try:
+            sent = outbox_relay_batch(publisher=publisher)
+        except Exception as error:
+            logger.warning("outbox relay error: %s", error)
+            publisher.close()
+            publisher = default_publisher()
+            sent = 0
+        if sent == 0:
+            time.sleep(idle_sleep)

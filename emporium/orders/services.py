@@ -1,0 +1,248 @@
+"""Checkout and the order lifecycle.
+
+Stock moves only through conditional UPDATEs (``… WHERE stock_quantity >= n``)
+issued in product-id order, so concurrent checkouts can neither oversell nor
+deadlock; the ``stock_quantity >= 0`` check constraint is the backstop. Every
+status change goes through :func:`order_transition`, which locks the order
+row, checks the state machine and records who moved it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from emporium.accounts.models import User
+from emporium.carts.models import CartItem
+from emporium.catalog.models import Product
+from emporium.core.errors import Conflict
+from emporium.integrations import events
+from emporium.orders.models import Order, OrderItem, OrderStatus, OrderStatusChange
+from emporium.orders.workflow import HOLDS_STOCK, can_move
+
+
+class CartEmpty(Conflict):
+    code = "cart_empty"
+    default_message = "The cart is empty; add products before checking out."
+
+
+class OutOfStock(Conflict):
+    code = "insufficient_stock"
+    default_message = "Some products in the cart are not available in the requested quantity."
+
+
+class IllegalTransition(Conflict):
+    code = "illegal_transition"
+
+
+@dataclass(frozen=True)
+class _Line:
+    product_id: int
+    quantity: int
+
+
+def _low_stock_threshold() -> int:
+    return int(getattr(settings, "EMPORIUM_LOW_STOCK_THRESHOLD", 5))
+
+
+def stock_take(*, lines: list[_Line]) -> list[dict[str, object]]:
+    """Decrements stock for every line, in product-id order; returns the shortages.
+
+    Each UPDATE succeeds only if enough stock is left at that instant, and holds
+    the row lock until the caller's transaction ends. The caller must roll back
+    when shortages are returned.
+    """
+    short: list[dict[str, object]] = []
+    for line in sorted(lines, key=lambda line: line.product_id):
+        taken = Product.objects.filter(
+            pk=line.product_id, stock_quantity__gte=line.quantity
+        ).update(stock_quantity=F("stock_quantity") - line.quantity, updated_at=timezone.now())
+        if not taken:
+            short.append({"product": line.product_id, "requested": line.quantity})
+    return short
+
+
+def stock_release(*, lines: list[_Line]) -> None:
+    for line in sorted(lines, key=lambda line: line.product_id):
+        Product.objects.filter(pk=line.product_id).update(
+            stock_quantity=F("stock_quantity") + line.quantity, updated_at=timezone.now()
+        )
+
+
+def order_place(*, user: User) -> Order:
+    """Turns the user's cart into a pending order in one transaction."""
+    with transaction.atomic():
+        cart_lines = list(
+            CartItem.objects.filter(cart__user=user)
+            .order_by("product_id")
+            .values_list("product_id", "quantity")
+        )
+        if not cart_lines:
+            raise CartEmpty()
+        lines = [_Line(product_id, quantity) for product_id, quantity in cart_lines]
+        short = stock_take(lines=lines)
+        if short:
+            products = Product.objects.in_bulk([entry["product"] for entry in short])
+            for entry in short:
+                product = products.get(int(str(entry["product"])))
+                entry["name"] = product.name if product else None
+                entry["available"] = product.stock_quantity if product else 0
+            names = ", ".join(str(entry["name"]) for entry in short)
+            raise OutOfStock(f"Not enough stock for: {names}.", details={"products": short})
+        # The rows are locked by our UPDATEs, so these prices and stock levels
+        # cannot change before we commit.
+        products = Product.objects.in_bulk([line.product_id for line in lines])
+        total = sum(
+            (products[line.product_id].price * line.quantity for line in lines), Decimal("0.00")
+        )
+        order = Order.objects.create(
+            user=user, order_status=OrderStatus.PENDING_PAYMENT, total_amount=total
+        )
+        OrderItem.objects.bulk_create(
+            [
+                OrderItem(
+                    order=order,
+                    product_id=line.product_id,
+                    quantity=line.quantity,
+                    price=products[line.product_id].price,
+                )
+                for line in lines
+            ]
+        )
+        CartItem.objects.filter(cart__user=user).delete()
+        events.event_record(
+            event_type=events.ORDER_PLACED,
+            aggregate_type="order",
+            aggregate_id=order.pk,
+            payload={
+                "order_id": order.pk,
+                "user_id": user.pk,
+                "total_amount": str(total),
+                "items": [
+                    {
+                        "product_id": line.product_id,
+                        "quantity": line.quantity,
+                        "price": str(products[line.product_id].price),
+                    }
+                    for line in lines
+                ],
+            },
+        )
+        threshold = _low_stock_threshold()
+        for line in lines:
+            product = products[line.product_id]
+            if product.stock_quantity <= threshold < product.stock_quantity + line.quantity:
+                events.event_record(
+                    event_type=events.STOCK_LOW,
+                    aggregate_type="product",
+                    aggregate_id=product.pk,
+                    payload={"product_id": product.pk, "stock_quantity": product.stock_quantity},
+                )
+    return order
+
+
+def _order_lines(order: Order) -> list[_Line]:
+    return [
+        _Line(product_id, quantity)
+        for product_id, quantity in OrderItem.objects.filter(order=order).values_list(
+            "product_id", "quantity"
+        )
+    ]
+
+
+_EVENT_FOR_STATUS: dict[str, str] = {
+    OrderStatus.PAID: events.ORDER_PAID,
+    OrderStatus.CANCELLED: events.ORDER_CANCELLED,
+    OrderStatus.SHIPPED: events.ORDER_SHIPPED,
+    OrderStatus.DELIVERED: events.ORDER_DELIVERED,
+}
+
+
+def order_transition(
+    *, order_id: int, to_status: str, actor: User | None = None, reason: str = ""
+) -> Order:
+    """Moves an order to ``to_status`` if the state machine allows it, exactly once.
+
+    The order row is locked first, so of two racing moves (say, two cancels)
+    one wins and the other sees the new state and is refused. Cancelling an
+    order that still holds stock releases it here, in the same transaction.
+    """
+    with transaction.atomic():
+        order = Order.objects.select_for_update().get(pk=order_id)
+        from_status = order.order_status
+        if not can_move(from_status, to_status):
+            raise IllegalTransition(
+                f"An order that is {from_status} cannot become {to_status}.",
+                details={"from": from_status, "to": to_status},
+            )
+        if to_status == OrderStatus.CANCELLED and from_status in HOLDS_STOCK:
+            stock_release(lines=_order_lines(order))
+        order.order_status = to_status
+        order.save(update_fields=["order_status", "updated_at"])
+        OrderStatusChange.objects.create(
+            order=order, from_status=from_status, to_status=to_status, actor=actor, reason=reason
+        )
+        event_type = _EVENT_FOR_STATUS.get(to_status)
+        if event_type:
+            events.event_record(
+                event_type=event_type,
+                aggregate_type="order",
+                aggregate_id=order.pk,
+                payload={
+                    "order_id": order.pk,
+                    "user_id": order.user_id,
+                    "from": from_status,
+                    "to": to_status,
+                    "total_amount": str(order.total_amount),
+                },
+            )
+        if to_status == OrderStatus.CANCELLED and from_status == OrderStatus.PAID:
+            # Imported here: payments depend on orders, not the other way round.
+            from emporium.payments.services import payment_refund_request
+
+            payment_refund_request(order=order)
+    return order
+
+
+def order_cancel(*, order: Order, actor: User | None, reason: str = "") -> Order:
+    return order_transition(
+        order_id=order.pk, to_status=OrderStatus.CANCELLED, actor=actor, reason=reason
+    )
+
+
+def orders_expire_unpaid(*, older_than: timedelta | None = None) -> int:
+    """Cancels orders left unpaid too long, releasing their stock; returns how many."""
+    age = older_than or timedelta(seconds=settings.EMPORIUM_ORDER_PAYMENT_TIMEOUT_SECONDS)
+    cutoff = timezone.now() - age
+    expired = 0
+    stale_ids = Order.objects.filter(
+        order_status=OrderStatus.PENDING_PAYMENT, created_at__lt=cutoff
+    ).values_list("pk", flat=True)
+    for order_id in list(stale_ids[:1000]):
+        try:
+            order_transition(
+                order_id=order_id, to_status=OrderStatus.CANCELLED, reason="payment timeout"
+            )
+        except IllegalTransition:
+            continue  # paid or cancelled meanwhile
+        expired += 1
+    return expired
+
+
+def order_confirmation_claim(*, order_id: int) -> bool:
+    """Marks the confirmation e-mail as sent; False if it already was (never send twice)."""
+    return bool(
+        Order.objects.filter(pk=order_id, confirmation_sent_at__isnull=True).update(
+            confirmation_sent_at=timezone.now()
+        )
+    )
+
+
+def order_confirmation_unclaim(*, order_id: int) -> None:
+    Order.objects.filter(pk=order_id).update(confirmation_sent_at=None)

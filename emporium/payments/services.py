@@ -1,0 +1,159 @@
+"""Payment lifecycle: start, settle exactly once, refund.
+
+A payment leaves ``pending`` only through a conditional UPDATE
+(``… WHERE status = 'pending'``), so the task, its re-runs after a crash and
+the provider's webhook can all report the same outcome and exactly one of
+them applies it (and moves the order).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from emporium.accounts.models import User
+from emporium.core.errors import Conflict, InvalidInput
+from emporium.integrations import events
+from emporium.orders.models import Order, OrderStatus
+from emporium.payments.models import Payment, PaymentStatus
+
+logger = logging.getLogger(__name__)
+
+
+class PaymentNotAllowed(Conflict):
+    code = "payment_not_allowed"
+
+
+class PaymentMethodUnknown(InvalidInput):
+    code = "payment_method_unknown"
+
+
+def provider_idempotency_key(payment_id: int) -> str:
+    """Derived from the payment id alone: every attempt at one payment is the same charge."""
+    return f"emporium-payment-{payment_id}"
+
+
+def payment_start(*, order: Order, user: User, payment_method: str, token: str) -> Payment:
+    if payment_method not in settings.PAYMENT_METHODS:
+        raise PaymentMethodUnknown(
+            f"Payment method {payment_method!r} is not offered.",
+            details={"payment_method": [f"Choose one of {', '.join(settings.PAYMENT_METHODS)}."]},
+        )
+    try:
+        with transaction.atomic():
+            locked = Order.objects.select_for_update().get(pk=order.pk, user=user)
+            if locked.order_status != OrderStatus.PENDING_PAYMENT:
+                raise PaymentNotAllowed(
+                    f"An order that is {locked.order_status} cannot be paid.",
+                    details={"order_status": locked.order_status},
+                )
+            payment = Payment.objects.create(
+                order=locked,
+                payment_method=payment_method,
+                amount=locked.total_amount,
+                status=PaymentStatus.PENDING,
+                provider_token=token,
+            )
+            events.event_record(
+                event_type=events.PAYMENT_REQUESTED,
+                aggregate_type="payment",
+                aggregate_id=payment.pk,
+                payload={
+                    "payment_id": payment.pk,
+                    "order_id": locked.pk,
+                    "amount": str(payment.amount),
+                },
+            )
+    except IntegrityError:
+        raise PaymentNotAllowed(
+            "This order already has a payment in progress or completed.",
+            details={"order": order.pk},
+        ) from None
+    return payment
+
+
+def retry_delay(attempt: int) -> float:
+    """Exponential backoff with full jitter: uniform(0, min(cap, base * 2**attempt))."""
+    ceiling = min(
+        settings.PAYMENT_RETRY_CAP_SECONDS, settings.PAYMENT_RETRY_BASE_SECONDS * 2**attempt
+    )
+    return random.uniform(0, ceiling)  # noqa: S311 - jitter, not security
+
+
+def payment_mark_succeeded(*, payment_id: int, provider_reference: str) -> bool:
+    """Settles a pending payment as paid and the order with it; False if already settled."""
+    from emporium.orders.services import IllegalTransition, order_transition
+
+    with transaction.atomic():
+        moved = Payment.objects.filter(pk=payment_id, status=PaymentStatus.PENDING).update(
+            status=PaymentStatus.SUCCEEDED, provider_reference=provider_reference
+        )
+        if not moved:
+            return False
+        payment = Payment.objects.get(pk=payment_id)
+        try:
+            order_transition(
+                order_id=payment.order_id, to_status=OrderStatus.PAID, reason="payment succeeded"
+            )
+        except IllegalTransition:
+            # The order was cancelled (e.g. expired) while the charge went through:
+            # the customer must get the money back.
+            logger.warning("payment %s succeeded on a closed order; refunding", payment_id)
+            _refund_record(payment)
+    return True
+
+
+def payment_mark_failed(*, payment_id: int, reason: str) -> bool:
+    """Settles a pending payment as failed, and its pending order; False if already settled."""
+    from emporium.orders.services import IllegalTransition, order_transition
+
+    with transaction.atomic():
+        moved = Payment.objects.filter(pk=payment_id, status=PaymentStatus.PENDING).update(
+            status=PaymentStatus.FAILED, failure_reason=reason[:255]
+        )
+        if not moved:
+            return False
+        payment = Payment.objects.get(pk=payment_id)
+        events.event_record(
+            event_type=events.PAYMENT_FAILED,
+            aggregate_type="payment",
+            aggregate_id=payment.pk,
+            payload={"payment_id": payment.pk, "order_id": payment.order_id, "reason": reason},
+        )
+        # An order already cancelled has nothing more to move.
+        with contextlib.suppress(IllegalTransition):
+            order_transition(
+                order_id=payment.order_id, to_status=OrderStatus.PAYMENT_FAILED, reason=reason[:255]
+            )
+    return True
+
+
+def _refund_record(payment: Payment) -> None:
+    events.event_record(
+        event_type=events.PAYMENT_REFUND_REQUESTED,
+        aggregate_type="payment",
+        aggregate_id=payment.pk,
+        payload={
+            "payment_id": payment.pk,
+            "order_id": payment.order_id,
+            "amount": str(payment.amount),
+        },
+    )
+
+
+def payment_refund_request(*, order: Order) -> None:
+    """Asks (through the outbox) for every succeeded payment of the order to be refunded."""
+    for payment in Payment.objects.filter(order=order, status=PaymentStatus.SUCCEEDED):
+        _refund_record(payment)
+
+
+def payment_mark_refunded(*, payment_id: int, refund_reference: str) -> bool:
+    return bool(
+        Payment.objects.filter(pk=payment_id, status=PaymentStatus.SUCCEEDED).update(
+            status=PaymentStatus.REFUNDED, failure_reason=f"refunded {refund_reference}"[:255]
+        )
+    )

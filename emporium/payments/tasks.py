@@ -1,0 +1,112 @@
+"""Background payment work. Both tasks are safe to run any number of times."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Task, shared_task
+from django.conf import settings
+
+from emporium.integrations import events
+from emporium.integrations.models import OutboxEvent
+from emporium.payments import services
+from emporium.payments.gateway import (
+    PaymentDeclined,
+    ProviderRejected,
+    ProviderUnavailable,
+    default_gateway,
+)
+from emporium.payments.models import Payment, PaymentStatus
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(
+    bind=True,
+    name="payments.process",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=None,
+    time_limit=60,
+    soft_time_limit=50,
+    ignore_result=True,
+)
+def payment_process(self: Task, payment_id: int) -> str:
+    """Charges a pending payment and settles it.
+
+    Run twice (a retry, a redelivery after the worker died, a duplicate
+    event) it charges once: the provider de-duplicates on a key derived from
+    the payment id and answers a repeat with the first charge, and settling is
+    a conditional UPDATE that only the first run applies.
+    """
+    payment = Payment.objects.filter(pk=payment_id).first()
+    if payment is None or payment.status != PaymentStatus.PENDING:
+        return "settled"
+    try:
+        result = default_gateway().charge(
+            idempotency_key=services.provider_idempotency_key(payment.pk),
+            amount=payment.amount,
+            currency=settings.PAYMENT_CURRENCY,
+            token=payment.provider_token,
+            reference=f"payment-{payment.pk}",
+        )
+    except PaymentDeclined as declined:
+        services.payment_mark_failed(payment_id=payment.pk, reason=f"declined: {declined.code}")
+        return "declined"
+    except ProviderRejected as rejected:
+        services.payment_mark_failed(payment_id=payment.pk, reason=f"rejected: {rejected}")
+        return "rejected"
+    except ProviderUnavailable as unavailable:
+        attempt = self.request.retries
+        if attempt + 1 >= settings.PAYMENT_MAX_ATTEMPTS:
+            services.payment_mark_failed(
+                payment_id=payment.pk, reason=f"provider unavailable after {attempt + 1} attempts"
+            )
+            return "gave_up"
+        delay = services.retry_delay(attempt)
+        logger.info(
+            "payment %s: %s; retry %s in %.1fs", payment.pk, unavailable, attempt + 1, delay
+        )
+        raise self.retry(countdown=delay, exc=unavailable) from unavailable
+    services.payment_mark_succeeded(payment_id=payment.pk, provider_reference=result.reference)
+    return "succeeded"
+
+
+@shared_task(
+    bind=True,
+    name="payments.refund",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=None,
+    time_limit=60,
+    soft_time_limit=50,
+    ignore_result=True,
+)
+def payment_refund(self: Task, payment_id: int) -> str:
+    """Refunds a succeeded payment; the refund key is derived from the payment id,
+    so a second run gets the first refund back instead of refunding twice."""
+    payment = Payment.objects.filter(pk=payment_id).first()
+    if payment is None or payment.status != PaymentStatus.SUCCEEDED:
+        return "nothing_to_refund"
+    try:
+        refund_reference = default_gateway().refund(
+            idempotency_key=f"emporium-refund-{payment.pk}",
+            charge_reference=payment.provider_reference,
+            amount=payment.amount,
+        )
+    except ProviderUnavailable as unavailable:
+        raise self.retry(
+            countdown=services.retry_delay(self.request.retries), exc=unavailable
+        ) from unavailable
+    services.payment_mark_refunded(payment_id=payment.pk, refund_reference=refund_reference)
+    return "refunded"
+
+
+@events.on_event(events.PAYMENT_REQUESTED)
+def _queue_payment(event: OutboxEvent) -> None:
+    payment_process.apply_async(args=(event.payload["payment_id"],))
+
+
+@events.on_event(events.PAYMENT_REFUND_REQUESTED)
+def _queue_refund(event: OutboxEvent) -> None:
+    payment_refund.apply_async(args=(event.payload["payment_id"],))
