@@ -12,6 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
+pytest_plugins = ["tests.support.processes"]
+
 REQUIRE_SERVICES = os.environ.get("EMPORIUM_REQUIRE_SERVICES") == "1"
 SERVICE_VARIABLES = ("DATABASE_URL", "REDIS_URL", "BROKER_URL")
 

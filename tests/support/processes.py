@@ -1,0 +1,341 @@
+"""Real processes and network faults for tests: no mocks of the things under test.
+
+* ``payment_provider`` - the simulator from ``simulators/`` as a separate
+  process on a free port, with settings pointed at it;
+* ``tcp_proxy`` - a TCP forwarder that a test can cut and restore, to take a
+  real server (RabbitMQ, SMTP) away from the code under test without stopping
+  the shared server itself;
+* ``start_worker`` - a real ``celery worker`` process on the test database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_until(
+    predicate: Callable[[], bool], *, timeout: float = 20.0, interval: float = 0.05
+) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+# -- payment provider simulator ---------------------------------------------------
+
+
+@dataclass
+class ProviderProcess:
+    url: str
+    process: subprocess.Popen[bytes]
+    webhook_secret: str
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        request = urllib.request.Request(  # noqa: S310 - local test server
+            self.url + path,
+            data=json.dumps(body).encode() if body is not None else None,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            return json.loads(response.read())
+
+    def control(self, **settings: Any) -> dict[str, Any]:
+        return self._call("POST", "/v1/control", settings)
+
+    def ledger(self) -> dict[str, Any]:
+        return self._call("GET", "/v1/charges")
+
+    def charges_for(self, reference: str) -> list[dict[str, Any]]:
+        return [charge for charge in self.ledger()["charges"] if charge["reference"] == reference]
+
+    def alive(self) -> bool:
+        try:
+            self._call("GET", "/healthz")
+        except OSError:
+            return False
+        return True
+
+
+def start_provider(*, port: int | None = None, extra: list[str] | None = None) -> ProviderProcess:
+    port = port or free_port()
+    secret = "test-webhook-secret"
+    process = subprocess.Popen(  # noqa: S603
+        [
+            sys.executable,
+            "-m",
+            "simulators.payment_provider",
+            "--port",
+            str(port),
+            "--latency-ms",
+            "0",
+            "--jitter-ms",
+            "0",
+            "--webhook-secret",
+            secret,
+            *(extra or []),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    provider = ProviderProcess(
+        url=f"http://127.0.0.1:{port}", process=process, webhook_secret=secret
+    )
+    if not wait_until(provider.alive, timeout=15):
+        process.kill()
+        raise RuntimeError("the payment provider simulator did not start")
+    return provider
+
+
+def stop_process(process: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM) -> None:
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def _provider_process() -> Iterator[ProviderProcess]:
+    provider = start_provider()
+    yield provider
+    stop_process(provider.process)
+
+
+@pytest.fixture
+def payment_provider(
+    _provider_process: ProviderProcess, settings: Any
+) -> Iterator[ProviderProcess]:
+    """The simulator, reset to a healthy state, with settings pointing at it."""
+    from emporium.payments.gateway import provider_breaker
+
+    if not _provider_process.alive():  # a test may have stopped it
+        raise RuntimeError("payment provider simulator died")
+    _provider_process.control(latency_ms=0, jitter_ms=0, failure_rate=0, outage=False)
+    settings.PAYMENT_PROVIDER_URL = _provider_process.url
+    settings.PAYMENT_WEBHOOK_SECRET = _provider_process.webhook_secret
+    settings.PAYMENT_PROVIDER_TIMEOUT_SECONDS = 2.0
+    provider_breaker.cache_clear()
+    provider_breaker().close()
+    yield _provider_process
+    provider_breaker().close()
+    provider_breaker.cache_clear()
+
+
+# -- a TCP proxy that can be cut ---------------------------------------------------
+
+
+@dataclass
+class TcpProxy:
+    """Forwards 127.0.0.1:<port> to a target; ``cut()`` refuses and drops connections."""
+
+    target: tuple[str, int]
+    port: int = field(default_factory=free_port)
+    _listener: socket.socket | None = None
+    _connections: list[socket.socket] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def url_host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        """Stops listening (new connections are refused) and resets open ones."""
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        with self._lock:
+            for connection in self._connections:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
+                connection.close()
+            self._connections.clear()
+
+    def restore(self) -> None:
+        self.start()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._connections += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                sink.shutdown(socket.SHUT_WR)
+
+
+@pytest.fixture
+def tcp_proxy() -> Iterator[Callable[[str, int], TcpProxy]]:
+    proxies: list[TcpProxy] = []
+
+    def make(host: str, port: int) -> TcpProxy:
+        proxy = TcpProxy(target=(host, port))
+        proxy.start()
+        proxies.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in proxies:
+        proxy.cut()
+
+
+# -- a real Celery worker ----------------------------------------------------------
+
+
+def database_url_for_current_test_db() -> str:
+    """The URL of the database the test is using (pytest-django's test_… database)."""
+    from django.db import connection
+
+    config = connection.settings_dict
+    if connection.vendor != "postgresql":
+        raise RuntimeError("a worker process needs the PostgreSQL test database")
+    user = config["USER"] or "postgres"
+    password = f":{config['PASSWORD']}" if config["PASSWORD"] else ""
+    host = config["HOST"] or "127.0.0.1"
+    port = config["PORT"] or 5432
+    return f"postgres://{user}{password}@{host}:{port}/{config['NAME']}"
+
+
+@dataclass
+class WorkerProcess:
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker (main process and its pool children)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Starts ``celery worker`` processes against the test database and the real broker."""
+    from django.conf import settings
+
+    workers: list[WorkerProcess] = []
+
+    def start(
+        *,
+        queues: str = "payments,email,default",
+        extra_env: dict[str, str] | None = None,
+        concurrency: int = 1,
+    ) -> WorkerProcess:
+        log_path = tmp_path / f"worker-{len(workers)}.log"
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings.embedded",
+            "DATABASE_URL": database_url_for_current_test_db(),
+            "BROKER_URL": settings.CELERY_BROKER_URL,
+            "PAYMENT_PROVIDER_URL": settings.PAYMENT_PROVIDER_URL,
+            "PAYMENT_WEBHOOK_SECRET": settings.PAYMENT_WEBHOOK_SECRET or "",
+            **(extra_env or {}),
+        }
+        log = log_path.open("wb")
+        process = subprocess.Popen(  # noqa: S603
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "-Q",
+                queues,
+                "--pool",
+                "prefork",
+                "--concurrency",
+                str(concurrency),
+                "--loglevel",
+                "INFO",
+                "--without-heartbeat",
+                "--without-mingle",
+                "--without-gossip",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so kill() reaches the pool too
+        )
+        worker = WorkerProcess(process=process, log_path=log_path)
+        workers.append(worker)
+        if not wait_until(
+            lambda: "ready." in worker.log() or process.poll() is not None, timeout=60
+        ):
+            raise RuntimeError(f"worker did not start:\n{worker.log()}")
+        if process.poll() is not None:
+            raise RuntimeError(f"worker exited:\n{worker.log()}")
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
