@@ -5,9 +5,10 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 SEED_PRODUCTS ?= 2000
+PROVIDER_PORT ?= 8100
 PYTEST_ARGS ?=
 
-.PHONY: run install install-dev test lint format typecheck check migrate seed lock clean
+.PHONY: run worker beat relay provider install install-dev test lint format typecheck check migrate seed lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,11 +26,28 @@ install: $(VENV)/.runtime-installed
 
 install-dev: $(VENV)/.dev-installed
 
-## Install, migrate, load demo data and serve the API on the embedded profile.
+## Install, migrate, load demo data and serve the API on the embedded profile,
+## with the simulated payment provider beside it on port $(PROVIDER_PORT).
 run: install
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python manage.py seed_demo --products $(SEED_PRODUCTS)
+	$(BIN)/python -m simulators.payment_provider --port $(PROVIDER_PORT) & provider=$$!; \
+	trap 'kill $$provider 2>/dev/null' EXIT INT TERM; \
+	PAYMENT_PROVIDER_URL=http://127.0.0.1:$(PROVIDER_PORT) \
 	$(BIN)/python manage.py runserver --insecure $(HOST):$(PORT)
+
+## Production profile background work: a Celery worker for every queue, beat, and the outbox relay.
+worker: install
+	$(BIN)/celery -A config worker -Q payments,email,default --loglevel INFO
+
+beat: install
+	$(BIN)/celery -A config beat --loglevel INFO
+
+relay: install
+	$(BIN)/python manage.py outbox_relay
+
+provider: install
+	$(BIN)/python -m simulators.payment_provider --port $(PROVIDER_PORT)
 
 ## The whole test suite. Set DATABASE_URL / REDIS_URL / BROKER_URL to run it on real servers,
 ## and EMPORIUM_REQUIRE_SERVICES=1 to make a missing server a failure.

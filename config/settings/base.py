@@ -39,9 +39,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "emporium.core.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "emporium.core.middleware.SecurityHeadersMiddleware",
+    # After the header middleware so a 413 carries the security headers too,
+    # and before anything that could read the body.
+    "emporium.core.middleware.BodySizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -124,7 +126,10 @@ REST_FRAMEWORK = {
         "register_ip": ENV.throttle_register_ip,
         "user_writes": ENV.throttle_user_writes,
     },
-    "NUM_PROXIES": None,
+    # How many reverse proxies (nginx) sit in front of the app. Rate limits count
+    # per client address, taken from X-Forwarded-For only as far as these proxies
+    # vouch for it; with 0 a client cannot dodge a limit by forging the header.
+    "NUM_PROXIES": ENV.trusted_proxy_count,
     "COERCE_DECIMAL_TO_STRING": True,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }

@@ -48,6 +48,7 @@ class Environment:
     email_url: str | None
     default_from_email: str
     hsts_seconds: int
+    trusted_proxy_count: int
 
 
 def read_environment() -> Environment:
@@ -72,6 +73,7 @@ def read_environment() -> Environment:
         throttle_user_writes=_env.str("THROTTLE_USER_WRITES", default="600/min"),
         secure_ssl_redirect=_env.bool("SECURE_SSL_REDIRECT", default=True),
         hsts_seconds=_env.int("SECURE_HSTS_SECONDS", default=31536000),
+        trusted_proxy_count=_env.int("TRUSTED_PROXY_COUNT", default=0),
         order_payment_timeout_seconds=_env.int("ORDER_PAYMENT_TIMEOUT_SECONDS", default=1800),
         low_stock_threshold=_env.int("LOW_STOCK_THRESHOLD", default=5),
         payment_provider_url=_env.str("PAYMENT_PROVIDER_URL", default="http://127.0.0.1:8100"),

@@ -10,6 +10,8 @@ from config.settings.base import ENV
 
 if not ENV.secret_key or len(ENV.secret_key) < 50:
     raise ImproperlyConfigured("SECRET_KEY must be set to at least 50 random characters.")
+if not ENV.database_url:
+    raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL in production.")
 if not ENV.allowed_hosts:
     raise ImproperlyConfigured("ALLOWED_HOSTS must list the host names this deployment serves.")
 

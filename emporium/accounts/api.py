@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from typing import Any
+
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
+from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -10,6 +13,7 @@ from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from emporium.accounts import selectors, services
 from emporium.accounts.auth import authenticated_user
+from emporium.accounts.models import User
 from emporium.accounts.serializers import (
     AdminUserSerializer,
     AdminUserUpdateSerializer,
@@ -44,6 +48,16 @@ class LoginView(TokenObtainPairView):
 
 class RefreshView(TokenRefreshView):
     authentication_classes = ()
+
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        try:
+            return super().post(request, *args, **kwargs)
+        except User.DoesNotExist:
+            # simplejwt looks the token's account up with .get(): a token that
+            # outlived its account must be refused like a deactivated one, not crash.
+            raise AuthenticationFailed(
+                "No active account found for the given token.", "no_active_account"
+            ) from None
 
 
 class LogoutView(APIView):

@@ -204,6 +204,10 @@ class KeysetPagination(BasePagination):
             ]
             if any(value is None for value in values):
                 raise InvalidCursor()
+            # A forged value the column cannot hold (an id past bigint, a price with
+            # too many digits) would fail in the database as a 500; refuse it here.
+            for field, value in zip(self.ordering, values, strict=True):
+                _field(self.model, _split(field)[0]).run_validators(value)
         except (ValueError, KeyError, TypeError, UnicodeError, binascii.Error):
             raise InvalidCursor() from None
         except DjangoValidationError:
