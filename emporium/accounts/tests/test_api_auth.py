@@ -300,9 +300,20 @@ def test_login_access_token_authenticates_me(api_client: APIClient) -> None:
     assert response.json()["id"] == user.pk
 
 
+@pytest.mark.parametrize("spelling", ["alice", "Alice", "ALICE"])
+def test_login_ignores_the_case_of_the_username(api_client: APIClient, spelling: str) -> None:
+    user = UserFactory(username="alice")
+
+    response = login(api_client, spelling)
+
+    assert response.status_code == 200
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {response.json()['access']}")
+    assert api_client.get(ME_URL).json()["id"] == user.pk
+
+
 @pytest.mark.parametrize(
     ("username", "password"),
-    [("alice", "wrong-password"), ("nobody", PASSWORD), ("ALICE", PASSWORD)],
+    [("alice", "wrong-password"), ("nobody", PASSWORD), ("ALICE", "wrong-password")],
 )
 def test_login_with_bad_credentials_is_401_in_the_error_shape(
     api_client: APIClient, username: str, password: str
