@@ -13,6 +13,9 @@ class CategorySerializer(serializers.ModelSerializer):
         model = Category
         fields = ["id", "name", "parent", "depth", "created_at", "updated_at"]
         read_only_fields = ["id", "depth", "created_at", "updated_at"]
+        # Name uniqueness (among siblings, and among roots) is checked by the
+        # category services, so both cases answer with the same error.
+        validators: list[object] = []
 
 
 class ProductCategorySerializer(serializers.ModelSerializer):

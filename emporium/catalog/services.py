@@ -3,7 +3,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Value
 from django.db.models.functions import Concat, Substr
 
@@ -21,6 +21,25 @@ class CategoryTooDeep(InvalidInput):
     default_message = f"Categories can be nested at most {MAX_CATEGORY_DEPTH} levels deep."
 
 
+class CategoryNameTaken(InvalidInput):
+    code = "category_name_taken"
+    default_message = "A category with this name already exists at that place in the tree."
+
+
+def _name_taken(*, name: str, parent_id: int | None, exclude_id: int | None = None) -> bool:
+    queryset = Category.objects.filter(name=name, parent_id=parent_id)
+    if exclude_id is not None:
+        queryset = queryset.exclude(pk=exclude_id)
+    return queryset.exists()
+
+
+def _refuse_taken_name(*, name: str, parent_id: int | None, exclude_id: int | None = None) -> None:
+    # Checked here for a clear 400 (the unique constraints stay the backstop for races,
+    # which the IntegrityError handlers below report the same way).
+    if _name_taken(name=name, parent_id=parent_id, exclude_id=exclude_id):
+        raise CategoryNameTaken(details={"name": [CategoryNameTaken.default_message]})
+
+
 def _lock_category(category_id: int) -> Category:
     return Category.objects.select_for_update().get(pk=category_id)
 
@@ -33,7 +52,12 @@ def category_create(*, name: str, parent: Category | None = None) -> Category:
             parent_path, depth = parent.path, parent.depth + 1
         if depth >= MAX_CATEGORY_DEPTH:
             raise CategoryTooDeep()
-        category = Category.objects.create(name=name, parent=parent, depth=depth)
+        _refuse_taken_name(name=name, parent_id=parent.pk if parent else None)
+        try:
+            with transaction.atomic():
+                category = Category.objects.create(name=name, parent=parent, depth=depth)
+        except IntegrityError:
+            raise CategoryNameTaken(details={"name": [CategoryNameTaken.default_message]}) from None
         category.path = f"{parent_path}{category.pk}/"
         category.save(update_fields=["path"])
     return category
@@ -75,7 +99,16 @@ def category_update(
             category.path, category.depth = new_path, new_depth
             fields += ["parent", "path", "depth"]
         if fields:
-            category.save(update_fields=[*fields, "updated_at"])
+            _refuse_taken_name(
+                name=category.name, parent_id=category.parent_id, exclude_id=category.pk
+            )
+            try:
+                with transaction.atomic():
+                    category.save(update_fields=[*fields, "updated_at"])
+            except IntegrityError:
+                raise CategoryNameTaken(
+                    details={"name": [CategoryNameTaken.default_message]}
+                ) from None
     return category
 
 

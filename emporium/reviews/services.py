@@ -7,13 +7,20 @@ from django.db.models import F
 
 from emporium.accounts.models import User
 from emporium.catalog.models import Product
-from emporium.core.errors import Conflict
+from emporium.core.errors import Conflict, InvalidInput
 from emporium.reviews.models import Review
 
 
 class ReviewExists(Conflict):
     code = "review_exists"
     default_message = "You have already reviewed this product; edit that review instead."
+
+
+def _check_rating(rating: int) -> None:
+    # Checked before writing: otherwise the database's check constraint would
+    # surface as an IntegrityError, which review_create would report as a duplicate.
+    if not 1 <= rating <= 5:
+        raise InvalidInput(details={"rating": ["Must be between 1 and 5."]})
 
 
 def _move_rating(*, product_id: int, count_delta: int, total_delta: int) -> None:
@@ -23,6 +30,7 @@ def _move_rating(*, product_id: int, count_delta: int, total_delta: int) -> None
 
 
 def review_create(*, product: Product, user: User, rating: int, comment: str = "") -> Review:
+    _check_rating(rating)
     try:
         with transaction.atomic():
             review = Review.objects.create(
@@ -37,6 +45,8 @@ def review_create(*, product: Product, user: User, rating: int, comment: str = "
 def review_update(
     *, review: Review, rating: int | None = None, comment: str | None = None
 ) -> Review:
+    if rating is not None:
+        _check_rating(rating)
     with transaction.atomic():
         locked = Review.objects.select_for_update().get(pk=review.pk)
         fields: list[str] = []
