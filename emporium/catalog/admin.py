@@ -1,3 +1,6 @@
+from typing import Any
+
+from django import forms
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.forms import ModelForm
@@ -7,8 +10,25 @@ from emporium.catalog import services
 from emporium.catalog.models import Category, Product
 
 
+class CategoryAdminForm(forms.ModelForm):
+    class Meta:
+        model = Category
+        fields = ["name", "parent"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        parent = data.get("parent")
+        # The services refuse a cycle too; checking here turns it into a form error.
+        if self.instance.pk and parent is not None and parent.path.startswith(self.instance.path):
+            raise forms.ValidationError(
+                {"parent": "A category cannot move under itself or one of its descendants."}
+            )
+        return data
+
+
 @admin.register(Category)
 class CategoryAdmin(admin.ModelAdmin):
+    form = CategoryAdminForm
     list_display = ["name", "parent", "depth", "path", "created_at"]
     list_filter = ["depth"]
     search_fields = ["name"]
