@@ -3,6 +3,7 @@ change, delete confirmation and history pages, with real rows behind them."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from io import StringIO
 
 import pytest
@@ -15,10 +16,12 @@ from django.db import IntegrityError, transaction
 from django.db.models import Model
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from emporium.accounts.models import User
 from emporium.carts.models import CartItem, ShoppingCart
+from emporium.core.models import IdempotencyKey
 from emporium.core.tests.factories import (
     CategoryFactory,
     OrderFactory,
@@ -28,6 +31,8 @@ from emporium.core.tests.factories import (
     UserFactory,
     make_review,
 )
+from emporium.orders.models import OrderStatus
+from emporium.orders.services import order_transition
 from emporium.wishlists.models import Wishlist, WishlistItem
 
 REGISTERED = sorted(admin.site._registry.items(), key=lambda entry: entry[0]._meta.label)
@@ -63,6 +68,18 @@ def rows(superuser: User) -> None:
     order = OrderFactory(user=customer)
     OrderItemFactory(order=order, product=product)
     PaymentFactory(order=order)
+    order_transition(order_id=order.pk, to_status=OrderStatus.CANCELLED, actor=superuser)
+    IdempotencyKey.objects.create(
+        user=customer,
+        key="checkout-1",
+        scope="orders.place",
+        request_fingerprint="0" * 64,
+        locked_until=timezone.now(),
+        completed_at=timezone.now(),
+        response_status=201,
+        response_body=b"{}",
+        expires_at=timezone.now() + timedelta(days=1),
+    )
     Group.objects.create(name="Support")
     RefreshToken.for_user(customer).blacklist()  # an outstanding and a blacklisted token
     for model, _ in REGISTERED:

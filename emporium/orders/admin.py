@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from emporium.orders.models import Order, OrderItem
+from emporium.orders.models import Order, OrderItem, OrderStatusChange
 
 
 class OrderItemInline(admin.TabularInline):
@@ -9,6 +9,17 @@ class OrderItemInline(admin.TabularInline):
     readonly_fields = ["product", "quantity", "price"]
     extra = 0
     can_delete = False
+
+
+class OrderStatusChangeInline(admin.TabularInline):
+    model = OrderStatusChange
+    fields = ["created_at", "from_status", "to_status", "actor", "reason"]
+    readonly_fields = ["created_at", "from_status", "to_status", "actor", "reason"]
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False
 
 
 @admin.register(Order)
@@ -20,7 +31,7 @@ class OrderAdmin(admin.ModelAdmin):
     list_select_related = ["user"]
     # Status moves only through the order workflow, so every change is recorded.
     readonly_fields = ["user", "order_status", "total_amount", "created_at", "updated_at"]
-    inlines = [OrderItemInline]
+    inlines = [OrderItemInline, OrderStatusChangeInline]
     date_hierarchy = "created_at"
 
 
@@ -32,3 +43,16 @@ class OrderItemAdmin(admin.ModelAdmin):
     raw_id_fields = ["order", "product"]
     list_select_related = ["order", "product"]
     readonly_fields = ["order", "product", "quantity", "price", "created_at", "updated_at"]
+
+
+@admin.register(OrderStatusChange)
+class OrderStatusChangeAdmin(admin.ModelAdmin):
+    list_display = ["order", "from_status", "to_status", "actor", "created_at"]
+    list_filter = ["to_status", "from_status", "created_at"]
+    search_fields = ["order__id", "actor__username", "reason"]
+    raw_id_fields = ["order", "actor"]
+    list_select_related = ["order", "actor"]
+    readonly_fields = ["order", "from_status", "to_status", "actor", "reason", "created_at"]
+
+    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+        return False
