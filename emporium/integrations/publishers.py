@@ -56,17 +56,24 @@ class BrokerPublisher:
 
     def publish(self, event: OutboxEvent) -> None:
         producer = self._producer_or_connect()
-        producer.publish(
-            event_message(event),
-            exchange=self.exchange,
-            routing_key=event.event_type,
-            serializer="json",
-            delivery_mode=2,
-            message_id=str(event.id),
-            content_type="application/json",
-            retry=False,
-            timeout=self.timeout,
-        )
+        try:
+            producer.publish(
+                event_message(event),
+                exchange=self.exchange,
+                routing_key=event.event_type,
+                serializer="json",
+                delivery_mode=2,
+                message_id=str(event.id),
+                # No content_type here: kombu only serialises the body when it picks
+                # the content type itself (the json serializer sets application/json).
+                retry=False,
+                timeout=self.timeout,
+            )
+        except Exception:
+            # The connection may be dead (broker restarted, network cut). Drop it so
+            # the next publish connects afresh: the relay daemon keeps this publisher.
+            self.close()
+            raise
 
     def close(self) -> None:
         self._producer = None

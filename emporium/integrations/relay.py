@@ -27,7 +27,9 @@ MAX_HANDLER_ATTEMPTS = 5
 
 def _note_failure(event: OutboxEvent, error: Exception) -> int:
     attempts = event.attempts + 1
-    OutboxEvent.objects.filter(pk=event.pk).update(attempts=attempts, last_error=str(error)[:500])
+    # Some errors (a broker's nack, MessageNacked) have no message: keep at least their type.
+    reason = str(error) or type(error).__name__
+    OutboxEvent.objects.filter(pk=event.pk).update(attempts=attempts, last_error=reason[:500])
     return attempts
 
 
@@ -49,8 +51,11 @@ def outbox_relay_batch(*, publisher: EventPublisher, limit: int = 200) -> int:
                 _note_failure(event, error)
                 break
             try:
-                for handler in handlers_for(event.event_type):
-                    handler(event)
+                # A savepoint: a handler whose query fails must not abort the batch's
+                # transaction (PostgreSQL), or no event could be stamped or parked.
+                with transaction.atomic():
+                    for handler in handlers_for(event.event_type):
+                        handler(event)
             except Exception as error:
                 # One event's follow-up failing must not hold back the others; it is
                 # retried on the next pass and parked after MAX_HANDLER_ATTEMPTS.

@@ -140,7 +140,10 @@ def payment_provider(
 
     if not _provider_process.alive():  # a test may have stopped it
         raise RuntimeError("payment provider simulator died")
-    _provider_process.control(latency_ms=0, jitter_ms=0, failure_rate=0, outage=False)
+    # Reset too: payment ids (hence idempotency keys and references) repeat from
+    # one test to the next when the database rolls back, and must not meet the
+    # answers the simulator kept for an earlier test.
+    _provider_process.control(latency_ms=0, jitter_ms=0, failure_rate=0, outage=False, reset=True)
     settings.PAYMENT_PROVIDER_URL = _provider_process.url
     settings.PAYMENT_WEBHOOK_SECRET = _provider_process.webhook_secret
     settings.PAYMENT_PROVIDER_TIMEOUT_SECONDS = 2.0
@@ -179,6 +182,10 @@ class TcpProxy:
     def cut(self) -> None:
         """Stops listening (new connections are refused) and resets open ones."""
         if self._listener is not None:
+            # close() alone leaves a socket that another thread blocks in accept()
+            # on listening (and accepting); shutdown() wakes that thread up.
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)
             self._listener.close()
             self._listener = None
         with self._lock:
@@ -288,7 +295,9 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
         queues: str = "payments,email,default",
         extra_env: dict[str, str] | None = None,
         concurrency: int = 1,
+        include: str | None = None,
     ) -> WorkerProcess:
+        """``include``: extra task modules to import, e.g. test-only tasks."""
         log_path = tmp_path / f"worker-{len(workers)}.log"
         env = {
             **os.environ,
@@ -319,6 +328,7 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
                 "--without-heartbeat",
                 "--without-mingle",
                 "--without-gossip",
+                *(["--include", include] if include else []),
             ],
             cwd=ROOT,
             env=env,
@@ -332,7 +342,8 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
             lambda: "ready." in worker.log() or process.poll() is not None, timeout=60
         ):
             raise RuntimeError(f"worker did not start:\n{worker.log()}")
-        if process.poll() is not None:
+        if "ready." not in worker.log():
+            # Dying after "ready." is not a failed start: a test's task may kill it.
             raise RuntimeError(f"worker exited:\n{worker.log()}")
         return worker
 
