@@ -70,10 +70,8 @@ class OrderViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str | None = None) -> Response:
         """Cancels the caller's order while it is pending payment or paid (then refunded)."""
-        order = self.get_object()
+        order = self.get_object()  # scoped: another customer's order is not found
         user = authenticated_user(request)
-        if order.user_id != user.pk and not user.is_staff:
-            return Response(status=status.HTTP_404_NOT_FOUND)
         serializer = OrderCancelSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         services.order_cancel(order=order, actor=user, reason=serializer.validated_data["reason"])

@@ -19,12 +19,12 @@ from django.db.models import F
 from django.utils import timezone
 
 from emporium.accounts.models import User
-from emporium.carts.models import CartItem
+from emporium.carts.models import CartItem, ShoppingCart
 from emporium.catalog.models import Product
 from emporium.core.errors import Conflict
 from emporium.integrations import events
 from emporium.orders.models import Order, OrderItem, OrderStatus, OrderStatusChange
-from emporium.orders.workflow import HOLDS_STOCK, can_move
+from emporium.orders.workflow import HOLDS_STOCK, RELEASES_STOCK, can_move
 
 
 class CartEmpty(Conflict):
@@ -75,17 +75,33 @@ def stock_release(*, lines: list[_Line]) -> None:
         )
 
 
+def _cart_lock(*, user: User) -> int | None:
+    """Locks the user's cart row, if there is one, until the transaction ends.
+
+    Two checkouts of one cart (a double submit) then run one after the other
+    and the second finds the cart empty. FOR NO KEY UPDATE does not block
+    adding items, which needs only a key-share lock on the cart row.
+    """
+    return (
+        ShoppingCart.objects.select_for_update(no_key=True)
+        .filter(user=user)
+        .values_list("pk", flat=True)
+        .first()
+    )
+
+
 def order_place(*, user: User) -> Order:
     """Turns the user's cart into a pending order in one transaction."""
     with transaction.atomic():
+        cart_id = _cart_lock(user=user)
         cart_lines = list(
-            CartItem.objects.filter(cart__user=user)
+            CartItem.objects.filter(cart_id=cart_id)
             .order_by("product_id")
-            .values_list("product_id", "quantity")
+            .values_list("pk", "product_id", "quantity")
         )
-        if not cart_lines:
+        if cart_id is None or not cart_lines:
             raise CartEmpty()
-        lines = [_Line(product_id, quantity) for product_id, quantity in cart_lines]
+        lines = [_Line(product_id, quantity) for _, product_id, quantity in cart_lines]
         short = stock_take(lines=lines)
         if short:
             products = Product.objects.in_bulk([entry["product"] for entry in short])
@@ -115,7 +131,8 @@ def order_place(*, user: User) -> Order:
                 for line in lines
             ]
         )
-        CartItem.objects.filter(cart__user=user).delete()
+        # Only the lines bought: one added while this checkout ran stays in the cart.
+        CartItem.objects.filter(pk__in=[pk for pk, _, _ in cart_lines]).delete()
         events.event_record(
             event_type=events.ORDER_PLACED,
             aggregate_type="order",
@@ -171,7 +188,8 @@ def order_transition(
 
     The order row is locked first, so of two racing moves (say, two cancels)
     one wins and the other sees the new state and is refused. Cancelling an
-    order that still holds stock releases it here, in the same transaction.
+    order that still holds stock, or failing its payment, releases the stock
+    here, in the same transaction.
     """
     with transaction.atomic():
         order = Order.objects.select_for_update().get(pk=order_id)
@@ -181,7 +199,7 @@ def order_transition(
                 f"An order that is {from_status} cannot become {to_status}.",
                 details={"from": from_status, "to": to_status},
             )
-        if to_status == OrderStatus.CANCELLED and from_status in HOLDS_STOCK:
+        if to_status in RELEASES_STOCK and from_status in HOLDS_STOCK:
             stock_release(lines=_order_lines(order))
         order.order_status = to_status
         order.save(update_fields=["order_status", "updated_at"])

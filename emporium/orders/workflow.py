@@ -17,6 +17,9 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 
 # States whose stock is still held by the order (released on cancel).
 HOLDS_STOCK = frozenset({OrderStatus.PENDING_PAYMENT, OrderStatus.PAID})
+# Final states of an order that will never be fulfilled: moving into one from a
+# state that holds stock puts that stock back on sale.
+RELEASES_STOCK = frozenset({OrderStatus.CANCELLED, OrderStatus.PAYMENT_FAILED})
 
 
 def can_move(from_status: str, to_status: str) -> bool:
