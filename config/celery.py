@@ -5,20 +5,29 @@ message is dead-lettered to ``emporium.dead`` after ``x-delivery-limit``
 deliveries, so a task that keeps killing its worker is parked instead of
 looping forever. Tasks acknowledge late and are re-queued if the worker
 dies, so every task must be idempotent (each says what a second run does).
+
+The work exchange is a *topic* exchange: quorum queues cannot hold a message
+back until its ETA, so Celery delays ``countdown``/``eta`` tasks (retries with
+backoff) through RabbitMQ ("native delayed delivery", Celery 5.5+), which only
+routes back to topic or fanout exchanges. With a direct exchange every worker
+keeps a delayed task in memory instead and, with prefetch 1, takes nothing else
+from its queue until that task's ETA: one payment in backoff stalls them all.
+(The exchange has a new name because an existing exchange cannot change type.)
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
-from celery import Celery
+from celery import Celery, bootsteps
 from kombu import Exchange, Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.embedded")
 
 DELIVERY_LIMIT = int(os.environ.get("CELERY_DELIVERY_LIMIT", "5"))
 
-work_exchange = Exchange("emporium.tasks", type="direct", durable=True)
+work_exchange = Exchange("emporium.work", type="topic", durable=True)
 dead_letter_exchange = Exchange("emporium.dlx", type="fanout", durable=True)
 
 
@@ -40,13 +49,34 @@ TASK_QUEUES = (
     _work_queue("payments"),
     _work_queue("email"),
     _work_queue("default"),
-    Queue(
-        "emporium.dead",
-        dead_letter_exchange,
-        durable=True,
-        queue_arguments={"x-queue-type": "quorum"},
-    ),
 )
+# Parked messages wait here for a person. It is kept out of ``task_queues``:
+# a worker started without -Q consumes all of those and would run them again.
+DEAD_LETTER_QUEUE = Queue(
+    "emporium.dead",
+    dead_letter_exchange,
+    durable=True,
+    queue_arguments={"x-queue-type": "quorum"},
+)
+
+
+class DeadLetterTopology(bootsteps.StartStopStep):
+    """Declares the dead-letter exchange and queue whenever a worker connects.
+
+    A worker declares only the queues it consumes; without this step
+    ``emporium.dlx`` would never exist and RabbitMQ would silently drop every
+    message the work queues dead-letter.
+    """
+
+    requires = ("celery.worker.consumer.connection:Connection",)
+
+    def start(self, parent: Any) -> None:
+        channel = parent.connection.channel()
+        try:
+            DEAD_LETTER_QUEUE.bind(channel).declare()
+        finally:
+            channel.close()
+
 
 app = Celery("emporium")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -54,10 +84,12 @@ app.conf.update(
     task_queues=TASK_QUEUES,
     task_default_queue="default",
     task_default_exchange=work_exchange.name,
+    task_default_exchange_type=work_exchange.type,
     task_default_routing_key="default",
     task_routes={
         "payments.*": {"queue": "payments", "routing_key": "payments"},
         "orders.send_confirmation_email": {"queue": "email", "routing_key": "email"},
     },
 )
+app.steps["consumer"].add(DeadLetterTopology)
 app.autodiscover_tasks()

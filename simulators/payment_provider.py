@@ -12,8 +12,8 @@ provider's sandbox offers and what resilience code must cope with:
 * a signed callback to the charge's ``callback_url`` after each decision:
   header ``Provider-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "t.body">``;
 * ``GET /v1/charges`` lists what was charged, and ``POST /v1/control`` changes
-  latency, failure rate or an outage flag at run time, so tests can observe
-  and steer it.
+  latency, failure rate or an outage flag at run time (``"reset": true`` also
+  forgets every key, charge and counter), so tests can observe and steer it.
 
 Run: ``python -m simulators.payment_provider --port 8100``.
 """
@@ -235,6 +235,12 @@ class ProviderHandler(BaseHTTPRequestHandler):
                 state.failure_rate = float(data["failure_rate"])
             if "outage" in data:
                 state.outage = bool(data["outage"])
+            if data.get("reset"):
+                # Forget every answer, charge and counter: a clean slate per test.
+                state.answers.clear()
+                state.charges.clear()
+                state.refunds.clear()
+                state.requests_seen = 0
         self._send(
             200,
             {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from celery import Task, shared_task
 from django.conf import settings
@@ -19,6 +20,17 @@ from emporium.payments.gateway import (
 from emporium.payments.models import Payment, PaymentStatus
 
 logger = logging.getLogger(__name__)
+
+
+def _retry_countdown(attempt: int) -> int:
+    """The jittered backoff in whole seconds, at least one.
+
+    On quorum queues Celery delays a retry through RabbitMQ (native delayed
+    delivery), which counts whole seconds and refuses a countdown under one
+    second with ValueError; the retry would then be rejected and the payment
+    left pending.
+    """
+    return max(1, math.ceil(services.retry_delay(attempt)))
 
 
 @shared_task(
@@ -63,10 +75,8 @@ def payment_process(self: Task, payment_id: int) -> str:
                 payment_id=payment.pk, reason=f"provider unavailable after {attempt + 1} attempts"
             )
             return "gave_up"
-        delay = services.retry_delay(attempt)
-        logger.info(
-            "payment %s: %s; retry %s in %.1fs", payment.pk, unavailable, attempt + 1, delay
-        )
+        delay = _retry_countdown(attempt)
+        logger.info("payment %s: %s; retry %s in %ss", payment.pk, unavailable, attempt + 1, delay)
         raise self.retry(countdown=delay, exc=unavailable) from unavailable
     services.payment_mark_succeeded(payment_id=payment.pk, provider_reference=result.reference)
     return "succeeded"
@@ -96,7 +106,7 @@ def payment_refund(self: Task, payment_id: int) -> str:
         )
     except ProviderUnavailable as unavailable:
         raise self.retry(
-            countdown=services.retry_delay(self.request.retries), exc=unavailable
+            countdown=_retry_countdown(self.request.retries), exc=unavailable
         ) from unavailable
     services.payment_mark_refunded(payment_id=payment.pk, refund_reference=refund_reference)
     return "refunded"
