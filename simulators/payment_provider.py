@@ -11,6 +11,8 @@ provider's sandbox offers and what resilience code must cope with:
   tokens in ``--decline-tokens`` answered with 402;
 * a signed callback to the charge's ``callback_url`` after each decision:
   header ``Provider-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "t.body">``;
+* ``GET /v1/requests/<idempotency key>`` tells what became of a request
+  (so a client that timed out can find out without charging again);
 * ``GET /v1/charges`` lists what was charged, and ``POST /v1/control`` changes
   latency, failure rate or an outage flag at run time (``"reset": true`` also
   forgets every key, charge and counter), so tests can observe and steer it.
@@ -96,10 +98,29 @@ class ProviderHandler(BaseHTTPRequestHandler):
                 refunds = list(state.refunds.values())
                 seen = state.requests_seen
             self._send(200, {"charges": charges, "refunds": refunds, "requests_seen": seen})
+        elif self.path.startswith("/v1/requests/"):
+            self._lookup(self.path.removeprefix("/v1/requests/"))
         elif self.path == "/healthz":
             self._send(200, {"status": "ok"})
         else:
             self._send(404, {"error": "not_found"})
+
+    def _lookup(self, key: str) -> None:
+        """What became of the request sent with this idempotency key, without re-sending it."""
+        state = self.server.state
+        with state.lock:
+            known = key in state.answers
+            answer = state.answers.get(key)
+            outage = state.outage
+        if outage:
+            self._send(503, {"error": "temporarily_unavailable"})
+        elif not known:
+            self._send(404, {"error": "no_such_request"})
+        elif answer is None:
+            self._send(409, {"error": "request_in_progress"})
+        else:
+            status, payload = answer
+            self._send(200, {"status_code": status, "response": payload})
 
     def do_POST(self) -> None:
         state = self.server.state

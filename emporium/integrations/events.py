@@ -24,6 +24,7 @@ ORDER_DELIVERED = "order.delivered"
 PAYMENT_REQUESTED = "payment.requested"
 PAYMENT_FAILED = "payment.failed"
 PAYMENT_REFUND_REQUESTED = "payment.refund_requested"
+PAYMENT_RECONCILE_REQUESTED = "payment.reconcile_requested"
 STOCK_LOW = "stock.low"
 
 EventHandler = Callable[[OutboxEvent], None]

@@ -86,8 +86,8 @@ class PaymentWebhookView(APIView):
             match = _REFERENCE.match(str(data.get("reference", "")))
         except (ValueError, KeyError, TypeError, AttributeError):
             raise InvalidInput("The callback body is not a provider event.") from None
-        if match is None:
-            return Response({"status": "ignored"})
+        if match is None or not Payment.objects.filter(pk=int(match.group(1))).exists():
+            return Response({"status": "ignored"})  # not one of our payments
         payment_id = int(match.group(1))
         if event_type == "charge.succeeded":
             applied = services.payment_mark_succeeded(

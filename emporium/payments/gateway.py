@@ -53,6 +53,8 @@ class PaymentGateway(Protocol):
 
     def refund(self, *, idempotency_key: str, charge_reference: str, amount: Decimal) -> str: ...
 
+    def charge_outcome(self, *, idempotency_key: str) -> ChargeResult | None: ...
+
 
 @cache
 def provider_breaker() -> pybreaker.CircuitBreaker:
@@ -144,6 +146,39 @@ class HttpPaymentGateway:
         if response.status_code != 201:
             raise ProviderRejected(f"refund answered {response.status_code}: {response.text}")
         return str(response.json()["id"])
+
+    def charge_outcome(self, *, idempotency_key: str) -> ChargeResult | None:
+        """What became of a charge sent with this key: None if the provider never made it.
+
+        Asking never charges; a decline comes back as :class:`PaymentDeclined`.
+        """
+
+        def ask() -> httpx.Response:
+            try:
+                response = self.client.get(f"/v1/requests/{idempotency_key}")
+            except httpx.TransportError as error:
+                raise ProviderUnavailable(f"{type(error).__name__}: {error}") from error
+            if response.status_code >= 500 or response.status_code in (408, 409, 429):
+                raise ProviderUnavailable(f"provider answered {response.status_code}")
+            return response
+
+        try:
+            response = self.breaker.call(ask)
+        except pybreaker.CircuitBreakerError as error:
+            raise ProviderUnavailable("circuit open: the provider is failing") from error
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise ProviderRejected(f"lookup answered {response.status_code}: {response.text}")
+        outcome = response.json()
+        data = outcome["response"]
+        if outcome["status_code"] == 402:
+            raise PaymentDeclined(
+                str(data.get("decline_code", "declined")), str(data.get("id", ""))
+            )
+        if outcome["status_code"] != 201:
+            return None
+        return ChargeResult(reference=str(data["id"]), status=str(data["status"]))
 
 
 def default_gateway() -> PaymentGateway:

@@ -93,7 +93,9 @@ def payment_mark_succeeded(*, payment_id: int, provider_reference: str) -> bool:
             status=PaymentStatus.SUCCEEDED, provider_reference=provider_reference
         )
         if not moved:
-            return False
+            return payment_late_success(
+                payment_id=payment_id, provider_reference=provider_reference
+            )
         payment = Payment.objects.get(pk=payment_id)
         try:
             order_transition(
@@ -107,8 +109,32 @@ def payment_mark_succeeded(*, payment_id: int, provider_reference: str) -> bool:
     return True
 
 
-def payment_mark_failed(*, payment_id: int, reason: str) -> bool:
-    """Settles a pending payment as failed, and its pending order; False if already settled."""
+def payment_late_success(*, payment_id: int, provider_reference: str) -> bool:
+    """A charge that went through after we had given the payment up: give the money back.
+
+    The order already moved on (payment failed, stock released), so the charge
+    is recorded on the payment and refunded; False if the payment was not failed.
+    """
+    with transaction.atomic():
+        moved = Payment.objects.filter(pk=payment_id, status=PaymentStatus.FAILED).update(
+            status=PaymentStatus.SUCCEEDED,
+            provider_reference=provider_reference,
+            failure_reason="charged after the payment was given up; refunding",
+        )
+        if not moved:
+            return False
+        logger.warning("payment %s was charged after it was given up; refunding", payment_id)
+        _refund_record(Payment.objects.get(pk=payment_id))
+    return True
+
+
+def payment_mark_failed(*, payment_id: int, reason: str, outcome_unknown: bool = False) -> bool:
+    """Settles a pending payment as failed, and its pending order; False if already settled.
+
+    ``outcome_unknown`` says we stopped asking without a decision (timeouts): the
+    provider may still complete the charge, so a reconciliation is scheduled that
+    asks it later and refunds a charge it finds.
+    """
     from emporium.orders.services import IllegalTransition, order_transition
 
     with transaction.atomic():
@@ -124,6 +150,13 @@ def payment_mark_failed(*, payment_id: int, reason: str) -> bool:
             aggregate_id=payment.pk,
             payload={"payment_id": payment.pk, "order_id": payment.order_id, "reason": reason},
         )
+        if outcome_unknown:
+            events.event_record(
+                event_type=events.PAYMENT_RECONCILE_REQUESTED,
+                aggregate_type="payment",
+                aggregate_id=payment.pk,
+                payload={"payment_id": payment.pk, "order_id": payment.order_id},
+            )
         # An order already cancelled has nothing more to move.
         with contextlib.suppress(IllegalTransition):
             order_transition(

@@ -72,7 +72,9 @@ def payment_process(self: Task, payment_id: int) -> str:
         attempt = self.request.retries
         if attempt + 1 >= settings.PAYMENT_MAX_ATTEMPTS:
             services.payment_mark_failed(
-                payment_id=payment.pk, reason=f"provider unavailable after {attempt + 1} attempts"
+                payment_id=payment.pk,
+                reason=f"provider unavailable after {attempt + 1} attempts",
+                outcome_unknown=True,
             )
             return "gave_up"
         delay = _retry_countdown(attempt)
@@ -110,6 +112,51 @@ def payment_refund(self: Task, payment_id: int) -> str:
         ) from unavailable
     services.payment_mark_refunded(payment_id=payment.pk, refund_reference=refund_reference)
     return "refunded"
+
+
+@shared_task(
+    bind=True,
+    name="payments.reconcile",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=None,
+    time_limit=60,
+    soft_time_limit=50,
+    ignore_result=True,
+)
+def payment_reconcile(self: Task, payment_id: int) -> str:
+    """Asks the provider what became of a payment we gave up on, and refunds a late charge.
+
+    Asking never charges (it is a lookup by the payment's idempotency key), and
+    the late-success step is a conditional UPDATE, so running this twice refunds once.
+    """
+    payment = Payment.objects.filter(pk=payment_id).first()
+    if payment is None or payment.status != PaymentStatus.FAILED:
+        return "settled"
+    try:
+        outcome = default_gateway().charge_outcome(
+            idempotency_key=services.provider_idempotency_key(payment.pk)
+        )
+    except PaymentDeclined:
+        return "declined"
+    except ProviderUnavailable as unavailable:
+        if self.request.retries + 1 >= settings.PAYMENT_RECONCILE_MAX_ATTEMPTS:
+            logger.error("payment %s: could not reconcile with the provider", payment.pk)
+            return "unreachable"
+        raise self.retry(
+            countdown=_retry_countdown(self.request.retries), exc=unavailable
+        ) from unavailable
+    if outcome is None:
+        return "never_charged"
+    services.payment_late_success(payment_id=payment.pk, provider_reference=outcome.reference)
+    return "refunding"
+
+
+@events.on_event(events.PAYMENT_RECONCILE_REQUESTED)
+def _queue_reconcile(event: OutboxEvent) -> None:
+    payment_reconcile.apply_async(
+        args=(event.payload["payment_id"],), countdown=settings.PAYMENT_RECONCILE_DELAY_SECONDS
+    )
 
 
 @events.on_event(events.PAYMENT_REQUESTED)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+import urllib.request
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -270,12 +271,16 @@ def test_the_bound_counts_attempts_not_retries(provider: ProviderProcess, settin
     assert provider.ledger()["requests_seen"] == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open problem: a charge the provider completes after the last attempt timed out "
-    "stays taken while the payment is marked failed (no reconciliation or refund)",
-)
-def test_a_charge_completed_after_the_last_timeout_is_not_left_taken(
+def provider_decided(provider: ProviderProcess, key: str) -> bool:
+    """Whether the simulator has finished the request sent with ``key`` (read directly)."""
+    try:
+        with urllib.request.urlopen(f"{provider.url}/v1/requests/{key}", timeout=5) as answer:  # noqa: S310
+            return bool(answer.status == 200)
+    except OSError:
+        return False
+
+
+def test_a_charge_completed_after_the_last_timeout_is_found_and_refunded(
     provider: ProviderProcess, settings: Any
 ) -> None:
     settings.PAYMENT_MAX_ATTEMPTS = 1
@@ -284,11 +289,63 @@ def test_a_charge_completed_after_the_last_timeout_is_not_left_taken(
     payment = make_payment()
 
     assert payment_process.apply(args=(payment.pk,)).get() == "gave_up"
-    assert wait_until(lambda: bool(provider.charges_for(reference(payment))), timeout=5)
+    payment.refresh_from_db()
+    assert payment.status == PaymentStatus.FAILED
+    assert [event["payment_id"] for event in events_of("payment.reconcile_requested")] == [
+        payment.pk
+    ]
+    key = services.provider_idempotency_key(payment.pk)
+    assert wait_until(lambda: provider_decided(provider, key), timeout=5)
+    charge = provider.charges_for(reference(payment))[0]
+    settings.PAYMENT_PROVIDER_TIMEOUT_SECONDS = 5.0  # the lookup itself must not time out
+
+    assert tasks.payment_reconcile.apply(args=(payment.pk,)).get() == "refunding"
+    assert tasks.payment_reconcile.apply(args=(payment.pk,)).get() == "settled"  # once only
+    payment.refresh_from_db()
+    assert payment.status == PaymentStatus.SUCCEEDED
+    assert payment.provider_reference == charge["id"]
+    assert [event["payment_id"] for event in events_of("payment.refund_requested")] == [payment.pk]
+
+    assert tasks.payment_refund.apply(args=(payment.pk,)).get() == "refunded"
+    payment.refresh_from_db()
+    assert payment.status == PaymentStatus.REFUNDED
+    assert [refund["charge_id"] for refund in provider.ledger()["refunds"]] == [charge["id"]]
+    assert len(provider.charges_for(reference(payment))) == 1  # asking never charged again
+    assert Order.objects.get(pk=payment.order_id).order_status == OrderStatus.PAYMENT_FAILED
+
+
+def test_reconciling_a_payment_the_provider_never_charged_changes_nothing(
+    provider: ProviderProcess, settings: Any
+) -> None:
+    settings.PAYMENT_MAX_ATTEMPTS = 1
+    provider.control(outage=True)
+    payment = make_payment()
+    assert payment_process.apply(args=(payment.pk,)).get() == "gave_up"
+    provider.control(outage=False)
+    provider_breaker().close()
+
+    assert tasks.payment_reconcile.apply(args=(payment.pk,)).get() == "never_charged"
 
     payment.refresh_from_db()
-    refunded = provider.ledger()["refunds"]
-    assert payment.status == PaymentStatus.SUCCEEDED or refunded
+    assert payment.status == PaymentStatus.FAILED
+    assert provider.ledger()["charges"] == []
+    assert events_of("payment.refund_requested") == []
+
+
+def test_a_late_success_callback_refunds_a_payment_given_up(provider: ProviderProcess) -> None:
+    payment = make_payment()
+    services.payment_mark_failed(payment_id=payment.pk, reason="provider unavailable")
+
+    assert services.payment_mark_succeeded(payment_id=payment.pk, provider_reference="ch_late")
+
+    payment.refresh_from_db()
+    assert payment.status == PaymentStatus.SUCCEEDED
+    assert payment.provider_reference == "ch_late"
+    assert [event["payment_id"] for event in events_of("payment.refund_requested")] == [payment.pk]
+    assert Order.objects.get(pk=payment.order_id).order_status == OrderStatus.PAYMENT_FAILED
+    # a duplicate of that callback does nothing more
+    assert not services.payment_mark_succeeded(payment_id=payment.pk, provider_reference="ch_late")
+    assert len(events_of("payment.refund_requested")) == 1
 
 
 def test_a_missing_payment_is_nothing_to_do(provider: ProviderProcess) -> None:
@@ -361,3 +418,16 @@ def test_started_payment_is_charged_after_commit_through_the_outbox(
     assert [charge["amount"] for charge in provider.charges_for(reference(payment))] == ["24.00"]
     assert Order.objects.get(pk=order.pk).order_status == OrderStatus.PAID
     assert OutboxEvent.objects.filter(published_at__isnull=True).count() == 0
+
+
+def test_reconciling_a_declined_payment_finds_the_decline_and_refunds_nothing(
+    provider: ProviderProcess,
+) -> None:
+    payment = make_payment(token="tok_declined")
+    assert payment_process.apply(args=(payment.pk,)).get() == "declined"
+
+    assert tasks.payment_reconcile.apply(args=(payment.pk,)).get() == "declined"
+
+    payment.refresh_from_db()
+    assert payment.status == PaymentStatus.FAILED
+    assert events_of("payment.refund_requested") == []

@@ -171,7 +171,8 @@ class TestApplying:
         assert state(payment) == settled
 
     @pytest.mark.parametrize(
-        "reference", ["order-17", "payment-", "payment-abc", "payment-1-2", "", None]
+        "reference",
+        ["order-17", "payment-", "payment-abc", "payment-1-2", "", None, "payment-987654321"],
     )
     def test_unknown_reference_is_ignored(self, reference: str | None) -> None:
         payment = make_payment()
