@@ -62,7 +62,7 @@ class OrderViewSet(viewsets.ReadOnlyModelViewSet):
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         def place() -> Response:
             order = services.order_place(user=authenticated_user(request))
-            return Response(self._reload(order.pk), status=status.HTTP_201_CREATED)
+            return Response(OrderSerializer(order).data, status=status.HTTP_201_CREATED)
 
         return idempotent(view=self, request=request, scope="orders.place", produce=place)  # type: ignore[return-value]
 

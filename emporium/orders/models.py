@@ -55,6 +55,7 @@ class OrderItem(TimeStampedModel):
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="order_items")
     quantity = models.PositiveIntegerField()
     price = models.DecimalField(max_digits=12, decimal_places=2)  # unit price when ordered
+    product_name = models.CharField(max_length=200, default="")  # name when ordered
 
     class Meta:
         ordering = ["id"]

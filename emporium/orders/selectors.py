@@ -10,5 +10,5 @@ def order_list_for_user(*, user: User) -> QuerySet[Order]:
     """The orders a user may see: their own, or every order for staff."""
     queryset = Order.objects.all() if user.is_staff else Order.objects.filter(user=user)
     return queryset.prefetch_related(
-        Prefetch("items", queryset=OrderItem.objects.select_related("product").order_by("id"))
+        Prefetch("items", queryset=OrderItem.objects.order_by("id"))
     ).order_by("-created_at", "-id")

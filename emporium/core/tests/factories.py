@@ -89,6 +89,7 @@ class OrderItemFactory(factory.django.DjangoModelFactory):
 
     order = factory.SubFactory(OrderFactory)
     product = factory.SubFactory(ProductFactory)
+    product_name = factory.LazyAttribute(lambda item: item.product.name)
     quantity = 2
     price = Decimal("10.00")
 

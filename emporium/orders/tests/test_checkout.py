@@ -321,3 +321,34 @@ def test_anonymous_checkout_is_unauthorised_and_writes_nothing(customer: User) -
     assert error_of(response)["code"] == "not_authenticated"
     assert database_state() == before
     assert CartItem.objects.count() == 1
+
+
+def test_names_are_captured_when_the_order_is_placed(customer: User, client: APIClient) -> None:
+    product = ProductFactory(name="Kettle", stock_quantity=10)
+    cart_fill(customer, [(product, 1)])
+
+    placed = client.post(ORDERS_URL)
+    Product.objects.filter(pk=product.pk).update(name="Kettle (new model)")
+    later = client.get(order_url(placed.json()["id"]))
+
+    assert [item["product_name"] for item in placed.json()["items"]] == ["Kettle"]
+    assert later.json() == placed.json()
+
+
+def test_checkout_costs_a_fixed_number_of_queries(
+    customer: User, client: APIClient, django_assert_num_queries: Any
+) -> None:
+    cart_fill(customer, [(ProductFactory(stock_quantity=5), 1) for _ in range(3)])
+
+    # user, cart lock, cart lines, one stock UPDATE per product (3), order, items,
+    # cart delete, outbox event, and the savepoint pair the test's transaction
+    # turns BEGIN/COMMIT into: no re-read of what was just written.
+    with django_assert_num_queries(12) as captured:
+        response = client.post(ORDERS_URL)
+
+    assert response.status_code == 201
+    statements = [query["sql"] for query in captured.captured_queries]
+    assert sum(sql.startswith("UPDATE") for sql in statements) == 3
+    assert not any(
+        sql.startswith("SELECT") and "orders_order" in sql.split("WHERE")[0] for sql in statements
+    )
