@@ -8,7 +8,7 @@ SEED_PRODUCTS ?= 2000
 PROVIDER_PORT ?= 8100
 PYTEST_ARGS ?=
 
-.PHONY: run worker beat relay provider install install-dev test lint format typecheck check migrate seed lock clean
+.PHONY: bench run worker beat relay provider install install-dev test lint format typecheck check migrate seed lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -82,3 +82,10 @@ lock: install-dev
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
+
+## Benchmarks on the production profile (PostgreSQL, Redis, gunicorn), with a same-run reference.
+## Results are printed and kept in bench/results/ (git-ignored).
+SCENARIO ?= checkout
+bench: install
+	bash deploy/local/start-services.sh
+	$(BIN)/python -m bench.$(SCENARIO)

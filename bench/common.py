@@ -1,0 +1,262 @@
+"""Shared pieces of the benchmark runner: servers, load generators, references, reports.
+
+Everything targets 127.0.0.1 only and is bounded in time. Each scenario prints
+its figures beside a reference measured in the same run, because the machine
+is shared and noisy: ratios travel between machines better than raw numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+PG = {"host": "127.0.0.1", "port": "5432", "user": "postgres", "password": "postgres"}
+# psql and pgbench read it; a cluster that trusts loopback ignores it
+# (deploy/local/start-services.sh gives postgres this password on a fresh one).
+os.environ.setdefault("PGPASSWORD", PG["password"])
+
+
+def require_tool(name: str, apt_package: str) -> str:
+    path = shutil.which(name)
+    if path:
+        return path
+    print(f"installing {apt_package} (needed for {name})", flush=True)
+    subprocess.run(["apt-get", "install", "-y", "-qq", apt_package], check=True)
+    path = shutil.which(name)
+    if not path:
+        raise SystemExit(f"{name} is not available")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def psql(sql: str, database: str = "postgres") -> str:
+    return subprocess.run(
+        [
+            "psql",
+            "-h",
+            PG["host"],
+            "-p",
+            PG["port"],
+            "-U",
+            PG["user"],
+            "-d",
+            database,
+            "-tAqc",
+            sql,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+def recreate_database(name: str) -> str:
+    psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    psql(f'CREATE DATABASE "{name}"')
+    return f"postgres://{PG['user']}:{PG['password']}@{PG['host']}:{PG['port']}/{name}"
+
+
+def production_env(database_url: str, **extra: str) -> dict[str, str]:
+    """The production profile, as an operator would configure it, minus TLS (loopback)."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.production",
+        "SECRET_KEY": secrets.token_urlsafe(64),
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"),
+        "BROKER_URL": os.environ.get("BENCH_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//"),
+        "SECURE_SSL_REDIRECT": "false",
+        "SECURE_HSTS_SECONDS": "0",
+        "LOG_LEVEL": "WARNING",
+        # Checkout is a write path; the per-user write throttle must not cap the load test.
+        "THROTTLE_USER_WRITES": "100000/min",
+        **extra,
+    }
+
+
+def manage(env: dict[str, str], *args: str) -> None:
+    subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True)
+
+
+def wait_http(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return
+        except OSError as error:
+            if getattr(error, "code", None):  # an HTTP error status still means it is up
+                return
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer")
+
+
+@contextmanager
+def gunicorn(env: dict[str, str], *, workers: int, threads: int, port: int) -> Iterator[str]:
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "config.wsgi:application",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--worker-class",
+        "gthread" if threads > 1 else "sync",
+        "--threads",
+        str(threads),
+        "--backlog",
+        "2048",
+        "--keep-alive",
+        "30",
+        "--log-level",
+        "warning",
+    ]
+    process = subprocess.Popen(command, cwd=ROOT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{base}/api/categories/")
+        yield base
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@dataclass
+class LoadResult:
+    requests_per_second: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    requests: int
+    ok: int
+    conflicts: int
+    client_errors: int
+    server_errors: int
+    socket_errors: int
+
+
+def wrk(
+    url: str, *, script: Path, args: list[str], connections: int, threads: int, seconds: int
+) -> LoadResult:
+    require_tool("wrk", "wrk")
+    completed = subprocess.run(
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            url,
+            "--",
+            *args,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    line = next(line for line in completed.stdout.splitlines() if line.startswith("{"))
+    data = json.loads(line)
+    seconds_taken = data["duration_us"] / 1e6
+    return LoadResult(
+        requests_per_second=data["requests"] / seconds_taken,
+        p50_ms=data["p50_us"] / 1000,
+        p90_ms=data["p90_us"] / 1000,
+        p99_ms=data["p99_us"] / 1000,
+        requests=data["requests"],
+        ok=data["s2xx"],
+        conflicts=data["s409"],
+        client_errors=data["s4xx"],
+        server_errors=data["s5xx"],
+        socket_errors=data["socket_errors"],
+    )
+
+
+def pgbench_tpcb(*, clients: int = 8, seconds: int = 10, scale: int = 10) -> float:
+    """The same-run database reference: pgbench's built-in TPC-B-like transaction rate."""
+    database = "emporium_bench_pgbench"
+    recreate_database(database)
+    base = ["-h", PG["host"], "-p", PG["port"], "-U", PG["user"]]
+    subprocess.run(
+        ["pgbench", *base, "-i", "-q", "-s", str(scale), database],
+        check=True,
+        capture_output=True,
+    )
+    completed = subprocess.run(
+        ["pgbench", *base, "-c", str(clients), "-j", "2", "-T", str(seconds), database],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    match = re.search(r"tps = ([\d.]+)", completed.stdout)
+    psql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    if not match:
+        raise RuntimeError(completed.stdout)
+    return float(match.group(1))
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "postgresql": psql("SHOW server_version"),
+    }
+
+
+def save(scenario: str, payload: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{scenario}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(
+        json.dumps({"scenario": scenario, "machine": machine(), **payload}, indent=2, default=str)
+    )
+    return path
+
+
+def as_dict(result: LoadResult) -> dict[str, Any]:
+    return asdict(result)
+
+
+def print_table(rows: list[tuple[str, LoadResult | float]]) -> None:
+    """One line per measured path; a bare number is a reference rate (per second)."""
+    print()
+    print(f"{'measured':<40}{'per s':>10}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    for name, value in rows:
+        if isinstance(value, LoadResult):
+            errors = value.server_errors + value.socket_errors
+            print(
+                f"{name:<40}{value.requests_per_second:>10.0f}{value.p50_ms:>9.1f}"
+                f"{value.p90_ms:>9.1f}{value.p99_ms:>9.1f}{errors:>8}"
+            )
+        else:
+            print(f"{name:<40}{value:>10.0f}")
