@@ -77,25 +77,24 @@ class OrderViewSet(viewsets.ReadOnlyModelViewSet):
         services.order_cancel(order=order, actor=user, reason=serializer.validated_data["reason"])
         return Response(self._reload(order.pk))
 
-    @extend_schema(request=None, responses=OrderSerializer)
-    @action(detail=True, methods=["post"], permission_classes=[IsStaff])
-    def ship(self, request: Request, pk: str | None = None) -> Response:
-        """Staff: marks a paid order shipped."""
+    def _move(self, request: Request, to_status: str) -> Response:
         order = self.get_object()
         services.order_transition(
-            order_id=order.pk, to_status=OrderStatus.SHIPPED, actor=authenticated_user(request)
+            order_id=order.pk, to_status=to_status, actor=authenticated_user(request)
         )
         return Response(self._reload(order.pk))
 
     @extend_schema(request=None, responses=OrderSerializer)
     @action(detail=True, methods=["post"], permission_classes=[IsStaff])
+    def ship(self, request: Request, pk: str | None = None) -> Response:
+        """Staff: marks a paid order shipped."""
+        return self._move(request, OrderStatus.SHIPPED)
+
+    @extend_schema(request=None, responses=OrderSerializer)
+    @action(detail=True, methods=["post"], permission_classes=[IsStaff])
     def deliver(self, request: Request, pk: str | None = None) -> Response:
         """Staff: marks a shipped order delivered."""
-        order = self.get_object()
-        services.order_transition(
-            order_id=order.pk, to_status=OrderStatus.DELIVERED, actor=authenticated_user(request)
-        )
-        return Response(self._reload(order.pk))
+        return self._move(request, OrderStatus.DELIVERED)
 
     @extend_schema(responses=OrderStatusChangeSerializer(many=True))
     @action(detail=True, methods=["get"])

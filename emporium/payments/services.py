@@ -58,16 +58,7 @@ def payment_start(*, order: Order, user: User, payment_method: str, token: str) 
                 status=PaymentStatus.PENDING,
                 provider_token=token,
             )
-            events.event_record(
-                event_type=events.PAYMENT_REQUESTED,
-                aggregate_type="payment",
-                aggregate_id=payment.pk,
-                payload={
-                    "payment_id": payment.pk,
-                    "order_id": locked.pk,
-                    "amount": str(payment.amount),
-                },
-            )
+            _payment_event(events.PAYMENT_REQUESTED, payment, amount=str(payment.amount))
     except IntegrityError:
         raise PaymentNotAllowed(
             "This order already has a payment in progress or completed.",
@@ -144,19 +135,9 @@ def payment_mark_failed(*, payment_id: int, reason: str, outcome_unknown: bool =
         if not moved:
             return False
         payment = Payment.objects.get(pk=payment_id)
-        events.event_record(
-            event_type=events.PAYMENT_FAILED,
-            aggregate_type="payment",
-            aggregate_id=payment.pk,
-            payload={"payment_id": payment.pk, "order_id": payment.order_id, "reason": reason},
-        )
+        _payment_event(events.PAYMENT_FAILED, payment, reason=reason)
         if outcome_unknown:
-            events.event_record(
-                event_type=events.PAYMENT_RECONCILE_REQUESTED,
-                aggregate_type="payment",
-                aggregate_id=payment.pk,
-                payload={"payment_id": payment.pk, "order_id": payment.order_id},
-            )
+            _payment_event(events.PAYMENT_RECONCILE_REQUESTED, payment)
         # An order already cancelled has nothing more to move.
         with contextlib.suppress(IllegalTransition):
             order_transition(
@@ -165,17 +146,17 @@ def payment_mark_failed(*, payment_id: int, reason: str, outcome_unknown: bool =
     return True
 
 
-def _refund_record(payment: Payment) -> None:
+def _payment_event(event_type: str, payment: Payment, **extra: str) -> None:
     events.event_record(
-        event_type=events.PAYMENT_REFUND_REQUESTED,
+        event_type=event_type,
         aggregate_type="payment",
         aggregate_id=payment.pk,
-        payload={
-            "payment_id": payment.pk,
-            "order_id": payment.order_id,
-            "amount": str(payment.amount),
-        },
+        payload={"payment_id": payment.pk, "order_id": payment.order_id, **extra},
     )
+
+
+def _refund_record(payment: Payment) -> None:
+    _payment_event(events.PAYMENT_REFUND_REQUESTED, payment, amount=str(payment.amount))
 
 
 def payment_refund_request(*, order: Order) -> None:

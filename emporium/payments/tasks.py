@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Any
 
 from celery import Task, shared_task
 from django.conf import settings
@@ -22,6 +23,20 @@ from emporium.payments.models import Payment, PaymentStatus
 logger = logging.getLogger(__name__)
 
 
+# Every task that talks to the provider: acknowledged only when done and
+# re-queued if its worker dies (so each must be safe to run twice), retried
+# by its own bounded logic, and stopped if the provider hangs it.
+_PROVIDER_TASK: dict[str, Any] = {
+    "bind": True,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "max_retries": None,
+    "time_limit": 60,
+    "soft_time_limit": 50,
+    "ignore_result": True,
+}
+
+
 def _retry_countdown(attempt: int) -> int:
     """The jittered backoff in whole seconds, at least one.
 
@@ -33,16 +48,7 @@ def _retry_countdown(attempt: int) -> int:
     return max(1, math.ceil(services.retry_delay(attempt)))
 
 
-@shared_task(
-    bind=True,
-    name="payments.process",
-    acks_late=True,
-    reject_on_worker_lost=True,
-    max_retries=None,
-    time_limit=60,
-    soft_time_limit=50,
-    ignore_result=True,
-)
+@shared_task(name="payments.process", **_PROVIDER_TASK)
 def payment_process(self: Task, payment_id: int) -> str:
     """Charges a pending payment and settles it.
 
@@ -84,16 +90,7 @@ def payment_process(self: Task, payment_id: int) -> str:
     return "succeeded"
 
 
-@shared_task(
-    bind=True,
-    name="payments.refund",
-    acks_late=True,
-    reject_on_worker_lost=True,
-    max_retries=None,
-    time_limit=60,
-    soft_time_limit=50,
-    ignore_result=True,
-)
+@shared_task(name="payments.refund", **_PROVIDER_TASK)
 def payment_refund(self: Task, payment_id: int) -> str:
     """Refunds a succeeded payment; the refund key is derived from the payment id,
     so a second run gets the first refund back instead of refunding twice."""
@@ -114,16 +111,7 @@ def payment_refund(self: Task, payment_id: int) -> str:
     return "refunded"
 
 
-@shared_task(
-    bind=True,
-    name="payments.reconcile",
-    acks_late=True,
-    reject_on_worker_lost=True,
-    max_retries=None,
-    time_limit=60,
-    soft_time_limit=50,
-    ignore_result=True,
-)
+@shared_task(name="payments.reconcile", **_PROVIDER_TASK)
 def payment_reconcile(self: Task, payment_id: int) -> str:
     """Asks the provider what became of a payment we gave up on, and refunds a late charge.
 
