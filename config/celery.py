@@ -23,9 +23,12 @@ from typing import Any
 from celery import Celery, bootsteps
 from kombu import Exchange, Queue
 
+from config.settings.env import ENV
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.embedded")
 
-DELIVERY_LIMIT = int(os.environ.get("CELERY_DELIVERY_LIMIT", "5"))
+# Read through the settings' environment module, so a value in .env counts too.
+DELIVERY_LIMIT = ENV.celery_delivery_limit
 
 work_exchange = Exchange("emporium.work", type="topic", durable=True)
 dead_letter_exchange = Exchange("emporium.dlx", type="fanout", durable=True)

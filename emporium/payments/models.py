@@ -30,6 +30,7 @@ class Payment(TimeStampedModel):
     # A token from the provider's card vault (never a card number), used to charge.
     provider_token = models.CharField(max_length=128, blank=True, default="")
     provider_reference = models.CharField(max_length=128, blank=True, default="")
+    refund_reference = models.CharField(max_length=128, blank=True, default="")
     failure_reason = models.CharField(max_length=255, blank=True, default="")
 
     class Meta:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from emporium.accounts.models import User
 from emporium.core.errors import Conflict, InvalidInput
@@ -81,7 +83,9 @@ def payment_mark_succeeded(*, payment_id: int, provider_reference: str) -> bool:
 
     with transaction.atomic():
         moved = Payment.objects.filter(pk=payment_id, status=PaymentStatus.PENDING).update(
-            status=PaymentStatus.SUCCEEDED, provider_reference=provider_reference
+            status=PaymentStatus.SUCCEEDED,
+            provider_reference=provider_reference,
+            updated_at=timezone.now(),
         )
         if not moved:
             return payment_late_success(
@@ -111,6 +115,7 @@ def payment_late_success(*, payment_id: int, provider_reference: str) -> bool:
             status=PaymentStatus.SUCCEEDED,
             provider_reference=provider_reference,
             failure_reason="charged after the payment was given up; refunding",
+            updated_at=timezone.now(),
         )
         if not moved:
             return False
@@ -130,7 +135,7 @@ def payment_mark_failed(*, payment_id: int, reason: str, outcome_unknown: bool =
 
     with transaction.atomic():
         moved = Payment.objects.filter(pk=payment_id, status=PaymentStatus.PENDING).update(
-            status=PaymentStatus.FAILED, failure_reason=reason[:255]
+            status=PaymentStatus.FAILED, failure_reason=reason[:255], updated_at=timezone.now()
         )
         if not moved:
             return False
@@ -159,6 +164,17 @@ def _refund_record(payment: Payment) -> None:
     _payment_event(events.PAYMENT_REFUND_REQUESTED, payment, amount=str(payment.amount))
 
 
+def payments_stuck_pending(*, older_than_seconds: int) -> list[int]:
+    """Pending payments nobody is working on any more (their event was parked, their
+    message dead-lettered, or their task hit its time limit): ids, oldest first."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    return list(
+        Payment.objects.filter(status=PaymentStatus.PENDING, updated_at__lt=cutoff)
+        .order_by("updated_at")
+        .values_list("pk", flat=True)[:500]
+    )
+
+
 def payment_refund_request(*, order: Order) -> None:
     """Asks (through the outbox) for every succeeded payment of the order to be refunded."""
     for payment in Payment.objects.filter(order=order, status=PaymentStatus.SUCCEEDED):
@@ -168,6 +184,8 @@ def payment_refund_request(*, order: Order) -> None:
 def payment_mark_refunded(*, payment_id: int, refund_reference: str) -> bool:
     return bool(
         Payment.objects.filter(pk=payment_id, status=PaymentStatus.SUCCEEDED).update(
-            status=PaymentStatus.REFUNDED, failure_reason=f"refunded {refund_reference}"[:255]
+            status=PaymentStatus.REFUNDED,
+            refund_reference=refund_reference,
+            updated_at=timezone.now(),
         )
     )

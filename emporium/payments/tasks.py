@@ -107,6 +107,11 @@ def payment_refund(self: Task, payment_id: int) -> str:
         raise self.retry(
             countdown=_retry_countdown(self.request.retries), exc=unavailable
         ) from unavailable
+    except ProviderRejected as rejected:
+        # Retrying the same request cannot help; the payment stays "succeeded"
+        # so it shows up for a person to refund by hand.
+        logger.error("payment %s: the provider refused the refund: %s", payment.pk, rejected)
+        return "refused"
     services.payment_mark_refunded(payment_id=payment.pk, refund_reference=refund_reference)
     return "refunded"
 
@@ -138,6 +143,15 @@ def payment_reconcile(self: Task, payment_id: int) -> str:
         return "never_charged"
     services.payment_late_success(payment_id=payment.pk, provider_reference=outcome.reference)
     return "refunding"
+
+
+@shared_task(name="payments.recover_stuck", ignore_result=True)
+def payments_recover_stuck() -> int:
+    """Re-queues pending payments left without a task; payment_process is safe to repeat."""
+    stuck = services.payments_stuck_pending(older_than_seconds=settings.PAYMENT_STUCK_AFTER_SECONDS)
+    for payment_id in stuck:
+        payment_process.apply_async(args=(payment_id,))
+    return len(stuck)
 
 
 @events.on_event(events.PAYMENT_RECONCILE_REQUESTED)
