@@ -96,11 +96,18 @@ def database_url() -> str:
 @pytest.fixture(autouse=True)
 def _fresh_cache() -> Iterator[None]:
     """Throttle counters and cached pages must not leak from one test to the next."""
-    from django.core.cache import cache
+    from django.core.cache import caches
 
-    cache.clear()
+    from emporium.core.cache import local_state_reset
+
+    def clear() -> None:
+        for alias in caches.settings:
+            caches[alias].clear()
+        local_state_reset()
+
+    clear()
     yield
-    cache.clear()
+    clear()
 
 
 @pytest.fixture

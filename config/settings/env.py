@@ -49,6 +49,10 @@ class Environment:
     default_from_email: str
     hsts_seconds: int
     trusted_proxy_count: int
+    celery_delivery_limit: int
+    catalog_cache_max_age: int
+    catalog_cache_stale_while_revalidate: int
+    catalog_cache_fresh_seconds: int
 
 
 def read_environment() -> Environment:
@@ -74,6 +78,12 @@ def read_environment() -> Environment:
         secure_ssl_redirect=_env.bool("SECURE_SSL_REDIRECT", default=True),
         hsts_seconds=_env.int("SECURE_HSTS_SECONDS", default=31536000),
         trusted_proxy_count=_env.int("TRUSTED_PROXY_COUNT", default=0),
+        celery_delivery_limit=_env.int("CELERY_DELIVERY_LIMIT", default=5),
+        catalog_cache_max_age=_env.int("CATALOG_CACHE_MAX_AGE", default=5),
+        catalog_cache_stale_while_revalidate=_env.int(
+            "CATALOG_CACHE_STALE_WHILE_REVALIDATE", default=30
+        ),
+        catalog_cache_fresh_seconds=_env.int("CATALOG_CACHE_FRESH_SECONDS", default=60),
         order_payment_timeout_seconds=_env.int("ORDER_PAYMENT_TIMEOUT_SECONDS", default=1800),
         low_stock_threshold=_env.int("LOW_STOCK_THRESHOLD", default=5),
         payment_provider_url=_env.str("PAYMENT_PROVIDER_URL", default="http://127.0.0.1:8100"),
@@ -117,22 +127,36 @@ def database_config(url: str | None, *, sqlite_path: Path, conn_max_age: int) ->
     }
 
 
-def cache_config(url: str | None, *, key_prefix: str) -> dict[str, object]:
-    """Redis through django-redis when configured; an in-process cache otherwise."""
+def cache_config(
+    url: str | None,
+    *,
+    key_prefix: str,
+    location: str = "emporium",
+    ignore_exceptions: bool = False,
+) -> dict[str, object]:
+    """Redis through django-redis when configured; an in-process cache otherwise.
+
+    ``ignore_exceptions`` makes django-redis answer a failing server as a miss
+    instead of raising; only caches whose every user can live with that set it.
+    ``location`` names the in-process store, so two aliases do not share one.
+    """
     if url:
+        options: dict[str, object] = {
+            "CLIENT_CLASS": "django_redis.client.DefaultClient",
+            "SOCKET_CONNECT_TIMEOUT": 1,
+            "SOCKET_TIMEOUT": 1,
+        }
+        if ignore_exceptions:
+            options["IGNORE_EXCEPTIONS"] = True
         return {
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": url,
             "KEY_PREFIX": key_prefix,
-            "OPTIONS": {
-                "CLIENT_CLASS": "django_redis.client.DefaultClient",
-                "SOCKET_CONNECT_TIMEOUT": 1,
-                "SOCKET_TIMEOUT": 1,
-            },
+            "OPTIONS": options,
         }
     return {
         "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-        "LOCATION": "emporium",
+        "LOCATION": location,
         "KEY_PREFIX": key_prefix,
         "OPTIONS": {"MAX_ENTRIES": 50_000},
     }

@@ -49,6 +49,13 @@ class CategoryAdmin(admin.ModelAdmin):
             )
             obj.pk = created.pk
 
+    def delete_model(self, request: HttpRequest, obj: Category) -> None:
+        services.category_delete(category=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Category]) -> None:
+        super().delete_queryset(request, queryset)
+        services.category_cache_invalidate()
+
 
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
@@ -61,3 +68,16 @@ class ProductAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Product]:
         return super().get_queryset(request).select_related("category")
+
+    # The admin saves products itself; these keep the catalog cache in step.
+    def save_model(self, request: HttpRequest, obj: Product, form: ModelForm, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        services.product_cache_invalidate(product_ids=[obj.pk])
+
+    def delete_model(self, request: HttpRequest, obj: Product) -> None:
+        services.product_delete(product=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Product]) -> None:
+        product_ids = list(queryset.values_list("pk", flat=True))
+        super().delete_queryset(request, queryset)
+        services.product_cache_invalidate(product_ids=product_ids)

@@ -1,22 +1,90 @@
+"""Catalog endpoints. Reads are served from the versioned response cache.
+
+A cached read still passes through DRF's authentication, permission and
+content negotiation, then answers with the stored bytes (or 304) instead of
+querying and rendering. Input is validated before the cache is consulted, and
+the cache keeps only what the renderer produced from a successful read, so a
+400 or 404 is never stored.
+"""
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
+from rest_framework.generics import GenericAPIView
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
-from emporium.catalog import selectors, services
+from emporium.catalog import caching, selectors, services
 from emporium.catalog.models import Category, Product
 from emporium.catalog.serializers import (
     CategorySerializer,
     ProductFilterSerializer,
     ProductSerializer,
 )
+from emporium.core.cache import conditional_response, versioned_fetch
+from emporium.core.pagination import KeysetPagination
 from emporium.core.permissions import IsStaffOrReadOnly
+
+# Documented on every cached read, so clients know they may revalidate.
+_CONDITIONAL_PARAMETERS = [
+    OpenApiParameter(
+        "If-None-Match",
+        OpenApiTypes.STR,
+        OpenApiParameter.HEADER,
+        description="An ETag from an earlier response; 304 with no body if it is still current.",
+    ),
+    OpenApiParameter(
+        "If-Modified-Since",
+        OpenApiTypes.STR,
+        OpenApiParameter.HEADER,
+        description="An HTTP date; 304 if nothing changed since (If-None-Match takes precedence).",
+    ),
+]
+_NOT_MODIFIED = OpenApiResponse(description="Not modified: the client's copy is current.")
+
+_PAGE_PARAMS = (KeysetPagination.cursor_query_param, KeysetPagination.page_size_query_param)
+_PRODUCT_LIST_PARAMS = (*ProductFilterSerializer().fields, *_PAGE_PARAMS)
+
+
+def _cached_json(
+    request: Request, *, key: str, namespaces: Sequence[str], data: Callable[[], Any]
+) -> HttpResponse:
+    """The cached rendering of ``data()``; ``data`` runs only when the entry must be built."""
+    lookup = versioned_fetch(
+        key=key,
+        namespaces=namespaces,
+        compute=lambda: JSONRenderer().render(data()),
+        policy=caching.cache_policy(),
+    )
+    return conditional_response(
+        request,
+        lookup.entry,
+        content_type=JSONRenderer.media_type,
+        cache_control=caching.cache_control(),
+    )
+
+
+def _page_key(view: GenericAPIView[Any], kind: str, params: dict[str, str]) -> str:
+    """The key of one list page: what it reads and where its links point.
+
+    The paginator is told to build its links from ``params`` alone, so the
+    bytes cannot depend on anything the key leaves out.
+    """
+    paginator = view.paginator
+    assert isinstance(paginator, KeysetPagination)  # noqa: S101 - the project's default
+    request = view.request
+    paginator.get_page_size(request)  # a malformed page_size is a 400 before any caching
+    paginator.link_query = params
+    return caching.list_key(kind, base_uri=request.build_absolute_uri(request.path), params=params)
 
 
 class CategoryViewSet(viewsets.ModelViewSet):
@@ -29,6 +97,33 @@ class CategoryViewSet(viewsets.ModelViewSet):
 
     def get_queryset(self) -> QuerySet[Category]:
         return selectors.category_list()
+
+    @extend_schema(
+        parameters=_CONDITIONAL_PARAMETERS,
+        responses={200: CategorySerializer, 304: _NOT_MODIFIED},
+    )
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:  # type: ignore[override]
+        params = caching.known_params(request.query_params, _PAGE_PARAMS)
+        key = _page_key(self, "categories.list", params)
+
+        def page() -> Any:
+            rows = self.paginate_queryset(self.get_queryset())
+            return self.get_paginated_response(self.get_serializer(rows, many=True).data).data
+
+        return _cached_json(request, key=key, namespaces=caching.category_namespaces(), data=page)
+
+    @extend_schema(
+        parameters=_CONDITIONAL_PARAMETERS,
+        responses={200: CategorySerializer, 304: _NOT_MODIFIED},
+    )
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:  # type: ignore[override]
+        category_id = int(self.kwargs[self.lookup_field])
+        return _cached_json(
+            request,
+            key=caching.detail_key("categories.detail", category_id),
+            namespaces=caching.category_namespaces(),
+            data=lambda: self.get_serializer(self.get_object()).data,
+        )
 
     def perform_create(self, serializer: BaseSerializer[Category]) -> None:
         data: dict[str, Any] = serializer.validated_data
@@ -59,21 +154,49 @@ class ProductViewSet(viewsets.ModelViewSet):
     def get_queryset(self) -> QuerySet[Product]:
         return selectors.product_detail_queryset()
 
-    @extend_schema(parameters=[ProductFilterSerializer])
-    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+    @extend_schema(
+        parameters=[ProductFilterSerializer, *_CONDITIONAL_PARAMETERS],
+        responses={200: ProductSerializer, 304: _NOT_MODIFIED},
+    )
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:  # type: ignore[override]
         filters = ProductFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         params = filters.validated_data
-        queryset = selectors.product_list(
-            category_id=params.get("category"),
-            min_price=params.get("min_price"),
-            max_price=params.get("max_price"),
-            in_stock=params.get("in_stock"),
-            name_query=params.get("q"),
-            ordering=params["ordering"],
+        # Keyed by the raw values the list reads: the links echo them as sent.
+        key = _page_key(
+            self,
+            "products.list",
+            caching.known_params(request.query_params, _PRODUCT_LIST_PARAMS),
         )
-        page = self.paginate_queryset(queryset)
-        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+        def page() -> Any:
+            queryset = selectors.product_list(
+                category_id=params.get("category"),
+                min_price=params.get("min_price"),
+                max_price=params.get("max_price"),
+                in_stock=params.get("in_stock"),
+                name_query=params.get("q"),
+                ordering=params["ordering"],
+            )
+            rows = self.paginate_queryset(queryset)
+            return self.get_paginated_response(self.get_serializer(rows, many=True).data).data
+
+        return _cached_json(
+            request, key=key, namespaces=caching.product_list_namespaces(), data=page
+        )
+
+    @extend_schema(
+        parameters=_CONDITIONAL_PARAMETERS,
+        responses={200: ProductSerializer, 304: _NOT_MODIFIED},
+    )
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:  # type: ignore[override]
+        product_id = int(self.kwargs[self.lookup_field])
+        return _cached_json(
+            request,
+            key=caching.detail_key("products.detail", product_id),
+            namespaces=caching.product_detail_namespaces(product_id),
+            data=lambda: self.get_serializer(self.get_object()).data,
+        )
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         serializer = self.get_serializer(data=request.data)

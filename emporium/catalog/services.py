@@ -1,14 +1,91 @@
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Value
 from django.db.models.functions import Concat, Substr
 
+from emporium.catalog import caching
 from emporium.catalog.models import MAX_CATEGORY_DEPTH, Category, Product
+from emporium.core.cache import namespace_bump
 from emporium.core.errors import InvalidInput
+
+# A rename bumps each product of the category; past this many it is cheaper
+# to bump the whole catalog namespace at once.
+EXACT_PRODUCT_BUMPS_MAX = 1_000
+
+
+# -- cache invalidation --------------------------------------------------------------
+#
+# Every write that changes what a cached catalog response shows calls one of these
+# after writing, inside its transaction if it has one. The bump itself waits for
+# the commit (outside a transaction that is at once): done earlier, a concurrent
+# read could fetch the new version, read the old rows and cache them under it.
+# A rolled-back write bumps nothing.
+
+
+def _bump(namespaces: list[str]) -> None:
+    namespace_bump(
+        *namespaces,
+        alias=settings.CATALOG_CACHE_ALIAS,
+        backoff_seconds=float(settings.CATALOG_CACHE_FAILURE_BACKOFF_SECONDS),
+    )
+
+
+def product_cache_invalidate(*, product_ids: Iterable[int]) -> None:
+    """After commit, makes the next read of these products, and of every product list, fresh.
+
+    For any change to a product's own row: fields, price, stock, rating counters.
+    """
+    namespaces = [caching.PRODUCT_LIST]
+    namespaces += [caching.product_namespace(product_id) for product_id in sorted(set(product_ids))]
+    transaction.on_commit(lambda: _bump(namespaces))
+
+
+def _category_products_bump(category_id: int) -> None:
+    product_ids = list(
+        Product.objects.filter(category_id=category_id).values_list("pk", flat=True)[
+            : EXACT_PRODUCT_BUMPS_MAX + 1
+        ]
+    )
+    if len(product_ids) > EXACT_PRODUCT_BUMPS_MAX:
+        _bump([caching.CATALOG])
+    else:
+        _bump([caching.product_namespace(product_id) for product_id in product_ids])
+
+
+def category_cache_invalidate(
+    *, products_listed: bool = True, renamed_category_id: int | None = None
+) -> None:
+    """After commit, makes the next read of the categories fresh.
+
+    ``products_listed``: product lists change too (a move changes which products
+    a category filter matches; a delete turns that filter into a 400).
+    ``renamed_category_id``: its products show the category's name, so each of
+    them is bumped; they are looked up after the commit, when the set is final.
+    """
+    namespaces = [caching.CATEGORIES]
+    if products_listed or renamed_category_id is not None:
+        namespaces.append(caching.PRODUCT_LIST)
+
+    def bump() -> None:
+        _bump(namespaces)
+        if renamed_category_id is not None:
+            _category_products_bump(renamed_category_id)
+
+    transaction.on_commit(bump)
+
+
+def catalog_cache_invalidate() -> None:
+    """After commit, makes every cached catalog response fresh.
+
+    For bulk writes (imports, seeding) that touch rows nobody listed.
+    """
+    transaction.on_commit(lambda: _bump([caching.CATALOG]))
 
 
 class CategoryCycle(InvalidInput):
@@ -60,6 +137,7 @@ def category_create(*, name: str, parent: Category | None = None) -> Category:
             raise CategoryNameTaken(details={"name": [CategoryNameTaken.default_message]}) from None
         category.path = f"{parent_path}{category.pk}/"
         category.save(update_fields=["path"])
+        category_cache_invalidate(products_listed=False)
     return category
 
 
@@ -109,12 +187,17 @@ def category_update(
                 raise CategoryNameTaken(
                     details={"name": [CategoryNameTaken.default_message]}
                 ) from None
+            category_cache_invalidate(
+                products_listed="path" in fields,
+                renamed_category_id=category.pk if "name" in fields else None,
+            )
     return category
 
 
 def category_delete(*, category: Category) -> None:
     """Deletes an empty leaf; a category with children or products raises ProtectedError."""
     category.delete()
+    category_cache_invalidate()
 
 
 def product_create(
@@ -127,7 +210,7 @@ def product_create(
     description: str = "",
     attributes: dict[str, Any] | None = None,
 ) -> Product:
-    return Product.objects.create(
+    product = Product.objects.create(
         name=name,
         sku=sku,
         price=price,
@@ -136,6 +219,8 @@ def product_create(
         description=description,
         attributes=attributes or {},
     )
+    product_cache_invalidate(product_ids=[product.pk])
+    return product
 
 
 PRODUCT_EDITABLE_FIELDS = (
@@ -158,9 +243,12 @@ def product_update(*, product: Product, **changes: Any) -> Product:
         setattr(product, field, changes[field])
     if fields:
         product.save(update_fields=[*fields, "updated_at"])
+        product_cache_invalidate(product_ids=[product.pk])
     return product
 
 
 def product_delete(*, product: Product) -> None:
     """Deletes a product; one that appears on an order raises ProtectedError."""
+    product_id = product.pk
     product.delete()
+    product_cache_invalidate(product_ids=[product_id])

@@ -18,7 +18,7 @@ import binascii
 import datetime
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
@@ -83,6 +83,14 @@ class KeysetPagination(BasePagination):
     max_page_size = 100
     cursor_query_param = "cursor"
     page_size_query_param = "page_size"
+    # When set, next/previous links carry exactly these parameters (plus the
+    # cursor) instead of echoing the request's query string. A view that caches
+    # its pages sets it, so that parameters it ignores cannot end up in the bytes.
+    link_query: Mapping[str, str] | None = None
+
+    def get_page_size(self, request: Request) -> int:
+        """The page size the request asks for; raises InvalidInput on a malformed one."""
+        return self._page_size(request)
 
     def paginate_queryset(  # type: ignore[override]
         self, queryset: QuerySet[Any], request: Request, view: APIView | None = None
@@ -180,7 +188,9 @@ class KeysetPagination(BasePagination):
             return None
         payload = {"f": self.fingerprint, "v": self._position(row), "d": "n" if forward else "p"}
         token = base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode())
-        params = self.request.query_params.copy()
+        # A repeated parameter keeps its last value, the one the view reads.
+        source = self.link_query if self.link_query is not None else self.request.query_params
+        params = dict(source.items())
         params[self.cursor_query_param] = token.decode().rstrip("=")
         return self.request.build_absolute_uri(
             f"{self.request.path}?{urlencode(sorted(params.items()))}"

@@ -296,6 +296,8 @@ def seed_demo(
     seed_products(count=product_count, leaves=leaves, progress=progress)
     with transaction.atomic():
         seed_reviews_and_wishlists(product_count=product_count, customers=customers)
+    # Bulk writes bypass the catalog services: drop every cached catalog response.
+    catalog_services.catalog_cache_invalidate()
     return SeedReport(
         categories=Category.objects.count(),
         products=Product.objects.filter(sku__startswith=SKU_PREFIX).count(),

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from emporium.accounts.models import User
 from emporium.carts.models import CartItem, ShoppingCart
+from emporium.catalog import services as catalog_services
 from emporium.catalog.models import Product
 from emporium.core.errors import Conflict
 from emporium.integrations import events
@@ -91,6 +92,9 @@ def stock_take(*, lines: list[_Line]) -> tuple[dict[int, _Taken], list[dict[str,
                 # SQLite hands numeric columns back as floats; two places are exact.
                 price = Decimal(str(row[0])).quantize(_CENT)
                 taken[line.product_id] = _Taken(price=price, stock_left=int(row[1]), name=row[2])
+    if taken:
+        # Bumped only if the caller commits; its rollback on shortages discards this.
+        catalog_services.product_cache_invalidate(product_ids=taken)
     return taken, short
 
 
@@ -99,6 +103,7 @@ def stock_release(*, lines: list[_Line]) -> None:
         Product.objects.filter(pk=line.product_id).update(
             stock_quantity=F("stock_quantity") + line.quantity, updated_at=timezone.now()
         )
+    catalog_services.product_cache_invalidate(product_ids=[line.product_id for line in lines])
 
 
 def _cart_lock(*, user: User) -> int | None:

@@ -6,6 +6,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 
 from emporium.accounts.models import User
+from emporium.catalog import services as catalog_services
 from emporium.catalog.models import Product
 from emporium.core.errors import Conflict, InvalidInput
 from emporium.reviews.models import Review
@@ -27,6 +28,8 @@ def _move_rating(*, product_id: int, count_delta: int, total_delta: int) -> None
     Product.objects.filter(pk=product_id).update(
         review_count=F("review_count") + count_delta, rating_total=F("rating_total") + total_delta
     )
+    # The product's rating_average and review_count are shown in the catalog.
+    catalog_services.product_cache_invalidate(product_ids=[product_id])
 
 
 def review_create(*, product: Product, user: User, rating: int, comment: str = "") -> Review:

@@ -1,0 +1,85 @@
+"""What the catalog caches, under which namespaces, and for how long.
+
+Every cached catalog response depends on the ``catalog`` namespace (bumped by
+bulk writes that touch an unknown set of rows) plus one narrower namespace:
+
+========================  =============================  ==========================
+response                  namespaces                     bumped by
+========================  =============================  ==========================
+product list pages        catalog, catalog.products      any product, stock, review
+                                                         or category change
+product detail            catalog, catalog.product.<id>  that product's writes, its
+                                                         category's rename
+category list and detail  catalog, catalog.categories    any category change
+========================  =============================  ==========================
+
+The API reads through :func:`emporium.core.cache.versioned_fetch`; the
+services bump after commit through ``emporium.catalog.services``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from urllib.parse import urlencode
+
+from django.conf import settings
+
+from emporium.core.cache import CachePolicy
+
+CATALOG = "catalog"
+PRODUCT_LIST = "catalog.products"
+CATEGORIES = "catalog.categories"
+
+
+def product_namespace(product_id: int) -> str:
+    return f"catalog.product.{product_id}"
+
+
+def product_list_namespaces() -> list[str]:
+    return [CATALOG, PRODUCT_LIST]
+
+
+def product_detail_namespaces(product_id: int) -> list[str]:
+    return [CATALOG, product_namespace(product_id)]
+
+
+def category_namespaces() -> list[str]:
+    return [CATALOG, CATEGORIES]
+
+
+def list_key(kind: str, *, base_uri: str, params: Mapping[str, str]) -> str:
+    """A key for one list page: its kind, the URL it links to, and its query.
+
+    The pages carry absolute next/previous links, so the scheme, host and path
+    are part of what was rendered. ``params`` must be only the parameters the
+    list reads, each with the value it reads (the last one, for a repeated
+    parameter); their order does not matter.
+    """
+    return f"{kind}|{base_uri}|{urlencode(sorted(params.items()))}"
+
+
+def detail_key(kind: str, object_id: int) -> str:
+    return f"{kind}|{object_id}"
+
+
+def known_params(query: Mapping[str, str], names: Iterable[str]) -> dict[str, str]:
+    """The query parameters a list understands; anything else changes nothing it renders."""
+    return {name: query[name] for name in names if name in query}
+
+
+def cache_policy() -> CachePolicy:
+    return CachePolicy(
+        alias=settings.CATALOG_CACHE_ALIAS,
+        fresh_seconds=float(settings.CATALOG_CACHE_FRESH_SECONDS),
+        stale_seconds=float(settings.CATALOG_CACHE_STALE_SECONDS),
+        lock_seconds=float(settings.CATALOG_CACHE_LOCK_SECONDS),
+        wait_seconds=float(settings.CATALOG_CACHE_WAIT_SECONDS),
+        backoff_seconds=float(settings.CATALOG_CACHE_FAILURE_BACKOFF_SECONDS),
+    )
+
+
+def cache_control() -> str:
+    return (
+        f"public, max-age={settings.CATALOG_CACHE_MAX_AGE}, "
+        f"stale-while-revalidate={settings.CATALOG_CACHE_STALE_WHILE_REVALIDATE}"
+    )

@@ -1,0 +1,451 @@
+"""Cached response bytes with versioned keys, stampede protection and HTTP validators.
+
+Nothing here knows about any domain; an app names its namespaces and keys.
+
+Keys are versioned
+    Every entry belongs to one or more *namespaces* (``"catalog"``,
+    ``"catalog.product.42"``). Each namespace has a version number stored in
+    the cache itself, and the entry's key carries the versions it was built
+    under. Invalidating a namespace is one atomic increment of its version:
+    every entry built under the old number becomes unreachable and ages out on
+    its own TTL. Nothing is ever deleted by pattern and the cache is never
+    cleared. A version that is missing (never set, evicted, or lost in a Redis
+    restart) is created from the clock in nanoseconds, so a re-created version
+    can never coincide with one that old entries were stored under.
+
+Entries are soft-expired and refreshed by one caller
+    An entry keeps the rendered bytes, a strong ETag (the quoted SHA-256 of the
+    bytes), a Last-Modified second and a soft expiry. It stays in the cache
+    ``stale_seconds`` longer than it is fresh. When it is missing or past its
+    soft expiry, the caller that wins ``cache.add`` on a short-lived lock key
+    recomputes it; the others answer with the soft-expired entry if there is
+    one, or poll for up to ``wait_seconds`` for the winner's result and then
+    compute it themselves rather than wait any longer.
+
+A failing cache is a miss, never an error
+    Any exception from the backend, or the ``None`` that django-redis returns
+    from ``add``/``set``/``incr`` when ``IGNORE_EXCEPTIONS`` hides a failure,
+    makes the read compute from the source without caching. After a failure
+    the alias is skipped for ``backoff_seconds`` so that a dead server costs
+    one timeout, not one per request. A version bump that fails is remembered
+    in this process and retried before the alias is used again, so an entry
+    from before the outage is not served once the server comes back.
+    Another process that never saw the failure can still serve such an entry
+    until it soft-expires: ``fresh_seconds`` bounds that window.
+
+Bumps must happen after the write commits (``transaction.on_commit``):
+a reader that fetched the new version before the commit could otherwise
+store the old rows under it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.cache import BaseCache, caches
+from django.http import HttpRequest, HttpResponse, HttpResponseNotModified
+from django.utils.http import http_date, parse_etags, parse_http_date_safe
+
+logger = logging.getLogger(__name__)
+
+_ENTRY_FORMAT = 1
+# How long a Last-Modified record outlives the entries it describes.
+_VALIDATORS_TTL_SECONDS = 24 * 3600
+
+
+@dataclass(frozen=True)
+class CachePolicy:
+    """How one family of entries is cached; built from settings by the app using it."""
+
+    alias: str = "default"
+    fresh_seconds: float = 60.0
+    stale_seconds: float = 30.0
+    lock_seconds: float = 5.0
+    wait_seconds: float = 0.5
+    poll_seconds: float = 0.02
+    backoff_seconds: float = 2.0
+
+
+@dataclass(frozen=True)
+class CachedBytes:
+    """One rendered response body and the validators that describe it."""
+
+    body: bytes
+    etag: str
+    last_modified: int
+    fresh_until: float
+    # True when an earlier, different body was given the same Last-Modified
+    # second, so If-Modified-Since cannot tell them apart and must not be trusted.
+    last_modified_ambiguous: bool = False
+
+    @property
+    def is_fresh(self) -> bool:
+        return _now() < self.fresh_until
+
+
+class Outcome(enum.StrEnum):
+    HIT = "hit"  # fresh entry
+    STALE = "stale"  # soft-expired entry served while another caller refreshes it
+    WAITED = "waited"  # another caller computed it while this one polled
+    MISS = "miss"  # computed here and stored
+    BYPASS = "bypass"  # the cache failed (or is backing off): computed, not stored
+
+
+@dataclass(frozen=True)
+class Lookup:
+    entry: CachedBytes
+    outcome: Outcome
+
+
+class _CacheFailed(Exception):
+    """The backend raised, or django-redis reported a hidden failure."""
+
+
+# -- process-local state: failure backoff and bumps that could not be written ----------
+
+_state_lock = threading.Lock()
+_unavailable_until: dict[str, float] = {}
+_pending_bumps: dict[str, set[str]] = {}
+
+
+def local_state_reset() -> None:
+    """Forgets failure backoffs and pending bumps (for tests)."""
+    with _state_lock:
+        _unavailable_until.clear()
+        _pending_bumps.clear()
+
+
+def _backing_off(alias: str) -> bool:
+    with _state_lock:
+        until = _unavailable_until.get(alias)
+    return until is not None and time.monotonic() < until
+
+
+def _mark_failed(alias: str, backoff_seconds: float, error: BaseException | None) -> None:
+    with _state_lock:
+        _unavailable_until[alias] = time.monotonic() + backoff_seconds
+    logger.warning("cache %r unavailable, reading from the source: %s", alias, error or "failed")
+
+
+def _remember_bumps(alias: str, namespaces: Iterable[str]) -> None:
+    with _state_lock:
+        _pending_bumps.setdefault(alias, set()).update(namespaces)
+
+
+def _take_pending_bumps(alias: str) -> set[str]:
+    with _state_lock:
+        return _pending_bumps.pop(alias, set())
+
+
+# -- namespace versions ---------------------------------------------------------------
+
+
+def _version_key(namespace: str) -> str:
+    return f"ns:{namespace}"
+
+
+def _new_version() -> int:
+    return time.time_ns()
+
+
+def _now() -> float:
+    """Wall-clock time, shared by every process; one place so tests can move it."""
+    return time.time()
+
+
+def _bump_one(cache: BaseCache, namespace: str) -> None:
+    key = _version_key(namespace)
+    try:
+        result: Any = cache.incr(key)
+    except ValueError:  # no version yet (or evicted): any new one invalidates
+        result = cache.add(key, _new_version(), timeout=None)
+        # False means another caller created it just now, which is as good.
+    if result is None:
+        raise _CacheFailed(f"bumping {namespace!r} failed")
+
+
+def namespace_bump(*namespaces: str, alias: str, backoff_seconds: float = 2.0) -> bool:
+    """Invalidates every entry built under these namespaces; True if all bumps were written.
+
+    A bump that cannot be written is kept and retried before this process next
+    reads through ``alias``; until then that process reads from the source.
+    """
+    failed: list[str] = []
+    error: BaseException | None = None
+    pending = _take_pending_bumps(alias)
+    wanted = list(dict.fromkeys([*sorted(pending), *namespaces]))
+    if _backing_off(alias):
+        _remember_bumps(alias, wanted)
+        return False
+    cache = caches[alias]
+    for namespace in wanted:
+        try:
+            _bump_one(cache, namespace)
+        except Exception as exc:  # any backend failure degrades the same way
+            failed.append(namespace)
+            error = exc
+    if failed:
+        _remember_bumps(alias, failed)
+        _mark_failed(alias, backoff_seconds, error)
+        logger.warning("cache %r: could not invalidate %s; will retry", alias, failed)
+        return False
+    return True
+
+
+def _flush_pending_bumps(cache: BaseCache, alias: str) -> None:
+    pending = _take_pending_bumps(alias)
+    for namespace in sorted(pending):
+        try:
+            _bump_one(cache, namespace)
+        except Exception:
+            _remember_bumps(alias, pending)
+            raise
+        pending.discard(namespace)
+
+
+def _versions(cache: BaseCache, namespaces: Sequence[str]) -> list[int]:
+    keys = [_version_key(namespace) for namespace in namespaces]
+    found = cache.get_many(keys)
+    versions: list[int] = []
+    for key in keys:
+        value = found.get(key)
+        if not isinstance(value, int):
+            created = _new_version()
+            added = cache.add(key, created, timeout=None)
+            if added is None:
+                raise _CacheFailed("creating a namespace version failed")
+            value = created if added else cache.get(key)
+            if not isinstance(value, int):
+                raise _CacheFailed("a namespace version could not be read back")
+        versions.append(value)
+    return versions
+
+
+# -- entries --------------------------------------------------------------------------
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def strong_etag(body: bytes) -> str:
+    return f'"{hashlib.sha256(body).hexdigest()}"'
+
+
+def _decode_entry(raw: Any) -> CachedBytes | None:
+    if not isinstance(raw, tuple) or len(raw) != 6 or raw[0] != _ENTRY_FORMAT:
+        return None  # absent, or written by an incompatible version of this module
+    _, body, etag, last_modified, fresh_until, ambiguous = raw
+    return CachedBytes(
+        body=body,
+        etag=etag,
+        last_modified=last_modified,
+        fresh_until=fresh_until,
+        last_modified_ambiguous=ambiguous,
+    )
+
+
+def _encode_entry(entry: CachedBytes) -> tuple[Any, ...]:
+    return (
+        _ENTRY_FORMAT,
+        entry.body,
+        entry.etag,
+        entry.last_modified,
+        entry.fresh_until,
+        entry.last_modified_ambiguous,
+    )
+
+
+def _last_modified(
+    cache: BaseCache | None, validators_key: str, etag: str, now: float
+) -> tuple[int, bool]:
+    """The Last-Modified second for a body, kept stable while the body stays the same.
+
+    The record per key (not per version) remembers the last body's ETag and
+    second. The same body keeps its second, so If-Modified-Since keeps working
+    across refreshes; a different body gets the current second, and is marked
+    ambiguous if the previous body had that second too.
+    """
+    second = int(now)
+    if cache is None:
+        return second, True  # nothing to compare with: never claim "not modified"
+    previous = cache.get(validators_key)
+    if isinstance(previous, tuple) and len(previous) == 3:
+        previous_etag, previous_second, previous_ambiguous = previous
+        if previous_etag == etag:
+            return int(previous_second), bool(previous_ambiguous)
+        if previous_second >= second:  # same second, or another server's clock is ahead
+            second, ambiguous = int(previous_second), True
+        else:
+            ambiguous = False
+    else:
+        ambiguous = False
+    cache.set(validators_key, (etag, second, ambiguous), timeout=_VALIDATORS_TTL_SECONDS)
+    return second, ambiguous
+
+
+def _build(
+    compute: Callable[[], bytes],
+    policy: CachePolicy,
+    *,
+    cache: BaseCache | None,
+    validators_key: str,
+) -> CachedBytes:
+    body = compute()
+    etag = strong_etag(body)
+    now = _now()
+    try:
+        last_modified, ambiguous = _last_modified(cache, validators_key, etag, now)
+    except Exception:  # the validators are optional; the body is not
+        last_modified, ambiguous = int(now), True
+    return CachedBytes(
+        body=body,
+        etag=etag,
+        last_modified=last_modified,
+        fresh_until=now + policy.fresh_seconds,
+        last_modified_ambiguous=ambiguous,
+    )
+
+
+def _store(cache: BaseCache, entry_key: str, entry: CachedBytes, policy: CachePolicy) -> None:
+    # A lost write is only a later miss: set() reports nothing useful on LocMem
+    # and None when django-redis hides an error, so its result is not checked.
+    cache.set(entry_key, _encode_entry(entry), timeout=policy.fresh_seconds + policy.stale_seconds)
+
+
+def _bypass(compute: Callable[[], bytes], policy: CachePolicy) -> Lookup:
+    entry = _build(compute, policy, cache=None, validators_key="")
+    return Lookup(entry=entry, outcome=Outcome.BYPASS)
+
+
+def versioned_fetch(
+    *,
+    key: str,
+    namespaces: Sequence[str],
+    compute: Callable[[], bytes],
+    policy: CachePolicy,
+) -> Lookup:
+    """The cached bytes for ``key`` under the current versions of ``namespaces``.
+
+    ``compute`` renders the bytes from the source of truth. An exception it
+    raises propagates unchanged and nothing is cached, so error responses are
+    never stored. ``key`` may hold any characters; it is hashed.
+    """
+    alias = policy.alias
+    if _backing_off(alias):
+        return _bypass(compute, policy)
+    cache = caches[alias]
+    try:
+        _flush_pending_bumps(cache, alias)
+        versions = _versions(cache, namespaces)
+        key_digest = _digest(key)
+        entry_key = f"entry:{key_digest}:{'.'.join(str(version) for version in versions)}"
+        current = _decode_entry(cache.get(entry_key))
+        if current is not None and current.is_fresh:
+            return Lookup(entry=current, outcome=Outcome.HIT)
+        locked = cache.add(f"{entry_key}:lock", 1, timeout=policy.lock_seconds)
+        if locked is None:
+            raise _CacheFailed("taking the refresh lock failed")
+    except Exception as error:  # a failing cache is a miss
+        _mark_failed(alias, policy.backoff_seconds, error)
+        return _bypass(compute, policy)
+
+    validators_key = f"validators:{key_digest}"
+    if locked:
+        return _refresh(cache, entry_key, validators_key, compute, policy)
+    if current is not None:
+        return Lookup(entry=current, outcome=Outcome.STALE)
+    waited = _wait_for(cache, entry_key, policy)
+    if waited is not None:
+        return Lookup(entry=waited, outcome=Outcome.WAITED)
+    entry = _build(compute, policy, cache=cache, validators_key=validators_key)
+    _store_quietly(cache, entry_key, entry, policy)
+    return Lookup(entry=entry, outcome=Outcome.MISS)
+
+
+def _refresh(
+    cache: BaseCache,
+    entry_key: str,
+    validators_key: str,
+    compute: Callable[[], bytes],
+    policy: CachePolicy,
+) -> Lookup:
+    started = time.monotonic()
+    try:
+        entry = _build(compute, policy, cache=cache, validators_key=validators_key)
+        _store_quietly(cache, entry_key, entry, policy)
+    finally:
+        # Past the lock's TTL another caller may hold a lock of its own by now.
+        if time.monotonic() - started < policy.lock_seconds:
+            with contextlib.suppress(Exception):  # the lock's TTL frees it anyway
+                cache.delete(f"{entry_key}:lock")
+    return Lookup(entry=entry, outcome=Outcome.MISS)
+
+
+def _store_quietly(
+    cache: BaseCache, entry_key: str, entry: CachedBytes, policy: CachePolicy
+) -> None:
+    try:
+        _store(cache, entry_key, entry, policy)
+    except Exception as error:  # the caller still has its bytes
+        _mark_failed(policy.alias, policy.backoff_seconds, error)
+
+
+def _wait_for(cache: BaseCache, entry_key: str, policy: CachePolicy) -> CachedBytes | None:
+    deadline = time.monotonic() + policy.wait_seconds
+    while time.monotonic() < deadline:
+        time.sleep(policy.poll_seconds)
+        try:
+            entry = _decode_entry(cache.get(entry_key))
+        except Exception:  # stop waiting on a failing cache
+            return None
+        if entry is not None and entry.is_fresh:
+            return entry
+    return None
+
+
+# -- HTTP ------------------------------------------------------------------------------
+
+
+def _etag_matches(header: str, etag: str) -> bool:
+    """If-None-Match uses the weak comparison: W/"x" matches "x"."""
+    if header.strip() == "*":
+        return True
+    return any(candidate.removeprefix("W/") == etag for candidate in parse_etags(header))
+
+
+def not_modified(request: HttpRequest, entry: CachedBytes) -> bool:
+    """Whether the client's copy is current (RFC 9110 §13.2.2: If-None-Match wins)."""
+    if request.method not in ("GET", "HEAD"):
+        return False
+    if_none_match = request.META.get("HTTP_IF_NONE_MATCH")
+    if if_none_match is not None:
+        return _etag_matches(if_none_match, entry.etag)
+    if_modified_since = request.META.get("HTTP_IF_MODIFIED_SINCE")
+    if if_modified_since and not entry.last_modified_ambiguous:
+        since = parse_http_date_safe(if_modified_since)
+        return since is not None and entry.last_modified <= since
+    return False
+
+
+def conditional_response(
+    request: HttpRequest, entry: CachedBytes, *, content_type: str, cache_control: str
+) -> HttpResponse:
+    """200 with the cached bytes, or 304 with no body when the client's copy is current."""
+    response: HttpResponse
+    if not_modified(request, entry):
+        response = HttpResponseNotModified()
+    else:
+        response = HttpResponse(entry.body, content_type=content_type)
+    response["ETag"] = entry.etag
+    response["Last-Modified"] = http_date(entry.last_modified)
+    response["Cache-Control"] = cache_control
+    return response
