@@ -13,6 +13,7 @@ api_urlpatterns: list[URLPattern | URLResolver] = [
     path("", include("emporium.wishlists.urls")),
     path("", include("emporium.orders.urls")),
     path("", include("emporium.payments.urls")),
+    path("", include("emporium.delivery.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
 ]

@@ -3,6 +3,7 @@ change, delete confirmation and history pages, with real rows behind them."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from io import StringIO
 
@@ -31,6 +32,7 @@ from emporium.core.tests.factories import (
     UserFactory,
     make_review,
 )
+from emporium.delivery import services as delivery_services
 from emporium.orders.models import OrderStatus
 from emporium.orders.services import order_transition
 from emporium.wishlists.models import Wishlist, WishlistItem
@@ -69,6 +71,19 @@ def rows(superuser: User) -> None:
     OrderItemFactory(order=order, product=product)
     PaymentFactory(order=order)
     order_transition(order_id=order.pk, to_status=OrderStatus.CANCELLED, actor=superuser)
+    device = delivery_services.device_issue(name="Van 1").device
+    paid = OrderFactory(user=customer, order_status=OrderStatus.PAID)
+    OrderItemFactory(order=paid, product=product)
+    delivery_services.shipment_create(order=paid, device=device, actor=superuser)
+    point = {
+        "device_id": device.pk,
+        "timestamp": timezone.now().isoformat(),
+        "latitude": 52.52,
+        "longitude": 13.405,
+    }
+    delivery_services.telemetry_batch_ingest(
+        device=device, body=json.dumps([point]).encode(), media_type="application/json"
+    )
     IdempotencyKey.objects.create(
         user=customer,
         key="checkout-1",

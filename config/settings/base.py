@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "emporium.orders",
     "emporium.payments",
     "emporium.integrations",
+    "emporium.delivery",
     "emporium.demo",
 ]
 
@@ -78,7 +79,20 @@ DATABASES = {
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-CACHES = {"default": cache_config(ENV.redis_url, key_prefix="emporium")}
+CACHES = {
+    "default": cache_config(ENV.redis_url, key_prefix="emporium"),
+    # Cached catalog responses. A Redis failure there is only a miss (the
+    # catalog answers from the database), so django-redis may swallow it. The
+    # default cache still raises: its users (throttles) have not chosen that.
+    "catalog": cache_config(
+        ENV.redis_url,
+        key_prefix="emporium-catalog",
+        location="emporium-catalog",
+        ignore_exceptions=True,
+    ),
+}
+# Swallowed Redis errors still leave a trace in the log.
+DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
 
 AUTH_USER_MODEL = "accounts.User"
 PASSWORD_HASHERS = [
@@ -185,6 +199,11 @@ CELERY_BEAT_SCHEDULE = {
     "outbox-relay-sweep": {"task": "integrations.outbox_relay", "schedule": 5.0},
     "idempotency-keys-purge": {"task": "core.idempotency_keys_purge", "schedule": 3600.0},
     "orders-expire-unpaid": {"task": "orders.expire_unpaid", "schedule": 60.0},
+    "payments-recover-stuck": {"task": "payments.recover_stuck", "schedule": 300.0},
+    "telemetry-partitions-maintain": {
+        "task": "delivery.telemetry_partitions_maintain",
+        "schedule": 3600.0,
+    },
 }
 
 # Domain events: published to RabbitMQ by the relay in production; in the
@@ -208,15 +227,37 @@ PAYMENT_MAX_ATTEMPTS = 6
 PAYMENT_RETRY_BASE_SECONDS = 2.0
 PAYMENT_RETRY_CAP_SECONDS = 120.0
 PAYMENT_RECONCILE_DELAY_SECONDS = 60
+PAYMENT_STUCK_AFTER_SECONDS = 900
 PAYMENT_RECONCILE_MAX_ATTEMPTS = 20
 PAYMENT_BREAKER_FAIL_MAX = 5
 PAYMENT_BREAKER_RESET_SECONDS = 30
 EMPORIUM_BREAKER_REDIS_URL = ENV.redis_url
 
+# Delivery telemetry: batch limit, clock tolerance, raw-point retention (whole UTC
+# days, dropped as partitions) and how many daily partitions exist ahead of time.
+EMPORIUM_TELEMETRY_MAX_POINTS = 10_000
+EMPORIUM_TELEMETRY_MAX_FUTURE_SECONDS = 300
+EMPORIUM_TELEMETRY_RETENTION_DAYS = 30
+EMPORIUM_TELEMETRY_PARTITIONS_AHEAD_DAYS = 3
+EMPORIUM_TELEMETRY_ROLLUP_RETENTION_DAYS = 400
+
 IDEMPOTENCY_KEY_TTL_SECONDS = 24 * 3600
 IDEMPOTENCY_LOCK_SECONDS = 60
 
-# E-mail: SMTP from EMAIL_URL (smtp://user:pass@host:port, submission+tls://...) in
+# Catalog reads (docs/caching.md). Entries are invalidated exactly on every
+# write; FRESH_SECONDS only bounds how long one can outlive an invalidation
+# that Redis did not receive. MAX_AGE and STALE_WHILE_REVALIDATE go to clients
+# and to nginx in Cache-Control.
+CATALOG_CACHE_ALIAS = "catalog"
+CATALOG_CACHE_MAX_AGE = ENV.catalog_cache_max_age
+CATALOG_CACHE_STALE_WHILE_REVALIDATE = ENV.catalog_cache_stale_while_revalidate
+CATALOG_CACHE_FRESH_SECONDS = ENV.catalog_cache_fresh_seconds
+CATALOG_CACHE_STALE_SECONDS = 30
+CATALOG_CACHE_LOCK_SECONDS = 5
+CATALOG_CACHE_WAIT_SECONDS = 0.5
+CATALOG_CACHE_FAILURE_BACKOFF_SECONDS = 2
+
+# E-mail: SMTP from EMAIL_URL (smtp://user:pass@host:port, smtp+tls://... for STARTTLS) in
 # production; files under var/mail in the embedded profile.
 if ENV.email_url:
     _email = environ.Env.email_url_config(ENV.email_url)

@@ -1,0 +1,195 @@
+"""Writes of the delivery domain: devices and their tokens, shipments, telemetry batches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from emporium.accounts.models import User
+from emporium.core.errors import Conflict
+from emporium.delivery.auth import device_token_generate, device_token_hash
+from emporium.delivery.models import CourierDevice, Shipment, ShipmentStatus
+from emporium.delivery.storage import telemetry_points_store
+from emporium.delivery.validation import Rejection, ValidPoint, batch_decode, points_validate
+from emporium.orders.models import Order, OrderStatus
+from emporium.orders.services import order_transition
+
+
+class DeviceRevoked(Conflict):
+    code = "device_revoked"
+    default_message = "This device has been revoked."
+
+
+class OrderNotShippable(Conflict):
+    code = "order_not_shippable"
+    default_message = "Only a paid or shipped order can be given a shipment."
+
+
+class ShipmentExists(Conflict):
+    code = "shipment_exists"
+    default_message = "This order already has a shipment."
+
+
+class IllegalShipmentTransition(Conflict):
+    code = "illegal_transition"
+
+
+# -- devices ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IssuedDevice:
+    device: CourierDevice
+    token: str  # shown once; only its hash is stored
+
+
+def device_issue(*, name: str) -> IssuedDevice:
+    token = device_token_generate()
+    device = CourierDevice.objects.create(name=name, token_hash=device_token_hash(token))
+    return IssuedDevice(device=device, token=token)
+
+
+def device_token_rotate(*, device: CourierDevice) -> IssuedDevice:
+    """Gives an active device a new token; the old one stops working at once."""
+    token = device_token_generate()
+    updated = CourierDevice.objects.filter(pk=device.pk, is_active=True).update(
+        token_hash=device_token_hash(token), updated_at=timezone.now()
+    )
+    if not updated:
+        raise DeviceRevoked()
+    device.refresh_from_db()
+    return IssuedDevice(device=device, token=token)
+
+
+def device_revoke(*, device: CourierDevice) -> CourierDevice:
+    """Revokes the device's token for good. Revoking twice keeps the first time."""
+    now = timezone.now()
+    CourierDevice.objects.filter(pk=device.pk, is_active=True).update(
+        is_active=False, revoked_at=now, updated_at=now
+    )
+    device.refresh_from_db()
+    return device
+
+
+# -- shipments -------------------------------------------------------------------------
+
+
+def shipment_create(*, order: Order, device: CourierDevice, actor: User | None = None) -> Shipment:
+    """Hands an order to a courier's device, marking a paid order shipped on the way.
+
+    One transaction: the order row is locked (by the transition, or directly
+    when it is already shipped), so two staff members cannot both create one;
+    the unique constraint is the backstop.
+    """
+    with transaction.atomic():
+        locked = Order.objects.select_for_update().only("pk", "order_status").get(pk=order.pk)
+        if locked.order_status == OrderStatus.PAID:
+            order_transition(
+                order_id=order.pk, to_status=OrderStatus.SHIPPED, actor=actor, reason="shipment"
+            )
+        elif locked.order_status != OrderStatus.SHIPPED:
+            raise OrderNotShippable(
+                details={"order": order.pk, "order_status": locked.order_status}
+            )
+        if not CourierDevice.objects.filter(pk=device.pk, is_active=True).exists():
+            raise DeviceRevoked(details={"device": device.pk})
+        if Shipment.objects.filter(order_id=order.pk).exists():
+            raise ShipmentExists(details={"order": order.pk})
+        return Shipment.objects.create(
+            order_id=order.pk, device=device, status=ShipmentStatus.ASSIGNED, created_by=actor
+        )
+
+
+def shipment_start(*, shipment: Shipment) -> Shipment:
+    """The courier has picked the parcel up: assigned -> in transit."""
+    now = timezone.now()
+    moved = Shipment.objects.filter(pk=shipment.pk, status=ShipmentStatus.ASSIGNED).update(
+        status=ShipmentStatus.IN_TRANSIT, in_transit_at=now, updated_at=now
+    )
+    if not moved:
+        shipment.refresh_from_db()
+        raise IllegalShipmentTransition(
+            f"A shipment that is {shipment.status} cannot become in_transit.",
+            details={"from": shipment.status, "to": ShipmentStatus.IN_TRANSIT},
+        )
+    shipment.refresh_from_db()
+    return shipment
+
+
+def shipment_deliver(*, shipment: Shipment, actor: User | None = None) -> Shipment:
+    """Delivered (from assigned or in transit); a shipped order becomes delivered with it."""
+    now = timezone.now()
+    with transaction.atomic():
+        moved = Shipment.objects.filter(
+            pk=shipment.pk, status__in=[ShipmentStatus.ASSIGNED, ShipmentStatus.IN_TRANSIT]
+        ).update(status=ShipmentStatus.DELIVERED, delivered_at=now, updated_at=now)
+        if not moved:
+            shipment.refresh_from_db()
+            raise IllegalShipmentTransition(
+                f"A shipment that is {shipment.status} cannot become delivered.",
+                details={"from": shipment.status, "to": ShipmentStatus.DELIVERED},
+            )
+        if Order.objects.filter(pk=shipment.order_id, order_status=OrderStatus.SHIPPED).exists():
+            order_transition(
+                order_id=shipment.order_id,
+                to_status=OrderStatus.DELIVERED,
+                actor=actor,
+                reason="shipment delivered",
+            )
+    shipment.refresh_from_db()
+    return shipment
+
+
+# -- telemetry -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    accepted: int
+    duplicates: int
+    rejected: list[Rejection]
+
+
+def _unique_by_time(points: list[ValidPoint]) -> list[ValidPoint]:
+    """Keeps the first point of each timestamp, in the order they were sent."""
+    seen: set[datetime] = set()
+    unique = []
+    for point in points:
+        if point.recorded_at not in seen:
+            seen.add(point.recorded_at)
+            unique.append(point)
+    return unique
+
+
+def telemetry_batch_ingest(
+    *, device: CourierDevice, body: bytes, media_type: str, now: datetime | None = None
+) -> IngestResult:
+    """Validates a batch from ``device`` and stores its new points.
+
+    Valid points are stored even when others are rejected. A point whose
+    device and timestamp are already stored, or appear earlier in the same
+    batch, counts as a duplicate and changes nothing: a batch sent twice is
+    stored once.
+    """
+    now = now or timezone.now()
+    decoded, rejected = batch_decode(
+        body=body, media_type=media_type, max_points=settings.EMPORIUM_TELEMETRY_MAX_POINTS
+    )
+    valid, invalid = points_validate(
+        points=decoded,
+        device_id=device.pk,
+        now=now,
+        max_future=timedelta(seconds=settings.EMPORIUM_TELEMETRY_MAX_FUTURE_SECONDS),
+        retention=timedelta(days=settings.EMPORIUM_TELEMETRY_RETENTION_DAYS),
+    )
+    unique = _unique_by_time(valid)
+    accepted = telemetry_points_store(device_id=device.pk, points=unique)
+    return IngestResult(
+        accepted=accepted,
+        duplicates=len(valid) - accepted,
+        rejected=sorted(rejected + invalid, key=lambda rejection: rejection.index),
+    )
