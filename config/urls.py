@@ -8,6 +8,7 @@ api_urlpatterns: list[URLPattern | URLResolver] = [
     path("auth/", include(auth_urlpatterns)),
     path("", include("emporium.accounts.urls")),
     path("", include("emporium.catalog.urls")),
+    path("", include("emporium.search.urls")),
     path("", include("emporium.reviews.urls")),
     path("", include("emporium.carts.urls")),
     path("", include("emporium.wishlists.urls")),
@@ -21,6 +22,7 @@ api_urlpatterns: list[URLPattern | URLResolver] = [
 urlpatterns = [
     path("api/", include(api_urlpatterns)),
     path("admin/", admin.site.urls),
+    path("", include("emporium.search.page_urls")),
 ]
 
 handler400 = "emporium.core.views.bad_request"

@@ -1,0 +1,404 @@
+"""The two search engines behind one interface: PostgreSQL full-text search and SQLite FTS5.
+
+Each backend answers the same questions (how many products match, which
+ones are on a page with what rank and highlights, which names are close to a
+misspelt query) so ``selectors.product_search`` does not know which engine it
+talks to. All user input reaches the database as bound parameters; the only
+text put into SQL is built here from constants.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Protocol
+
+from django.db import OperationalError, connection, transaction
+
+from emporium.catalog.selectors import category_subtree_ids
+from emporium.search.highlighting import MARK_END, MARK_START
+
+# A word the prefix match may extend: letters and digits only, so it is a
+# single lexeme for both engines' parsers.
+_PREFIXABLE_WORD = re.compile(r"^[^\W_]+$")
+_WORD = re.compile(r"[^\W_]+")
+MAX_QUERY_WORDS = 32
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    category_id: int | None = None
+    min_price: Decimal | None = None
+    max_price: Decimal | None = None
+    in_stock: bool | None = None
+
+    def sql(self) -> tuple[str, list[Any]]:
+        """Conditions on the product table aliased ``p``, each starting with AND."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if self.category_id is not None:
+            subtree_sql, subtree_params = category_subtree_ids(
+                category_id=self.category_id
+            ).query.sql_with_params()
+            clauses.append(f"p.category_id IN ({subtree_sql})")
+            params.extend(subtree_params)
+        if self.min_price is not None:
+            clauses.append("p.price >= %s")
+            params.append(self.min_price)
+        if self.max_price is not None:
+            clauses.append("p.price <= %s")
+            params.append(self.max_price)
+        if self.in_stock is True:
+            clauses.append("p.stock_quantity > 0")
+        elif self.in_stock is False:
+            clauses.append("p.stock_quantity = 0")
+        return "".join(f" AND {clause}" for clause in clauses), params
+
+
+@dataclass(frozen=True)
+class RawHit:
+    product_id: int
+    rank: float
+    name_marked: str
+    snippet_marked: str
+
+
+@dataclass
+class FuzzyResult:
+    hits: list[RawHit] = field(default_factory=list)
+    total: int = 0
+
+
+class SearchBackend(Protocol):
+    def count(self, *, query: str, filters: SearchFilters, cap: int) -> int: ...
+
+    def page(
+        self, *, query: str, filters: SearchFilters, offset: int, limit: int
+    ) -> list[RawHit]: ...
+
+    def fuzzy(
+        self, *, query: str, filters: SearchFilters, offset: int, limit: int, cap: int
+    ) -> FuzzyResult: ...
+
+    def similar_names(self, *, query: str, limit: int) -> list[str]: ...
+
+
+def split_last_word(query: str) -> tuple[str, str | None]:
+    """The query without its last word, and that word when a prefix match may extend it.
+
+    The last word is being typed, so "wireless head" should find "headphones".
+    It is left alone when it is part of websearch syntax: inside quotes, a
+    negation, after "or", or followed by a space (the user finished it).
+    """
+    if not query or query[-1].isspace() or query.count('"') % 2:
+        return query, None
+    head, _, last = query.rpartition(" ")
+    if not _PREFIXABLE_WORD.match(last) or last.lower() == "or":
+        return query, None
+    previous = head.rsplit(" ", 1)[-1].lower() if head.strip() else ""
+    if previous == "or":
+        return query, None
+    return head.strip(), last
+
+
+class PostgresSearchBackend:
+    """Full-text search on the trigger-maintained ``catalog_product.search_vector``."""
+
+    CONFIG = "english"
+    # ts_rank_cd weights for {D, C, B, A}: a name match (A) counts five times a
+    # description match (B), so it wins over a description that repeats the word.
+    RANK_WEIGHTS = "{0.02, 0.05, 0.2, 1.0}"
+    NAME_HEADLINE = f"StartSel={MARK_START}, StopSel={MARK_END}, HighlightAll=true"
+    SNIPPET_HEADLINE = f"StartSel={MARK_START}, StopSel={MARK_END}, MaxWords=30, MinWords=12"
+    # Ranking reads every candidate's vector from the heap, so a word found in
+    # 60,000 of 1,000,000 products costs ~350 ms to rank in full. Only this many
+    # matches (in index order) are ranked: the result window is 1,000, and for a
+    # word that common the name matches among any 2,000 are as good as any other.
+    RANK_CANDIDATES = 2_000
+    FUZZY_THRESHOLD = "0.4"
+    FUZZY_TIMEOUT_MS = 150
+    SUGGESTION_THRESHOLD = "0.3"
+
+    def _tsquery(self, query: str) -> tuple[str, list[Any]]:
+        head, last = split_last_word(query)
+        parts: list[str] = []
+        params: list[Any] = []
+        if head:
+            parts.append(f"websearch_to_tsquery('{self.CONFIG}', %s)")
+            params.append(head)
+        if last:
+            parts.append(f"to_tsquery('{self.CONFIG}', %s)")
+            params.append(f"{last}:*")
+        if not parts:
+            return "''::tsquery", []
+        return " && ".join(parts), params
+
+    def count(self, *, query: str, filters: SearchFilters, cap: int) -> int:
+        tsquery, tsquery_params = self._tsquery(query)
+        filter_sql, filter_params = filters.sql()
+        sql = f"""
+            WITH search AS (SELECT {tsquery} AS query)
+            SELECT count(*) FROM (
+                SELECT 1 FROM catalog_product AS p, search
+                 WHERE p.search_vector @@ search.query{filter_sql}
+                 LIMIT %s
+            ) AS capped
+        """  # noqa: S608 - only constants and placeholders are interpolated
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*tsquery_params, *filter_params, cap])
+            return int(cursor.fetchone()[0])
+
+    def page(self, *, query: str, filters: SearchFilters, offset: int, limit: int) -> list[RawHit]:
+        tsquery, tsquery_params = self._tsquery(query)
+        filter_sql, filter_params = filters.sql()
+        # Headlines are the costly part, so they are made for the page's rows only.
+        sql = f"""
+            WITH search AS (SELECT {tsquery} AS query),
+            candidates AS (
+                SELECT p.id, p.search_vector
+                  FROM catalog_product AS p, search
+                 WHERE p.search_vector @@ search.query{filter_sql}
+                 LIMIT %s
+            ),
+            hits AS (
+                SELECT candidates.id,
+                       ts_rank_cd(%s, candidates.search_vector, search.query) AS rank
+                  FROM candidates, search
+                 ORDER BY rank DESC, candidates.id
+                 LIMIT %s OFFSET %s
+            )
+            SELECT hits.id, hits.rank,
+                   ts_headline('{self.CONFIG}', p.name, search.query, %s),
+                   ts_headline('{self.CONFIG}', p.description, search.query, %s)
+              FROM hits JOIN catalog_product AS p ON p.id = hits.id, search
+             ORDER BY hits.rank DESC, hits.id
+        """  # noqa: S608 - only constants and placeholders are interpolated
+        params = [
+            *tsquery_params,
+            *filter_params,
+            self.RANK_CANDIDATES,
+            self.RANK_WEIGHTS,
+            limit,
+            offset,
+            self.NAME_HEADLINE,
+            self.SNIPPET_HEADLINE,
+        ]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        return [RawHit(row[0], float(row[1]), row[2], row[3]) for row in rows]
+
+    def fuzzy(
+        self, *, query: str, filters: SearchFilters, offset: int, limit: int, cap: int
+    ) -> FuzzyResult:
+        """Products whose name is trigram-close to the query (``<%`` on the name index).
+
+        Runs only after full text found nothing, so there is nothing to
+        highlight: the name and the start of the description come back as they
+        are. The candidates are bounded like the full-text ones.
+        """
+        filter_sql, filter_params = filters.sql()
+        try:
+            return self._fuzzy(query, filter_sql, filter_params, offset, limit, cap)
+        except OperationalError:  # statement_timeout: typo tolerance is best effort
+            return FuzzyResult()
+
+    def _fuzzy(
+        self,
+        query: str,
+        filter_sql: str,
+        filter_params: list[Any],
+        offset: int,
+        limit: int,
+        cap: int,
+    ) -> FuzzyResult:
+        with transaction.atomic(), connection.cursor() as cursor:
+            self._bounded(cursor, self.FUZZY_THRESHOLD)
+            cursor.execute(
+                f"""
+                WITH candidates AS (
+                    SELECT p.id, p.name, p.description, word_similarity(%s, p.name) AS rank
+                      FROM catalog_product AS p
+                     WHERE %s <%% p.name{filter_sql}
+                     LIMIT %s
+                )
+                SELECT id, rank, name, left(description, 200),
+                       (SELECT count(*) FROM candidates)
+                  FROM candidates
+                 ORDER BY rank DESC, id
+                 LIMIT %s OFFSET %s
+                """,  # noqa: S608 - only constants and placeholders are interpolated
+                [query, query, *filter_params, min(cap, self.RANK_CANDIDATES), limit, offset],
+            )
+            rows = cursor.fetchall()
+            if rows:
+                total = int(rows[0][4])
+            else:
+                cursor.execute(
+                    f"""
+                    SELECT count(*) FROM (
+                        SELECT 1 FROM catalog_product AS p WHERE %s <%% p.name{filter_sql}
+                         LIMIT %s
+                    ) AS capped
+                    """,  # noqa: S608 - only constants and placeholders are interpolated
+                    [query, *filter_params, min(cap, self.RANK_CANDIDATES)],
+                )
+                total = int(cursor.fetchone()[0])
+        hits = [RawHit(row[0], float(row[1]), row[2], row[3]) for row in rows]
+        return FuzzyResult(hits=hits, total=total)
+
+    def _bounded(self, cursor: Any, threshold: str) -> None:
+        """Sets the similarity threshold and a time limit for this transaction only.
+
+        A trigram search over a filter that few rows pass, or a query of short
+        common trigrams, can recheck most of the catalog; past the limit the
+        fallback gives up rather than make the request slow.
+        """
+        cursor.execute(
+            "SELECT set_config('pg_trgm.word_similarity_threshold', %s, true),"
+            " set_config('statement_timeout', %s, true)",
+            [threshold, str(self.FUZZY_TIMEOUT_MS)],
+        )
+
+    def similar_names(self, *, query: str, limit: int) -> list[str]:
+        try:
+            return self._similar_names(query, limit)
+        except OperationalError:  # statement_timeout: suggestions are best effort
+            return []
+
+    def _similar_names(self, query: str, limit: int) -> list[str]:
+        with transaction.atomic(), connection.cursor() as cursor:
+            self._bounded(cursor, self.SUGGESTION_THRESHOLD)
+            cursor.execute(
+                """
+                SELECT name FROM (
+                    SELECT name, max(word_similarity(%s, name)) AS similarity
+                      FROM (
+                          SELECT name FROM catalog_product WHERE %s <%% name LIMIT %s
+                      ) AS candidates
+                     GROUP BY name
+                ) AS close
+                 ORDER BY similarity DESC, name LIMIT %s
+                """,
+                [query, query, self.RANK_CANDIDATES, limit],
+            )
+            return [row[0] for row in cursor.fetchall()]
+
+
+class SqliteSearchBackend:
+    """FTS5 on the trigger-maintained ``search_product_fts`` table (embedded profile).
+
+    Typo tolerance is simpler than on PostgreSQL: candidates share a word's
+    first three letters (an FTS5 prefix query), and are kept when one of their
+    name's words is close to a query word by difflib's ratio.
+    """
+
+    # bm25 column weights: name, description, category name.
+    BM25 = "bm25(search_product_fts, 10.0, 2.0, 1.0)"
+    FUZZY_CANDIDATES = 500
+    FUZZY_RATIO = 0.7
+
+    @staticmethod
+    def match_expression(query: str) -> str | None:
+        """An FTS5 query from the user's words: each one quoted, the last also as a prefix."""
+        words = _WORD.findall(query)[:MAX_QUERY_WORDS]
+        if not words:
+            return None
+        _, last = split_last_word(query)
+        terms = [f'"{word}"' for word in words]
+        if last is not None and words[-1] == last:
+            terms[-1] += "*"
+        return " ".join(terms)
+
+    def count(self, *, query: str, filters: SearchFilters, cap: int) -> int:
+        expression = self.match_expression(query)
+        if expression is None:
+            return 0
+        return self._count(expression, filters, cap)
+
+    def _count(self, expression: str, filters: SearchFilters, cap: int) -> int:
+        filter_sql, filter_params = filters.sql()
+        sql = f"""
+            SELECT count(*) FROM (
+                SELECT 1 FROM search_product_fts
+                  JOIN catalog_product AS p ON p.id = search_product_fts.rowid
+                 WHERE search_product_fts MATCH %s{filter_sql}
+                 LIMIT %s
+            )
+        """  # noqa: S608 - only constants and placeholders are interpolated
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [expression, *filter_params, cap])
+            return int(cursor.fetchone()[0])
+
+    def _rows(
+        self, expression: str, filters: SearchFilters, offset: int, limit: int
+    ) -> list[RawHit]:
+        filter_sql, filter_params = filters.sql()
+        sql = f"""
+            SELECT p.id, -{self.BM25},
+                   highlight(search_product_fts, 0, %s, %s),
+                   snippet(search_product_fts, 1, %s, %s, '…', 24)
+              FROM search_product_fts
+              JOIN catalog_product AS p ON p.id = search_product_fts.rowid
+             WHERE search_product_fts MATCH %s{filter_sql}
+             ORDER BY {self.BM25}, p.id
+             LIMIT %s OFFSET %s
+        """  # noqa: S608 - only constants and placeholders are interpolated
+        params = [MARK_START, MARK_END, MARK_START, MARK_END, expression, *filter_params]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*params, limit, offset])
+            rows = cursor.fetchall()
+        return [RawHit(row[0], float(row[1]), row[2], row[3]) for row in rows]
+
+    def page(self, *, query: str, filters: SearchFilters, offset: int, limit: int) -> list[RawHit]:
+        expression = self.match_expression(query)
+        if expression is None:
+            return []
+        return self._rows(expression, filters, offset, limit)
+
+    def _fuzzy_candidates(self, query: str, filters: SearchFilters) -> list[RawHit]:
+        words = [word.lower() for word in _WORD.findall(query)[:MAX_QUERY_WORDS]]
+        stems = sorted({word[:3] for word in words if len(word) >= 3})
+        if not stems:
+            return []
+        expression = " OR ".join(f'name : "{stem}"*' for stem in stems)
+        candidates = self._rows(expression, filters, 0, self.FUZZY_CANDIDATES)
+        scored: list[RawHit] = []
+        for hit in candidates:
+            name_words = [word.lower() for word in _WORD.findall(hit.name_marked)]
+            best = max(
+                (
+                    difflib.SequenceMatcher(None, word, name_word).ratio()
+                    for word in words
+                    for name_word in name_words
+                ),
+                default=0.0,
+            )
+            if best >= self.FUZZY_RATIO:
+                scored.append(RawHit(hit.product_id, best, hit.name_marked, hit.snippet_marked))
+        scored.sort(key=lambda hit: (-hit.rank, hit.product_id))
+        return scored
+
+    def fuzzy(
+        self, *, query: str, filters: SearchFilters, offset: int, limit: int, cap: int
+    ) -> FuzzyResult:
+        scored = self._fuzzy_candidates(query, filters)
+        return FuzzyResult(hits=scored[offset : offset + limit], total=min(len(scored), cap))
+
+    def similar_names(self, *, query: str, limit: int) -> list[str]:
+        names: list[str] = []
+        for hit in self._fuzzy_candidates(query, SearchFilters()):
+            name = hit.name_marked.replace(MARK_START, "").replace(MARK_END, "")
+            if name not in names:
+                names.append(name)
+        return names[:limit]
+
+
+def search_backend() -> SearchBackend:
+    if connection.vendor == "postgresql":
+        return PostgresSearchBackend()
+    if connection.vendor == "sqlite":
+        return SqliteSearchBackend()
+    raise NotImplementedError(f"No search backend for {connection.vendor}.")

@@ -1,0 +1,147 @@
+"""Product search: one query in, one page of ranked, highlighted products out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from emporium.catalog.models import Product
+from emporium.core.errors import InvalidInput
+from emporium.search.backends import SearchFilters, search_backend
+from emporium.search.highlighting import highlight_markup
+
+QUERY_MAX_LENGTH = 200
+PAGE_SIZE_DEFAULT = 20
+PAGE_SIZE_MAX = 50
+# Relevance order cannot be walked with a keyset, so pages are offsets, and
+# offsets are bounded: nobody reads past the first thousand results, and a
+# deep offset would cost a ranking of everything before it.
+RESULT_WINDOW = 1_000
+# Below this many full-text matches the query is probably misspelt, and the
+# typo-tolerant search runs instead. One: any exact match beats guesses, which
+# would otherwise mix products that share only one of the words.
+FUZZY_BELOW = 1
+SUGGESTIONS_MAX = 5
+
+
+class SearchPageOutOfRange(InvalidInput):
+    code = "search_page_out_of_range"
+    default_message = f"Search results are limited to the first {RESULT_WINDOW}."
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    product: Product
+    rank: float
+    name_highlighted: str
+    snippet: str
+
+
+@dataclass(frozen=True)
+class SearchResults:
+    query: str
+    hits: list[SearchHit]
+    # Matches counted up to RESULT_WINDOW; ``total_capped`` says there are more.
+    total: int
+    total_capped: bool
+    page: int
+    page_size: int
+    # "full_text", or "fuzzy" when typo tolerance found the results.
+    match: str
+    suggestions: list[str]
+
+    @property
+    def has_next(self) -> bool:
+        return self.page * self.page_size < self.total
+
+    @property
+    def has_previous(self) -> bool:
+        return self.page > 1
+
+    @property
+    def page_count(self) -> int:
+        return max(1, -(-self.total // self.page_size))
+
+
+def page_bounds_check(*, page: int, page_size: int) -> None:
+    if page < 1 or not 1 <= page_size <= PAGE_SIZE_MAX:
+        raise InvalidInput(
+            f"page must be at least 1 and page_size between 1 and {PAGE_SIZE_MAX}.",
+            details={"page": [str(page)], "page_size": [str(page_size)]},
+        )
+    if (page - 1) * page_size >= RESULT_WINDOW:
+        raise SearchPageOutOfRange(
+            details={"page": [f"At most page {RESULT_WINDOW // page_size} at this page size."]}
+        )
+
+
+def product_search(
+    *,
+    query: str,
+    category_id: int | None = None,
+    min_price: Decimal | None = None,
+    max_price: Decimal | None = None,
+    in_stock: bool | None = None,
+    page: int = 1,
+    page_size: int = PAGE_SIZE_DEFAULT,
+) -> SearchResults:
+    """Products matching ``query`` (websearch syntax, last word as a prefix), best first.
+
+    Runs a typo-tolerant search when full text finds fewer than FUZZY_BELOW
+    products, and offers similar product names when nothing is found at all.
+    Raises InvalidInput for an unknown category or a page outside the window.
+    """
+    query = " ".join(query.split())
+    if len(query) > QUERY_MAX_LENGTH:
+        raise InvalidInput(
+            f"The query is longer than {QUERY_MAX_LENGTH} characters.",
+            details={"q": [f"Ensure this field has no more than {QUERY_MAX_LENGTH} characters."]},
+        )
+    page_bounds_check(page=page, page_size=page_size)
+    filters = SearchFilters(
+        category_id=category_id, min_price=min_price, max_price=max_price, in_stock=in_stock
+    )
+    backend = search_backend()
+    offset = (page - 1) * page_size
+    limit = min(page_size, RESULT_WINDOW - offset)
+    match = "full_text"
+    total = backend.count(query=query, filters=filters, cap=RESULT_WINDOW + 1) if query else 0
+    if total >= FUZZY_BELOW:
+        raw_hits = backend.page(query=query, filters=filters, offset=offset, limit=limit)
+    elif query:
+        fuzzy = backend.fuzzy(
+            query=query, filters=filters, offset=offset, limit=limit, cap=RESULT_WINDOW + 1
+        )
+        if fuzzy.total > total:
+            match, total, raw_hits = "fuzzy", fuzzy.total, fuzzy.hits
+        else:
+            raw_hits = backend.page(query=query, filters=filters, offset=offset, limit=limit)
+    else:
+        raw_hits = []
+
+    products = Product.objects.select_related("category").in_bulk(
+        [hit.product_id for hit in raw_hits]
+    )
+    hits = [
+        SearchHit(
+            product=products[hit.product_id],
+            rank=hit.rank,
+            name_highlighted=highlight_markup(hit.name_marked),
+            snippet=highlight_markup(hit.snippet_marked),
+        )
+        for hit in raw_hits
+        if hit.product_id in products  # deleted between the two queries
+    ]
+    suggestions: list[str] = []
+    if not total and query:
+        suggestions = backend.similar_names(query=query, limit=SUGGESTIONS_MAX)
+    return SearchResults(
+        query=query,
+        hits=hits,
+        total=min(total, RESULT_WINDOW),
+        total_capped=total > RESULT_WINDOW,
+        page=page,
+        page_size=page_size,
+        match=match,
+        suggestions=suggestions,
+    )
