@@ -260,3 +260,181 @@ def print_table(rows: list[tuple[str, LoadResult | float]]) -> None:
             )
         else:
             print(f"{name:<40}{value:>10.0f}")
+
+
+# -- app servers, nginx and the bare ASGI reference (used by bench.catalog) -------------
+
+# How each candidate production server is started: `workers` processes (one per core).
+APP_SERVERS = ("gunicorn-sync", "gunicorn-gthread", "uvicorn", "granian")
+
+
+def app_server_command(kind: str, *, port: int, workers: int) -> list[str]:
+    bind = ["127.0.0.1", str(port)]
+    if kind in ("gunicorn-sync", "gunicorn-gthread"):
+        threaded = kind == "gunicorn-gthread"
+        return [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "config.wsgi:application",
+            "--bind",
+            ":".join(bind),
+            "--workers",
+            str(workers),
+            "--worker-class",
+            "gthread" if threaded else "sync",
+            "--threads",
+            "4" if threaded else "1",
+            "--backlog",
+            "2048",
+            "--keep-alive",
+            "30",
+            "--log-level",
+            "warning",
+        ]
+    if kind == "uvicorn":
+        return [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "config.asgi:application",
+            "--host",
+            bind[0],
+            "--port",
+            bind[1],
+            "--workers",
+            str(workers),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+    if kind == "granian":
+        return [
+            sys.executable,
+            "-m",
+            "granian",
+            "--interface",
+            "wsgi",
+            "--host",
+            bind[0],
+            "--port",
+            bind[1],
+            "--workers",
+            str(workers),
+            "--blocking-threads",
+            "4",
+            "--log-level",
+            "warning",
+            "config.wsgi:application",
+        ]
+    raise ValueError(f"unknown app server {kind!r}")
+
+
+def server_available(kind: str) -> bool:
+    module = kind.split("-")[0]
+    probe = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True)
+    return probe.returncode == 0
+
+
+@contextmanager
+def app_server(
+    env: dict[str, str], *, kind: str, port: int, workers: int, ready_path: str
+) -> Iterator[str]:
+    process = subprocess.Popen(
+        app_server_command(kind, port=port, workers=workers), cwd=ROOT, env=env
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{base}{ready_path}", timeout=60)
+        yield base
+    finally:
+        stop(process)
+
+
+def stop(process: subprocess.Popen[Any]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextmanager
+def nginx(conf: str, prefix: Path) -> Iterator[None]:
+    """nginx as a foreground child with its own prefix: no system service is touched."""
+    binary = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
+    if not binary:
+        require_tool("nginx", "nginx-light")
+        binary = shutil.which("nginx", path="/usr/sbin:/sbin:" + os.environ.get("PATH", ""))
+    assert binary  # noqa: S101 - require_tool exits otherwise
+    for folder in ("logs", "cache", "temp"):
+        (prefix / folder).mkdir(parents=True, exist_ok=True)
+    conf_path = prefix / "nginx.conf"
+    conf_path.write_text(conf)
+    # nginx's workers drop to `nobody` when started as root; they read the prefix.
+    for path in (prefix, *prefix.rglob("*")):
+        path.chmod(0o777 if path.is_dir() else 0o644)
+    subprocess.run([binary, "-t", "-q", "-p", str(prefix), "-c", str(conf_path)], check=True)
+    process = subprocess.Popen(
+        [binary, "-p", str(prefix), "-c", str(conf_path), "-g", "daemon off;"]
+    )
+    try:
+        time.sleep(0.5)
+        if process.poll() is not None:
+            raise RuntimeError(f"nginx exited: see {prefix / 'logs'}")
+        yield
+    finally:
+        stop(process)
+
+
+@contextmanager
+def bare_asgi(body_file: Path, *, port: int, workers: int) -> Iterator[str]:
+    """The same-run reference: uvicorn answering the same bytes from memory."""
+    env = {**os.environ, "BARE_ASGI_BODY": str(body_file)}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.bare_asgi:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(base + "/")
+        yield base
+    finally:
+        stop(process)
+
+
+@contextmanager
+def bench_lock() -> Iterator[None]:
+    """Serialises load phases with any other benchmark on this machine (flock)."""
+    import fcntl
+
+    with open("/tmp/emporium-bench.lock", "w") as handle:  # noqa: S108 - agreed shared path
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

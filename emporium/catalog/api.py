@@ -1,10 +1,12 @@
 """Catalog endpoints. Reads are served from the versioned response cache.
 
-A cached read still passes through DRF's authentication, permission and
-content negotiation, then answers with the stored bytes (or 304) instead of
-querying and rendering. Input is validated before the cache is consulted, and
-the cache keeps only what the renderer produced from a successful read, so a
-400 or 404 is never stored.
+A fresh cached product read from an anonymous client is answered before DRF's
+dispatch (``_fast_read``) with the same bytes and headers. Every other cached
+read passes through DRF's authentication, permission and content negotiation,
+then answers with the stored bytes (or 304) instead of querying and rendering.
+Input is validated before the cache is consulted, and the cache keeps only
+what the renderer produced from a successful read, so a 400 or 404 is never
+stored.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.db.models import QuerySet
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.utils.cache import patch_vary_headers
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
@@ -29,8 +32,9 @@ from emporium.catalog.serializers import (
     CategorySerializer,
     ProductFilterSerializer,
     ProductSerializer,
+    product_representation,
 )
-from emporium.core.cache import conditional_response, versioned_fetch
+from emporium.core.cache import conditional_response, fresh_entry, versioned_fetch
 from emporium.core.pagination import KeysetPagination
 from emporium.core.permissions import IsStaffOrReadOnly
 
@@ -85,6 +89,48 @@ def _page_key(view: GenericAPIView[Any], kind: str, params: dict[str, str]) -> s
     paginator.get_page_size(request)  # a malformed page_size is a 400 before any caching
     paginator.link_query = params
     return caching.list_key(kind, base_uri=request.build_absolute_uri(request.path), params=params)
+
+
+# Accept headers DRF's negotiation answers with JSON (the only renderer), so a
+# cached read may skip negotiation for them; anything else takes the DRF path.
+_JSON_ACCEPTS = frozenset({"", "*/*", "application/json", "application/*"})
+
+
+def _fast_read(request: HttpRequest, *, key: str, namespaces: Sequence[str]) -> HttpResponse | None:
+    """A fresh cached read answered before DRF's dispatch, or None to take the DRF path.
+
+    About half of a cache hit's time went to DRF's request wrapping, authentication,
+    permission checks and negotiation (see docs/adr/0013-app-server.md); for an
+    anonymous GET none of them can change the answer: reads are public, no
+    read is throttled, and the cache only holds bytes a valid request rendered
+    under the same key. Requests that could be answered differently take the
+    DRF path: any Authorization header (a bad token is a 401 there), a format
+    override, an Accept header other than JSON. The bytes, validators and
+    headers are those of the DRF path, including the ``Vary: Cookie`` that
+    session authentication adds there.
+    """
+    if request.method != "GET" or "HTTP_AUTHORIZATION" in request.META or "format" in request.GET:
+        return None
+    if request.META.get("HTTP_ACCEPT", "").strip() not in _JSON_ACCEPTS:
+        return None
+    entry = fresh_entry(key=key, namespaces=namespaces, policy=caching.cache_policy())
+    if entry is None:
+        return None
+    response = conditional_response(
+        request,
+        entry,
+        content_type=JSONRenderer.media_type,
+        cache_control=caching.cache_control(),
+    )
+    patch_vary_headers(response, ("Cookie",))
+    return response
+
+
+def _product_list_key(request: HttpRequest) -> str:
+    params = caching.known_params(request.GET, _PRODUCT_LIST_PARAMS)
+    return caching.list_key(
+        "products.list", base_uri=request.build_absolute_uri(request.path), params=params
+    )
 
 
 class CategoryViewSet(viewsets.ModelViewSet):
@@ -154,6 +200,31 @@ class ProductViewSet(viewsets.ModelViewSet):
     def get_queryset(self) -> QuerySet[Product]:
         return selectors.product_detail_queryset()
 
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        """Cached reads first (see ``_fast_read``), then DRF's dispatch for everything else."""
+        fast: HttpResponse | None = None
+        action = self.action_map.get((request.method or "").lower())
+        if action == "list":
+            fast = _fast_read(
+                request,
+                key=_product_list_key(request),
+                namespaces=caching.product_list_namespaces(),
+            )
+        elif action == "retrieve":
+            product_id = int(kwargs[self.lookup_field])
+            fast = _fast_read(
+                request,
+                key=caching.detail_key("products.detail", product_id),
+                namespaces=caching.product_detail_namespaces(product_id),
+            )
+        if fast is None:
+            return super().dispatch(request, *args, **kwargs)
+        # What DRF's finalize_response adds to every answer of this view.
+        self.args, self.kwargs = args, kwargs
+        for name, value in self.default_response_headers.items():
+            fast[name] = value
+        return fast
+
     @extend_schema(
         parameters=[ProductFilterSerializer, *_CONDITIONAL_PARAMETERS],
         responses={200: ProductSerializer, 304: _NOT_MODIFIED},
@@ -178,8 +249,8 @@ class ProductViewSet(viewsets.ModelViewSet):
                 name_query=params.get("q"),
                 ordering=params["ordering"],
             )
-            rows = self.paginate_queryset(queryset)
-            return self.get_paginated_response(self.get_serializer(rows, many=True).data).data
+            rows = self.paginate_queryset(queryset) or []
+            return self.get_paginated_response([product_representation(row) for row in rows]).data
 
         return _cached_json(
             request, key=key, namespaces=caching.product_list_namespaces(), data=page
@@ -195,7 +266,7 @@ class ProductViewSet(viewsets.ModelViewSet):
             request,
             key=caching.detail_key("products.detail", product_id),
             namespaces=caching.product_detail_namespaces(product_id),
-            data=lambda: self.get_serializer(self.get_object()).data,
+            data=lambda: product_representation(self.get_object()),
         )
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:

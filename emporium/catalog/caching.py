@@ -75,6 +75,7 @@ def cache_policy() -> CachePolicy:
         lock_seconds=float(settings.CATALOG_CACHE_LOCK_SECONDS),
         wait_seconds=float(settings.CATALOG_CACHE_WAIT_SECONDS),
         backoff_seconds=float(settings.CATALOG_CACHE_FAILURE_BACKOFF_SECONDS),
+        enabled=bool(getattr(settings, "CATALOG_CACHE_ENABLED", True)),
     )
 
 

@@ -72,6 +72,9 @@ class CachePolicy:
     wait_seconds: float = 0.5
     poll_seconds: float = 0.02
     backoff_seconds: float = 2.0
+    # False turns the cache off: every read computes from the source (benchmarks
+    # of the uncached path set it; nothing in production needs to).
+    enabled: bool = True
 
 
 @dataclass(frozen=True)
@@ -340,7 +343,7 @@ def versioned_fetch(
     never stored. ``key`` may hold any characters; it is hashed.
     """
     alias = policy.alias
-    if _backing_off(alias):
+    if not policy.enabled or _backing_off(alias):
         return _bypass(compute, policy)
     cache = caches[alias]
     try:
@@ -369,6 +372,32 @@ def versioned_fetch(
     entry = _build(compute, policy, cache=cache, validators_key=validators_key)
     _store_quietly(cache, entry_key, entry, policy)
     return Lookup(entry=entry, outcome=Outcome.MISS)
+
+
+def fresh_entry(*, key: str, namespaces: Sequence[str], policy: CachePolicy) -> CachedBytes | None:
+    """The entry ``versioned_fetch`` would answer with as a HIT, or None.
+
+    Read-only: it never computes, locks or stores, so a caller can try it
+    before doing any work and fall back to ``versioned_fetch`` on None. A
+    failing cache (or one backing off, or with bumps still pending) is a None.
+    """
+    alias = policy.alias
+    if not policy.enabled or _backing_off(alias):
+        return None
+    with _state_lock:
+        if _pending_bumps.get(alias):
+            return None  # versioned_fetch flushes them first; let it
+    try:
+        cache = caches[alias]
+        versions = _versions(cache, namespaces)
+        entry_key = f"entry:{_digest(key)}:{'.'.join(str(version) for version in versions)}"
+        current = _decode_entry(cache.get(entry_key))
+    except Exception as error:  # a failing cache is a miss
+        _mark_failed(alias, policy.backoff_seconds, error)
+        return None
+    if current is not None and current.is_fresh:
+        return current
+    return None
 
 
 def _refresh(
