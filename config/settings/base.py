@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "emporium.core",
     "emporium.accounts",
     "emporium.catalog",
+    "emporium.search",
     "emporium.reviews",
     "emporium.carts",
     "emporium.wishlists",
@@ -249,6 +250,7 @@ IDEMPOTENCY_LOCK_SECONDS = 60
 # that Redis did not receive. MAX_AGE and STALE_WHILE_REVALIDATE go to clients
 # and to nginx in Cache-Control.
 CATALOG_CACHE_ALIAS = "catalog"
+CATALOG_CACHE_ENABLED = ENV.catalog_cache_enabled
 CATALOG_CACHE_MAX_AGE = ENV.catalog_cache_max_age
 CATALOG_CACHE_STALE_WHILE_REVALIDATE = ENV.catalog_cache_stale_while_revalidate
 CATALOG_CACHE_FRESH_SECONDS = ENV.catalog_cache_fresh_seconds

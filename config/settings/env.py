@@ -53,6 +53,7 @@ class Environment:
     catalog_cache_max_age: int
     catalog_cache_stale_while_revalidate: int
     catalog_cache_fresh_seconds: int
+    catalog_cache_enabled: bool
 
 
 def read_environment() -> Environment:
@@ -84,6 +85,8 @@ def read_environment() -> Environment:
             "CATALOG_CACHE_STALE_WHILE_REVALIDATE", default=30
         ),
         catalog_cache_fresh_seconds=_env.int("CATALOG_CACHE_FRESH_SECONDS", default=60),
+        # Off only for benchmarks of the uncached read path.
+        catalog_cache_enabled=_env.bool("CATALOG_CACHE_ENABLED", default=True),
         order_payment_timeout_seconds=_env.int("ORDER_PAYMENT_TIMEOUT_SECONDS", default=1800),
         low_stock_threshold=_env.int("LOW_STOCK_THRESHOLD", default=5),
         payment_provider_url=_env.str("PAYMENT_PROVIDER_URL", default="http://127.0.0.1:8100"),
