@@ -151,11 +151,15 @@ def device_position_latest(*, device_id: int) -> Position | None:
     row = DevicePosition.objects.filter(device_id=device_id, recorded_at__isnull=False).first()
     if row is None or row.recorded_at is None or row.latitude is None or row.longitude is None:
         return None
+    return _position_of(device_id, row)
+
+
+def _position_of(device_id: int, row: DevicePosition | TelemetryPoint) -> Position:
     return Position(
         device_id=device_id,
-        recorded_at=row.recorded_at,
-        latitude=row.latitude,
-        longitude=row.longitude,
+        recorded_at=row.recorded_at,  # type: ignore[arg-type]  # callers checked it is set
+        latitude=row.latitude,  # type: ignore[arg-type]
+        longitude=row.longitude,  # type: ignore[arg-type]
         speed=row.speed,
         heading=row.heading,
         accuracy=row.accuracy,
@@ -224,12 +228,4 @@ def _position_at_or_before(*, device_id: int, start: datetime, end: datetime) ->
     )
     if point is None:
         return None
-    return Position(
-        device_id=device_id,
-        recorded_at=point.recorded_at,
-        latitude=point.latitude,
-        longitude=point.longitude,
-        speed=point.speed,
-        heading=point.heading,
-        accuracy=point.accuracy,
-    )
+    return _position_of(device_id, point)

@@ -47,15 +47,7 @@ class SearchView(APIView):
         parameters = SearchParametersSerializer(data=request.query_params)
         parameters.is_valid(raise_exception=True)
         data = parameters.validated_data
-        results: SearchResults = product_search(
-            query=data["q"],
-            category_id=data.get("category"),
-            min_price=data.get("min_price"),
-            max_price=data.get("max_price"),
-            in_stock=data["in_stock"],
-            page=data["page"],
-            page_size=data["page_size"],
-        )
+        results: SearchResults = product_search(**parameters.search_arguments())
         link_params = {
             "q": results.query,
             "category": data.get("category"),

@@ -41,6 +41,19 @@ class SearchParametersSerializer(serializers.Serializer):
             raise serializers.ValidationError({"max_price": ["Must not be below min_price."]})
         return attrs
 
+    def search_arguments(self) -> dict[str, Any]:
+        """The validated parameters as ``product_search`` keywords (API and page alike)."""
+        data = self.validated_data
+        return {
+            "query": data["q"],
+            "category_id": data.get("category"),
+            "min_price": data.get("min_price"),
+            "max_price": data.get("max_price"),
+            "in_stock": data["in_stock"],
+            "page": data["page"],
+            "page_size": data["page_size"],
+        }
+
 
 class SearchHitSerializer(serializers.Serializer):
     id = serializers.IntegerField(source="product.id")

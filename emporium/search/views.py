@@ -44,17 +44,8 @@ def search_page(request: HttpRequest) -> HttpResponse:
     if raw.get("q", "").strip():
         parameters = SearchParametersSerializer(data=raw)
         if parameters.is_valid():
-            data = parameters.validated_data
             try:
-                results: SearchResults = product_search(
-                    query=data["q"],
-                    category_id=data.get("category"),
-                    min_price=data.get("min_price"),
-                    max_price=data.get("max_price"),
-                    in_stock=data["in_stock"],
-                    page=data["page"],
-                    page_size=data["page_size"],
-                )
+                results: SearchResults = product_search(**parameters.search_arguments())
             except InvalidInput as error:
                 context["errors"] = [error.message]
                 status = 400
