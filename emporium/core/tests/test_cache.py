@@ -195,6 +195,10 @@ def test_a_soft_expired_entry_is_served_while_one_caller_refreshes_it(
     fetch(renderer)
     clock(61)  # past fresh_seconds, within stale_seconds
     renderer.body, renderer.gate = b"new", threading.Event()
+    # The warm-up fetch already set "started"; re-arm it so the wait below really
+    # waits for the refreshing thread to hold the lock (under load the main thread
+    # could otherwise take the lock first and block on its own gate).
+    renderer.started.clear()
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         refreshing = pool.submit(fetch, renderer)
