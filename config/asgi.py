@@ -1,7 +1,29 @@
+"""ASGI entry point: HTTP to Django, WebSockets to the realtime app's router.
+
+Production serves HTTP with granian (WSGI, docs/adr/0013) and WebSockets
+with this application under uvicorn (docs/adr/0014); the embedded profile
+(`make run`) serves both from this one application, static files included.
+"""
+
 import os
 
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.embedded")
 
-application = get_asgi_application()
+# Django must be set up before anything imports models.
+django_application = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+
+from emporium.realtime.routing import websocket_application  # noqa: E402
+
+http_application = (
+    ASGIStaticFilesHandler(django_application)
+    if settings.EMPORIUM_PROFILE == "embedded"
+    else django_application
+)
+
+application = ProtocolTypeRouter({"http": http_application, "websocket": websocket_application})

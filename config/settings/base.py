@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "emporium.integrations",
     "emporium.delivery",
     "emporium.demo",
+    "emporium.realtime",
 ]
 
 MIDDLEWARE = [
@@ -241,6 +242,20 @@ EMPORIUM_TELEMETRY_MAX_FUTURE_SECONDS = 300
 EMPORIUM_TELEMETRY_RETENTION_DAYS = 30
 EMPORIUM_TELEMETRY_PARTITIONS_AHEAD_DAYS = 3
 EMPORIUM_TELEMETRY_ROLLUP_RETENTION_DAYS = 400
+
+# Real time (docs/realtime.md): events cross processes on Redis pub/sub when
+# REDIS_URL is set, else stay in the one process of the embedded profile. Other
+# apps push with get_channel_layer().group_send(group, {"type": "dashboard.event",
+# "event": {...}}); the layer hands that to the same fan-out.
+CHANNEL_LAYERS = {"default": {"BACKEND": "emporium.realtime.layer.HubChannelLayer"}}
+EMPORIUM_REALTIME_REDIS_URL = ENV.redis_url
+# Events an order or notification socket may have waiting before it is closed
+# with 4408 (the client then resyncs over REST); dashboards drop the oldest instead.
+EMPORIUM_REALTIME_BUFFER_EVENTS = 256
+# A shipment socket gets at most one position per this many seconds (latest wins).
+EMPORIUM_REALTIME_POSITION_INTERVAL_SECONDS = 0.5
+# Telemetry positions are coalesced per device and published this often per process.
+EMPORIUM_REALTIME_POSITION_FLUSH_SECONDS = 1.0
 
 IDEMPOTENCY_KEY_TTL_SECONDS = 24 * 3600
 IDEMPOTENCY_LOCK_SECONDS = 60

@@ -1,0 +1,244 @@
+"""The WebSocket endpoints: authenticate, authorise, then hand the socket to the hub.
+
+Each consumer accepts the socket first (a close code can only be sent on an
+open socket), authenticates with the JWT from the subprotocol header or the
+first message (the dashboard also takes a staff session), decides which
+groups the caller may join, queues a ``welcome`` message and registers with
+the hub. From then on events flow hub → buffer → socket without passing
+through Channels' dispatch, so no delivery hops to a thread; only the few
+messages a client sends (auth, disconnect) do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, ClassVar
+
+from channels.consumer import AsyncConsumer
+from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
+from django.conf import settings
+from django.http.request import split_domain_port, validate_host
+
+from emporium.accounts.models import User
+from emporium.realtime import groups, selectors
+from emporium.realtime.auth import (
+    AUTH_TIMEOUT_SECONDS,
+    TOKEN_SUBPROTOCOL,
+    Authenticated,
+    token_from_message,
+    token_from_subprotocols,
+    user_for_token,
+)
+from emporium.realtime.hub import (
+    CLOSE_FORBIDDEN,
+    CLOSE_NOT_FOUND,
+    CLOSE_UNAUTHENTICATED,
+    HUB,
+    BufferPolicy,
+    Connection,
+)
+from emporium.realtime.transport import dumps
+
+# An alias with no entry in CHANNEL_LAYERS: Channels then gives the consumer no
+# per-connection channel (and no task waiting on it); the hub delivers instead.
+NO_CHANNEL_LAYER = "realtime-direct"
+
+
+def reliable_policy() -> BufferPolicy:
+    return BufferPolicy(capacity=settings.EMPORIUM_REALTIME_BUFFER_EVENTS, drop_oldest=False)
+
+
+class StreamConsumer(AsyncConsumer):
+    """Shared life cycle of every stream; subclasses say who may join which groups."""
+
+    channel_layer_alias = NO_CHANNEL_LAYER
+    stream: ClassVar[str]
+    accepts_session: ClassVar[bool] = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.connection: Connection | None = None
+        self._authenticating = False
+        self._closed = False
+        self._timers: list[asyncio.TimerHandle] = []
+
+    # -- what subclasses decide ---------------------------------------------------------
+
+    def policy(self) -> BufferPolicy:
+        return reliable_policy()
+
+    async def authorize(self, user: User) -> list[str] | int:
+        """The groups ``user`` joins on this socket, or the close code that refuses them."""
+        raise NotImplementedError
+
+    # -- the life cycle ------------------------------------------------------------------
+
+    async def websocket_connect(self, message: dict[str, Any]) -> None:
+        token = token_from_subprotocols(list(self.scope.get("subprotocols") or []))
+        await self.send(
+            {
+                "type": "websocket.accept",
+                "subprotocol": TOKEN_SUBPROTOCOL if token is not None else None,
+            }
+        )
+        if token is not None:
+            await self._authenticate(token)
+            return
+        session_user = self._session_user()
+        if session_user is not None:
+            await self._start(Authenticated(user=session_user, expires_at=None))
+            return
+        loop = asyncio.get_running_loop()
+        self._timers.append(loop.call_later(AUTH_TIMEOUT_SECONDS, self._auth_timed_out))
+
+    async def websocket_receive(self, message: dict[str, Any]) -> None:
+        if self.connection is not None or self._authenticating or self._closed:
+            return  # after authentication clients have nothing to say
+        token = token_from_message(message.get("text"))
+        if token is None:
+            await self._close(CLOSE_UNAUTHENTICATED)
+            return
+        await self._authenticate(token)
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        self._closed = True
+        for timer in self._timers:
+            timer.cancel()
+        if self.connection is not None:
+            await self.connection.stop()
+        raise StopConsumer()
+
+    # -- helpers -------------------------------------------------------------------------
+
+    async def _authenticate(self, token: str) -> None:
+        self._authenticating = True
+        authenticated = await database_sync_to_async(user_for_token)(token) if token else None
+        if authenticated is None:
+            await self._close(CLOSE_UNAUTHENTICATED)
+            return
+        await self._start(authenticated)
+
+    async def _start(self, authenticated: Authenticated) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        decision = await self.authorize(authenticated.user)
+        if isinstance(decision, int):
+            await self._close(decision)
+            return
+        if self._closed:
+            return
+        connection = Connection(hub=HUB, send=self.base_send, policy=self.policy())
+        # First in the buffer: by the time the client reads it, every group is subscribed.
+        connection.buffer.append(
+            dumps({"type": "welcome", "stream": self.stream, "user_id": authenticated.user.pk})
+        )
+        await HUB.register(connection, decision)
+        self.connection = connection
+        connection.start()
+        if authenticated.expires_at is not None:
+            # The token's validity bounds the socket's: the client reconnects with a fresh one.
+            delay = max(0.0, authenticated.expires_at - time.time())
+            loop = asyncio.get_running_loop()
+            self._timers.append(
+                loop.call_later(delay, connection.close_soon, CLOSE_UNAUTHENTICATED)
+            )
+
+    def _auth_timed_out(self) -> None:
+        if self.connection is None and not self._closed and not self._authenticating:
+            HUB.background(asyncio.get_running_loop().create_task(self._close(4401)))
+
+    async def _close(self, code: int) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self.send({"type": "websocket.close", "code": code})
+
+    def _session_user(self) -> User | None:
+        """A staff browser's session user, only on endpoints that take sessions.
+
+        The socket's Origin must be one of ALLOWED_HOSTS: a cookie-authenticated
+        socket opened from another site (cross-site WebSocket hijacking) is refused.
+        """
+        if not self.accepts_session:
+            return None
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            return None
+        origin = dict(self.scope.get("headers") or []).get(b"origin", b"").decode("latin-1")
+        if "://" not in origin:
+            return None
+        domain, _ = split_domain_port(origin.split("://", 1)[1])
+        if not domain or not validate_host(domain, settings.ALLOWED_HOSTS):
+            return None
+        real_user = getattr(user, "_wrapped", user)
+        return real_user if isinstance(real_user, User) else None
+
+
+class OrdersConsumer(StreamConsumer):
+    """``/ws/orders/``: status changes of the caller's orders."""
+
+    stream = "orders"
+
+    async def authorize(self, user: User) -> list[str] | int:
+        return [groups.user_orders(user.pk)]
+
+
+class NotificationsConsumer(StreamConsumer):
+    """``/ws/notifications/``: the caller's notifications and staff broadcasts."""
+
+    stream = "notifications"
+
+    async def authorize(self, user: User) -> list[str] | int:
+        return [groups.user_notifications(user.pk), groups.BROADCAST]
+
+
+class ShipmentConsumer(StreamConsumer):
+    """``/ws/shipments/<id>/``: live positions of one shipment, newest first, at most 2/s."""
+
+    stream = "shipment"
+
+    def policy(self) -> BufferPolicy:
+        return BufferPolicy(
+            capacity=1,
+            drop_oldest=True,
+            min_interval=settings.EMPORIUM_REALTIME_POSITION_INTERVAL_SECONDS,
+        )
+
+    async def authorize(self, user: User) -> list[str] | int:
+        shipment_id = int(self.scope["url_route"]["kwargs"]["shipment_id"])
+        visible = await database_sync_to_async(selectors.shipment_watchable)(
+            user=user, shipment_id=shipment_id
+        )
+        if visible is None:
+            # Customers cannot tell a missing shipment from someone else's.
+            return CLOSE_NOT_FOUND if user.is_staff else CLOSE_FORBIDDEN
+        if not visible:
+            return CLOSE_FORBIDDEN
+        return [groups.shipment(shipment_id)]
+
+
+class DashboardConsumer(StreamConsumer):
+    """``/ws/dashboard/``: live operational figures, staff only (JWT or staff session)."""
+
+    stream = "dashboard"
+    accepts_session = True
+
+    def policy(self) -> BufferPolicy:
+        # Figures and positions are snapshots: a slow dashboard skips old ones.
+        return BufferPolicy(capacity=settings.EMPORIUM_REALTIME_BUFFER_EVENTS, drop_oldest=True)
+
+    async def authorize(self, user: User) -> list[str] | int:
+        return [groups.DASHBOARD] if user.is_staff else CLOSE_FORBIDDEN
+
+
+class NotFoundConsumer(StreamConsumer):
+    """Any other path under /ws/: accepted only to say 4404."""
+
+    stream = "none"
+
+    async def websocket_connect(self, message: dict[str, Any]) -> None:
+        await self.send({"type": "websocket.accept"})
+        await self._close(CLOSE_NOT_FOUND)

@@ -1,0 +1,20 @@
+"""Names of the fan-out groups. One place, so publishers and consumers agree."""
+
+from __future__ import annotations
+
+# Every staff dashboard; the dashboard app sends its figures here.
+DASHBOARD = "dashboard"
+# Every connected customer's notification stream (staff broadcasts).
+BROADCAST = "broadcast"
+
+
+def user_orders(user_id: int) -> str:
+    return f"user.{user_id}.orders"
+
+
+def user_notifications(user_id: int) -> str:
+    return f"user.{user_id}.notifications"
+
+
+def shipment(shipment_id: int) -> str:
+    return f"shipment.{shipment_id}"

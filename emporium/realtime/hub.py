@@ -1,0 +1,289 @@
+"""The per-process registry of open WebSocket connections and their outgoing buffers.
+
+One :data:`HUB` per server process knows which local connections belong to
+which group. An event reaches it once (from Redis pub/sub in production, from
+the publishing thread in the embedded profile) as JSON text that was
+serialised once by the publisher; the hub appends that same string to the
+buffer of every local member. Each connection has its own writer task that
+drains its buffer into the socket, so a client that reads slowly only ever
+holds up its own task: the fan-out itself never awaits a socket.
+
+Buffers are bounded. What happens when one is full depends on the stream
+(:class:`BufferPolicy`): position streams drop their oldest entries (only
+the newest position matters), order and notification streams close the
+socket with :data:`CLOSE_TOO_SLOW` so the client reconnects and fetches what
+it missed over REST.
+
+Nothing here touches the ORM: delivery never hops to a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+logger = logging.getLogger(__name__)
+
+# Close codes (4000-4999 are free for applications; see docs/realtime.md).
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_NOT_FOUND = 4404
+CLOSE_TOO_SLOW = 4408
+CLOSE_SERVICE_RESTART = 1012
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class BufferPolicy:
+    """How many events a connection may have waiting, and what a full buffer means.
+
+    ``drop_oldest``: a full buffer forgets its oldest entry (latest wins);
+    otherwise the connection is closed with :data:`CLOSE_TOO_SLOW`.
+    ``min_interval``: seconds the writer waits after each send, which caps the
+    rate a client receives at ``1 / min_interval``; events arriving meanwhile
+    wait in the buffer (with ``capacity=1`` and ``drop_oldest`` only the newest).
+    """
+
+    capacity: int
+    drop_oldest: bool
+    min_interval: float = 0.0
+
+
+class Transport(Protocol):
+    """Where the hub's groups come from: Redis pub/sub, or nothing (in-process)."""
+
+    async def subscribe(self, hub: Hub, group: str) -> None: ...
+
+    async def unsubscribe(self, hub: Hub, group: str) -> None: ...
+
+    async def start(self, hub: Hub) -> None: ...
+
+
+class Connection:
+    """One accepted, authenticated socket as the hub sees it."""
+
+    __slots__ = ("_closing", "_send", "_wake", "_writer", "buffer", "groups", "hub", "policy")
+
+    def __init__(self, *, hub: Hub, send: Send, policy: BufferPolicy) -> None:
+        self.hub = hub
+        self.policy = policy
+        self._send = send
+        self.buffer: deque[str] = deque(maxlen=policy.capacity if policy.drop_oldest else None)
+        self.groups: tuple[str, ...] = ()
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = False
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    def offer(self, text: str) -> None:
+        """Queues one event; called on the hub's loop for every member of a group."""
+        if self._closing:
+            return
+        if not self.policy.drop_oldest and len(self.buffer) >= self.policy.capacity:
+            logger.info("closing a connection whose buffer of %s is full", self.policy.capacity)
+            self.close_soon(CLOSE_TOO_SLOW)
+            return
+        self.buffer.append(text)
+        self._wake.set()
+
+    def start(self) -> None:
+        self._writer = asyncio.get_running_loop().create_task(self._write())
+
+    async def _write(self) -> None:
+        buffer = self.buffer
+        wake = self._wake
+        interval = self.policy.min_interval
+        try:
+            while True:
+                while not buffer:
+                    wake.clear()
+                    await wake.wait()
+                await self._send({"type": "websocket.send", "text": buffer.popleft()})
+                if interval:
+                    await asyncio.sleep(interval)
+        except (OSError, RuntimeError) as error:
+            # The server reports a socket that went away this way; the
+            # disconnect message that follows unregisters the connection.
+            logger.debug("writer stopped: %s", error)
+
+    def close_soon(self, code: int) -> None:
+        """Stops delivery at once and closes the socket with ``code``.
+
+        The writer may be blocked on a client that does not read; it is
+        cancelled (what it had handed to the transport stays there) and the
+        close frame goes out behind it.
+        """
+        if self._closing:
+            return
+        self._closing = True
+        self.hub.unregister(self)
+        if self._writer is not None:
+            self._writer.cancel()
+        self.buffer.clear()
+        task = asyncio.get_running_loop().create_task(self._close(code))
+        self.hub.background(task)
+
+    async def _close(self, code: int) -> None:
+        with contextlib.suppress(OSError, RuntimeError):
+            await self._send({"type": "websocket.close", "code": code})
+
+    async def stop(self) -> None:
+        """The socket is gone: stop the writer and leave every group."""
+        self._closing = True
+        self.hub.unregister(self)
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+
+
+class LocalTransport:
+    """The embedded profile: publishers hand events straight to this process's hub."""
+
+    async def start(self, hub: Hub) -> None:
+        return None
+
+    async def subscribe(self, hub: Hub, group: str) -> None:
+        return None
+
+    async def unsubscribe(self, hub: Hub, group: str) -> None:
+        return None
+
+
+class Hub:
+    """Groups of local connections, bound to the event loop that serves them."""
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.groups: dict[str, set[Connection]] = {}
+        self.count = 0
+        self.subscribed: set[str] = set()
+        self._subscription_lock: asyncio.Lock | None = None
+        self._transport: Transport | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._bind_lock = threading.Lock()
+
+    # -- binding to a loop and a transport ------------------------------------------
+
+    async def bind(self) -> None:
+        """Attaches the hub to the running loop, starting its transport the first time.
+
+        A server process has one loop for its lifetime. Tests start and stop
+        servers within one process, so a hub whose loop has closed starts over.
+        """
+        loop = asyncio.get_running_loop()
+        with self._bind_lock:
+            if self.loop is loop:
+                return
+            if self.loop is not None and self.loop.is_running() and not self.loop.is_closed():
+                raise RuntimeError("the realtime hub is already serving another event loop")
+            self.loop = loop
+            self.groups = {}
+            self.count = 0
+            self.subscribed = set()
+            self._tasks = set()
+            self._subscription_lock = asyncio.Lock()
+            from emporium.realtime.transport import transport_for_settings
+
+            self._transport = transport_for_settings()
+        await self._transport.start(self)
+
+    def background(self, task: asyncio.Task[Any]) -> None:
+        """Keeps a reference to a fire-and-forget task until it ends."""
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- membership --------------------------------------------------------------------
+
+    async def register(self, connection: Connection, groups: Iterable[str]) -> None:
+        """Adds the connection to its groups; returns once every group is subscribed."""
+        await self.bind()
+        connection.groups = tuple(groups)
+        self.count += 1
+        for group in connection.groups:
+            self.groups.setdefault(group, set()).add(connection)
+        for group in connection.groups:
+            if group not in self.subscribed:
+                await self._sync_subscription(group)
+
+    def unregister(self, connection: Connection) -> None:
+        groups, connection.groups = connection.groups, ()
+        if not groups:
+            return
+        self.count -= 1
+        for group in groups:
+            members = self.groups.get(group)
+            if members is None:
+                continue
+            members.discard(connection)
+            if not members:
+                del self.groups[group]
+                if self.loop is not None and self.loop.is_running():
+                    self.background(self.loop.create_task(self._sync_subscription(group)))
+
+    async def _sync_subscription(self, group: str) -> None:
+        """Makes the transport's subscription match whether the group has members.
+
+        Serialised by a lock and decided inside it, so a quick leave-then-join
+        of the only member never ends unsubscribed.
+        """
+        lock, transport = self._subscription_lock, self._transport
+        if lock is None or transport is None:
+            raise RuntimeError("the hub is not bound to a loop")
+        async with lock:
+            wanted = bool(self.groups.get(group))
+            if wanted and group not in self.subscribed:
+                await transport.subscribe(self, group)
+                self.subscribed.add(group)
+            elif not wanted and group in self.subscribed:
+                self.subscribed.discard(group)
+                await transport.unsubscribe(self, group)
+
+    # -- delivery ----------------------------------------------------------------------
+
+    def deliver(self, group: str, text: str) -> None:
+        """Queues ``text`` on every local member of ``group``; runs on the hub's loop."""
+        members = self.groups.get(group)
+        if not members:
+            return
+        for connection in tuple(members):
+            connection.offer(text)
+
+    def deliver_threadsafe(self, group: str, text: str) -> None:
+        """The same from any thread: the embedded profile's publish."""
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return  # nobody is connected in this process
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self.deliver(group, text)
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self.deliver, group, text)
+
+    def close_all(self, code: int, *, reliable_only: bool = True) -> None:
+        """Closes local connections, e.g. when events may have been lost upstream."""
+        seen: set[Connection] = set()
+        for members in list(self.groups.values()):
+            for connection in tuple(members):
+                if connection in seen:
+                    continue
+                seen.add(connection)
+                if not reliable_only or not connection.policy.drop_oldest:
+                    connection.close_soon(code)
+
+
+HUB = Hub()

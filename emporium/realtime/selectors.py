@@ -1,0 +1,42 @@
+"""Reads of the real-time streams: what a reconnecting client missed, who may watch what."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from emporium.accounts.models import User
+from emporium.delivery.models import Shipment
+from emporium.orders.models import OrderStatusChange
+from emporium.realtime.models import Notification
+
+
+def order_events_since(*, user: User, since: int, limit: int) -> list[OrderStatusChange]:
+    """The caller's own order events with an id above ``since``, oldest first.
+
+    Staff get their own orders' events too, not everyone's: this is a
+    personal stream. ``limit + 1`` rows are read so the caller can tell
+    whether more follow.
+    """
+    queryset: QuerySet[OrderStatusChange] = (
+        OrderStatusChange.objects.filter(order__user=user, pk__gt=since)
+        .select_related("order")
+        .order_by("pk")
+    )
+    return list(queryset[: limit + 1])
+
+
+def notifications_since(*, user: User, since: int, limit: int) -> list[Notification]:
+    return list(Notification.objects.filter(user=user, pk__gt=since).order_by("pk")[: limit + 1])
+
+
+def shipment_watchable(*, user: User, shipment_id: int) -> bool | None:
+    """None if the shipment does not exist; else whether ``user`` may watch it.
+
+    Staff may watch any shipment; a customer only the shipment of their own order.
+    """
+    owner_id = (
+        Shipment.objects.filter(pk=shipment_id).values_list("order__user_id", flat=True).first()
+    )
+    if owner_id is None:
+        return None
+    return bool(user.is_staff or owner_id == user.pk)
