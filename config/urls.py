@@ -12,6 +12,7 @@ api_urlpatterns: list[URLPattern | URLResolver] = [
     path("", include("emporium.reviews.urls")),
     path("", include("emporium.carts.urls")),
     path("", include("emporium.wishlists.urls")),
+    path("", include("emporium.realtime.urls")),
     path("", include("emporium.orders.urls")),
     path("", include("emporium.payments.urls")),
     path("", include("emporium.delivery.urls")),

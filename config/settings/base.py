@@ -179,6 +179,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "OrderStatusEnum": "emporium.orders.models.OrderStatus.choices",
         "PaymentStatusEnum": "emporium.payments.models.PaymentStatus.choices",
+        "NotificationKindEnum": "emporium.realtime.models.NotificationKind.choices",
     },
 }
 

@@ -17,6 +17,7 @@ from emporium.delivery.storage import telemetry_points_store
 from emporium.delivery.validation import Rejection, ValidPoint, batch_decode, points_validate
 from emporium.orders.models import Order, OrderStatus
 from emporium.orders.services import order_transition
+from emporium.realtime import services as realtime_services
 
 
 class DeviceRevoked(Conflict):
@@ -188,6 +189,8 @@ def telemetry_batch_ingest(
     )
     unique = _unique_by_time(valid)
     accepted = telemetry_points_store(device_id=device.pk, points=unique)
+    if accepted:
+        realtime_services.positions_note(device_id=device.pk, points=unique)
     return IngestResult(
         accepted=accepted,
         duplicates=len(valid) - accepted,

@@ -26,6 +26,7 @@ from emporium.core.errors import Conflict
 from emporium.integrations import events
 from emporium.orders.models import Order, OrderItem, OrderStatus, OrderStatusChange
 from emporium.orders.workflow import HOLDS_STOCK, RELEASES_STOCK, can_move
+from emporium.realtime import services as realtime_services
 
 
 class CartEmpty(Conflict):
@@ -234,9 +235,10 @@ def order_transition(
             stock_release(lines=_order_lines(order))
         order.order_status = to_status
         order.save(update_fields=["order_status", "updated_at"])
-        OrderStatusChange.objects.create(
+        change = OrderStatusChange.objects.create(
             order=order, from_status=from_status, to_status=to_status, actor=actor, reason=reason
         )
+        realtime_services.order_change_publish(change=change, user_id=order.user_id)
         event_type = _EVENT_FOR_STATUS.get(to_status)
         if event_type:
             events.event_record(

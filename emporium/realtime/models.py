@@ -1,12 +1,36 @@
 """What the real-time streams keep so a client can catch up over REST.
 
-Order events are the order's status changes (``orders.OrderStatusChange``,
-placement included). Notifications are kept here until the inbox app of a
-later issue takes them over; their ids order the stream like the changes' ids.
+Each stream is a table whose ids order it: ``OrderEvent`` (an order placed,
+then every status change, one row each, keyed by the owner so a catch-up
+read is one index range) and ``Notification`` (kept here until the inbox
+app of a later issue takes it over). ``orders.OrderStatusChange`` stays the
+audit history of transitions; placement is not a transition there.
 """
 
 from django.conf import settings
 from django.db import models
+
+from emporium.orders.models import Order, OrderStatus
+
+
+class OrderEvent(models.Model):
+    """Placement or a status change of one order, as its owner's stream shows it."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="order_events"
+    )
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="realtime_events")
+    from_status = models.CharField(max_length=20, blank=True)  # "" when the order was placed
+    to_status = models.CharField(max_length=20, choices=OrderStatus.choices)
+    reason = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["user", "id"], name="order_event_user_id_idx")]
+
+    def __str__(self) -> str:
+        return f"order {self.order_id}: {self.from_status or '(placed)'} -> {self.to_status}"
 
 
 class NotificationKind(models.TextChoices):

@@ -6,21 +6,18 @@ from django.db.models import QuerySet
 
 from emporium.accounts.models import User
 from emporium.delivery.models import Shipment
-from emporium.orders.models import OrderStatusChange
-from emporium.realtime.models import Notification
+from emporium.realtime.models import Notification, OrderEvent
 
 
-def order_events_since(*, user: User, since: int, limit: int) -> list[OrderStatusChange]:
+def order_events_since(*, user: User, since: int, limit: int) -> list[OrderEvent]:
     """The caller's own order events with an id above ``since``, oldest first.
 
     Staff get their own orders' events too, not everyone's: this is a
     personal stream. ``limit + 1`` rows are read so the caller can tell
-    whether more follow.
+    whether more follow; one range of the (user, id) index.
     """
-    queryset: QuerySet[OrderStatusChange] = (
-        OrderStatusChange.objects.filter(order__user=user, pk__gt=since)
-        .select_related("order")
-        .order_by("pk")
+    queryset: QuerySet[OrderEvent] = OrderEvent.objects.filter(user=user, pk__gt=since).order_by(
+        "pk"
     )
     return list(queryset[: limit + 1])
 

@@ -1,0 +1,51 @@
+from drf_spectacular.utils import inline_serializer
+from rest_framework import serializers
+
+from emporium.orders.models import OrderStatus
+from emporium.realtime.models import NotificationKind
+
+
+class SinceQuerySerializer(serializers.Serializer):
+    since = serializers.IntegerField(
+        min_value=0, default=0, help_text="Return events whose id is greater than this."
+    )
+    limit = serializers.IntegerField(min_value=1, max_value=500, default=100)
+
+
+class OrderEventSerializer(serializers.Serializer):
+    """Documents the order event; the dict comes from realtime.services.order_event."""
+
+    id = serializers.IntegerField()
+    type = serializers.ChoiceField(choices=["order.status_changed"])
+    order_id = serializers.IntegerField()
+    from_status = serializers.ChoiceField(
+        choices=[("", "(placed)"), *OrderStatus.choices],
+        help_text="Empty for the placement of the order.",
+    )
+    to_status = serializers.ChoiceField(choices=OrderStatus.choices)
+    reason = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+# Built from a dict because a field named "data" would shadow Serializer.data.
+NotificationEventSerializer = inline_serializer(
+    name="NotificationEvent",
+    fields={
+        "id": serializers.IntegerField(),
+        "type": serializers.ChoiceField(choices=["notification"]),
+        "kind": serializers.ChoiceField(choices=NotificationKind.choices),
+        "title": serializers.CharField(),
+        "data": serializers.DictField(help_text="For order notifications: order_id, order_status."),
+        "created_at": serializers.DateTimeField(),
+    },
+)
+
+
+class OrderEventPageSerializer(serializers.Serializer):
+    results = OrderEventSerializer(many=True)
+    has_more = serializers.BooleanField(help_text="Ask again with since=<last id> for more.")
+
+
+class NotificationPageSerializer(serializers.Serializer):
+    results = serializers.ListField(child=NotificationEventSerializer)
+    has_more = serializers.BooleanField(help_text="Ask again with since=<last id> for more.")
