@@ -60,6 +60,11 @@ def event_record(
         aggregate_id=str(aggregate_id),
         payload=payload,
     )
+    event_hooks_after_commit()
+    return event
+
+
+def event_hooks_after_commit() -> None:
+    """Arranges the after-commit hooks; for writers that record events in SQL themselves."""
     for hook in _after_commit_hooks:
         transaction.on_commit(hook)
-    return event

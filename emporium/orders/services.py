@@ -9,12 +9,14 @@ row, checks the state machine and records who moved it.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -107,7 +109,7 @@ def stock_release(*, lines: list[_Line]) -> None:
     catalog_services.product_cache_invalidate(product_ids=[line.product_id for line in lines])
 
 
-def _cart_lock(*, user: User) -> int | None:
+def _cart_lock(*, user_id: int) -> int | None:
     """Locks the user's cart row, if there is one, until the transaction ends.
 
     Two checkouts of one cart (a double submit) then run one after the other
@@ -116,16 +118,114 @@ def _cart_lock(*, user: User) -> int | None:
     """
     return (
         ShoppingCart.objects.select_for_update(no_key=True)
-        .filter(user=user)
+        .filter(user_id=user_id)
         .values_list("pk", flat=True)
         .first()
     )
 
 
-def order_place(*, user: User) -> Order:
-    """Turns the user's cart into a pending order in one transaction."""
+def order_place(*, user_id: int) -> Order:
+    """Turns the user's cart into a pending order in one transaction.
+
+    On PostgreSQL the whole checkout is one statement (``emporium_order_place``,
+    migration orders/0004); elsewhere the same steps run from Python. Both
+    return the order with its items attached, so nothing is read back.
+    """
+    if connection.vendor == "postgresql":
+        return _order_place_postgresql(user_id=user_id)
+    return _order_place_portable(user_id=user_id)
+
+
+class InactiveUser(Exception):
+    """The token's user no longer exists or was deactivated (the API answers 401)."""
+
+
+def _order_place_postgresql(*, user_id: int) -> Order:
+    def place() -> tuple[int, datetime, str, str, int]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT order_id, placed_at, total, items, event_id"
+                " FROM emporium_order_place(%s, %s)",
+                [user_id, _low_stock_threshold()],
+            )
+            return cursor.fetchone()
+
+    try:
+        if connection.in_atomic_block:
+            # Inside a caller's transaction a refusal must only undo this checkout.
+            with transaction.atomic():
+                order_id, placed_at, total, items, event_id = place()
+        else:
+            order_id, placed_at, total, items, event_id = place()  # autocommit: one round trip
+    except DatabaseError as error:
+        _raise_refusal(error)
+        raise
+    order = _order_built(
+        order_id=order_id, user_id=user_id, placed_at=placed_at, total=Decimal(total)
+    )
+    order_items = [
+        OrderItem(
+            pk=item["id"],
+            order=order,
+            product_id=item["product_id"],
+            quantity=item["quantity"],
+            price=Decimal(item["price"]),
+            product_name=item["name"],
+            created_at=placed_at,
+            updated_at=placed_at,
+        )
+        # Django has psycopg hand jsonb over as text (JSONField decodes it itself).
+        for item in json.loads(items)
+    ]
+    for item in order_items:
+        item._state.adding = False
+        item._state.db = connection.alias
+    order._prefetched_objects_cache = {"items": order_items}  # type: ignore[attr-defined]
+    # What stock_take and event_record arrange on the portable path, after commit
+    # (at once when there is no outer transaction): fresh catalog reads, relay nudge.
+    catalog_services.product_cache_invalidate(product_ids=[item.product_id for item in order_items])
+    realtime_services.order_placed_announce(order=order, event_id=event_id)
+    events.event_hooks_after_commit()
+    return order
+
+
+def _raise_refusal(error: DatabaseError) -> None:
+    """Turns the function's refusals (SQLSTATE EM401/EM404/EM409) into domain errors."""
+    cause = error.__cause__
+    sqlstate = getattr(cause, "sqlstate", None)
+    if sqlstate == "EM401":
+        raise InactiveUser() from error
+    if sqlstate == "EM404":
+        raise CartEmpty() from error
+    if sqlstate == "EM409":
+        short = json.loads(getattr(getattr(cause, "diag", None), "message_detail", "") or "[]")
+        raise OutOfStock(_short_message(short), details={"products": short}) from error
+
+
+def _short_message(short: list[dict[str, Any]]) -> str:
+    return f"Not enough stock for: {', '.join(str(entry['name']) for entry in short)}."
+
+
+def _order_built(*, order_id: int, user_id: int, placed_at: datetime, total: Decimal) -> Order:
+    order = Order(
+        pk=order_id,
+        user_id=user_id,
+        order_status=OrderStatus.PENDING_PAYMENT,
+        total_amount=total,
+        created_at=placed_at,
+        updated_at=placed_at,
+    )
+    order._state.adding = False
+    order._state.db = connection.alias
+    return order
+
+
+def _order_place_portable(*, user_id: int) -> Order:
+    """The checkout as ORM steps, for databases without ``emporium_order_place``."""
     with transaction.atomic():
-        cart_id = _cart_lock(user=user)
+        if not User.objects.filter(pk=user_id, is_active=True).exists():
+            raise InactiveUser()
+        cart_id = _cart_lock(user_id=user_id)
         cart_lines = list(
             CartItem.objects.filter(cart_id=cart_id)
             .order_by("product_id")
@@ -141,14 +241,14 @@ def order_place(*, user: User) -> Order:
                 product = products.get(int(str(entry["product"])))
                 entry["name"] = product.name if product else None
                 entry["available"] = product.stock_quantity if product else 0
-            names = ", ".join(str(entry["name"]) for entry in short)
-            raise OutOfStock(f"Not enough stock for: {names}.", details={"products": short})
+            raise OutOfStock(_short_message(short), details={"products": short})
         total = sum(
             (taken[line.product_id].price * line.quantity for line in lines), Decimal("0.00")
         )
         order = Order.objects.create(
-            user=user, order_status=OrderStatus.PENDING_PAYMENT, total_amount=total
+            user_id=user_id, order_status=OrderStatus.PENDING_PAYMENT, total_amount=total
         )
+        realtime_services.order_placed_record(order=order)
         items = OrderItem.objects.bulk_create(
             [
                 OrderItem(
@@ -169,7 +269,7 @@ def order_place(*, user: User) -> Order:
             aggregate_id=order.pk,
             payload={
                 "order_id": order.pk,
-                "user_id": user.pk,
+                "user_id": user_id,
                 "total_amount": str(total),
                 "items": [
                     {

@@ -118,6 +118,22 @@ def order_placed_record(*, order: Order) -> OrderEvent:
     )
 
 
+def order_placed_announce(*, order: Order, event_id: int) -> None:
+    """Publishes a placement whose ``OrderEvent`` row was written in SQL (row ``event_id``).
+
+    PostgreSQL's checkout statement (orders/0004) writes the row itself.
+    """
+    event = OrderEvent(
+        pk=event_id,
+        user_id=order.user_id,
+        order_id=order.pk,
+        from_status="",
+        to_status=order.order_status,
+        created_at=order.created_at,
+    )
+    publish_after_commit(groups.user_orders(order.user_id), order_event(event))
+
+
 # -- notifications ----------------------------------------------------------------------
 
 

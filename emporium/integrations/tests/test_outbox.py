@@ -45,7 +45,7 @@ def relay_driven_by_test(monkeypatch: pytest.MonkeyPatch) -> None:
 def checkout(user: User, *lines: tuple[Product, int]) -> Order:
     for product, quantity in lines:
         cart_services.cart_item_add(user=user, product=product, quantity=quantity)
-    return order_services.order_place(user=user)
+    return order_services.order_place(user_id=user.pk)
 
 
 def record(event_type: str, number: int) -> OutboxEvent:

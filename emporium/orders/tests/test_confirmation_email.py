@@ -141,7 +141,7 @@ def table_rows(html: str) -> list[list[str]]:
 def checkout(user: User, *lines: tuple[Product, int]) -> Order:
     for product, quantity in lines:
         cart_services.cart_item_add(user=user, product=product, quantity=quantity)
-    return order_services.order_place(user=user)
+    return order_services.order_place(user_id=user.pk)
 
 
 @pytest.fixture

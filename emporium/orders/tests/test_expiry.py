@@ -31,7 +31,7 @@ def placed(
 ) -> Order:
     """A real checkout, then aged (and moved to ``status``) directly in the database."""
     cart_fill(user, [(product, quantity)])
-    order = services.order_place(user=user)
+    order = services.order_place(user_id=user.pk)
     changes: dict[str, Any] = {"created_at": timezone.now() - age}
     if status is not None:
         changes["order_status"] = status

@@ -75,7 +75,7 @@ def product() -> Product:
 def place_order(user: User, product: Product, quantity: int = ORDERED) -> Order:
     """A real checkout, so the order holds its stock as it would in production."""
     cart_fill(user, [(product, quantity)])
-    return services.order_place(user=user)
+    return services.order_place(user_id=user.pk)
 
 
 def order_in(status: str, user: User, product: Product) -> Order:
@@ -200,7 +200,7 @@ def test_payment_failure_puts_the_stock_back_on_sale(customer: User, product: Pr
 def test_cancel_restores_every_line_of_a_multi_product_order(customer: User) -> None:
     products = [ProductFactory(stock_quantity=stock) for stock in (5, 8, 13)]
     cart_fill(customer, [(products[2], 1), (products[0], 5), (products[1], 2)])
-    order = services.order_place(user=customer)
+    order = services.order_place(user_id=customer.pk)
     assert [stock_of(product) for product in products] == [0, 6, 12]
 
     services.order_cancel(order=order, actor=customer)
