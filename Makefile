@@ -8,7 +8,7 @@ SEED_PRODUCTS ?= 2000
 PROVIDER_PORT ?= 8100
 PYTEST_ARGS ?=
 
-.PHONY: bench run worker beat relay provider install install-dev test lint format typecheck check migrate seed lock clean
+.PHONY: bench run worker beat relay provider install install-dev frontend test lint format typecheck check migrate seed lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,9 +22,27 @@ $(VENV)/.dev-installed: requirements-dev.lock | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-dev.lock
 	touch $@ $(VENV)/.runtime-installed
 
-install: $(VENV)/.runtime-installed
+install: $(VENV)/.runtime-installed frontend
 
-install-dev: $(VENV)/.dev-installed
+install-dev: $(VENV)/.dev-installed frontend
+
+## The /dashboard/ page's script (docs/adr/0015): exact packages from frontend/package-lock.json
+## (install scripts off), bundled by esbuild into the dashboard app's static files. Rebuilt
+## only when the sources or the lock change; skipped with a warning where npm is missing.
+FRONTEND_BUNDLE := emporium/dashboard/static/dashboard/build/dashboard.js
+
+frontend:
+	@if command -v npm >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory $(FRONTEND_BUNDLE); \
+	else \
+		echo "warning: npm not found; /dashboard/ needs Node.js 18+ and npm, then 'make frontend'" >&2; \
+	fi
+
+frontend/node_modules/.package-lock.json: frontend/package.json frontend/package-lock.json
+	cd frontend && npm ci --ignore-scripts --no-audit --no-fund
+
+$(FRONTEND_BUNDLE): frontend/node_modules/.package-lock.json frontend/build.mjs $(wildcard frontend/src/*.js)
+	cd frontend && npm run --silent build
 
 ## Install, migrate, load demo data and serve the API on the embedded profile,
 ## with the simulated payment provider beside it on port $(PROVIDER_PORT).

@@ -23,6 +23,7 @@ api_urlpatterns: list[URLPattern | URLResolver] = [
 urlpatterns = [
     path("api/", include(api_urlpatterns)),
     path("admin/", admin.site.urls),
+    path("dashboard/", include("emporium.dashboard.urls")),
     path("", include("emporium.search.page_urls")),
 ]
 

@@ -39,9 +39,12 @@ INSTALLED_APPS = [
     "emporium.delivery",
     "emporium.demo",
     "emporium.realtime",
+    "emporium.dashboard",
 ]
 
 MIDDLEWARE = [
+    # Outermost, so the dashboard's latency figures include every other middleware.
+    "emporium.dashboard.middleware.RequestTimingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "emporium.core.middleware.SecurityHeadersMiddleware",
     # After the header middleware so a 413 carries the security headers too,

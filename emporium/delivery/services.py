@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from emporium.accounts.models import User
 from emporium.core.errors import Conflict
+from emporium.dashboard.collector import telemetry_points_record
 from emporium.delivery.auth import device_token_generate, device_token_hash
 from emporium.delivery.models import CourierDevice, Shipment, ShipmentStatus
 from emporium.delivery.storage import telemetry_points_store
@@ -191,6 +192,7 @@ def telemetry_batch_ingest(
     accepted = telemetry_points_store(device_id=device.pk, points=unique)
     if accepted:
         realtime_services.positions_note(device_id=device.pk, points=unique)
+    telemetry_points_record(count=accepted)  # the dashboard's points/s (in memory, no I/O)
     return IngestResult(
         accepted=accepted,
         duplicates=len(valid) - accepted,

@@ -1,0 +1,32 @@
+"""``manage.py dashboard_publisher``: the dashboard's once-a-second publisher as a process.
+
+For deployments whose HTTP is served by WSGI processes (granian, gunicorn):
+ASGI processes start the publisher themselves on their first request. Any
+number may run; each second only one of them publishes (see ``publisher``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from emporium.dashboard.publisher import publisher_run
+
+
+class Command(BaseCommand):
+    help = "Publish the live dashboard's figures once a second until stopped."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        asyncio.run(self._run())
+
+    async def _run(self) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for number in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(number, stop.set)
+        self.stdout.write("dashboard publisher: sending figures once a second")
+        await publisher_run(stop=stop)
+        self.stdout.write("dashboard publisher: stopped")

@@ -1,0 +1,108 @@
+"""The figures the live dashboard shows, read from the database and the shared store."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import Count, Sum
+
+from emporium.dashboard.collector import SecondStore, traffic_figures
+from emporium.orders.models import Order
+
+logger = logging.getLogger(__name__)
+
+ORDER_WINDOW = timedelta(seconds=60)
+# Requests/s, p95 and telemetry points/s are taken over this many whole seconds,
+# enough for a p95 that does not jump with every slow request.
+TRAFFIC_WINDOW_SECONDS = 5
+
+
+@dataclass(frozen=True)
+class OrderFigures:
+    orders: int
+    revenue: Decimal
+
+
+def orders_last_minute(*, now: datetime) -> OrderFigures:
+    """Orders placed in the minute up to ``now`` and their total value.
+
+    Every placed order counts, whatever happened to it since (a minute is too
+    short for payment outcomes to settle). One range scan of the
+    ``(created_at, id)`` index plus the matching rows.
+    """
+    figures = Order.objects.filter(
+        created_at__gt=now - ORDER_WINDOW, created_at__lte=now
+    ).aggregate(orders=Count("id"), revenue=Sum("total_amount"))
+    return OrderFigures(orders=figures["orders"], revenue=figures["revenue"] or Decimal("0.00"))
+
+
+def _connections_open_function() -> Callable[[], int] | None:
+    try:
+        module: Any = importlib.import_module("emporium.realtime")
+    except ImportError:
+        return None
+    return getattr(module, "connections_open", None)
+
+
+def websocket_connections() -> int | None:
+    """Open WebSocket connections as the realtime app counts them; None if unknown."""
+    connections_open = _connections_open_function()
+    if connections_open is None:
+        return None
+    try:
+        return int(connections_open())
+    except Exception:  # the figure is optional; one failure must not stop the others
+        logger.warning("could not read the open WebSocket connections", exc_info=True)
+        return None
+
+
+@dataclass(frozen=True)
+class Metrics:
+    at: datetime
+    orders_per_minute: int
+    revenue_per_minute: Decimal
+    requests_per_second: float
+    p95_ms: float | None
+    telemetry_points_per_second: float
+    websocket_connections: int | None
+
+    def as_event(self) -> dict[str, Any]:
+        """The ``metrics`` event the dashboard page draws (JSON-ready)."""
+        return {
+            "type": "metrics",
+            "ts": self.at.isoformat().replace("+00:00", "Z"),
+            "orders_per_minute": self.orders_per_minute,
+            "revenue_per_minute": f"{self.revenue_per_minute:.2f}",
+            "requests_per_second": round(self.requests_per_second, 2),
+            "p95_ms": None if self.p95_ms is None else round(self.p95_ms, 2),
+            "telemetry_points_per_second": round(self.telemetry_points_per_second, 2),
+            "websocket_connections": self.websocket_connections,
+        }
+
+
+def metrics_read(*, second: int, store: SecondStore | None = None) -> Metrics:
+    """The figures as of the start of wall-clock ``second`` (UNIX time).
+
+    Traffic figures cover the whole seconds before ``second``: those are
+    complete, and each process has flushed them just after they ended.
+    """
+    at = datetime.fromtimestamp(second, tz=UTC)
+    orders = orders_last_minute(now=at)
+    traffic = traffic_figures(
+        last_second=second - 1, window_seconds=TRAFFIC_WINDOW_SECONDS, store=store
+    )
+    return Metrics(
+        at=at,
+        orders_per_minute=orders.orders,
+        revenue_per_minute=orders.revenue,
+        requests_per_second=traffic.requests_per_second,
+        p95_ms=traffic.p95_ms,
+        telemetry_points_per_second=traffic.telemetry_points_per_second,
+        websocket_connections=websocket_connections(),
+    )

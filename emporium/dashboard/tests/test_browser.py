@@ -1,0 +1,389 @@
+"""The live dashboard in a real headless Chromium against a real ASGI server process.
+
+The server is the project's ASGI application under uvicorn, in its own process,
+on the same database as the test: PostgreSQL and Redis (pub/sub between
+processes) when they are configured, otherwise a SQLite file and the
+in-process channel layer of the embedded profile. Everything the test changes
+goes through HTTP, as a courier's phone and a customer would do it, and
+everything it checks is read from the page.
+
+Skips where Chromium, Playwright or the built script is missing, and fails
+there instead when EMPORIUM_REQUIRE_SERVICES=1 (CI has all three).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from django.contrib.staticfiles import finders
+from django.db import connection
+
+from emporium.dashboard.views import BUNDLE
+from emporium.search.tests.support import REQUIRE_SERVICES
+from emporium.search.tests.test_browser import CHROMIUM, CHROMIUM_ARGS, _require_browser
+from tests.support.processes import (
+    database_url_for_current_test_db,
+    free_port,
+    stop_process,
+    wait_until,
+)
+
+ROOT = Path(__file__).resolve().parents[3]
+STAFF_USERNAME = "opsdesk"
+STAFF_PASSWORD = "dashboard-test-password-5"
+WAIT_MS = 60_000  # the machine is shared: be patient, but poll, never sleep
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def _server_environment(tmp_path: Path) -> dict[str, str]:
+    env = {
+        **os.environ,
+        # Test settings: the suite's password hasher, and no .env surprises.
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "PYTHONUNBUFFERED": "1",
+    }
+    if connection.vendor == "postgresql":
+        env["DATABASE_URL"] = database_url_for_current_test_db()
+    else:
+        env.pop("DATABASE_URL", None)
+        env.pop("REDIS_URL", None)
+        env["SQLITE_PATH"] = str(tmp_path / "server.sqlite3")
+    return env
+
+
+def _manage(env: dict[str, str], *arguments: str) -> None:
+    subprocess.run(  # noqa: S603 - this interpreter and manage.py
+        [sys.executable, "manage.py", *arguments],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        timeout=300,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture
+def asgi_server(tmp_path: Path) -> Iterator[Server]:
+    env = _server_environment(tmp_path)
+    if connection.vendor != "postgresql":
+        _manage(env, "migrate", "--no-input")  # pytest's SQLite database is in memory
+    _manage(
+        {**env, "DJANGO_SUPERUSER_PASSWORD": STAFF_PASSWORD},
+        "createsuperuser",
+        "--no-input",
+        "--username",
+        STAFF_USERNAME,
+        "--email",
+        "ops@example.com",
+    )
+    port = free_port()
+    log_path = tmp_path / "server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(  # noqa: S603
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "emporium.dashboard.tests.asgi_with_static:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--lifespan",
+                "off",
+                "--no-access-log",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    server = Server(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
+
+    def answers() -> bool:
+        try:
+            return httpx.get(f"{server.url}/dashboard/login/", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return process.poll() is not None  # stop waiting for a server that died
+
+    try:
+        if not wait_until(answers, timeout=90, interval=0.2) or process.poll() is not None:
+            raise RuntimeError(f"the ASGI server did not start:\n{server.log()}")
+        yield server
+    finally:
+        stop_process(process)
+
+
+class Api:
+    """The JSON API of the server under test, as a client sees it."""
+
+    def __init__(self, base_url: str) -> None:
+        self.client = httpx.Client(base_url=base_url, timeout=30)
+
+    def call(
+        self, method: str, path: str, *, token: str | None = None, expect: int = 200, **kw: Any
+    ) -> Any:
+        headers = kw.pop("headers", {})
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        response = self.client.request(method, path, headers=headers, **kw)
+        assert response.status_code == expect, (method, path, response.status_code, response.text)
+        return response.json() if response.content else None
+
+    def login(self, username: str, password: str) -> str:
+        tokens = self.call(
+            "POST", "/api/auth/login/", json={"username": username, "password": password}
+        )
+        return str(tokens["access"])
+
+
+def _points(device_id: int, start: datetime, route: list[tuple[float, float]]) -> str:
+    import json
+
+    return json.dumps(
+        [
+            {
+                "device_id": device_id,
+                "timestamp": (start + timedelta(seconds=index)).isoformat().replace("+00:00", "Z"),
+                "latitude": latitude,
+                "longitude": longitude,
+            }
+            for index, (latitude, longitude) in enumerate(route)
+        ]
+    )
+
+
+def _require_bundle() -> None:
+    if finders.find(BUNDLE) is None:
+        problem = f"the dashboard script {BUNDLE} is not built (make frontend)"
+        if REQUIRE_SERVICES:
+            pytest.fail(f"EMPORIUM_REQUIRE_SERVICES=1 but {problem}")
+        pytest.skip(problem)
+
+
+def _last_value(page: Any, chart: str, dataset: int = 0) -> Any:
+    return page.evaluate(
+        """([chart, dataset]) => {
+            const data = window.emporiumDashboard.charts[chart].data.datasets[dataset].data;
+            return data.length ? data[data.length - 1].y : null;
+        }""",
+        [chart, dataset],
+    )
+
+
+def _page_state(page: Any) -> Any:
+    """What the page knows, for a failure message."""
+    try:
+        return page.evaluate(
+            """() => {
+                const state = window.emporiumDashboard;
+                if (!state) return {url: location.href};
+                return {
+                    url: location.href,
+                    connection: state.connection,
+                    metricsReceived: state.metricsReceived,
+                    positionsReceived: state.positionsReceived,
+                    lastMetrics: state.lastMetrics,
+                    devices: document.querySelector("#positions-map").dataset.devices,
+                };
+            }"""
+        )
+    except Exception as error:  # the page may be gone
+        return f"unavailable: {error}"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_dashboard_follows_telemetry_and_orders_live(asgi_server: Server) -> None:
+    sync_playwright = _require_browser()
+    _require_bundle()
+    api = Api(asgi_server.url)
+
+    # What the staff member and the customer will need: a product, a device, a customer.
+    staff_token = api.login(STAFF_USERNAME, STAFF_PASSWORD)
+    category = api.call(
+        "POST", "/api/categories/", token=staff_token, expect=201, json={"name": "Tea"}
+    )
+    product = api.call(
+        "POST",
+        "/api/products/",
+        token=staff_token,
+        expect=201,
+        json={
+            "sku": "TEA-001",
+            "name": "Green tea",
+            "description": "Loose leaf.",
+            "price": "12.50",
+            "stock_quantity": 10,
+            "category": category["id"],
+        },
+    )
+    device = api.call(
+        "POST", "/api/devices/", token=staff_token, expect=201, json={"name": "van 7"}
+    )
+    api.call(
+        "POST",
+        "/api/auth/register/",
+        expect=201,
+        json={
+            "username": "petra",
+            "email": "petra@example.com",
+            "password": "a-long-customer-password-9",
+        },
+    )
+    customer_token = api.login("petra", "a-long-customer-password-9")
+
+    problems: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(WAIT_MS)
+            page.on(
+                "console",
+                lambda message: (
+                    problems.append(f"console {message.type}: {message.text}")
+                    if message.type in ("error", "warning")
+                    else None
+                ),
+            )
+            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+            page.on(
+                "requestfailed",
+                lambda request: problems.append(f"request failed: {request.url}"),
+            )
+
+            # Anonymous: sent to the sign-in form, then back to the dashboard.
+            page.goto(f"{asgi_server.url}/dashboard/")
+            page.wait_for_url("**/dashboard/login/?next=/dashboard/")
+            page.get_by_label("Username").fill(STAFF_USERNAME)
+            page.get_by_label("Password").fill(STAFF_PASSWORD)
+            page.get_by_role("button", name="Sign in").click()
+            page.wait_for_url(f"{asgi_server.url}/dashboard/")
+
+            page.wait_for_function(
+                "() => window.emporiumDashboard && window.emporiumDashboard.connection === 'open'"
+            )
+            assert page.locator("#connection").inner_text() == "Live"
+            page.wait_for_function("() => window.emporiumDashboard.metricsReceived >= 2")
+            # The figures the page got so far: nothing has been ordered or reported yet.
+            assert _last_value(page, "orders") == 0
+            assert _last_value(page, "telemetry") == 0
+            assert page.locator("#positions-map").get_attribute("data-devices") in (None, "0")
+            # This page's own socket is open, and counted.
+            page.wait_for_function(
+                "() => window.emporiumDashboard.lastMetrics.websocket_connections >= 1"
+            )
+
+            # A courier reports three points.
+            start = datetime.now(tz=UTC).replace(microsecond=0) - timedelta(seconds=30)
+            route = [(52.5200, 13.4050), (52.5210, 13.4065), (52.5222, 13.4080)]
+            result = api.call(
+                "POST",
+                "/api/telemetry/",
+                headers={
+                    "Authorization": f"Device {device['token']}",
+                    "Content-Type": "application/json",
+                },
+                content=_points(device["id"], start, route),
+            )
+            assert result["accepted"] == 3
+
+            marker = page.locator(f'#positions-map circle[data-device-id="{device["id"]}"]')
+            marker.wait_for(state="attached")
+            page.wait_for_function(
+                """([id, latitude]) => {
+                    const marker = document.querySelector(
+                        `#positions-map circle[data-device-id="${id}"]`);
+                    return marker && Number(marker.dataset.latitude) === latitude;
+                }""",
+                arg=[device["id"], route[-1][0]],
+            )
+            first_position = (marker.get_attribute("cx"), marker.get_attribute("cy"))
+            assert page.locator("#positions-map").get_attribute("data-devices") == "1"
+            assert (
+                page.locator(f'li[data-device-id="{device["id"]}"]')
+                .inner_text()
+                .startswith(f"Device {device['id']}")
+            )
+            # The points per second chart has seen them.
+            page.wait_for_function(
+                """() => window.emporiumDashboard.charts.telemetry.data.datasets[0].data
+                    .some((point) => point.y > 0)"""
+            )
+
+            # The courier moves on: the marker moves and leaves a trail.
+            later = start + timedelta(seconds=len(route))
+            api.call(
+                "POST",
+                "/api/telemetry/",
+                headers={
+                    "Authorization": f"Device {device['token']}",
+                    "Content-Type": "application/json",
+                },
+                content=_points(device["id"], later, [(52.5300, 13.4200)]),
+            )
+            page.wait_for_function(
+                """([id, latitude]) => {
+                    const marker = document.querySelector(
+                        `#positions-map circle[data-device-id="${id}"]`);
+                    return marker && Number(marker.dataset.latitude) === latitude;
+                }""",
+                arg=[device["id"], 52.53],
+            )
+            assert (marker.get_attribute("cx"), marker.get_attribute("cy")) != first_position
+            assert page.locator(f'polyline[data-device-id="{device["id"]}"]').count() == 1
+
+            # A customer places an order: the orders and revenue charts go up.
+            api.call(
+                "POST",
+                "/api/cart/items/",
+                token=customer_token,
+                expect=201,
+                json={"product": product["id"], "quantity": 2},
+            )
+            order = api.call("POST", "/api/orders/", token=customer_token, expect=201)
+            assert order["total_amount"] == "25.00"
+            page.wait_for_function(
+                """() => {
+                    const charts = window.emporiumDashboard.charts;
+                    const last = (chart) => chart.data.datasets[0].data.at(-1).y;
+                    return last(charts.orders) === 1 && last(charts.revenue) === 25;
+                }"""
+            )
+            assert page.locator("#figure-orders_per_minute").inner_text() == "1"
+            assert page.locator("#figure-revenue_per_minute").inner_text() == "25.00"
+            # The API requests above were timed: the API chart has a rate and a p95.
+            page.wait_for_function(
+                """() => window.emporiumDashboard.charts.api.data.datasets[0].data
+                    .some((point) => point.y > 0)
+                  && window.emporiumDashboard.charts.api.data.datasets[1].data
+                    .some((point) => point.y > 0)"""
+            )
+        except Exception as error:
+            raise AssertionError(
+                f"{error}\nbrowser problems: {problems}\npage: {_page_state(page)}\n"
+                f"server log:\n{asgi_server.log()[-5000:]}"
+            ) from error
+        finally:
+            browser.close()
+    assert problems == [], asgi_server.log()

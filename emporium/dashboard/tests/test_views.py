@@ -1,0 +1,165 @@
+"""Who may see /dashboard/, the staff sign-in, and what the page is made of."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.contrib.staticfiles import finders
+from django.test import Client
+
+from emporium.core.tests.factories import PASSWORD, StaffFactory, UserFactory
+from emporium.dashboard.views import BUNDLE
+
+pytestmark = pytest.mark.django_db
+
+DASHBOARD_URL = "/dashboard/"
+LOGIN_URL = "/dashboard/login/"
+
+
+def test_anonymous_visitors_are_sent_to_the_sign_in_page(client: Client) -> None:
+    response = client.get(DASHBOARD_URL)
+
+    assert response.status_code == 302
+    assert response["Location"] == "/dashboard/login/?next=/dashboard/"
+
+
+def test_a_signed_in_customer_gets_a_plain_403_page(client: Client) -> None:
+    customer = UserFactory(username="carol")
+    client.force_login(customer)
+
+    response = client.get(DASHBOARD_URL)
+
+    assert response.status_code == 403
+    assert response["Content-Type"].startswith("text/html")
+    body = response.content.decode()
+    assert "Staff only" in body
+    assert "carol" in body
+    assert "/ws/dashboard/" not in body
+
+
+def test_staff_get_the_page(client: Client) -> None:
+    client.force_login(StaffFactory())
+
+    response = client.get(DASHBOARD_URL)
+
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert 'data-socket-path="/ws/dashboard/"' in body
+    assert 'id="positions-map"' in body
+    assert len(re.findall(r"<canvas id=\"chart-", body)) == 5
+    assert "no-store" in response["Cache-Control"]
+
+
+def test_the_page_fits_the_content_security_policy(client: Client) -> None:
+    """No inline scripts or handlers, nothing from another origin."""
+    client.force_login(StaffFactory())
+
+    response = client.get(DASHBOARD_URL)
+
+    directives = dict(
+        part.strip().split(" ", 1) for part in response["Content-Security-Policy"].split(";")
+    )
+    script_sources = directives.get("script-src", directives["default-src"])
+    assert script_sources == "'self'"
+    body = response.content.decode()
+    scripts = re.findall(r"<script\b[^>]*>", body)
+    assert all(' src="/static/' in tag for tag in scripts)
+    assert re.search(r"\son[a-z]+=", body) is None
+    assert re.search(r"(src|href)=\"(https?:)?//", body) is None
+
+
+def test_the_script_tag_is_there_exactly_when_the_bundle_is_built(client: Client) -> None:
+    client.force_login(StaffFactory())
+
+    body = client.get(DASHBOARD_URL).content.decode()
+
+    if finders.find(BUNDLE):
+        assert f'<script src="/static/{BUNDLE}" defer></script>' in body
+        assert "make frontend" not in body
+    else:
+        assert "<script" not in body
+        assert "make frontend" in body
+
+
+def test_other_methods_are_refused(client: Client) -> None:
+    client.force_login(StaffFactory())
+
+    assert client.post(DASHBOARD_URL).status_code == 405
+
+
+def test_staff_sign_in_through_the_form_and_land_on_the_dashboard(client: Client) -> None:
+    staff = StaffFactory(username="sam")
+
+    page = client.get(LOGIN_URL + "?next=/dashboard/")
+    assert page.status_code == 200
+    assert 'name="next" value="/dashboard/"' in page.content.decode()
+
+    response = client.post(
+        LOGIN_URL, {"username": "sam", "password": PASSWORD, "next": "/dashboard/"}
+    )
+
+    assert response.status_code == 302
+    assert response["Location"] == "/dashboard/"
+    assert client.session["_auth_user_id"] == str(staff.pk)
+    assert client.get(DASHBOARD_URL).status_code == 200
+
+
+def test_sign_in_without_next_lands_on_the_dashboard(client: Client) -> None:
+    StaffFactory(username="sam")
+
+    response = client.post(LOGIN_URL, {"username": "sam", "password": PASSWORD})
+
+    assert response.status_code == 302
+    assert response["Location"] == "/dashboard/"
+
+
+def test_a_customer_cannot_sign_in_through_the_dashboard_form(client: Client) -> None:
+    UserFactory(username="carol")
+
+    response = client.post(LOGIN_URL, {"username": "carol", "password": PASSWORD})
+
+    assert response.status_code == 200
+    assert "not a staff account" in response.content.decode()
+    assert "_auth_user_id" not in client.session
+
+
+def test_a_wrong_password_is_refused(client: Client) -> None:
+    StaffFactory(username="sam")
+
+    response = client.post(LOGIN_URL, {"username": "sam", "password": "wrong"})
+
+    assert response.status_code == 200
+    assert "Please enter a correct username and password" in response.content.decode()
+    assert "_auth_user_id" not in client.session
+
+
+def test_an_offsite_next_is_not_followed(client: Client) -> None:
+    StaffFactory(username="sam")
+
+    response = client.post(
+        LOGIN_URL, {"username": "sam", "password": PASSWORD, "next": "https://evil.example/"}
+    )
+
+    assert response.status_code == 302
+    assert response["Location"] == "/dashboard/"
+
+
+def test_sign_in_needs_the_csrf_token() -> None:
+    StaffFactory(username="sam")
+    client = Client(enforce_csrf_checks=True)
+
+    response = client.post(LOGIN_URL, {"username": "sam", "password": PASSWORD})
+
+    assert response.status_code == 403
+    assert "_auth_user_id" not in client.session
+
+
+def test_sign_out_ends_the_session(client: Client) -> None:
+    client.force_login(StaffFactory())
+
+    response = client.post("/dashboard/logout/")
+
+    assert response.status_code == 302
+    assert response["Location"] == LOGIN_URL
+    assert client.get(DASHBOARD_URL).status_code == 302

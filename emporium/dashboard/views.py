@@ -1,0 +1,55 @@
+"""The live operations page and its staff sign-in (server-rendered, one static bundle)."""
+
+from __future__ import annotations
+
+from django.contrib.auth.views import LoginView, LogoutView, redirect_to_login
+from django.contrib.staticfiles import finders
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from emporium.dashboard.forms import StaffAuthenticationForm
+
+# Built by `make frontend` from frontend/src (not committed; see ADR 0015).
+BUNDLE = "dashboard/build/dashboard.js"
+SOCKET_PATH = "/ws/dashboard/"
+# How much history the charts keep in the browser.
+CHART_WINDOW_MINUTES = 15
+
+
+def bundle_built() -> bool:
+    """Whether ``make frontend`` has built the page's script."""
+    return finders.find(BUNDLE) is not None
+
+
+@never_cache
+@require_GET
+def dashboard_page(request: HttpRequest) -> HttpResponse:
+    """Staff only: anyone else signs in first; a signed-in non-staff account gets 403."""
+    if not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path(), login_url=reverse("dashboard-login"))
+    if not request.user.is_staff:
+        return render(request, "dashboard/forbidden.html", status=403)
+    return render(
+        request,
+        "dashboard/dashboard.html",
+        {
+            "bundle_built": bundle_built(),
+            "bundle": BUNDLE,
+            "socket_path": SOCKET_PATH,
+            "window_minutes": CHART_WINDOW_MINUTES,
+        },
+    )
+
+
+class DashboardLoginView(LoginView):
+    template_name = "dashboard/login.html"
+    authentication_form = StaffAuthenticationForm
+    next_page = "dashboard"  # a URL name; resolve_url turns it into the path
+    redirect_authenticated_user = False
+
+
+class DashboardLogoutView(LogoutView):
+    next_page = "dashboard-login"
