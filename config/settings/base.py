@@ -258,6 +258,8 @@ EMPORIUM_REALTIME_REDIS_URL = ENV.redis_url
 EMPORIUM_REALTIME_BUFFER_EVENTS = 256
 # A shipment socket gets at most one position per this many seconds (latest wins).
 EMPORIUM_REALTIME_POSITION_INTERVAL_SECONDS = 0.5
+# How long a socket may stay open without presenting a token (then 4401).
+EMPORIUM_REALTIME_AUTH_TIMEOUT_SECONDS = 10.0
 # Telemetry positions are coalesced per device and published this often per process.
 EMPORIUM_REALTIME_POSITION_FLUSH_SECONDS = 1.0
 

@@ -22,8 +22,8 @@ from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from emporium.accounts.models import User
 
 TOKEN_SUBPROTOCOL = "emporium.jwt"  # noqa: S105 - a protocol name, not a secret
-# How long a socket may stay open without authenticating.
-AUTH_TIMEOUT_SECONDS = 10.0
+
+
 MAX_AUTH_MESSAGE_BYTES = 8192
 
 

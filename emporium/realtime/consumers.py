@@ -24,7 +24,6 @@ from django.http.request import split_domain_port, validate_host
 from emporium.accounts.models import User
 from emporium.realtime import groups, selectors
 from emporium.realtime.auth import (
-    AUTH_TIMEOUT_SECONDS,
     TOKEN_SUBPROTOCOL,
     Authenticated,
     token_from_message,
@@ -91,7 +90,9 @@ class StreamConsumer(AsyncConsumer):
             await self._start(Authenticated(user=session_user, expires_at=None))
             return
         loop = asyncio.get_running_loop()
-        self._timers.append(loop.call_later(AUTH_TIMEOUT_SECONDS, self._auth_timed_out))
+        self._timers.append(
+            loop.call_later(settings.EMPORIUM_REALTIME_AUTH_TIMEOUT_SECONDS, self._auth_timed_out)
+        )
 
     async def websocket_receive(self, message: dict[str, Any]) -> None:
         if self.connection is not None or self._authenticating or self._closed:
@@ -148,7 +149,9 @@ class StreamConsumer(AsyncConsumer):
 
     def _auth_timed_out(self) -> None:
         if self.connection is None and not self._closed and not self._authenticating:
-            HUB.background(asyncio.get_running_loop().create_task(self._close(4401)))
+            HUB.background(
+                asyncio.get_running_loop().create_task(self._close(CLOSE_UNAUTHENTICATED))
+            )
 
     async def _close(self, code: int) -> None:
         if self._closed:
