@@ -1,9 +1,9 @@
 """Catalog endpoints. Reads are served from the versioned response cache.
 
-A fresh cached product read from an anonymous client is answered before DRF's
-dispatch (``_fast_read``) with the same bytes and headers. Every other cached
-read passes through DRF's authentication, permission and content negotiation,
-then answers with the stored bytes (or 304) instead of querying and rendering.
+An anonymous product read is answered before DRF's dispatch by the lean read
+path (``fast_path``), with the same bytes and headers. Every other read passes
+through DRF's authentication, permission and content negotiation, then answers
+with the stored bytes (or 304) instead of querying and rendering.
 Input is validated before the cache is consulted, and the cache keeps only
 what the renderer produced from a successful read, so a 400 or 404 is never
 stored.
@@ -16,7 +16,6 @@ from typing import Any
 
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
-from django.utils.cache import patch_vary_headers
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
@@ -26,7 +25,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
-from emporium.catalog import caching, selectors, services
+from emporium.catalog import caching, fast_path, selectors, services
 from emporium.catalog.models import Category, Product
 from emporium.catalog.serializers import (
     CategorySerializer,
@@ -34,7 +33,7 @@ from emporium.catalog.serializers import (
     ProductSerializer,
     product_representation,
 )
-from emporium.core.cache import conditional_response, fresh_entry, versioned_fetch
+from emporium.core.cache import conditional_response, versioned_fetch
 from emporium.core.pagination import KeysetPagination
 from emporium.core.permissions import IsStaffOrReadOnly
 
@@ -56,7 +55,7 @@ _CONDITIONAL_PARAMETERS = [
 _NOT_MODIFIED = OpenApiResponse(description="Not modified: the client's copy is current.")
 
 _PAGE_PARAMS = (KeysetPagination.cursor_query_param, KeysetPagination.page_size_query_param)
-_PRODUCT_LIST_PARAMS = (*ProductFilterSerializer().fields, *_PAGE_PARAMS)
+_PRODUCT_LIST_PARAMS = fast_path.LIST_PARAMS
 
 
 def _cached_json(
@@ -89,48 +88,6 @@ def _page_key(view: GenericAPIView[Any], kind: str, params: dict[str, str]) -> s
     paginator.get_page_size(request)  # a malformed page_size is a 400 before any caching
     paginator.link_query = params
     return caching.list_key(kind, base_uri=request.build_absolute_uri(request.path), params=params)
-
-
-# Accept headers DRF's negotiation answers with JSON (the only renderer), so a
-# cached read may skip negotiation for them; anything else takes the DRF path.
-_JSON_ACCEPTS = frozenset({"", "*/*", "application/json", "application/*"})
-
-
-def _fast_read(request: HttpRequest, *, key: str, namespaces: Sequence[str]) -> HttpResponse | None:
-    """A fresh cached read answered before DRF's dispatch, or None to take the DRF path.
-
-    About half of a cache hit's time went to DRF's request wrapping, authentication,
-    permission checks and negotiation (see docs/adr/0013-app-server.md); for an
-    anonymous GET none of them can change the answer: reads are public, no
-    read is throttled, and the cache only holds bytes a valid request rendered
-    under the same key. Requests that could be answered differently take the
-    DRF path: any Authorization header (a bad token is a 401 there), a format
-    override, an Accept header other than JSON. The bytes, validators and
-    headers are those of the DRF path, including the ``Vary: Cookie`` that
-    session authentication adds there.
-    """
-    if request.method != "GET" or "HTTP_AUTHORIZATION" in request.META or "format" in request.GET:
-        return None
-    if request.META.get("HTTP_ACCEPT", "").strip() not in _JSON_ACCEPTS:
-        return None
-    entry = fresh_entry(key=key, namespaces=namespaces, policy=caching.cache_policy())
-    if entry is None:
-        return None
-    response = conditional_response(
-        request,
-        entry,
-        content_type=JSONRenderer.media_type,
-        cache_control=caching.cache_control(),
-    )
-    patch_vary_headers(response, ("Cookie",))
-    return response
-
-
-def _product_list_key(request: HttpRequest) -> str:
-    params = caching.known_params(request.GET, _PRODUCT_LIST_PARAMS)
-    return caching.list_key(
-        "products.list", base_uri=request.build_absolute_uri(request.path), params=params
-    )
 
 
 class CategoryViewSet(viewsets.ModelViewSet):
@@ -201,29 +158,20 @@ class ProductViewSet(viewsets.ModelViewSet):
         return selectors.product_detail_queryset()
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        """Cached reads first (see ``_fast_read``), then DRF's dispatch for everything else."""
-        fast: HttpResponse | None = None
+        """Anonymous reads on the lean path first (``fast_path``), DRF for everything else."""
+        lean: HttpResponse | None = None
         action = self.action_map.get((request.method or "").lower())
         if action == "list":
-            fast = _fast_read(
-                request,
-                key=_product_list_key(request),
-                namespaces=caching.product_list_namespaces(),
-            )
+            lean = fast_path.product_list(request)
         elif action == "retrieve":
-            product_id = int(kwargs[self.lookup_field])
-            fast = _fast_read(
-                request,
-                key=caching.detail_key("products.detail", product_id),
-                namespaces=caching.product_detail_namespaces(product_id),
-            )
-        if fast is None:
+            lean = fast_path.product_detail(request, int(kwargs[self.lookup_field]))
+        if lean is None:
             return super().dispatch(request, *args, **kwargs)
         # What DRF's finalize_response adds to every answer of this view.
         self.args, self.kwargs = args, kwargs
         for name, value in self.default_response_headers.items():
-            fast[name] = value
-        return fast
+            lean[name] = value
+        return lean
 
     @extend_schema(
         parameters=[ProductFilterSerializer, *_CONDITIONAL_PARAMETERS],

@@ -10,6 +10,13 @@ from emporium.core.models import TimeStampedModel
 MAX_CATEGORY_DEPTH = 8
 
 
+def rating_average_of(*, total: int, count: int) -> Decimal | None:
+    """The mean rating to two places, or None before the first review."""
+    if not count:
+        return None
+    return (Decimal(total) / Decimal(count)).quantize(Decimal("0.01"))
+
+
 class Category(TimeStampedModel):
     """A node of the category tree.
 
@@ -84,9 +91,7 @@ class Product(TimeStampedModel):
 
     @property
     def rating_average(self) -> Decimal | None:
-        if not self.review_count:
-            return None
-        return (Decimal(self.rating_total) / Decimal(self.review_count)).quantize(Decimal("0.01"))
+        return rating_average_of(total=self.rating_total, count=self.review_count)
 
     @property
     def in_stock(self) -> bool:

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
 from django.utils import timezone
 from rest_framework import serializers
 
-from emporium.catalog.models import Category, Product
+from emporium.catalog.models import Category, Product, rating_average_of
 from emporium.catalog.selectors import DEFAULT_PRODUCT_ORDERING, PRODUCT_ORDERINGS
 
 
@@ -90,36 +91,79 @@ def _decimal_text(value: Decimal) -> str:
     return f"{value.quantize(_CENTS):f}"
 
 
-def _datetime_text(value: datetime.datetime) -> str:
+def _datetime_text(value: datetime.datetime, zone: datetime.tzinfo) -> str:
     # DRF's DateTimeField with USE_TZ: in the current time zone, ISO 8601, "Z" for UTC.
-    text = timezone.localtime(value).isoformat()
+    text = value.astimezone(zone).isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 def product_representation(product: Product) -> dict[str, Any]:
-    """What ``ProductSerializer(product).data`` holds, built without DRF's field machinery.
+    """What ``ProductSerializer(product).data`` holds, built without DRF's field machinery."""
+    return product_row_representation(
+        (
+            product.pk,
+            product.sku,
+            product.name,
+            product.description,
+            product.price,
+            product.stock_quantity,
+            product.category_id,
+            product.category.name,
+            product.attributes,
+            product.review_count,
+            product.rating_total,
+            product.created_at,
+            product.updated_at,
+        )
+    )
 
-    Catalog reads render 20 products per page and serialising them through
-    the ModelSerializer was most of an uncached page's time
-    (docs/db_optimization.md). Tests pin that both give the same bytes; a
-    field added to ProductSerializer must be added here too.
+
+def product_row_representation(
+    row: Sequence[Any], *, zone: datetime.tzinfo | None = None
+) -> dict[str, Any]:
+    """A product as the catalog shows it, from a row in ``PRODUCT_ROW_FIELDS`` order.
+
+    The one place the read representation is written: model instances (the
+    DRF path) and plain rows (the lean path, docs/adr/0016-lean-catalog-reads.md)
+    both come through here. Catalog reads render 20 products per page, and
+    serialising them through the ModelSerializer was most of an uncached page's
+    time (docs/db_optimization.md). Tests pin that this gives the bytes
+    ``ProductSerializer`` gives; a field added to ProductSerializer must be added
+    here too. ``zone`` saves looking the current time zone up for every row.
     """
-    rating = product.rating_average
+    (
+        product_id,
+        sku,
+        name,
+        description,
+        price,
+        stock_quantity,
+        category_id,
+        category_name,
+        attributes,
+        review_count,
+        rating_total,
+        created_at,
+        updated_at,
+    ) = row
+    if zone is None:
+        zone = timezone.get_current_timezone()
+    rating = rating_average_of(total=rating_total, count=review_count)
     return {
-        "id": product.pk,
-        "sku": str(product.sku),
-        "name": str(product.name),
-        "description": str(product.description),
-        "price": _decimal_text(product.price),
-        "stock_quantity": int(product.stock_quantity),
-        "in_stock": bool(product.in_stock),
-        "category": product.category_id,
-        "category_name": str(product.category.name),
-        "attributes": {str(key): value for key, value in product.attributes.items()},
+        "id": product_id,
+        "sku": str(sku),
+        "name": str(name),
+        "description": str(description),
+        "price": _decimal_text(price),
+        "stock_quantity": int(stock_quantity),
+        "in_stock": stock_quantity > 0,
+        "category": category_id,
+        "category_name": str(category_name),
+        "attributes": {str(key): value for key, value in attributes.items()},
         "rating_average": None if rating is None else _decimal_text(rating),
-        "review_count": int(product.review_count),
-        "created_at": _datetime_text(product.created_at),
-        "updated_at": _datetime_text(product.updated_at),
+        "review_count": int(review_count),
+        "created_at": _datetime_text(created_at, zone),
+        "updated_at": _datetime_text(updated_at, zone),
     }
 
 

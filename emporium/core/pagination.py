@@ -78,6 +78,56 @@ def _field(model: type[Model], name: str) -> Field[Any, Any]:
     return field
 
 
+def ordering_fingerprint(ordering: Sequence[str]) -> str:
+    """What a cursor carries to say which ordering it was made for."""
+    return hashlib.sha256(",".join(ordering).encode()).hexdigest()[:8]
+
+
+def cursor_token(ordering: Sequence[str], values: Sequence[Any], *, forward: bool) -> str:
+    """The opaque cursor for the position ``values`` (one per ordering field)."""
+    payload = {
+        "f": ordering_fingerprint(ordering),
+        "v": [_encode_value(value) for value in values],
+        "d": "n" if forward else "p",
+    }
+    token = base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode())
+    return token.decode().rstrip("=")
+
+
+def cursor_position(
+    raw: str, *, ordering: Sequence[str], model: type[Model]
+) -> tuple[list[Any], bool]:
+    """The position and direction (True: forward) a cursor holds; InvalidCursor if forged.
+
+    Each value is converted and validated by its model field, so a value the
+    column cannot hold is refused here rather than failing in the database.
+    """
+    try:
+        padded = raw + "=" * (-len(raw) % 4)
+        payload = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+        if not isinstance(payload, dict) or payload.get("f") != ordering_fingerprint(ordering):
+            raise InvalidCursor()
+        raw_values = payload["v"]
+        direction = payload["d"]
+        if direction not in ("n", "p") or not isinstance(raw_values, list):
+            raise InvalidCursor()
+        if len(raw_values) != len(ordering):
+            raise InvalidCursor()
+        fields = [_field(model, _split(name)[0]) for name in ordering]
+        values = [field.to_python(value) for field, value in zip(fields, raw_values, strict=True)]
+        if any(value is None for value in values):
+            raise InvalidCursor()
+        # A forged value the column cannot hold (an id past bigint, a price with
+        # too many digits) would fail in the database as a 500; refuse it here.
+        for field, value in zip(fields, values, strict=True):
+            field.run_validators(value)
+    except (ValueError, KeyError, TypeError, UnicodeError, binascii.Error):
+        raise InvalidCursor() from None
+    except DjangoValidationError:
+        raise InvalidCursor() from None
+    return values, direction == "n"
+
+
 class KeysetPagination(BasePagination):
     page_size = 20
     max_page_size = 100
@@ -102,12 +152,11 @@ class KeysetPagination(BasePagination):
             raise ValueError("Keyset pagination needs an ordering that ends with the primary key.")
         self.ordering = ordering
         self.model: type[Model] = queryset.model
-        self.fingerprint = hashlib.sha256(",".join(ordering).encode()).hexdigest()[:8]
 
         raw_cursor = request.query_params.get(self.cursor_query_param)
         forward = True
         if raw_cursor:
-            values, forward = self._decode(raw_cursor)
+            values, forward = cursor_position(raw_cursor, ordering=ordering, model=self.model)
             queryset = queryset.filter(keyset_filter(ordering, values, forward=forward))
         if not forward:
             queryset = queryset.reverse()
@@ -181,45 +230,17 @@ class KeysetPagination(BasePagination):
         return min(size, self.max_page_size)
 
     def _position(self, row: Model) -> list[Any]:
-        return [_encode_value(getattr(row, _split(field)[0])) for field in self.ordering]
+        return [getattr(row, _split(field)[0]) for field in self.ordering]
 
     def _link(self, row: Model | None, *, forward: bool) -> str | None:
         if row is None:
             return None
-        payload = {"f": self.fingerprint, "v": self._position(row), "d": "n" if forward else "p"}
-        token = base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode())
         # A repeated parameter keeps its last value, the one the view reads.
         source = self.link_query if self.link_query is not None else self.request.query_params
         params = dict(source.items())
-        params[self.cursor_query_param] = token.decode().rstrip("=")
+        params[self.cursor_query_param] = cursor_token(
+            self.ordering, self._position(row), forward=forward
+        )
         return self.request.build_absolute_uri(
             f"{self.request.path}?{urlencode(sorted(params.items()))}"
         )
-
-    def _decode(self, raw: str) -> tuple[list[Any], bool]:
-        try:
-            padded = raw + "=" * (-len(raw) % 4)
-            payload = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-            if not isinstance(payload, dict) or payload.get("f") != self.fingerprint:
-                raise InvalidCursor()
-            raw_values = payload["v"]
-            direction = payload["d"]
-            if direction not in ("n", "p") or not isinstance(raw_values, list):
-                raise InvalidCursor()
-            if len(raw_values) != len(self.ordering):
-                raise InvalidCursor()
-            values = [
-                _field(self.model, _split(field)[0]).to_python(value)
-                for field, value in zip(self.ordering, raw_values, strict=True)
-            ]
-            if any(value is None for value in values):
-                raise InvalidCursor()
-            # A forged value the column cannot hold (an id past bigint, a price with
-            # too many digits) would fail in the database as a 500; refuse it here.
-            for field, value in zip(self.ordering, values, strict=True):
-                _field(self.model, _split(field)[0]).run_validators(value)
-        except (ValueError, KeyError, TypeError, UnicodeError, binascii.Error):
-            raise InvalidCursor() from None
-        except DjangoValidationError:
-            raise InvalidCursor() from None
-        return values, direction == "n"

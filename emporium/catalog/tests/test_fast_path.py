@@ -1,7 +1,9 @@
-"""The cached-read fast path answers exactly as the DRF path would, only sooner.
+"""The lean read path answers exactly as the DRF path would, only sooner.
 
-Each test reads once to fill the cache, then compares the fast answer with the
-answer of the DRF path (the fast path switched off) for the same request.
+The cache tests read once to fill the cache, then compare the lean answer with
+the answer of the DRF path (the lean path switched off) for the same request.
+The uncached tests (cache off) compare pages built from rows with pages built
+from model instances, across filters, orderings and cursors in both directions.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import pytest
 from django.test import Client, override_settings
 from pytest_django import DjangoAssertNumQueries
 
-from emporium.catalog import api as catalog_api
+from emporium.catalog import fast_path
 from emporium.catalog.tests.support import PRODUCT_LIST_URL, product_url
+from emporium.core.cache import Outcome
 from emporium.core.tests.factories import ProductFactory
 
 pytestmark = pytest.mark.django_db
@@ -24,17 +27,17 @@ Answer = tuple[int, bytes, dict[str, str]]
 
 @pytest.fixture
 def fast_hits(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The keys the fast path answered from the cache, in order."""
+    """The keys the lean path answered from a fresh cache entry, in order."""
     hits: list[str] = []
-    original = catalog_api.fresh_entry
+    original = fast_path.versioned_fetch
 
     def spy(**kwargs: Any) -> Any:
-        entry = original(**kwargs)
-        if entry is not None:
+        lookup = original(**kwargs)
+        if lookup.outcome is Outcome.HIT:
             hits.append(kwargs["key"])
-        return entry
+        return lookup
 
-    monkeypatch.setattr(catalog_api, "fresh_entry", spy)
+    monkeypatch.setattr(fast_path, "versioned_fetch", spy)
     return hits
 
 
@@ -44,8 +47,10 @@ def answer(url: str, **headers: str) -> Answer:
 
 
 def drf_answer(monkeypatch: pytest.MonkeyPatch, url: str, **headers: str) -> Answer:
+    """The answer of the DRF path: the lean path is switched off."""
     with monkeypatch.context() as patch:
-        patch.setattr(catalog_api, "_fast_read", lambda *args, **kwargs: None)
+        patch.setattr(fast_path, "product_list", lambda *args, **kwargs: None)
+        patch.setattr(fast_path, "product_detail", lambda *args, **kwargs: None)
         return answer(url, **headers)
 
 

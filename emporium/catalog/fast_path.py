@@ -1,0 +1,219 @@
+"""Anonymous product reads answered before DRF's dispatch: the lean read path.
+
+``ProductViewSet.dispatch`` calls these first for ``GET /api/products/`` and
+``GET /api/products/<id>/``. They answer a request only when nothing DRF does
+could change the answer, and return None otherwise, so the request takes the
+DRF path, which renders the same representation through the ORM and the
+paginator (docs/adr/0016-lean-catalog-reads.md):
+
+- the request is an anonymous GET (no ``Authorization`` header: a bad token is
+  a 401 on the DRF path), asks for JSON, and has no ``format`` parameter;
+- every parameter the list reads is in its plain spelling (``in_stock=true``,
+  ``min_price=12.50``, a valid cursor, ...). Anything else, including every
+  invalid value, goes to the DRF path, which answers it or refuses it in the one
+  error shape. ``q`` (a name filter for small result sets) also goes there;
+- the product or category exists (a 404 or an unknown category is DRF's).
+
+A cached entry is served as it is; a missing one is built from rows
+(``selectors.product_page_rows``, ``selectors.product_row``) through
+``serializers.product_row_representation`` and rendered by DRF's
+``JSONRenderer``, under the same key and with the same stampede protection as
+the DRF path, so both paths share entries and their bytes are the same.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlencode
+
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from django.utils.cache import patch_vary_headers
+from rest_framework.renderers import JSONRenderer
+
+from emporium.catalog import caching, selectors
+from emporium.catalog.models import Product
+from emporium.catalog.serializers import ProductFilterSerializer, product_row_representation
+from emporium.core.cache import conditional_response, versioned_fetch
+from emporium.core.pagination import (
+    InvalidCursor,
+    KeysetPagination,
+    cursor_position,
+    cursor_token,
+)
+
+# Accept headers DRF's negotiation answers with JSON (the only renderer); any
+# other takes the DRF path (a 406 there).
+_JSON_ACCEPTS = frozenset({"", "*/*", "application/json", "application/*"})
+
+CURSOR = KeysetPagination.cursor_query_param
+PAGE_SIZE = KeysetPagination.page_size_query_param
+# The parameters the list reads, as the DRF path keys its cache entries.
+LIST_PARAMS = (*ProductFilterSerializer().fields, CURSOR, PAGE_SIZE)
+# The plain spellings taken here; DRF accepts more ("True", "1", "12.5e1", ...).
+_ID = re.compile(r"[1-9][0-9]{0,17}")
+_PRICE = re.compile(r"(?:0|[1-9][0-9]{0,9})(?:\.[0-9]{1,2})?")
+_IN_STOCK = {"true": True, "false": False}
+_renderer = JSONRenderer()
+
+
+class _TakeDrfPath(Exception):
+    """Raised while building a page that the DRF path must answer (it raises the 4xx)."""
+
+
+def _eligible(request: HttpRequest) -> bool:
+    if request.method != "GET" or "HTTP_AUTHORIZATION" in request.META or "format" in request.GET:
+        return False
+    return request.META.get("HTTP_ACCEPT", "").strip() in _JSON_ACCEPTS
+
+
+def _answer(
+    request: HttpRequest, *, key: str, namespaces: Sequence[str], render: Callable[[], bytes]
+) -> HttpResponse | None:
+    try:
+        lookup = versioned_fetch(
+            key=key, namespaces=namespaces, compute=render, policy=caching.cache_policy()
+        )
+    except _TakeDrfPath:
+        return None
+    response = conditional_response(
+        request,
+        lookup.entry,
+        content_type=JSONRenderer.media_type,
+        cache_control=caching.cache_control(),
+    )
+    # What session authentication adds on the DRF path.
+    patch_vary_headers(response, ("Cookie",))
+    return response
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    category_id: int | None
+    min_price: Decimal | None
+    max_price: Decimal | None
+    in_stock: bool | None
+    ordering: str
+    position: list[Any] | None
+    forward: bool
+    size: int
+
+
+def list_query(params: dict[str, str]) -> ListQuery | None:
+    """The list's parameters when all are in their plain spelling and valid, else None."""
+    if params.get("q") is not None:
+        return None
+    category_id = min_price = max_price = None
+    if (raw := params.get("category")) is not None:
+        if not _ID.fullmatch(raw):
+            return None
+        category_id = int(raw)
+    if (raw := params.get("min_price")) is not None:
+        if not _PRICE.fullmatch(raw):
+            return None
+        min_price = Decimal(raw)
+    if (raw := params.get("max_price")) is not None:
+        if not _PRICE.fullmatch(raw):
+            return None
+        max_price = Decimal(raw)
+    if min_price is not None and max_price is not None and min_price > max_price:
+        return None
+    in_stock = None
+    if (raw := params.get("in_stock")) is not None:
+        if raw not in _IN_STOCK:
+            return None
+        in_stock = _IN_STOCK[raw]
+    ordering = params.get("ordering", selectors.DEFAULT_PRODUCT_ORDERING)
+    if ordering not in selectors.PRODUCT_ORDERINGS:
+        return None
+    size = KeysetPagination.page_size
+    if (raw := params.get(PAGE_SIZE)) is not None:
+        if not _ID.fullmatch(raw):
+            return None
+        size = min(int(raw), KeysetPagination.max_page_size)
+    position, forward = None, True
+    if raw := params.get(CURSOR):
+        try:
+            position, forward = cursor_position(
+                raw, ordering=selectors.PRODUCT_ORDERINGS[ordering], model=Product
+            )
+        except InvalidCursor:
+            return None
+    return ListQuery(category_id, min_price, max_price, in_stock, ordering, position, forward, size)
+
+
+def _list_body(request: HttpRequest, query: ListQuery, params: dict[str, str]) -> bytes:
+    category_ids = None
+    if query.category_id is not None:
+        category_ids = selectors.category_subtree_id_list(category_id=query.category_id)
+        if not category_ids:
+            raise _TakeDrfPath()  # an unknown category: a 400 from the DRF path
+    page = selectors.product_page_rows(
+        category_ids=category_ids,
+        min_price=query.min_price,
+        max_price=query.max_price,
+        in_stock=query.in_stock,
+        ordering=query.ordering,
+        position=query.position,
+        forward=query.forward,
+        size=query.size,
+    )
+    ordering = selectors.PRODUCT_ORDERINGS[query.ordering]
+    indexes = [selectors.PRODUCT_ROW_INDEX[field.lstrip("-")] for field in ordering]
+
+    def link(row: selectors.ProductRow, *, forward: bool) -> str:
+        # As KeysetPagination._link builds it from the same parameters.
+        linked = dict(params)
+        linked[CURSOR] = cursor_token(ordering, [row[i] for i in indexes], forward=forward)
+        return request.build_absolute_uri(f"{request.path}?{urlencode(sorted(linked.items()))}")
+
+    rows = page.rows
+    zone = timezone.get_current_timezone()
+    data = {
+        "next": link(rows[-1], forward=True) if page.has_next and rows else None,
+        "previous": link(rows[0], forward=False) if page.has_previous and rows else None,
+        "results": [product_row_representation(row, zone=zone) for row in rows],
+    }
+    return _renderer.render(data)
+
+
+def product_list(request: HttpRequest) -> HttpResponse | None:
+    """The list page for an anonymous JSON GET in plain spelling, or None for the DRF path."""
+    if not _eligible(request):
+        return None
+    params = caching.known_params(request.GET, LIST_PARAMS)
+    query = list_query(params)
+    if query is None:
+        return None
+    key = caching.list_key(
+        "products.list", base_uri=request.build_absolute_uri(request.path), params=params
+    )
+    return _answer(
+        request,
+        key=key,
+        namespaces=caching.product_list_namespaces(),
+        render=lambda: _list_body(request, query, params),
+    )
+
+
+def _detail_body(product_id: int) -> bytes:
+    row = selectors.product_row(product_id=product_id)
+    if row is None:
+        raise _TakeDrfPath()  # a 404 from the DRF path
+    return _renderer.render(product_row_representation(row))
+
+
+def product_detail(request: HttpRequest, product_id: int) -> HttpResponse | None:
+    """One product for an anonymous JSON GET, or None for the DRF path."""
+    if not _eligible(request):
+        return None
+    return _answer(
+        request,
+        key=caching.detail_key("products.detail", product_id),
+        namespaces=caching.product_detail_namespaces(product_id),
+        render=lambda: _detail_body(product_id),
+    )

@@ -1,0 +1,268 @@
+"""The lean read path (rows, no DRF) against the DRF path (ORM, paginator, serializer).
+
+With the response cache off, every request is built from the database, so each
+comparison is between a page built by ``fast_path`` from plain rows and the page
+the DRF path builds from model instances for the same URL. The pages are walked
+through their own ``next`` and ``previous`` links, so every cursor compared is
+one the API really hands out.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import pytest
+from django.test import Client, override_settings
+from django.utils import timezone
+from pytest_django import DjangoAssertNumQueries
+
+from emporium.catalog import fast_path, services
+from emporium.catalog.models import Category, Product
+from emporium.catalog.selectors import PRODUCT_ORDERINGS
+from emporium.catalog.tests.support import PRODUCT_LIST_URL, product_url
+from emporium.core.tests.factories import ProductFactory, UserFactory, client_for
+
+pytestmark = pytest.mark.django_db
+
+Answer = tuple[int, bytes, dict[str, str]]
+
+
+@pytest.fixture(autouse=True)
+def _uncached() -> Iterator[None]:
+    with override_settings(CATALOG_CACHE_ENABLED=False):
+        yield
+
+
+@pytest.fixture
+def lean_answers(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths the lean path answered itself (not handed to DRF)."""
+    answered: list[str] = []
+    for name in ("product_list", "product_detail"):
+        real = getattr(fast_path, name)
+
+        def spy(request: Any, *args: Any, real: Any = real) -> Any:
+            response = real(request, *args)
+            if response is not None:
+                answered.append(request.get_full_path())
+            return response
+
+        monkeypatch.setattr(fast_path, name, spy)
+    return answered
+
+
+def answer(url: str, **headers: str) -> Answer:
+    """Status, body and headers; Last-Modified only as present or not.
+
+    With the cache off every answer is built now, so two answers a second apart
+    differ in their Last-Modified second and in nothing else.
+    """
+    response = Client().get(url, headers=headers)
+    seen = dict(response.headers.items())
+    if "Last-Modified" in seen:
+        seen["Last-Modified"] = "present"
+    return response.status_code, response.content, seen
+
+
+def drf_answer(monkeypatch: pytest.MonkeyPatch, url: str, **headers: str) -> Answer:
+    with monkeypatch.context() as patch:
+        patch.setattr(fast_path, "product_list", lambda *args, **kwargs: None)
+        patch.setattr(fast_path, "product_detail", lambda *args, **kwargs: None)
+        return answer(url, **headers)
+
+
+def _path(link: str) -> str:
+    parts = urlsplit(link)
+    return f"{parts.path}?{parts.query}"
+
+
+@pytest.fixture
+def catalog() -> dict[str, Category]:
+    """Two trees, products with tied prices, names and creation times, odd attributes."""
+    home = services.category_create(name="Home")
+    kitchen = services.category_create(name="Kitchen", parent=home)
+    pans = services.category_create(name="Pans", parent=kitchen)
+    garden = services.category_create(name="Garden")
+    leaves = [kitchen, pans, garden, home]
+    moment = datetime.datetime(2026, 3, 4, 5, 6, 7, 0, tzinfo=datetime.UTC)
+    for index in range(26):
+        product = ProductFactory(
+            name=f"Item {index % 7}",  # ties on name
+            price=Decimal(("4.99", "12.30", "0.50", "100.00")[index % 4]),  # ties on price
+            stock_quantity=(0, 3)[index % 2],
+            category=leaves[index % 4],
+            attributes={"n": index, "ünï": "ç", "nested": {"a": [1, 2.5, None]}}
+            if index % 3 == 0
+            else {},
+            description='line\nbreak "quoted" <tag> \u2028',
+        )
+        # Ties on created_at, and times with and without microseconds.
+        created = moment + datetime.timedelta(seconds=index // 3, microseconds=(index % 2) * 17)
+        Product.objects.filter(pk=product.pk).update(
+            created_at=created, review_count=index % 3, rating_total=(index % 3) * 4
+        )
+    return {"home": home, "kitchen": kitchen, "pans": pans, "garden": garden}
+
+
+def _filters(catalog: dict[str, Category]) -> list[dict[str, str]]:
+    return [
+        {},
+        {"category": str(catalog["home"].pk)},
+        {"category": str(catalog["pans"].pk), "in_stock": "true"},
+        {"min_price": "1", "max_price": "100.00"},
+        {"in_stock": "false", "min_price": "0.50"},
+        {"category": str(catalog["garden"].pk), "max_price": "12.3"},
+    ]
+
+
+@pytest.mark.parametrize("ordering", sorted(PRODUCT_ORDERINGS))
+def test_every_page_forward_and_back_is_the_drf_page_byte_for_byte(
+    monkeypatch: pytest.MonkeyPatch,
+    catalog: dict[str, Category],
+    lean_answers: list[str],
+    ordering: str,
+) -> None:
+    compared = 0
+    for filters in _filters(catalog):
+        url = f"{PRODUCT_LIST_URL}?{urlencode({**filters, 'ordering': ordering, 'page_size': 3})}"
+        seen_forward: list[int] = []
+        last = url
+        while url:  # forward through the next links
+            lean_answers.clear()
+            lean = answer(url)
+            assert lean_answers == [url.replace("testserver", "")]
+            assert lean == drf_answer(monkeypatch, url)
+            assert lean[0] == 200
+            body = Client().get(url).json()
+            seen_forward += [row["id"] for row in body["results"]]
+            compared += 1
+            last = url
+            url = _path(body["next"]) if body["next"] else ""
+        expected = list(
+            Product.objects.filter(pk__in=seen_forward)
+            .order_by(*PRODUCT_ORDERINGS[ordering])
+            .values_list("pk", flat=True)
+        )
+        assert seen_forward == expected  # every match once, in order
+        url = last
+        seen_backward: list[int] = []
+        while url:  # and back through the previous links
+            lean = answer(url)
+            assert lean == drf_answer(monkeypatch, url)
+            body = Client().get(url).json()
+            seen_backward = [row["id"] for row in body["results"]] + seen_backward
+            compared += 1
+            url = _path(body["previous"]) if body["previous"] else ""
+        assert seen_backward == seen_forward
+    assert compared > 40
+
+
+def test_a_detail_is_the_drf_detail_byte_for_byte(
+    monkeypatch: pytest.MonkeyPatch, catalog: dict[str, Category], lean_answers: list[str]
+) -> None:
+    for product in Product.objects.all():
+        url = product_url(product.pk)
+        lean = answer(url)
+        assert lean[0] == 200
+        assert lean == drf_answer(monkeypatch, url)
+    assert len(lean_answers) == Product.objects.count()
+
+
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [
+        ("in_stock=True", 200),  # other spellings DRF accepts
+        ("in_stock=1", 200),
+        ("min_price=007", 200),
+        ("page_size=0200", 200),
+        ("q=item", 200),  # the name filter stays on the DRF path
+        ("min_price=abc", 400),
+        ("ordering=stock", 400),
+        ("page_size=0", 400),
+        ("min_price=5&max_price=1", 400),
+        ("category=999999", 400),
+        ("cursor=garbage", 400),
+        ("category=", 200),  # DRF reads an empty value as absent
+    ],
+)
+def test_other_spellings_and_bad_input_are_answered_by_the_drf_path(
+    monkeypatch: pytest.MonkeyPatch,
+    catalog: dict[str, Category],
+    lean_answers: list[str],
+    query: str,
+    status: int,
+) -> None:
+    url = f"{PRODUCT_LIST_URL}?{query}"
+    served = answer(url)
+    assert lean_answers == []
+    assert served == drf_answer(monkeypatch, url)
+    assert served[0] == status
+    if status == 400:
+        assert set(Client().get(url).json()["error"]) == {"code", "message", "details"}
+
+
+def test_a_missing_product_is_the_drf_404(
+    monkeypatch: pytest.MonkeyPatch, lean_answers: list[str]
+) -> None:
+    served = answer(product_url(999_999))
+    assert served[0] == 404
+    assert lean_answers == []
+    assert served == drf_answer(monkeypatch, product_url(999_999))
+
+
+def test_a_read_with_a_token_takes_the_drf_path_with_the_same_bytes(
+    catalog: dict[str, Category], lean_answers: list[str]
+) -> None:
+    url = f"{PRODUCT_LIST_URL}?ordering=price&page_size=5"
+    with_token = client_for(UserFactory()).get(url)
+    assert with_token.status_code == 200
+    assert lean_answers == []
+    anonymous = answer(url)
+    assert lean_answers == [url]
+    assert with_token.content == anonymous[1]
+
+
+def test_the_lean_path_reads_what_was_just_written(catalog: dict[str, Category]) -> None:
+    product = Product.objects.order_by("pk").first()
+    assert product is not None
+    before = Client().get(product_url(product.pk)).json()
+    services.product_update(product=product, price=Decimal("77.70"), stock_quantity=0)
+    after = Client().get(product_url(product.pk)).json()
+    assert (before["price"], after["price"]) != ("77.70", "77.70")
+    assert after["price"] == "77.70"
+    assert after["in_stock"] is False
+    assert after["updated_at"] != before["updated_at"]
+
+
+@pytest.mark.parametrize(
+    ("query", "queries"),
+    [("", 1), ("ordering=price&min_price=1&in_stock=true", 1), ("category={home}", 2)],
+)
+def test_a_lean_page_costs_one_query_plus_one_for_a_category(
+    catalog: dict[str, Category],
+    lean_answers: list[str],
+    django_assert_num_queries: DjangoAssertNumQueries,
+    query: str,
+    queries: int,
+) -> None:
+    url = f"{PRODUCT_LIST_URL}?{query.format(home=catalog['home'].pk)}"
+    detail = product_url(Product.objects.values_list("pk", flat=True)[0])
+    with django_assert_num_queries(queries):
+        assert answer(url)[0] == 200
+    with django_assert_num_queries(1):
+        assert answer(detail)[0] == 200
+    assert len(lean_answers) == 2
+
+
+def test_times_render_in_the_current_time_zone_as_drf_does(
+    monkeypatch: pytest.MonkeyPatch, catalog: dict[str, Category]
+) -> None:
+    product = Product.objects.order_by("pk").first()
+    assert product is not None
+    with timezone.override("Europe/Paris"):
+        lean = answer(product_url(product.pk))
+        assert lean == drf_answer(monkeypatch, product_url(product.pk))
+    assert b"+01:00" in lean[1] or b"+02:00" in lean[1]
