@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from django.db import OperationalError, connection, transaction
 
-from emporium.catalog.selectors import category_subtree_ids
+from emporium.catalog.selectors import category_subtree_id_list, unknown_category
 from emporium.search.highlighting import MARK_END, MARK_START
 
 # A word the prefix match may extend: letters and digits only, so it is a
@@ -39,11 +39,14 @@ class SearchFilters:
         clauses: list[str] = []
         params: list[Any] = []
         if self.category_id is not None:
-            subtree_sql, subtree_params = category_subtree_ids(
-                category_id=self.category_id
-            ).query.sql_with_params()
-            clauses.append(f"p.category_id IN ({subtree_sql})")
-            params.extend(subtree_params)
+            # The subtree as a list of ids rather than a subquery: the planner
+            # then knows how many products the filter keeps (it planned one
+            # full-text index scan per category of the subtree otherwise).
+            subtree = category_subtree_id_list(category_id=self.category_id)
+            if not subtree:
+                raise unknown_category(self.category_id)
+            clauses.append(f"p.category_id IN ({', '.join(['%s'] * len(subtree))})")
+            params.extend(subtree)
         if self.min_price is not None:
             clauses.append("p.price >= %s")
             params.append(self.min_price)
@@ -74,9 +77,11 @@ class FuzzyResult:
 class SearchBackend(Protocol):
     def count(self, *, query: str, filters: SearchFilters, cap: int) -> int: ...
 
-    def page(
-        self, *, query: str, filters: SearchFilters, offset: int, limit: int
-    ) -> list[RawHit]: ...
+    def ranked(
+        self, *, query: str, filters: SearchFilters, offset: int, limit: int, cap: int
+    ) -> tuple[int, list[RawHit]]:
+        """How many products match (counted up to ``cap``) and the page of them."""
+        ...
 
     def fuzzy(
         self, *, query: str, filters: SearchFilters, offset: int, limit: int, cap: int
@@ -139,10 +144,9 @@ class PostgresSearchBackend:
         tsquery, tsquery_params = self._tsquery(query)
         filter_sql, filter_params = filters.sql()
         sql = f"""
-            WITH search AS (SELECT {tsquery} AS query)
             SELECT count(*) FROM (
-                SELECT 1 FROM catalog_product AS p, search
-                 WHERE p.search_vector @@ search.query{filter_sql}
+                SELECT 1 FROM catalog_product AS p
+                 WHERE p.search_vector @@ ({tsquery}){filter_sql}
                  LIMIT %s
             ) AS capped
         """  # noqa: S608 - only constants and placeholders are interpolated
@@ -150,16 +154,28 @@ class PostgresSearchBackend:
             cursor.execute(sql, [*tsquery_params, *filter_params, cap])
             return int(cursor.fetchone()[0])
 
-    def page(self, *, query: str, filters: SearchFilters, offset: int, limit: int) -> list[RawHit]:
+    def ranked(
+        self, *, query: str, filters: SearchFilters, offset: int, limit: int, cap: int
+    ) -> tuple[int, list[RawHit]]:
+        """The page and the capped count from one scan of the full-text index.
+
+        The candidates (at most RANK_CANDIDATES matches, in index order) are
+        read once and both counted and ranked; a separate count query used to
+        repeat the index scan, which is most of the time for a common word. The
+        tsquery is written into the WHERE clause itself, not taken from a CTE,
+        so the planner can estimate how many rows it matches.
+        """
+        if cap > self.RANK_CANDIDATES:
+            raise ValueError("the count cap must not exceed the ranked candidates")
         tsquery, tsquery_params = self._tsquery(query)
         filter_sql, filter_params = filters.sql()
         # Headlines are the costly part, so they are made for the page's rows only.
         sql = f"""
             WITH search AS (SELECT {tsquery} AS query),
-            candidates AS (
+            candidates AS MATERIALIZED (
                 SELECT p.id, p.search_vector
-                  FROM catalog_product AS p, search
-                 WHERE p.search_vector @@ search.query{filter_sql}
+                  FROM catalog_product AS p
+                 WHERE p.search_vector @@ ({tsquery}){filter_sql}
                  LIMIT %s
             ),
             hits AS (
@@ -171,11 +187,13 @@ class PostgresSearchBackend:
             )
             SELECT hits.id, hits.rank,
                    ts_headline('{self.CONFIG}', p.name, search.query, %s),
-                   ts_headline('{self.CONFIG}', p.description, search.query, %s)
+                   ts_headline('{self.CONFIG}', p.description, search.query, %s),
+                   (SELECT count(*) FROM candidates)
               FROM hits JOIN catalog_product AS p ON p.id = hits.id, search
              ORDER BY hits.rank DESC, hits.id
         """  # noqa: S608 - only constants and placeholders are interpolated
         params = [
+            *tsquery_params,
             *tsquery_params,
             *filter_params,
             self.RANK_CANDIDATES,
@@ -188,7 +206,13 @@ class PostgresSearchBackend:
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchall()
-        return [RawHit(row[0], float(row[1]), row[2], row[3]) for row in rows]
+        if rows:
+            total = min(int(rows[0][4]), cap)
+        elif offset:  # past the last match: the page says nothing about the count
+            total = self.count(query=query, filters=filters, cap=cap)
+        else:
+            total = 0
+        return total, [RawHit(row[0], float(row[1]), row[2], row[3]) for row in rows]
 
     def fuzzy(
         self, *, query: str, filters: SearchFilters, offset: int, limit: int, cap: int
@@ -352,11 +376,14 @@ class SqliteSearchBackend:
             rows = cursor.fetchall()
         return [RawHit(row[0], float(row[1]), row[2], row[3]) for row in rows]
 
-    def page(self, *, query: str, filters: SearchFilters, offset: int, limit: int) -> list[RawHit]:
+    def ranked(
+        self, *, query: str, filters: SearchFilters, offset: int, limit: int, cap: int
+    ) -> tuple[int, list[RawHit]]:
         expression = self.match_expression(query)
         if expression is None:
-            return []
-        return self._rows(expression, filters, offset, limit)
+            return 0, []
+        total = self._count(expression, filters, cap)
+        return total, self._rows(expression, filters, offset, limit) if total else []
 
     def _fuzzy_candidates(self, query: str, filters: SearchFilters) -> list[RawHit]:
         words = [word.lower() for word in _WORD.findall(query)[:MAX_QUERY_WORDS]]

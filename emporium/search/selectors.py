@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from emporium.catalog.models import Product
 from emporium.core.errors import InvalidInput
-from emporium.search.backends import SearchFilters, search_backend
+from emporium.search.backends import RawHit, SearchFilters, search_backend
 from emporium.search.highlighting import highlight_markup
 
 QUERY_MAX_LENGTH = 200
@@ -105,19 +105,18 @@ def product_search(
     offset = (page - 1) * page_size
     limit = min(page_size, RESULT_WINDOW - offset)
     match = "full_text"
-    total = backend.count(query=query, filters=filters, cap=RESULT_WINDOW + 1) if query else 0
-    if total >= FUZZY_BELOW:
-        raw_hits = backend.page(query=query, filters=filters, offset=offset, limit=limit)
-    elif query:
+    total = 0
+    raw_hits: list[RawHit] = []
+    if query:
+        total, raw_hits = backend.ranked(
+            query=query, filters=filters, offset=offset, limit=limit, cap=RESULT_WINDOW + 1
+        )
+    if query and total < FUZZY_BELOW:
         fuzzy = backend.fuzzy(
             query=query, filters=filters, offset=offset, limit=limit, cap=RESULT_WINDOW + 1
         )
         if fuzzy.total > total:
             match, total, raw_hits = "fuzzy", fuzzy.total, fuzzy.hits
-        else:
-            raw_hits = backend.page(query=query, filters=filters, offset=offset, limit=limit)
-    else:
-        raw_hits = []
 
     products = Product.objects.select_related("category").in_bulk(
         [hit.product_id for hit in raw_hits]
