@@ -268,3 +268,29 @@ def test_schema_documents_search(api_client: APIClient) -> None:
     operation = schema["paths"]["/api/search/"]["get"]
     names = {parameter["name"] for parameter in operation["parameters"]}
     assert {"q", "category", "min_price", "max_price", "in_stock", "page", "page_size"} <= names
+
+
+def test_every_page_reports_the_same_count_even_past_the_last_match(
+    api_client: APIClient,
+) -> None:
+    # On PostgreSQL the count comes with the page's rows; a page with no rows
+    # (past the last match) has to count on its own.
+    products = ProductFactory.create_batch(5, name="Notebook", description="")
+    pages = [search(api_client, q="notebook", page=page, page_size=2) for page in (1, 2, 3, 4)]
+    assert [body["count"] for body in pages] == [5, 5, 5, 5]
+    assert [len(body["results"]) for body in pages] == [2, 2, 1, 0]
+    assert sorted(hit for body in pages for hit in ids(body)) == sorted(p.pk for p in products)
+    assert pages[3]["match"] == "full_text"
+
+
+def test_a_category_filter_keeps_the_whole_subtree_in_rank_order(api_client: APIClient) -> None:
+    root = CategoryFactory(name="Office")
+    child = CategoryFactory(name="Paper", parent=root)
+    grandchild = CategoryFactory(name="Pads", parent=child)
+    elsewhere = CategoryFactory(name="Garden")
+    in_name = ProductFactory(name="Notebook", description="", category=grandchild)
+    in_text = ProductFactory(name="Folder", description="holds a notebook", category=root)
+    ProductFactory(name="Notebook", description="", category=elsewhere)
+    body = search(api_client, q="notebook", category=root.pk)
+    assert ids(body) == [in_name.pk, in_text.pk]
+    assert body["count"] == 2
