@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.db import connections
 
 from emporium.core.tests.factories import OrderFactory
 from emporium.dashboard import publisher
@@ -17,6 +19,13 @@ from emporium.dashboard.selectors import metrics_read, orders_last_minute
 from emporium.orders.models import Order, OrderStatus
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _publisher_connection_closed() -> Iterator[None]:
+    """The publisher keeps its thread's connection open; the test database must not be."""
+    yield
+    publisher._executor.submit(connections.close_all).result(timeout=30)
 
 
 def order_at(moment: datetime, total: str, status: str = OrderStatus.PENDING_PAYMENT) -> Order:
