@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 from django.contrib.auth.views import LoginView, LogoutView, redirect_to_login
 from django.contrib.staticfiles import finders
 from django.http import HttpRequest, HttpResponse
@@ -9,7 +12,11 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+from rest_framework.exceptions import ParseError, UnsupportedMediaType
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.request import Request
 
+from emporium.core.throttling import LoginAccountThrottle, LoginIPThrottle
 from emporium.dashboard.forms import StaffAuthenticationForm
 
 # Built by `make frontend` from frontend/src (not committed; see ADR 0015).
@@ -45,10 +52,33 @@ def dashboard_page(request: HttpRequest) -> HttpResponse:
 
 
 class DashboardLoginView(LoginView):
+    """Django's sign-in form, staff only, under the API login's rate limits.
+
+    The limits are the API's own throttles (per address and per username) on
+    the same counters, so the form is not a way around them.
+    """
+
     template_name = "dashboard/login.html"
     authentication_form = StaffAuthenticationForm
     next_page = "dashboard"  # a URL name; resolve_url turns it into the path
     redirect_authenticated_user = False
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        attempt = Request(request, parsers=[FormParser(), MultiPartParser()])
+        for throttle in (LoginIPThrottle(), LoginAccountThrottle()):
+            try:
+                allowed = throttle.allow_request(attempt, self)  # type: ignore[arg-type]
+            except (ParseError, UnsupportedMediaType):
+                allowed = True  # no username to count in a body the form cannot read either
+            if not allowed:
+                wait = throttle.wait()
+                return render(
+                    request,
+                    "dashboard/login_throttled.html",
+                    {"wait_seconds": math.ceil(wait) if wait else None},
+                    status=429,
+                )
+        return super().post(request, *args, **kwargs)
 
 
 class DashboardLogoutView(LogoutView):

@@ -163,3 +163,35 @@ def test_sign_out_ends_the_session(client: Client) -> None:
     assert response.status_code == 302
     assert response["Location"] == LOGIN_URL
     assert client.get(DASHBOARD_URL).status_code == 302
+
+
+def test_sign_in_attempts_share_the_api_logins_limit_per_account(client: Client) -> None:
+    """Five tries a minute per username (THROTTLE_LOGIN_ACCOUNT), form and API together."""
+    StaffFactory(username="sam")
+    for _ in range(3):
+        client.post(LOGIN_URL, {"username": "sam", "password": "wrong"})
+    for _ in range(2):
+        api = client.post(
+            "/api/auth/login/",
+            {"username": "sam", "password": "wrong"},
+            content_type="application/json",
+        )
+        assert api.status_code == 401
+
+    response = client.post(LOGIN_URL, {"username": "sam", "password": PASSWORD})
+
+    assert response.status_code == 429
+    assert "Too many sign-in attempts" in response.content.decode()
+    assert "_auth_user_id" not in client.session
+
+
+def test_a_body_that_is_not_a_form_is_an_invalid_form(client: Client) -> None:
+    StaffFactory(username="sam")
+
+    response = client.post(
+        LOGIN_URL, {"username": "sam", "password": PASSWORD}, content_type="application/json"
+    )
+
+    assert response.status_code == 200
+    assert "This field is required." in response.content.decode()
+    assert "_auth_user_id" not in client.session
