@@ -44,15 +44,18 @@ frontend/node_modules/.package-lock.json: frontend/package.json frontend/package
 $(FRONTEND_BUNDLE): frontend/node_modules/.package-lock.json frontend/build.mjs $(wildcard frontend/src/*.js)
 	cd frontend && npm run --silent build
 
-## Install, migrate, load demo data and serve the API on the embedded profile,
-## with the simulated payment provider beside it on port $(PROVIDER_PORT).
+## Install, migrate, load demo data and serve the API and WebSockets (uvicorn on config.asgi)
+## on the embedded profile, with the simulated payment provider on port $(PROVIDER_PORT) and the
+## telemetry simulator driving the demo's couriers. Ctrl-C stops all three.
 run: install
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python manage.py seed_demo --products $(SEED_PRODUCTS)
 	$(BIN)/python -m simulators.payment_provider --port $(PROVIDER_PORT) & provider=$$!; \
-	trap 'kill $$provider 2>/dev/null' EXIT INT TERM; \
+	( sleep 3; exec $(BIN)/python manage.py simulate_telemetry --devices 20 --rate 1 \
+	    --duration 86400 --url http://$(HOST):$(PORT) --issue-devices ) & telemetry=$$!; \
+	trap 'kill $$provider $$telemetry 2>/dev/null' EXIT INT TERM; \
 	PAYMENT_PROVIDER_URL=http://127.0.0.1:$(PROVIDER_PORT) \
-	$(BIN)/python manage.py runserver --insecure $(HOST):$(PORT)
+	$(BIN)/uvicorn config.asgi:application --host $(HOST) --port $(PORT) --log-level warning
 
 ## Production profile background work: a Celery worker for every queue, beat, and the outbox relay.
 worker: install
