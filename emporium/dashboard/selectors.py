@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.db.models import Count, Sum
+from redis.exceptions import RedisError
 
 from emporium.dashboard.collector import SecondStore, traffic_figures
 from emporium.orders.models import Order
+from emporium.realtime import connections_open
 
 logger = logging.getLogger(__name__)
 
@@ -42,22 +42,11 @@ def orders_last_minute(*, now: datetime) -> OrderFigures:
     return OrderFigures(orders=figures["orders"], revenue=figures["revenue"] or Decimal("0.00"))
 
 
-def _connections_open_function() -> Callable[[], int] | None:
-    try:
-        module: Any = importlib.import_module("emporium.realtime")
-    except ImportError:
-        return None
-    return getattr(module, "connections_open", None)
-
-
 def websocket_connections() -> int | None:
-    """Open WebSocket connections as the realtime app counts them; None if unknown."""
-    connections_open = _connections_open_function()
-    if connections_open is None:
-        return None
+    """Open WebSocket connections in every server process; None if they cannot be counted."""
     try:
-        return int(connections_open())
-    except Exception:  # the figure is optional; one failure must not stop the others
+        return connections_open()
+    except (RedisError, OSError):  # one figure missing must not stop the others
         logger.warning("could not read the open WebSocket connections", exc_info=True)
         return None
 
