@@ -213,3 +213,20 @@ def test_requests_are_counted_by_the_middleware_except_the_dashboards_own(
     assert set(taken) <= set(range(before, after + 1))
     assert sum(sum(counts.requests.values()) for counts in taken.values()) == 2
     assert all(counts.telemetry_points == 0 for counts in taken.values())
+
+
+def test_the_flusher_thread_writes_what_requests_recorded_within_a_second_or_two() -> None:
+    from tests.support.processes import wait_until
+
+    unusual = 123_456.0  # no real request in this suite takes two minutes
+    second = int(time.time())
+    for _ in range(3):
+        collector.request_record(duration_ms=unusual, finished_at=second + 0.5)
+    collector.telemetry_points_record(count=0)  # nothing to count: no-op
+
+    store = second_store()
+
+    def flushed() -> bool:
+        return store.read([second]).requests.get(bucket_of(unusual)) == 3
+
+    assert wait_until(flushed, timeout=30, interval=0.1)
