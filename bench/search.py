@@ -2,15 +2,14 @@
 
 Seeds its own database (a 3-level category tree of 10 x 10 x 10 categories and
 ``--products`` products whose names and descriptions are drawn from a fixed
-vocabulary), then runs one- to three-word queries through the same selector
-the API calls (``emporium.search.selectors.product_search``) and prints
-p50/p95/p99 per query length, beside a same-run reference: the catalog's
-primary-key product read through the ORM, which is the floor of any request
-that touches the database.
-
-This measures the search itself (the SQL and the Python around it), not HTTP:
-HTTP and nginx cost the same per request as on the catalog paths measured by
-``bench.catalog``.
+vocabulary), starts the app under granian (2 workers, production settings),
+and sends one- to three-word queries to ``GET /api/search/`` over HTTP, one at
+a time on a keep-alive connection. It prints p50/p95/p99 per query length, each
+split into queries full text answered and queries where it found nothing, which
+also run the typo-tolerant fallback, beside a same-run reference: an uncached
+``GET /api/products/<id>/`` through the same server, the floor of any request
+that touches the database. nginx is not in the path; on loopback it adds well
+under a millisecond (docs/performance_tuning.md, catalog figures).
 
     python -m bench.search [--products 1000000] [--queries 300] [--keep]
 """
@@ -18,11 +17,13 @@ HTTP and nginx cost the same per request as on the catalog paths measured by
 from __future__ import annotations
 
 import argparse
-import os
+import http.client
+import json
 import random
 import statistics
 import time
 from typing import Any
+from urllib.parse import urlencode
 
 from bench import common
 
@@ -196,55 +197,111 @@ def percentile(samples: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
-def measure(products: int, per_length: int) -> dict[str, Any]:
-    import django
+def http_timings(base: str, paths: list[str]) -> tuple[list[float], list[dict[str, Any]]]:
+    """Each path fetched in turn on one keep-alive connection: milliseconds and bodies.
 
-    django.setup()
-    from emporium.catalog.models import Product
-    from emporium.search.selectors import product_search
+    One request at a time, so a figure is what one search costs through HTTP,
+    the app server, Django and the database, not time spent queueing behind
+    other requests. Anything but a 200 stops the run.
+    """
+    host, port = base.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    for path in paths[:20]:  # warm the connection, the workers and PostgreSQL's buffers
+        connection.request("GET", path)
+        connection.getresponse().read()
+    samples: list[float] = []
+    bodies: list[dict[str, Any]] = []
+    for path in paths:
+        started = time.perf_counter()
+        connection.request("GET", path)
+        response = connection.getresponse()
+        body = response.read()
+        samples.append((time.perf_counter() - started) * 1000)
+        if response.status != 200:
+            raise SystemExit(f"{path} answered {response.status}: {body[:300]!r}")
+        bodies.append(json.loads(body))
+    connection.close()
+    return samples, bodies
 
+
+def search_path(query: str, **filters: Any) -> str:
+    return "/api/search/?" + urlencode({"q": query, **filters})
+
+
+def measure(env: dict[str, str], products: int, per_length: int) -> dict[str, Any]:
+    """Searches over HTTP through the app server, beside a product read in the same run."""
     rng = random.Random(42)
-    figures: dict[str, Any] = {}
-
-    def timed(run: Any, inputs: list[Any]) -> list[float]:
-        for item in inputs[:20]:  # warm caches and the connection
-            run(item)
-        samples = []
-        for item in inputs:
-            started = time.perf_counter()
-            run(item)
-            samples.append((time.perf_counter() - started) * 1000)
-        return samples
-
-    ids = [rng.randint(1, products) for _ in range(per_length)]
-    reference = timed(lambda pk: Product.objects.select_related("category").get(pk=pk), ids)
-    rows = [("reference: product by id (ORM)", reference)]
-    for words in (1, 2, 3):
-        samples = timed(lambda q: product_search(query=q), queries(per_length, words, rng))
-        rows.append((f"search, {words} word{'s' if words > 1 else ''}", samples))
-    filtered = timed(
-        lambda q: product_search(query=q, category_id=rng.randint(1, 10), in_stock=True),
-        queries(per_length, 2, rng),
-    )
-    rows.append(("search, 2 words + category + in_stock", filtered))
-    typos = timed(lambda q: product_search(query=q), ["headphnoes", "laptpo", "keybaord"] * 10)
-    rows.append(("search, misspelt (trigram fallback)", typos))
-
-    print()
-    print(f"{'measured':<42}{'n':>6}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'x ref p95':>11}")
-    reference_p95 = percentile(reference, 0.95)
-    for name, samples in rows:
-        p95 = percentile(samples, 0.95)
-        print(
-            f"{name:<42}{len(samples):>6}{statistics.median(samples):>9.2f}{p95:>9.2f}"
-            f"{percentile(samples, 0.99):>9.2f}{p95 / reference_p95:>11.1f}"
+    cases: list[tuple[str, list[str]]] = [
+        (
+            "reference: GET /api/products/<id>/",
+            [f"/api/products/{rng.randint(1, products)}/" for _ in range(per_length)],
         )
-        figures[name] = {
-            "n": len(samples),
-            "p50_ms": statistics.median(samples),
-            "p95_ms": p95,
-            "p99_ms": percentile(samples, 0.99),
-        }
+    ]
+    for words in (1, 2, 3):
+        paths = [search_path(query) for query in queries(per_length, words, rng)]
+        cases.append((f"search, {words} word{'s' if words > 1 else ''}", paths))
+    cases.append(
+        (
+            "search, 2 words + category + in_stock",
+            [
+                search_path(query, category=rng.randint(1, 10), in_stock="true")
+                for query in queries(per_length, 2, rng)
+            ],
+        )
+    )
+    cases.append(
+        (
+            "search, misspelt (trigram fallback)",
+            [search_path(query) for query in ["headphnoes", "laptpo", "keybaord"] * 10],
+        )
+    )
+    port = common.free_port()
+    # Catalog reads answered from the cache would not be a database reference.
+    app_env = {**env, "CATALOG_CACHE_ENABLED": "false"}
+    figures: dict[str, Any] = {}
+    print()
+    print(
+        f"{'measured (HTTP, one request at a time)':<44}{'n':>5}{'p50 ms':>9}{'p95 ms':>9}"
+        f"{'p99 ms':>9}{'x ref p95':>10}"
+    )
+    with common.app_server(
+        app_env, kind="granian", port=port, workers=2, ready_path="/api/categories/"
+    ) as base:
+        reference_p95 = 0.0
+        for name, paths in cases:
+            samples, bodies = http_timings(base, paths)
+            p95 = percentile(samples, 0.95)
+            reference_p95 = reference_p95 or p95
+            print(
+                f"{name:<44}{len(samples):>5}{statistics.median(samples):>9.2f}{p95:>9.2f}"
+                f"{percentile(samples, 0.99):>9.2f}{p95 / reference_p95:>10.1f}"
+            )
+            figures[name] = {
+                "n": len(samples),
+                "p50_ms": statistics.median(samples),
+                "p95_ms": p95,
+                "p99_ms": percentile(samples, 0.99),
+            }
+            if name.startswith("search"):
+                # The same figures split by outcome: when full text finds nothing,
+                # the request also runs the typo-tolerant fallback and the
+                # suggestions (each bounded by a statement timeout).
+                full_text = [body["match"] == "full_text" and body["count"] > 0 for body in bodies]
+                found = [ms for ms, hit in zip(samples, full_text, strict=True) if hit]
+                fallback = [ms for ms, hit in zip(samples, full_text, strict=True) if not hit]
+                for label, part in (("  found by full text", found), ("  fallback ran", fallback)):
+                    if part:
+                        print(
+                            f"{label:<44}{len(part):>5}{statistics.median(part):>9.2f}"
+                            f"{percentile(part, 0.95):>9.2f}{percentile(part, 0.99):>9.2f}"
+                        )
+                figures[name]["found_by_full_text"] = len(found)
+                figures[name]["p95_ms_found_by_full_text"] = (
+                    percentile(found, 0.95) if found else None
+                )
+                figures[name]["p95_ms_fallback_ran"] = (
+                    percentile(fallback, 0.95) if fallback else None
+                )
     return figures
 
 
@@ -269,9 +326,8 @@ def main() -> None:
         started = time.monotonic()
         seed(args.products)
         print(f"seeded {args.products:,} products in {time.monotonic() - started:.0f} s")
-    os.environ.update(env)
     with common.bench_lock():
-        figures = measure(args.products, args.queries)
+        figures = measure(env, args.products, args.queries)
     path = common.save("search", {"products": args.products, "figures": figures})
     print(f"\nresults: {path}")
 
