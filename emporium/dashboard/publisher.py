@@ -34,6 +34,7 @@ PUBLISH_OFFSET_SECONDS = 0.3
 CLAIM_CACHE_ALIAS = "default"
 CLAIM_TTL_SECONDS = 10
 _FAILURE_LOG_INTERVAL_SECONDS = 60.0
+_thread_lock = threading.Lock()
 
 
 def publish_claim(*, second: int) -> bool:
@@ -67,14 +68,27 @@ async def metrics_send(*, metrics: Metrics, layer: Any | None = None) -> None:
     )
 
 
-# Database and cache work runs here, off the event loop, on one thread (one connection).
-_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dashboard-publisher")
+_executor: ThreadPoolExecutor | None = None
+_executor_pid: int | None = None
+
+
+def database_executor() -> ThreadPoolExecutor:
+    """The one thread (so one connection) that does this process's database and cache work.
+
+    Made again in a forked child, where the parent's worker thread does not exist.
+    """
+    global _executor, _executor_pid
+    with _thread_lock:
+        if _executor is None or _executor_pid != os.getpid():
+            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dashboard-figures")
+            _executor_pid = os.getpid()
+        return _executor
 
 
 async def publish_second(*, second: int, layer: Any | None = None) -> Metrics | None:
     """Claims ``second`` and, if this caller won it, sends the figures; returns them."""
     loop = asyncio.get_running_loop()
-    metrics = await loop.run_in_executor(_executor, _metrics_for, second)
+    metrics = await loop.run_in_executor(database_executor(), _metrics_for, second)
     if metrics is not None:
         await metrics_send(metrics=metrics, layer=layer)
     return metrics
@@ -100,7 +114,6 @@ async def publisher_run(*, stop: asyncio.Event | None = None) -> None:
                 logger.warning("dashboard figures could not be published", exc_info=True)
 
 
-_thread_lock = threading.Lock()
 _thread_pid: int | None = None
 
 

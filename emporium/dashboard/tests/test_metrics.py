@@ -25,7 +25,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def _publisher_connection_closed() -> Iterator[None]:
     """The publisher keeps its thread's connection open; the test database must not be."""
     yield
-    publisher._executor.submit(connections.close_all).result(timeout=30)
+    publisher.database_executor().submit(connections.close_all).result(timeout=30)
 
 
 def order_at(moment: datetime, total: str, status: str = OrderStatus.PENDING_PAYMENT) -> Order:
