@@ -24,7 +24,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--server", choices=common.APP_SERVERS, default="granian")
+    parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--buyers", type=int, default=40_000)
     args = parser.parse_args()
@@ -54,7 +55,14 @@ def main() -> None:
     )
     script = common.ROOT / "bench" / "lua" / "checkout.lua"
     port = common.free_port()
-    with common.gunicorn(env, workers=args.workers, threads=args.threads, port=port) as base:
+    with common.app_server(
+        env,
+        kind=args.server,
+        port=port,
+        workers=args.workers,
+        threads=args.threads,
+        ready_path="/api/categories/",
+    ) as base:
         warmup = common.wrk(
             base, script=script, args=[str(tokens), "2", "0"], connections=16, threads=2, seconds=3
         )

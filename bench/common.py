@@ -114,41 +114,6 @@ def wait_http(url: str, timeout: float = 30) -> None:
     raise RuntimeError(f"{url} did not answer")
 
 
-@contextmanager
-def gunicorn(env: dict[str, str], *, workers: int, threads: int, port: int) -> Iterator[str]:
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "config.wsgi:application",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        str(workers),
-        "--worker-class",
-        "gthread" if threads > 1 else "sync",
-        "--threads",
-        str(threads),
-        "--backlog",
-        "2048",
-        "--keep-alive",
-        "30",
-        "--log-level",
-        "warning",
-    ]
-    process = subprocess.Popen(command, cwd=ROOT, env=env)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{base}/api/categories/")
-        yield base
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
 @dataclass
 class LoadResult:
     requests_per_second: float
@@ -268,7 +233,7 @@ def print_table(rows: list[tuple[str, LoadResult | float]]) -> None:
 APP_SERVERS = ("gunicorn-sync", "gunicorn-gthread", "uvicorn", "granian")
 
 
-def app_server_command(kind: str, *, port: int, workers: int) -> list[str]:
+def app_server_command(kind: str, *, port: int, workers: int, threads: int = 4) -> list[str]:
     bind = ["127.0.0.1", str(port)]
     if kind in ("gunicorn-sync", "gunicorn-gthread"):
         threaded = kind == "gunicorn-gthread"
@@ -284,7 +249,7 @@ def app_server_command(kind: str, *, port: int, workers: int) -> list[str]:
             "--worker-class",
             "gthread" if threaded else "sync",
             "--threads",
-            "4" if threaded else "1",
+            str(threads) if threaded else "1",
             "--backlog",
             "2048",
             "--keep-alive",
@@ -326,7 +291,7 @@ def app_server_command(kind: str, *, port: int, workers: int) -> list[str]:
             "--workers",
             str(workers),
             "--blocking-threads",
-            "4",
+            str(threads),
             "--log-level",
             "warning",
             "config.wsgi:application",
@@ -342,10 +307,16 @@ def server_available(kind: str) -> bool:
 
 @contextmanager
 def app_server(
-    env: dict[str, str], *, kind: str, port: int, workers: int, ready_path: str
+    env: dict[str, str],
+    *,
+    kind: str,
+    port: int,
+    workers: int,
+    ready_path: str,
+    threads: int = 4,
 ) -> Iterator[str]:
     process = subprocess.Popen(
-        app_server_command(kind, port=port, workers=workers), cwd=ROOT, env=env
+        app_server_command(kind, port=port, workers=workers, threads=threads), cwd=ROOT, env=env
     )
     base = f"http://127.0.0.1:{port}"
     try:

@@ -214,7 +214,14 @@ def main() -> None:
     script = common.ROOT / "bench" / "lua" / "ingest.lua"
     port = common.free_port()
     with bench_lock():
-        with common.gunicorn(env, workers=args.workers, threads=args.threads, port=port) as base:
+        with common.app_server(
+            env,
+            kind="gunicorn-gthread",
+            port=port,
+            workers=args.workers,
+            threads=args.threads,
+            ready_path="/api/categories/",
+        ) as base:
             warmup = common.wrk(
                 base,
                 script=script,

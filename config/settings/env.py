@@ -107,6 +107,9 @@ def database_config(url: str | None, *, sqlite_path: Path, conn_max_age: int) ->
     """PostgreSQL (psycopg 3, persistent connections) from a URL, else SQLite in WAL mode."""
     if url:
         config: dict[str, object] = environ.Env.db_url_config(url)
+        if config.get("ENGINE") == "django.db.backends.postgresql":
+            # The same backend with a health check that needs no round trip.
+            config["ENGINE"] = "emporium.core.db_backends.postgresql"
         config["CONN_MAX_AGE"] = conn_max_age
         config["CONN_HEALTH_CHECKS"] = True
         config.setdefault("OPTIONS", {})

@@ -1,9 +1,19 @@
-"""Rate limits: login per IP and per account, registration per IP, writes per user."""
+"""Rate limits: login per IP and per account, registration per IP, writes per user.
+
+The login and registration limits keep DRF's sliding log (exact "N in any
+window", two cache round trips). The per-user write limit is asked on every
+write, checkout included, so it takes one round trip: GCRA (the generic cell
+rate algorithm) in one Redis script, see :func:`gcra_take`.
+"""
 
 from __future__ import annotations
 
+import logging
+import math
+import threading
 from typing import TYPE_CHECKING, Any
 
+from django.core.cache import caches
 from rest_framework.throttling import SimpleRateThrottle
 
 if TYPE_CHECKING:
@@ -37,8 +47,66 @@ class RegisterIPThrottle(LoginIPThrottle):
     scope = "register_ip"
 
 
+logger = logging.getLogger(__name__)
+
+# KEYS[1]: the key's theoretical arrival time (TAT). ARGV: now, interval, period (seconds).
+# A request is allowed while the TAT it would push forward stays within one period of
+# now; the key then lives until its TAT, so an idle user costs nothing.
+_GCRA_SCRIPT = """
+local now = tonumber(ARGV[1])
+local interval = tonumber(ARGV[2])
+local period = tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]))
+if tat == nil or tat < now then tat = now end
+local next_tat = tat + interval
+local wait = next_tat - now - period
+if wait > 0 then return string.format('%.6f', wait) end
+local ttl = math.ceil((next_tat - now) * 1000)
+redis.call('SET', KEYS[1], string.format('%.6f', next_tat), 'PX', ttl)
+return '0'
+"""
+_local_lock = threading.Lock()
+_gcra: Any = None
+
+
+def gcra_take(key: str, *, limit: int, period: float, now: float) -> float:
+    """Takes one request of ``limit`` per ``period`` for ``key``; seconds to wait, 0 if allowed.
+
+    ``limit`` requests may come at once; after that one every ``period / limit``.
+    On Redis (django-redis as the default cache) this is one atomic script call,
+    shared by every process; on another cache the same arithmetic runs under a
+    process lock, which is exact for the single process of the embedded profile.
+    """
+    cache = caches["default"]
+    interval = period / limit
+    raw = getattr(getattr(cache, "client", None), "get_client", None)
+    if raw is not None:
+        global _gcra
+        client = raw(write=True)
+        if _gcra is None:
+            _gcra = client.register_script(_GCRA_SCRIPT)  # EVALSHA, loaded on first use
+        wait = _gcra(
+            keys=[cache.make_key(key)],
+            args=[repr(now), repr(interval), repr(period)],
+            client=client,
+        )
+        return max(0.0, float(wait))
+    with _local_lock:
+        stored = cache.get(key)
+        tat = max(float(stored) if stored is not None else now, now)
+        wait = tat + interval - now - period
+        if wait > 0:
+            return wait
+        cache.set(key, tat + interval, timeout=math.ceil(tat + interval - now))
+        return 0.0
+
+
 class UserWriteThrottle(SimpleRateThrottle):
-    """Bounds how fast one authenticated user can write; reads are not counted."""
+    """Bounds how fast one authenticated user can write; reads are not counted.
+
+    When the cache cannot be reached the write is allowed (and logged): a limit
+    that cannot be checked must not turn every checkout into a 500.
+    """
 
     scope = "user_writes"
 
@@ -46,3 +114,20 @@ class UserWriteThrottle(SimpleRateThrottle):
         if request.method in _SAFE_METHODS or not request.user.is_authenticated:
             return None
         return self.cache_format % {"scope": self.scope, "ident": request.user.pk}
+
+    def allow_request(self, request: Request, view: APIView) -> bool:
+        limit, period = getattr(self, "num_requests", None), getattr(self, "duration", None)
+        if self.rate is None or limit is None or period is None:
+            return True
+        self.key = self.get_cache_key(request, view)
+        if self.key is None:
+            return True
+        try:
+            self._wait = gcra_take(self.key, limit=limit, period=period, now=self.timer())
+        except Exception:  # any cache failure degrades the same way
+            logger.warning("write throttle unavailable; allowing %s", self.key, exc_info=True)
+            return True
+        return self._wait == 0
+
+    def wait(self) -> float | None:
+        return getattr(self, "_wait", None) or None

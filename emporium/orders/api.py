@@ -95,7 +95,7 @@ class OrderViewSet(viewsets.ReadOnlyModelViewSet):
 
         DRF's dispatch, the user lookup of JWT authentication and the order
         serializer cost several times the checkout statement itself (see
-        docs/adr/0016-checkout-in-one-statement.md). The rules are the same:
+        docs/adr/0017-checkout-in-one-statement.md). The rules are the same:
         simplejwt validates the token; the throttles of this view are asked; the
         statement refuses a user who is gone or inactive. Whatever could be
         answered differently takes the DRF path: no or a bad token (401 there),

@@ -20,6 +20,7 @@ from emporium.core.throttling import (
     LoginIPThrottle,
     RegisterIPThrottle,
     UserWriteThrottle,
+    gcra_take,
 )
 
 
@@ -133,3 +134,95 @@ def test_the_user_write_throttle_guards_every_api_view_by_default(
     # another user has an allowance of their own
     other = client_for(UserFactory())
     assert other.patch("/api/auth/me/", {"first_name": "X"}, format="json").status_code == 200
+
+
+# -- the write throttle's GCRA, on whichever default cache the suite runs with ---------
+
+NOW = 1_900_000_000.0
+
+
+@pytest.mark.parametrize(("limit", "period"), [(2, 60.0), (5, 60.0), (3, 1.0)])
+def test_gcra_allows_a_burst_of_the_limit_then_one_per_interval(limit: int, period: float) -> None:
+    key = f"gcra-test-{limit}-{period}"
+    interval = period / limit
+
+    waits = [gcra_take(key, limit=limit, period=period, now=NOW) for _ in range(limit + 1)]
+
+    assert waits[:limit] == [0.0] * limit
+    assert waits[limit] == pytest.approx(interval, abs=1e-5)
+    # not yet: a refused request does not move the schedule
+    assert gcra_take(key, limit=limit, period=period, now=NOW + interval / 2) == pytest.approx(
+        interval / 2, abs=1e-5
+    )
+    assert gcra_take(key, limit=limit, period=period, now=NOW + interval) == 0.0
+    assert gcra_take(key, limit=limit, period=period, now=NOW + interval) > 0
+    # after a whole idle period the full burst is back
+    later = NOW + interval + period
+    assert [gcra_take(key, limit=limit, period=period, now=later) for _ in range(limit)] == [
+        0.0
+    ] * limit
+
+
+def test_gcra_keys_are_independent() -> None:
+    assert gcra_take("gcra-a", limit=1, period=60, now=NOW) == 0.0
+    assert gcra_take("gcra-a", limit=1, period=60, now=NOW) > 0
+    assert gcra_take("gcra-b", limit=1, period=60, now=NOW) == 0.0
+
+
+def test_gcra_on_redis_is_atomic_across_racing_threads(redis_url: str) -> None:
+    """Forty threads, ten allowed: the script's read and write cannot interleave."""
+    import threading
+
+    barrier = threading.Barrier(40)
+    waits: list[float] = []
+    lock = threading.Lock()
+
+    def take() -> None:
+        barrier.wait()
+        wait = gcra_take("gcra-race", limit=10, period=60, now=NOW)
+        with lock:
+            waits.append(wait)
+
+    threads = [threading.Thread(target=take) for _ in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(waits).count(0.0) == 10
+    assert len(waits) == 40
+
+
+def test_gcra_keys_expire_when_the_schedule_catches_up(redis_url: str) -> None:
+    from django.core.cache import cache
+
+    gcra_take("gcra-ttl", limit=4, period=2.0, now=NOW)
+    client = cache.client.get_client(write=True)  # type: ignore[attr-defined]
+
+    assert 0 < client.pttl(cache.make_key("gcra-ttl")) <= 500  # one interval, in ms
+
+
+@pytest.mark.django_db
+def test_writes_are_allowed_when_the_throttle_store_is_down(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A real, unreachable Redis (nothing listens on the port): checkout is not blocked."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    dead = {
+        **settings.CACHES["default"],
+        "LOCATION": f"redis://127.0.0.1:{port}/0",
+    }
+    user = UserFactory.build(pk=77)
+    request = _as(user, "POST")
+    with override_settings(CACHES={**settings.CACHES, "default": dead}):
+        from django.core.cache import caches
+
+        caches._settings = None  # type: ignore[attr-defined]
+        allowed = UserWriteThrottle().allow_request(request, APIView())
+
+    assert allowed is True
+    assert "write throttle unavailable" in caplog.text

@@ -8,7 +8,7 @@ EM401 (no such active user), EM404 (empty cart) or EM409 (not enough stock;
 DETAIL is the JSON list of short lines), so nothing of a refused checkout is
 kept. The realtime_orderevent table it also writes comes from realtime/0001,
 which runs after this migration; PL/pgSQL resolves tables when it runs.
-docs/adr/0016-checkout-in-one-statement.md explains why.
+docs/adr/0017-checkout-in-one-statement.md explains why.
 
 A later change to these tables or to the order.placed/stock.low payloads must
 replace the function in a new migration (CREATE OR REPLACE); the tests in
