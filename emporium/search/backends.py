@@ -24,6 +24,8 @@ from emporium.search.highlighting import MARK_END, MARK_START
 # single lexeme for both engines' parsers.
 _PREFIXABLE_WORD = re.compile(r"^[^\W_]+$")
 _WORD = re.compile(r"[^\W_]+")
+# A query of plain words only (no quotes, "-", "or"): words can be dropped from it.
+_PLAIN_QUERY = re.compile(r"^[^\W_]+( [^\W_]+)*$")
 MAX_QUERY_WORDS = 32
 
 
@@ -72,6 +74,30 @@ class RawHit:
 class FuzzyResult:
     hits: list[RawHit] = field(default_factory=list)
     total: int = 0
+    # The query that found ``hits`` when it is the user's with words corrected.
+    corrected_query: str | None = None
+
+
+@dataclass(frozen=True)
+class SpellingCheck:
+    """What the vocabulary says about a query's words (PostgreSQL).
+
+    ``options`` maps each word no product name has (in any form full text
+    would match) to the closest vocabulary words, best first; a word with no
+    close enough word is left out and stays as typed. ``only_stop_words`` is
+    set when full text cannot match any word of the query at all.
+    """
+
+    options: dict[str, list[str]] = field(default_factory=dict)
+    only_stop_words: bool = False
+
+    def corrected(self, query: str, choice: dict[str, str] | None = None) -> str:
+        """The query with each unknown word replaced (by its best option unless chosen)."""
+        replacements = {word: options[0] for word, options in self.options.items()}
+        replacements.update(choice or {})
+        return _WORD.sub(
+            lambda found: replacements.get(found.group().lower(), found.group()), query
+        )
 
 
 class SearchBackend(Protocol):
@@ -125,6 +151,15 @@ class PostgresSearchBackend:
     FUZZY_THRESHOLD = "0.4"
     FUZZY_TIMEOUT_MS = 150
     SUGGESTION_THRESHOLD = "0.3"
+    # pg_trgm similarity a vocabulary word needs to replace a misspelt one,
+    # and how many such words are kept per misspelt word (the best one is
+    # searched, the others are offered as suggestions when nothing is found).
+    CORRECTION_THRESHOLD = "0.3"
+    CORRECTION_OPTIONS = 3
+    SUGGESTION_CANDIDATES = 8
+
+    def __init__(self) -> None:
+        self._spelling_checks: dict[str, SpellingCheck] = {}
 
     def _tsquery(self, query: str) -> tuple[str, list[Any]]:
         head, last = split_last_word(query)
@@ -217,11 +252,106 @@ class PostgresSearchBackend:
     def fuzzy(
         self, *, query: str, filters: SearchFilters, offset: int, limit: int, cap: int
     ) -> FuzzyResult:
+        """The full-text search again with misspelt words corrected against the vocabulary.
+
+        Runs only after full text found nothing. A word some product name has
+        (spelled so, with the same stem, or as the start of a word when it is
+        the last one) is never corrected; when every word is known there is no
+        fallback at all. Ranking, filters, highlights and pages are those of
+        ``ranked``. A query of stop words only, which full text cannot match,
+        keeps the trigram search over names.
+        """
+        check = self.spelling_check(query)
+        if check.only_stop_words:
+            return self._fuzzy_names(query, filters, offset, limit, cap)
+        if not check.options:
+            return FuzzyResult()
+        corrected = check.corrected(query)
+        total, hits = self.ranked(
+            query=corrected, filters=filters, offset=offset, limit=limit, cap=cap
+        )
+        return FuzzyResult(hits=hits, total=total, corrected_query=corrected)
+
+    def spelling_check(self, query: str) -> SpellingCheck:
+        """The vocabulary's verdict on the query's words, asked once per backend and query."""
+        cached = self._spelling_checks.get(query)
+        if cached is None:
+            try:
+                cached = self._spelling_check(query)
+            except OperationalError:  # statement_timeout: correction is best effort
+                cached = SpellingCheck()
+            self._spelling_checks[query] = cached
+        return cached
+
+    def _spelling_check(self, query: str) -> SpellingCheck:
+        words = list(dict.fromkeys(word.lower() for word in _WORD.findall(query)))
+        words = words[:MAX_QUERY_WORDS]
+        if not words:
+            return SpellingCheck()
+        _, last = split_last_word(query)
+        typing = last.lower() if last else None
+        # Per word: does full text know it at all (an English lexeme), and does
+        # a product name have it (same word, same lexeme, or a word it starts).
+        selects: list[str] = []
+        params: list[Any] = []
+        for word in words:
+            prefix = ""
+            if word == typing:
+                prefix = " OR EXISTS (SELECT 1 FROM search_vocabulary WHERE word LIKE %s)"
+            selects.append(
+                f"""SELECT %s, search_word_lexeme(%s) IS NOT NULL,
+                       EXISTS (SELECT 1 FROM search_vocabulary WHERE word = %s)
+                       OR EXISTS (SELECT 1 FROM search_vocabulary
+                                   WHERE lexeme = search_word_lexeme(%s)){prefix}"""  # noqa: S608 - only constants and placeholders
+            )
+            params.extend([word, word, word, word])
+            if prefix:
+                params.append(word + "%")  # _WORD has no LIKE wildcards
+        with transaction.atomic(), connection.cursor() as cursor:
+            self._bounded(cursor, self.CORRECTION_THRESHOLD)
+            cursor.execute(" UNION ALL ".join(selects), params)
+            verdicts = cursor.fetchall()
+            if not any(has_lexeme for _, has_lexeme, _ in verdicts):
+                return SpellingCheck(only_stop_words=True)
+            unknown = [
+                word
+                for word, has_lexeme, known in verdicts
+                if has_lexeme and not known and self._correctable(word)
+            ]
+            if not unknown:
+                return SpellingCheck()
+            # Closest first, then the word more products have.
+            cursor.execute(
+                """
+                SELECT typed.word, close.word
+                  FROM unnest(%s::text[]) WITH ORDINALITY AS typed(word, position)
+                 CROSS JOIN LATERAL (
+                       SELECT v.word FROM search_vocabulary AS v
+                        WHERE v.word %% typed.word
+                        ORDER BY similarity(v.word, typed.word) DESC, v.documents DESC, v.word
+                        LIMIT %s
+                 ) AS close
+                """,
+                [unknown, self.CORRECTION_OPTIONS],
+            )
+            options: dict[str, list[str]] = {}
+            for typed, close in cursor.fetchall():
+                options.setdefault(typed, []).append(close)
+        return SpellingCheck(options=options)
+
+    @staticmethod
+    def _correctable(word: str) -> bool:
+        # Too short for trigrams to say anything, or a model number: left as typed.
+        return len(word) >= 3 and not any(character.isdigit() for character in word)
+
+    def _fuzzy_names(
+        self, query: str, filters: SearchFilters, offset: int, limit: int, cap: int
+    ) -> FuzzyResult:
         """Products whose name is trigram-close to the query (``<%`` on the name index).
 
-        Runs only after full text found nothing, so there is nothing to
-        highlight: the name and the start of the description come back as they
-        are. The candidates are bounded like the full-text ones.
+        Only for queries full text cannot match (stop words): there is nothing
+        to highlight, so the name and the start of the description come back as
+        they are. The candidates are bounded like the full-text ones.
         """
         filter_sql, filter_params = filters.sql()
         try:
@@ -282,15 +412,63 @@ class PostgresSearchBackend:
         """
         cursor.execute(
             "SELECT set_config('pg_trgm.word_similarity_threshold', %s, true),"
+            " set_config('pg_trgm.similarity_threshold', %s, true),"
             " set_config('statement_timeout', %s, true)",
-            [threshold, str(self.FUZZY_TIMEOUT_MS)],
+            [threshold, threshold, str(self.FUZZY_TIMEOUT_MS)],
         )
 
     def similar_names(self, *, query: str, limit: int) -> list[str]:
+        """Queries close to this one that find products, filters ignored ("did you mean").
+
+        Candidates: the query with its misspelt words corrected (each close
+        vocabulary word in turn), then, for plain words, the query with one word
+        left out (the words never occur together). Each is kept only if full
+        text finds something for it, checked in one statement.
+        """
+        check = self.spelling_check(query)
         try:
-            return self._similar_names(query, limit)
+            if check.only_stop_words:
+                return self._similar_names(query, limit)
+            return self._verified_queries(self._suggestion_candidates(query, check), limit)
         except OperationalError:  # statement_timeout: suggestions are best effort
             return []
+
+    def _suggestion_candidates(self, query: str, check: SpellingCheck) -> list[str]:
+        candidates = [check.corrected(query)]
+        for word, options in check.options.items():
+            candidates.extend(check.corrected(query, {word: option}) for option in options[1:])
+        words = candidates[0].split(" ")
+        if len(words) > 1 and _PLAIN_QUERY.match(candidates[0]):
+            candidates.extend(" ".join(words[:i] + words[i + 1 :]) for i in range(len(words)))
+        seen = {query.lower()}
+        distinct: list[str] = []
+        for candidate in candidates:
+            if candidate.lower() not in seen:
+                seen.add(candidate.lower())
+                distinct.append(candidate)
+        return distinct[: self.SUGGESTION_CANDIDATES]
+
+    def _verified_queries(self, candidates: list[str], limit: int) -> list[str]:
+        if not candidates:
+            return []
+        selects: list[str] = []
+        params: list[Any] = []
+        for position, candidate in enumerate(candidates):
+            tsquery, tsquery_params = self._tsquery(candidate)
+            selects.append(
+                f"""SELECT %s WHERE EXISTS (SELECT 1 FROM catalog_product AS p
+                                     WHERE p.search_vector @@ ({tsquery}))"""  # noqa: S608 - only constants and placeholders
+            )
+            params.extend([position, *tsquery_params])
+        with transaction.atomic(), connection.cursor() as cursor:
+            self._bounded(cursor, self.SUGGESTION_THRESHOLD)
+            # One bitmap scan of the full-text index per candidate: a sequential
+            # scan hoping for an early match reads the whole table when the
+            # words never occur together.
+            cursor.execute("SELECT set_config('enable_seqscan', 'off', true)")
+            cursor.execute(" UNION ALL ".join(selects), params)
+            found = sorted(row[0] for row in cursor.fetchall())
+        return [candidates[position] for position in found][:limit]
 
     def _similar_names(self, query: str, limit: int) -> list[str]:
         with transaction.atomic(), connection.cursor() as cursor:

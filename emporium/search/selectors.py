@@ -49,6 +49,8 @@ class SearchResults:
     # "full_text", or "fuzzy" when typo tolerance found the results.
     match: str
     suggestions: list[str]
+    # The query that was searched instead, when misspelt words were corrected.
+    corrected_query: str | None = None
 
     @property
     def has_next(self) -> bool:
@@ -88,7 +90,9 @@ def product_search(
     """Products matching ``query`` (websearch syntax, last word as a prefix), best first.
 
     Runs a typo-tolerant search when full text finds fewer than FUZZY_BELOW
-    products, and offers similar product names when nothing is found at all.
+    products (on PostgreSQL: the same search with misspelt words corrected
+    against the vocabulary of product names), and offers close queries that do
+    find products when nothing is found at all.
     Raises InvalidInput for an unknown category or a page outside the window.
     """
     query = " ".join(query.split())
@@ -105,6 +109,7 @@ def product_search(
     offset = (page - 1) * page_size
     limit = min(page_size, RESULT_WINDOW - offset)
     match = "full_text"
+    corrected_query: str | None = None
     total = 0
     raw_hits: list[RawHit] = []
     if query:
@@ -117,6 +122,7 @@ def product_search(
         )
         if fuzzy.total > total:
             match, total, raw_hits = "fuzzy", fuzzy.total, fuzzy.hits
+            corrected_query = fuzzy.corrected_query
 
     products = Product.objects.select_related("category").in_bulk(
         [hit.product_id for hit in raw_hits]
@@ -143,4 +149,5 @@ def product_search(
         page_size=page_size,
         match=match,
         suggestions=suggestions,
+        corrected_query=corrected_query,
     )

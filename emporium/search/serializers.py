@@ -89,9 +89,20 @@ class SearchResultsSerializer(serializers.Serializer):
     page_size = serializers.IntegerField()
     next = serializers.SerializerMethodField()
     previous = serializers.SerializerMethodField()
+    corrected_query = serializers.CharField(
+        allow_null=True,
+        help_text=(
+            "Set when `match` is fuzzy because misspelt words were corrected: the query "
+            'whose results these are ("showing results for"). Null otherwise.'
+        ),
+    )
     suggestions = serializers.ListField(
         child=serializers.CharField(),
-        help_text="When nothing matched: product names close to the query.",
+        help_text=(
+            "When nothing matched, filters ignored: queries to try instead, each finding "
+            "products (the query with its spelling corrected, or with a word left out; "
+            "close product names on the embedded profile)."
+        ),
     )
     results = SearchHitSerializer(source="hits", many=True)
 

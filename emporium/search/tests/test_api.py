@@ -46,6 +46,7 @@ def test_response_shape(api_client: APIClient) -> None:
     assert (body["page"], body["page_size"]) == (1, 20)
     assert (body["next"], body["previous"]) == (None, None)
     assert body["suggestions"] == []
+    assert body["corrected_query"] is None
     [hit] = body["results"]
     assert hit["id"] == product.pk
     assert hit["name"] == "Studio Headphones"
@@ -168,6 +169,12 @@ def test_bulk_updates_reach_the_index(api_client: APIClient) -> None:
         "%_\\",
         "\u0301\u200b",
         "((()))",
+        "laptpo' OR '1'='1",
+        "x" * 200,
+        "zzqx " * 40,
+        "a " * 100,
+        "ünïcödé wörds 42",
+        "%lapt_",
     ],
 )
 def test_odd_queries_answer_200(api_client: APIClient, query: str) -> None:
@@ -248,17 +255,23 @@ def test_typo_finds_close_names(api_client: APIClient) -> None:
     body = search(api_client, q="headphnoes")
     assert body["match"] == "fuzzy"
     assert ids(body) == [product.pk]
+    # PostgreSQL searched the corrected word; SQLite matched names directly.
+    expected = "headphones" if connection.vendor == "postgresql" else None
+    assert body["corrected_query"] == expected
 
 
 def test_nothing_found_offers_similar_names(api_client: APIClient) -> None:
     category = CategoryFactory(name="Kitchen")
-    ProductFactory(name="Saucepan", description="", category=category)
+    saucepan = ProductFactory(name="Saucepan", description="", category=category)
     other = CategoryFactory(name="Garden")
-    # Nothing in the garden matches, but the kitchen has a close name.
+    # Nothing in the garden matches, but the kitchen has a close name. The
+    # suggestion is a query that finds it (PostgreSQL: the corrected spelling;
+    # SQLite: the product's name).
     body = search(api_client, q="saucepna", category=other.pk)
     assert body["results"] == []
     assert body["count"] == 0
-    assert body["suggestions"] == ["Saucepan"]
+    assert [suggestion.lower() for suggestion in body["suggestions"]] == ["saucepan"]
+    assert ids(search(api_client, q=body["suggestions"][0])) == [saucepan.pk]
 
 
 def test_schema_documents_search(api_client: APIClient) -> None:
@@ -268,6 +281,10 @@ def test_schema_documents_search(api_client: APIClient) -> None:
     operation = schema["paths"]["/api/search/"]["get"]
     names = {parameter["name"] for parameter in operation["parameters"]}
     assert {"q", "category", "min_price", "max_price", "in_stock", "page", "page_size"} <= names
+    response_schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    results = schema["components"]["schemas"][response_schema["$ref"].rsplit("/", 1)[-1]]
+    assert results["properties"]["corrected_query"]["nullable"] is True
+    assert "corrected_query" in results["required"]
 
 
 def test_every_page_reports_the_same_count_even_past_the_last_match(

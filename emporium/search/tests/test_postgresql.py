@@ -1,4 +1,4 @@
-"""PostgreSQL specifics: the stored vector, websearch syntax and pg_trgm typo tolerance."""
+"""PostgreSQL specifics: the stored vector, websearch syntax, the vocabulary and corrections."""
 
 from __future__ import annotations
 
@@ -76,15 +76,104 @@ def test_stemming_matches_other_forms(api_client: APIClient) -> None:
     assert ids(api_client, q="run shoe") == [product.pk]
 
 
-def test_typo_tolerance_uses_trigram_similarity(api_client: APIClient) -> None:
+def test_typo_is_corrected_against_the_vocabulary(api_client: APIClient) -> None:
     laptop = ProductFactory(name="Laptop stand", description="")
     ProductFactory(name="Garden hose", description="")
-    response = api_client.get("/api/search/", {"q": "laptpo"})
-    body = response.json()
-    assert body["match"] == "fuzzy"
+    body = api_client.get("/api/search/", {"q": "laptpo"}).json()
+    assert (body["match"], body["corrected_query"]) == ("fuzzy", "laptop")
     assert [hit["id"] for hit in body["results"]] == [laptop.pk]
-    # word_similarity('laptpo', 'Laptop stand'): 4 of the query's 7 trigrams
-    assert body["results"][0]["rank"] == pytest.approx(4 / 7, abs=1e-6)
+    # The corrected query went through full text: ranked and highlighted as usual.
+    assert body["results"][0]["name_highlighted"] == "<mark>Laptop</mark> stand"
+    assert body["results"][0]["rank"] > 0
+
+
+def test_correction_keeps_the_query_syntax_and_the_filters(api_client: APIClient) -> None:
+    kitchen, garden = CategoryFactory(name="Kitchen"), CategoryFactory(name="Garden")
+    wool = ProductFactory(name="Red wool scarf", description="", category=kitchen)
+    ProductFactory(name="Red silk scarf", description="", category=kitchen)
+    ProductFactory(name="Red wool scarf", description="", category=garden)
+    body = api_client.get("/api/search/", {"q": "scarv -silk", "category": kitchen.pk}).json()
+    assert body["corrected_query"] == "scarf -silk"
+    assert [hit["id"] for hit in body["results"]] == [wool.pk]
+
+
+def vocabulary() -> dict[str, int]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT word, documents FROM search_vocabulary")
+        return dict(cursor.fetchall())
+
+
+def test_vocabulary_counts_follow_every_write() -> None:
+    table = ProductFactory(name="Oak table", description="")
+    chair = ProductFactory(name="Oak chair, oak legs", description="")
+    assert vocabulary() == {"oak": 2, "table": 1, "chair": 1, "legs": 1}
+    chair.name = "Pine chair"
+    chair.save(update_fields=["name"])
+    assert vocabulary() == {"oak": 1, "table": 1, "chair": 1, "pine": 1}
+    # A save that does not change the name changes nothing.
+    chair.save()
+    assert vocabulary()["chair"] == 1
+    type(table).objects.filter(pk=table.pk).update(name="Pine table")
+    assert vocabulary() == {"table": 1, "chair": 1, "pine": 2}
+    chair.delete()
+    assert vocabulary() == {"table": 1, "pine": 1}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_truncating_products_empties_the_vocabulary() -> None:
+    # Row triggers do not fire on TRUNCATE (Django's test flush uses it).
+    ProductFactory(name="Oak table", description="")
+    assert vocabulary() == {"oak": 1, "table": 1}
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE catalog_product CASCADE")
+    assert vocabulary() == {}
+
+
+def test_a_new_product_is_found_by_a_misspelling_right_away(api_client: APIClient) -> None:
+    ProductFactory(name="Garden hose", description="")
+    body = api_client.get("/api/search/", {"q": "hamock"}).json()
+    assert (body["results"], body["corrected_query"]) == ([], None)
+    hammock = ProductFactory(name="Zanzibar hammock", description="")
+    body = api_client.get("/api/search/", {"q": "hamock"}).json()
+    assert body["corrected_query"] == "hammock"
+    assert [hit["id"] for hit in body["results"]] == [hammock.pk]
+
+
+def test_a_renamed_products_old_words_are_no_longer_suggested(api_client: APIClient) -> None:
+    cushion = ProductFactory(name="Velvet cushion", description="")
+    assert api_client.get("/api/search/", {"q": "velvit"}).json()["corrected_query"] == "velvet"
+    cushion.name = "Linen cushion"
+    cushion.save(update_fields=["name"])
+    body = api_client.get("/api/search/", {"q": "velvit"}).json()
+    assert (body["results"], body["corrected_query"], body["suggestions"]) == ([], None, [])
+
+
+def test_known_words_that_never_occur_together_run_no_fallback(
+    api_client: APIClient,
+) -> None:
+    from django.db import connection as default_connection
+    from django.test.utils import CaptureQueriesContext
+
+    ProductFactory(name="Oak table", description="")
+    ProductFactory(name="Pine chairs", description="")
+    with CaptureQueriesContext(default_connection) as captured:
+        body = api_client.get("/api/search/", {"q": "oak chair"}).json()
+    # "chair" is known through the stem of "chairs": nothing is corrected, the
+    # names are not scanned, and each word alone is offered because it finds products.
+    assert (body["results"], body["match"], body["corrected_query"]) == ([], "full_text", None)
+    assert body["suggestions"] == ["chair", "oak"]
+    statements = " ".join(query["sql"] for query in captured.captured_queries)
+    assert "word_similarity(" not in statements
+    assert "<%" not in statements
+
+
+def test_the_word_being_typed_is_known_by_its_start(api_client: APIClient) -> None:
+    ProductFactory(name="Oak table", description="")
+    ProductFactory(name="Pine wardrobe", description="")
+    body = api_client.get("/api/search/", {"q": "oak wardr"}).json()
+    # "wardr" starts a known word, so it is not "corrected" to something else.
+    assert (body["results"], body["corrected_query"]) == ([], None)
+    assert body["suggestions"] == ["wardr", "oak"]
 
 
 def test_stop_words_only_query_falls_back_to_names(api_client: APIClient) -> None:
@@ -107,12 +196,16 @@ def test_every_page_in_the_window_comes_from_the_ranked_candidates() -> None:
 def test_fuzzy_limits_stay_inside_their_transaction(api_client: APIClient) -> None:
     ProductFactory(name="Laptop stand", description="")
     assert api_client.get("/api/search/", {"q": "laptpo"}).json()["match"] == "fuzzy"
+    # Nothing under this price: the suggestions run too (they turn seqscan off).
+    body = api_client.get("/api/search/", {"q": "laptpo stand", "max_price": "0"}).json()
+    assert body["suggestions"]
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT current_setting('statement_timeout'),"
-            " current_setting('pg_trgm.word_similarity_threshold')"
+            " current_setting('pg_trgm.word_similarity_threshold'),"
+            " current_setting('enable_seqscan')"
         )
-        assert cursor.fetchone() == ("0", "0.6")
+        assert cursor.fetchone() == ("0", "0.6", "on")
 
 
 def test_a_fuzzy_search_past_its_time_limit_finds_nothing_instead_of_failing(
