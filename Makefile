@@ -8,7 +8,7 @@ SEED_PRODUCTS ?= 2000
 PROVIDER_PORT ?= 8100
 PYTEST_ARGS ?=
 
-.PHONY: bench run worker beat relay provider install install-dev frontend test lint format typecheck check migrate seed lock clean
+.PHONY: bench run worker beat relay dashboard-publisher provider install install-dev frontend test lint format typecheck check migrate seed lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,10 @@ beat: install
 
 relay: install
 	$(BIN)/python manage.py outbox_relay
+
+## The /dashboard/ figures, once a second (docs/dashboard.md); two running are harmless.
+dashboard-publisher: install
+	$(BIN)/python manage.py dashboard_publisher
 
 provider: install
 	$(BIN)/python -m simulators.payment_provider --port $(PROVIDER_PORT)
