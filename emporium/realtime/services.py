@@ -19,7 +19,7 @@ from operator import attrgetter
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import connection, transaction
 
 from emporium.delivery.models import Shipment, ShipmentStatus
 from emporium.delivery.validation import ValidPoint
@@ -209,14 +209,25 @@ class PositionCoalescer:
         stop = threading.Event()
         while not stop.wait(period):
             try:
-                positions_flush()
+                moved = positions_flush()
             except Exception:  # a failed flush must not end the thread
                 logger.exception("could not publish live positions")
-            finally:
-                close_old_connections()
+                moved = 1
+            # Nothing noted, nothing queried: an idle process never opens a connection here.
+            if moved:
+                close_own_connection()
 
 
 COALESCER = PositionCoalescer()
+
+
+def close_own_connection() -> None:
+    """Closes this thread's database connection: at most one query a second needs no
+    persistent connection, and one left open would outlive the process's requests."""
+    try:
+        connection.close()
+    except Exception:
+        logger.exception("could not close the live positions thread's connection")
 
 
 def positions_note(*, device_id: int, points: Sequence[ValidPoint]) -> None:
