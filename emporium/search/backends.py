@@ -24,8 +24,6 @@ from emporium.search.highlighting import MARK_END, MARK_START
 # single lexeme for both engines' parsers.
 _PREFIXABLE_WORD = re.compile(r"^[^\W_]+$")
 _WORD = re.compile(r"[^\W_]+")
-# A query of plain words only (no quotes, "-", "or"): words can be dropped from it.
-_PLAIN_QUERY = re.compile(r"^[^\W_]+( [^\W_]+)*$")
 MAX_QUERY_WORDS = 32
 
 
@@ -156,10 +154,12 @@ class PostgresSearchBackend:
     # searched, the others are offered as suggestions when nothing is found).
     CORRECTION_THRESHOLD = "0.3"
     CORRECTION_OPTIONS = 3
-    SUGGESTION_CANDIDATES = 8
+    SUGGESTION_CANDIDATES = 5
 
     def __init__(self) -> None:
         self._spelling_checks: dict[str, SpellingCheck] = {}
+        # Queries this backend already saw find nothing without filters.
+        self._unfiltered_misses: set[str] = set()
 
     def _tsquery(self, query: str) -> tuple[str, list[Any]]:
         head, last = split_last_word(query)
@@ -247,6 +247,8 @@ class PostgresSearchBackend:
             total = self.count(query=query, filters=filters, cap=cap)
         else:
             total = 0
+        if not total and filters == SearchFilters():
+            self._unfiltered_misses.add(query.lower())
         return total, [RawHit(row[0], float(row[1]), row[2], row[3]) for row in rows]
 
     def fuzzy(
@@ -418,12 +420,16 @@ class PostgresSearchBackend:
         )
 
     def similar_names(self, *, query: str, limit: int) -> list[str]:
-        """Queries close to this one that find products, filters ignored ("did you mean").
+        """Spelling corrections of the query that find products, filters ignored.
 
-        Candidates: the query with its misspelt words corrected (each close
-        vocabulary word in turn), then, for plain words, the query with one word
-        left out (the words never occur together). Each is kept only if full
-        text finds something for it, checked in one statement.
+        Candidates come from the vocabulary: the query with each misspelt word
+        replaced by its closest words in turn. Each is kept only if full text
+        finds something for it (checked in one statement), so a link never
+        leads to another empty page. A query whose words are all spelled right
+        gets none: the vocabulary has nothing to correct, and checking which
+        subsets of the words occur together costs a full-text index scan per
+        subset (~20 ms each on 1,000,000 products), more than the whole
+        request may take (docs/adr/0018-search-vocabulary.md).
         """
         check = self.spelling_check(query)
         try:
@@ -437,10 +443,9 @@ class PostgresSearchBackend:
         candidates = [check.corrected(query)]
         for word, options in check.options.items():
             candidates.extend(check.corrected(query, {word: option}) for option in options[1:])
-        words = candidates[0].split(" ")
-        if len(words) > 1 and _PLAIN_QUERY.match(candidates[0]):
-            candidates.extend(" ".join(words[:i] + words[i + 1 :]) for i in range(len(words)))
-        seen = {query.lower()}
+        # Known to find nothing: the query itself, and anything already searched
+        # without filters in this request.
+        seen = {query.lower(), *self._unfiltered_misses}
         distinct: list[str] = []
         for candidate in candidates:
             if candidate.lower() not in seen:

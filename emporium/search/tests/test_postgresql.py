@@ -158,10 +158,10 @@ def test_known_words_that_never_occur_together_run_no_fallback(
     ProductFactory(name="Pine chairs", description="")
     with CaptureQueriesContext(default_connection) as captured:
         body = api_client.get("/api/search/", {"q": "oak chair"}).json()
-    # "chair" is known through the stem of "chairs": nothing is corrected, the
-    # names are not scanned, and each word alone is offered because it finds products.
+    # "chair" is known through the stem of "chairs": nothing is corrected and
+    # the names are not scanned; with nothing to correct there is nothing to suggest.
     assert (body["results"], body["match"], body["corrected_query"]) == ([], "full_text", None)
-    assert body["suggestions"] == ["chair", "oak"]
+    assert body["suggestions"] == []
     statements = " ".join(query["sql"] for query in captured.captured_queries)
     assert "word_similarity(" not in statements
     assert "<%" not in statements
@@ -172,8 +172,20 @@ def test_the_word_being_typed_is_known_by_its_start(api_client: APIClient) -> No
     ProductFactory(name="Pine wardrobe", description="")
     body = api_client.get("/api/search/", {"q": "oak wardr"}).json()
     # "wardr" starts a known word, so it is not "corrected" to something else.
+    assert (body["results"], body["corrected_query"], body["suggestions"]) == ([], None, [])
+    # The same word misspelt is corrected, whole.
+    body = api_client.get("/api/search/", {"q": "pine wadrobe"}).json()
+    assert body["corrected_query"] == "pine wardrobe"
+
+
+def test_suggestions_are_other_corrections_that_find_products(api_client: APIClient) -> None:
+    ProductFactory(name="Oak cable", description="")
+    ProductFactory(name="Pine label", description="")
+    # "cabel" is as close to "cable" as to "label" (similarity 1/3, ties by
+    # word); "pine cable" finds nothing, "pine label" does.
+    body = api_client.get("/api/search/", {"q": "pine cabel"}).json()
     assert (body["results"], body["corrected_query"]) == ([], None)
-    assert body["suggestions"] == ["wardr", "oak"]
+    assert body["suggestions"] == ["pine label"]
 
 
 def test_stop_words_only_query_falls_back_to_names(api_client: APIClient) -> None:
@@ -197,7 +209,7 @@ def test_fuzzy_limits_stay_inside_their_transaction(api_client: APIClient) -> No
     ProductFactory(name="Laptop stand", description="")
     assert api_client.get("/api/search/", {"q": "laptpo"}).json()["match"] == "fuzzy"
     # Nothing under this price: the suggestions run too (they turn seqscan off).
-    body = api_client.get("/api/search/", {"q": "laptpo stand", "max_price": "0"}).json()
+    body = api_client.get("/api/search/", {"q": "laptpo", "max_price": "0"}).json()
     assert body["suggestions"]
     with connection.cursor() as cursor:
         cursor.execute(
