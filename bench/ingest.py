@@ -1,8 +1,10 @@
 """Telemetry ingestion over HTTP on the production profile, beside raw PostgreSQL COPY.
 
-Gunicorn serves the app from its own database; wrk posts pre-generated
-batches of 1,000 points (each device with its own token; realistic traces
-from ``emporium.delivery.simulation``) to ``POST /api/telemetry/`` with
+The app server (gunicorn by default, ``--server``) runs behind nginx, as in
+production (``--direct`` leaves nginx out, to measure what it costs), from
+its own database; wrk posts pre-generated batches of 1,000 points (each
+device with its own token; realistic traces from
+``emporium.delivery.simulation``) to ``POST /api/telemetry/`` with
 deduplication on, as in production. The headline figure is the number of
 rows that actually landed in the partitioned points table during the
 measured run, divided by its duration: a batch answered 200 but stored as
@@ -13,14 +15,22 @@ table with the same unique (device_id, recorded_at) index.
 Load phases hold ``/tmp/emporium-bench.lock`` (flock) so two benchmarks never
 overlap on this machine.
 
+The CPU time each side used during the measured run (app server processes,
+PostgreSQL backends, nginx, wrk) is read from /proc and printed per batch, so
+a run tells where the time went.
+
     python -m bench.ingest [--seconds 15] [--connections 8] [--workers 4]
+        [--threads 1] [--server gunicorn-gthread] [--direct]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import multiprocessing
+import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -161,12 +171,105 @@ def stored_points() -> int:
     return int(common.psql("SELECT count(*) FROM delivery_telemetry_point", DATABASE))
 
 
+def nginx_conf(prefix: Path, *, listen_port: int, app_port: int) -> str:
+    """The loopback variant of deploy/nginx/emporium.conf for the telemetry endpoint.
+
+    Bodies up to 2 MiB, kept in memory (a 1,000-point batch is about 150 KB,
+    over nginx's default 16 KB buffer, which would write each body to a
+    temporary file), and keepalive connections to the app.
+    """
+    return f"""
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/logs/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/temp/body;
+    proxy_temp_path {prefix}/temp/proxy;
+    fastcgi_temp_path {prefix}/temp/fastcgi;
+    uwsgi_temp_path {prefix}/temp/uwsgi;
+    scgi_temp_path {prefix}/temp/scgi;
+    keepalive_requests 100000;
+    upstream emporium_app {{
+        server 127.0.0.1:{app_port} max_fails=0;
+        keepalive 64;
+        keepalive_requests 100000;
+    }}
+    server {{
+        listen 127.0.0.1:{listen_port};
+        client_max_body_size 2m;
+        client_body_buffer_size 2m;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header Host $http_host;
+        proxy_set_header X-Forwarded-For $remote_addr;
+        location / {{ proxy_pass http://emporium_app; }}
+    }}
+}}
+"""
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_by_process() -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) of every process, with its command line."""
+    found: dict[int, tuple[str, float]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                command = handle.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # gone meanwhile
+        # After the command name: state is field 0, utime 11, stime 12 (in ticks).
+        found[int(entry)] = (command, (int(fields[11]) + int(fields[12])) / _TICKS)
+    return found
+
+
+def _machine_cpu_seconds() -> float:
+    with open("/proc/stat") as handle:
+        values = [int(value) for value in handle.readline().split()[1:]]
+    busy = sum(values) - values[3] - values[4]  # all but idle and iowait
+    return busy / _TICKS
+
+
+def cpu_split(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
+) -> dict[str, float]:
+    """CPU seconds spent during a run by the server side, from two /proc snapshots."""
+    sides = {"app server": 0.0, "postgresql": 0.0, "nginx": 0.0}
+    for pid, (command, seconds) in after.items():
+        used = seconds - before.get(pid, (command, 0.0))[1]
+        if f"{DATABASE} " in command and command.startswith("postgres:"):
+            sides["postgresql"] += used
+        elif "config.wsgi" in command or "config.asgi" in command:
+            sides["app server"] += used
+        elif command.startswith("nginx: worker") or "emporium-bench-ingest" in command:
+            sides["nginx"] += used
+    return sides
+
+
+def _children_cpu_seconds() -> float:
+    """CPU of this process's finished children: wrk, which has exited when a run ends."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--server", choices=common.APP_SERVERS, default="gunicorn-gthread")
+    parser.add_argument(
+        "--direct", action="store_true", help="wrk straight to the app server, without nginx"
+    )
     parser.add_argument("--devices", type=int, default=64)
     parser.add_argument(
         "--batches-per-device",
@@ -181,6 +284,7 @@ def main() -> None:
     env = common.production_env(database_url)
     common.manage(env, "migrate", "--no-input", "-v0")
     work = Path(tempfile.mkdtemp(prefix="emporium-bench-ingest-"))
+    work.chmod(0o755)  # nginx workers run as nobody and must reach the prefix
     tokens_file = work / "tokens.txt"
     subprocess.run(
         [
@@ -212,16 +316,29 @@ def main() -> None:
     )
 
     script = common.ROOT / "bench" / "lua" / "ingest.lua"
-    port = common.free_port()
+    app_port = common.free_port()
+    front_port = app_port if args.direct else common.free_port()
+    front = (
+        contextlib.nullcontext()
+        if args.direct
+        else common.nginx(
+            nginx_conf(work / "nginx", listen_port=front_port, app_port=app_port),
+            work / "nginx",
+        )
+    )
     with bench_lock():
-        with common.app_server(
-            env,
-            kind="gunicorn-gthread",
-            port=port,
-            workers=args.workers,
-            threads=args.threads,
-            ready_path="/api/categories/",
-        ) as base:
+        with (
+            common.app_server(
+                env,
+                kind=args.server,
+                port=app_port,
+                workers=args.workers,
+                threads=args.threads,
+                ready_path="/api/categories/",
+            ),
+            front,
+        ):
+            base = f"http://127.0.0.1:{front_port}"
             warmup = common.wrk(
                 base,
                 script=script,
@@ -231,6 +348,8 @@ def main() -> None:
                 seconds=3,
             )
             before = stored_points()
+            cpu_before, machine_before = _cpu_by_process(), _machine_cpu_seconds()
+            wrk_before = _children_cpu_seconds()
             result = common.wrk(
                 base,
                 script=script,
@@ -239,6 +358,8 @@ def main() -> None:
                 threads=2,
                 seconds=args.seconds,
             )
+            cpu_after, machine_after = _cpu_by_process(), _machine_cpu_seconds()
+            wrk_cpu = _children_cpu_seconds() - wrk_before
             after = stored_points()
         seconds = result.requests / result.requests_per_second
         stored_per_second = (after - before) / seconds
@@ -255,6 +376,15 @@ def main() -> None:
         ]
     )
     print(f"ratio HTTP ingestion / raw COPY: {stored_per_second / reference:.2f}")
+    sides = {**cpu_split(cpu_before, cpu_after), "wrk": wrk_cpu}
+    machine = machine_after - machine_before
+    batches = max(result.requests, 1)
+    print(
+        f"CPU ms per batch ({'direct' if args.direct else 'through nginx'}, {args.server}): "
+        + ", ".join(f"{side} {used * 1000 / batches:.1f}" for side, used in sides.items())
+        + f"; whole machine {machine * 1000 / batches:.1f} "
+        f"({machine / seconds:.2f} of {os.cpu_count()} cores busy)"
+    )
     print(
         f"points stored {after - before:,} in {seconds:.1f} s; points in 2xx answers {posted:,}; "
         f"4xx {result.client_errors}, 5xx {result.server_errors}, "
@@ -276,6 +406,8 @@ def main() -> None:
             "stored_points": after - before,
             "stored_points_per_second": stored_per_second,
             "reference_copy_rows_per_second": reference,
+            "cpu_seconds": {**sides, "machine": machine},
+            "through_nginx": not args.direct,
             "settings": vars(args),
         },
     )

@@ -15,7 +15,13 @@ from emporium.dashboard.collector import telemetry_points_record
 from emporium.delivery.auth import device_token_generate, device_token_hash
 from emporium.delivery.models import CourierDevice, Shipment, ShipmentStatus
 from emporium.delivery.storage import telemetry_points_store
-from emporium.delivery.validation import Rejection, ValidPoint, batch_decode, points_validate
+from emporium.delivery.validation import (
+    Rejection,
+    batch_clean,
+    batch_decode,
+    point_batch_of,
+    points_validate,
+)
 from emporium.orders.models import Order, OrderStatus
 from emporium.orders.services import order_transition
 from emporium.realtime import services as realtime_services
@@ -156,17 +162,6 @@ class IngestResult:
     rejected: list[Rejection]
 
 
-def _unique_by_time(points: list[ValidPoint]) -> list[ValidPoint]:
-    """Keeps the first point of each timestamp, in the order they were sent."""
-    seen: set[datetime] = set()
-    unique = []
-    for point in points:
-        if point.recorded_at not in seen:
-            seen.add(point.recorded_at)
-            unique.append(point)
-    return unique
-
-
 def telemetry_batch_ingest(
     *, device: CourierDevice, body: bytes, media_type: str, now: datetime | None = None
 ) -> IngestResult:
@@ -178,23 +173,35 @@ def telemetry_batch_ingest(
     stored once.
     """
     now = now or timezone.now()
-    decoded, rejected = batch_decode(
-        body=body, media_type=media_type, max_points=settings.EMPORIUM_TELEMETRY_MAX_POINTS
-    )
-    valid, invalid = points_validate(
-        points=decoded,
+    max_future = timedelta(seconds=settings.EMPORIUM_TELEMETRY_MAX_FUTURE_SECONDS)
+    retention = timedelta(days=settings.EMPORIUM_TELEMETRY_RETENTION_DAYS)
+    max_points = settings.EMPORIUM_TELEMETRY_MAX_POINTS
+    # The usual batch is entirely valid and is checked as a whole; any other
+    # goes point by point, so each rejected point is named with its reason.
+    batch = batch_clean(
+        body=body,
+        media_type=media_type,
         device_id=device.pk,
         now=now,
-        max_future=timedelta(seconds=settings.EMPORIUM_TELEMETRY_MAX_FUTURE_SECONDS),
-        retention=timedelta(days=settings.EMPORIUM_TELEMETRY_RETENTION_DAYS),
+        max_future=max_future,
+        retention=retention,
+        max_points=max_points,
     )
-    unique = _unique_by_time(valid)
-    accepted = telemetry_points_store(device_id=device.pk, points=unique)
+    rejected: list[Rejection] = []
+    if batch is None:
+        decoded, undecodable = batch_decode(body=body, media_type=media_type, max_points=max_points)
+        valid, invalid = points_validate(
+            points=decoded,
+            device_id=device.pk,
+            now=now,
+            max_future=max_future,
+            retention=retention,
+        )
+        batch = point_batch_of(valid)
+        rejected = sorted(undecodable + invalid, key=lambda rejection: rejection.index)
+    accepted = telemetry_points_store(device_id=device.pk, batch=batch)
     if accepted:
-        realtime_services.positions_note(device_id=device.pk, points=unique)
+        # Only the newest point matters to the realtime hook; one object, not one per point.
+        realtime_services.positions_note(device_id=device.pk, points=[batch.newest()])
     telemetry_points_record(count=accepted)  # the dashboard's points/s (in memory, no I/O)
-    return IngestResult(
-        accepted=accepted,
-        duplicates=len(valid) - accepted,
-        rejected=sorted(rejected + invalid, key=lambda rejection: rejection.index),
-    )
+    return IngestResult(accepted=accepted, duplicates=batch.valid - accepted, rejected=rejected)

@@ -1,40 +1,49 @@
 """Where telemetry is written: raw points, daily partitions, minute rollups, last positions.
 
-PostgreSQL: points are COPYed (binary) into a per-connection temporary staging
-table, then moved with one ``INSERT … SELECT … ON CONFLICT DO NOTHING
-RETURNING`` into the table partitioned by day; the returned rows are exactly
-the points that were new, which is what the rollups and the duplicate count
-need. SQLite: the points the device already stored in the batch's time range
-are read first, under the write lock the transaction holds from BEGIN
-IMMEDIATE, and only new ones are inserted (``ON CONFLICT DO NOTHING`` stays as
-the backstop). Both paths add to the minute rollups and move the device's
-last position in the same transaction as the points.
+PostgreSQL: after the device's position row is locked, one statement does
+the rest. The batch travels as six arrays in PostgreSQL's binary format
+(packed here without a Python step per point), is unnested and inserted with
+``ON CONFLICT DO NOTHING``; the rows it returns, which never leave the server,
+are exactly the new points, and from them and the stored points around them
+the same statement adds to the minute rollups and moves the last position.
+Its result is the number of new points.
+
+SQLite: the points the device already stored in the batch's time range are
+read first, under the write lock the transaction holds from BEGIN IMMEDIATE,
+and only new ones are inserted (``ON CONFLICT DO NOTHING`` stays as the
+backstop); the rollups are computed in Python by the same rule. Both paths
+add to the minute rollups and move the device's last position in the same
+transaction as the points.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import struct
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 
 from emporium.delivery.models import DevicePosition, TelemetryMinute
-from emporium.delivery.rollups import Fix, MinuteDelta, minute_deltas
-from emporium.delivery.validation import ValidPoint
+from emporium.delivery.rollups import EARTH_RADIUS_M, Fix, MinuteDelta, minute_deltas
+from emporium.delivery.validation import PG_EPOCH, PointBatch, ValidPoint
 
 logger = logging.getLogger(__name__)
 
 POINT_TABLE = "delivery_telemetry_point"
-STAGING_TABLE = "delivery_telemetry_staging"
 MINUTE_TABLE = TelemetryMinute._meta.db_table
+POSITION_TABLE = DevicePosition._meta.db_table
 _POINT_COLUMNS = "device_id, recorded_at, latitude, longitude, speed, heading, accuracy"
-_STAGING_TYPES = ["int8", "timestamptz", "float8", "float8", "float8", "float8", "float8"]
 _PARTITION_NAME = re.compile(rf"^{POINT_TABLE}_p(\d{{8}})$")
 # Serialises partition DDL between processes: the key is arbitrary but fixed.
 _PARTITION_LOCK_KEY = 0x7E1E_0001
@@ -177,49 +186,259 @@ def telemetry_partitions_maintain(*, now: datetime | None = None) -> Maintenance
 
 # -- points ----------------------------------------------------------------------------
 
+_FLOAT8_OID, _FLOAT8_ARRAY_OID = 701, 1022
+_TIMESTAMPTZ_OID, _TIMESTAMPTZ_ARRAY_OID = 1184, 1185
+_LENGTH_8 = struct.pack(">i", 8)
 
-def _insert_postgresql(device_id: int, points: Sequence[ValidPoint]) -> list[Fix]:
-    with connection.cursor() as cursor:
-        # One staging table per connection, emptied at every commit. It is created
-        # once (IF NOT EXISTS is a catalog lookup afterwards, not a new table per
-        # batch, which would bloat the catalog) and emptied first in case an outer
-        # transaction already used it.
+
+class _PackedArray(bytes):
+    """A one-dimensional array already in PostgreSQL's binary format."""
+
+
+class _PackedFloat8Array(_PackedArray):
+    pass
+
+
+class _PackedTimestamptzArray(_PackedArray):
+    pass
+
+
+class _PackedDumper(Dumper):
+    format = Format.BINARY
+
+    def dump(self, obj: Any) -> bytes:
+        return bytes(obj)
+
+
+class _Float8ArrayDumper(_PackedDumper):
+    oid = _FLOAT8_ARRAY_OID
+
+
+class _TimestamptzArrayDumper(_PackedDumper):
+    oid = _TIMESTAMPTZ_ARRAY_OID
+
+
+def _array_binary(values: Sequence[Any], element_oid: int, code: str) -> bytes:
+    """Packs 8-byte values (``code`` "d" or "q"; None is NULL) as a binary array.
+
+    The format is a header (dimensions, a has-NULL flag, the element type, then
+    the length and lower bound of the one dimension) and, per element, its byte
+    length (-1 for NULL) and its bytes. Without NULLs the values are packed in
+    one call and the length words woven in with strided slices, so no Python
+    code runs per element.
+    """
+    count = len(values)
+    has_null = None in values
+    header = struct.pack(">iiiii", 1, 1 if has_null else 0, element_oid, count, 1)
+    if not has_null:
+        packed = struct.pack(f">{count}{code}", *values)
+        body = bytearray(12 * count)
+        for offset in range(4):
+            body[offset::12] = _LENGTH_8[offset : offset + 1] * count
+        for offset in range(8):
+            body[4 + offset :: 12] = packed[offset::8]
+        return header + bytes(body)
+    layout = "".join("i" if value is None else "i" + code for value in values)
+    words: list[Any] = []
+    for value in values:
+        if value is None:
+            words.append(-1)
+        else:
+            words.extend((8, value))
+    return header + struct.pack(">" + layout, *words)
+
+
+def _float8_array(values: Sequence[float | None]) -> _PackedFloat8Array:
+    return _PackedFloat8Array(_array_binary(values, _FLOAT8_OID, "d"))
+
+
+def _haversine_sql(lat_a: str, lon_a: str, lat_b: str, lon_b: str) -> str:
+    """The great-circle distance in metres, as ``rollups.haversine_m`` computes it."""
+    return (
+        f"(2 * {EARTH_RADIUS_M} * asin(least(1.0, sqrt("
+        f"power(sin((radians({lat_b}) - radians({lat_a})) / 2), 2) "
+        f"+ cos(radians({lat_a})) * cos(radians({lat_b})) "
+        f"* power(sin(radians({lon_b} - {lon_a}) / 2), 2)))))"
+    )
+
+
+# One statement stores a batch and everything that follows from it. Its
+# sub-statements share one snapshot, taken after the device's position row was
+# locked, so "stored" sees every point committed before this batch and none of
+# the rows "inserted" adds (PostgreSQL runs data-modifying WITH clauses against
+# the same snapshot). Distance is kept equal to the path through all stored
+# points in time order: the new points are merged with the stored ones around
+# them (those between the first and the last new point, and the one just
+# before and just after); each segment that touches a new point is added to
+# the minute of its later point, and each stored segment a new point now
+# splits is taken away from the minute it was counted in.
+_INGEST_SQL = f"""
+WITH batch AS (
+    SELECT * FROM unnest(%(recorded_at)b, %(latitude)b, %(longitude)b,
+                         %(speed)b, %(heading)b, %(accuracy)b)
+        AS batch (recorded_at, latitude, longitude, speed, heading, accuracy)
+), inserted AS (
+    INSERT INTO {POINT_TABLE} ({_POINT_COLUMNS})
+    SELECT %(device_id)s::bigint, recorded_at, latitude, longitude, speed, heading, accuracy
+    FROM batch
+    ON CONFLICT DO NOTHING
+    RETURNING recorded_at, latitude, longitude, speed, heading, accuracy
+), span AS (
+    SELECT min(recorded_at) AS low, max(recorded_at) AS high FROM inserted
+), stored AS (
+    SELECT point.recorded_at, point.latitude, point.longitude
+    FROM span JOIN {POINT_TABLE} point
+        ON point.device_id = %(device_id)s::bigint
+        AND point.recorded_at BETWEEN span.low AND span.high
+    UNION ALL
+    SELECT before.* FROM span, LATERAL (
+        SELECT recorded_at, latitude, longitude FROM {POINT_TABLE}
+        WHERE device_id = %(device_id)s::bigint AND recorded_at < span.low
+        ORDER BY recorded_at DESC LIMIT 1
+    ) before
+    UNION ALL
+    SELECT after.* FROM span, LATERAL (
+        SELECT recorded_at, latitude, longitude FROM {POINT_TABLE}
+        WHERE device_id = %(device_id)s::bigint AND recorded_at > span.high
+        ORDER BY recorded_at LIMIT 1
+    ) after
+), merged AS (
+    SELECT recorded_at, latitude, longitude, true AS new FROM inserted
+    UNION ALL
+    SELECT recorded_at, latitude, longitude, false FROM stored
+), steps AS (
+    SELECT recorded_at, new, latitude, longitude,
+        lag(latitude) OVER by_time AS from_latitude,
+        lag(longitude) OVER by_time AS from_longitude,
+        lag(new) OVER by_time AS from_new
+    FROM merged WINDOW by_time AS (ORDER BY recorded_at)
+), stored_steps AS (
+    SELECT recorded_at, latitude, longitude,
+        lag(latitude) OVER by_time AS from_latitude,
+        lag(longitude) OVER by_time AS from_longitude
+    FROM stored WINDOW by_time AS (ORDER BY recorded_at)
+), distance AS (
+    SELECT recorded_at,
+        {_haversine_sql("from_latitude", "from_longitude", "latitude", "longitude")} AS metres
+    FROM steps
+    WHERE from_latitude IS NOT NULL AND (new OR from_new)
+    UNION ALL
+    SELECT old.recorded_at,
+        -{
+    _haversine_sql("old.from_latitude", "old.from_longitude", "old.latitude", "old.longitude")
+}
+    FROM stored_steps old JOIN steps now ON now.recorded_at = old.recorded_at AND NOT now.new
+    WHERE now.from_new AND old.from_latitude IS NOT NULL
+), minute_points AS (
+    SELECT date_trunc('minute', recorded_at, 'UTC') AS minute, count(*) AS point_count,
+        sum(latitude) AS latitude_sum, sum(longitude) AS longitude_sum,
+        min(recorded_at) AS first_at, max(recorded_at) AS last_at, max(speed) AS max_speed
+    FROM inserted GROUP BY 1
+), minute_distance AS (
+    SELECT date_trunc('minute', recorded_at, 'UTC') AS minute, sum(metres) AS metres
+    FROM distance GROUP BY 1
+), minutes AS (
+    INSERT INTO {MINUTE_TABLE} (device_id, minute, point_count, latitude_sum, longitude_sum,
+        first_recorded_at, last_recorded_at, distance_m, max_speed)
+    SELECT %(device_id)s::bigint, minute, points.point_count, points.latitude_sum,
+        points.longitude_sum, points.first_at, points.last_at, coalesce(moved.metres, 0),
+        points.max_speed
+    FROM minute_points points LEFT JOIN minute_distance moved USING (minute)
+    ON CONFLICT (device_id, minute) DO UPDATE SET
+        point_count = {MINUTE_TABLE}.point_count + excluded.point_count,
+        latitude_sum = {MINUTE_TABLE}.latitude_sum + excluded.latitude_sum,
+        longitude_sum = {MINUTE_TABLE}.longitude_sum + excluded.longitude_sum,
+        first_recorded_at = least({MINUTE_TABLE}.first_recorded_at, excluded.first_recorded_at),
+        last_recorded_at = greatest({MINUTE_TABLE}.last_recorded_at, excluded.last_recorded_at),
+        distance_m = {MINUTE_TABLE}.distance_m + excluded.distance_m,
+        max_speed = greatest({MINUTE_TABLE}.max_speed, excluded.max_speed)
+    RETURNING 1
+), distance_only AS (
+    -- A minute with no new point whose distance changes (one of its stored points
+    -- got a new neighbour) exists already; only its distance moves. These rows
+    -- are not among those "minutes" writes, so no row is changed twice.
+    UPDATE {MINUTE_TABLE} minute_row SET distance_m = minute_row.distance_m + moved.metres
+    FROM minute_distance moved
+    WHERE minute_row.device_id = %(device_id)s::bigint AND minute_row.minute = moved.minute
+        AND NOT EXISTS (SELECT FROM minute_points points WHERE points.minute = moved.minute)
+    RETURNING 1
+), newest AS (
+    SELECT * FROM inserted ORDER BY recorded_at DESC LIMIT 1
+), position_moved AS (
+    UPDATE {POSITION_TABLE} position SET recorded_at = newest.recorded_at,
+        latitude = newest.latitude, longitude = newest.longitude, speed = newest.speed,
+        heading = newest.heading, accuracy = newest.accuracy
+    FROM newest
+    WHERE position.device_id = %(device_id)s::bigint
+        AND (position.recorded_at IS NULL OR position.recorded_at < newest.recorded_at)
+    RETURNING 1
+)
+SELECT count(*) FROM inserted
+"""  # noqa: S608 (table names are constants; every value is a bound parameter)
+
+_POSITION_LOCK_SQL = f"SELECT 1 FROM {POSITION_TABLE} WHERE device_id = %s FOR UPDATE"  # noqa: S608
+
+
+def _binary_cursor() -> Any:
+    """A psycopg cursor binding parameters on the server, wrapped like Django's own.
+
+    Django's psycopg cursors bind on the client (values become SQL text);
+    the packed arrays travel as binary parameters, so this cursor is made
+    directly on the same connection, in the same transaction, and wrapped
+    the way Django wraps its cursors (query logging, error translation).
+    """
+    connection.ensure_connection()
+    raw = connection.connection
+    if raw not in _adapted_connections:
+        raw.adapters.register_dumper(_PackedFloat8Array, _Float8ArrayDumper)
+        raw.adapters.register_dumper(_PackedTimestamptzArray, _TimestamptzArrayDumper)
+        _adapted_connections.add(raw)
+    wrapper: Any = connection
+    return wrapper._prepare_cursor(psycopg.Cursor(raw))
+
+
+_adapted_connections: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _position_lock_postgresql(cursor: Any, device_id: int) -> None:
+    """Locks the device's position row until commit, creating it on the first batch.
+
+    Two batches of one device are stored one after the other, so each sees the
+    points the other stored; other devices are not held up.
+    """
+    cursor.execute(_POSITION_LOCK_SQL, [device_id])
+    if cursor.fetchone() is None:
         cursor.execute(
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGING_TABLE} ("
-            "device_id bigint NOT NULL, recorded_at timestamptz NOT NULL, "
-            "latitude double precision NOT NULL, longitude double precision NOT NULL, "
-            "speed double precision, heading double precision, accuracy double precision"
-            ") ON COMMIT DELETE ROWS"
+            f"INSERT INTO {POSITION_TABLE} (device_id) VALUES (%s) "  # noqa: S608
+            "ON CONFLICT (device_id) DO NOTHING",
+            [device_id],
         )
-        cursor.execute(f"DELETE FROM {STAGING_TABLE}")  # noqa: S608
-        raw_cursor: Any = cursor.cursor  # psycopg 3's own cursor, for COPY
-        with raw_cursor.copy(
-            f"COPY {STAGING_TABLE} ({_POINT_COLUMNS}) FROM STDIN (FORMAT BINARY)"
-        ) as copy:
-            copy.set_types(_STAGING_TYPES)
-            for point in points:
-                copy.write_row(
-                    (
-                        device_id,
-                        point.recorded_at,
-                        point.latitude,
-                        point.longitude,
-                        point.speed,
-                        point.heading,
-                        point.accuracy,
-                    )
-                )
-        cursor.execute(
-            f"INSERT INTO {POINT_TABLE} ({_POINT_COLUMNS}) "  # noqa: S608
-            f"SELECT {_POINT_COLUMNS} FROM {STAGING_TABLE} "
-            "ON CONFLICT DO NOTHING "
-            "RETURNING recorded_at, latitude, longitude, speed, heading, accuracy"
-        )
-        rows = cursor.fetchall()
-    return [_fix_of(row) for row in rows]
+        cursor.execute(_POSITION_LOCK_SQL, [device_id])
 
 
-def _insert_sqlite(device_id: int, points: Sequence[ValidPoint]) -> list[Fix]:
+def _store_postgresql(device_id: int, batch: PointBatch) -> int:
+    params = {
+        "device_id": device_id,
+        "recorded_at": _PackedTimestamptzArray(_array_binary(batch.micros, _TIMESTAMPTZ_OID, "q")),
+        "latitude": _float8_array(batch.latitude),
+        "longitude": _float8_array(batch.longitude),
+        "speed": _float8_array(batch.speed),
+        "heading": _float8_array(batch.heading),
+        "accuracy": _float8_array(batch.accuracy),
+    }
+    with _binary_cursor() as cursor:
+        _position_lock_postgresql(cursor, device_id)
+        cursor.execute(_INGEST_SQL, params)
+        (inserted,) = cursor.fetchone()
+    return int(inserted)
+
+
+def _insert_sqlite(device_id: int, points: Sequence[ValidPoint]) -> tuple[list[Fix], list[Fix]]:
+    """Inserts the new points; returns them and the stored points around them.
+
+    The stored points are those between the first and the last new point and
+    the one just before and after, read before inserting, as on PostgreSQL.
+    """
     adapt = connection.ops.adapt_datetimefield_value
     rows = [
         (
@@ -247,20 +466,40 @@ def _insert_sqlite(device_id: int, points: Sequence[ValidPoint]) -> list[Fix]:
             (row, point) for row, point in zip(rows, points, strict=True) if row[1] not in stored
         ]
         if not fresh:
-            return []
+            return [], []
+        fresh_stamps = [row[1] for row, _ in fresh]
+        low, high = min(fresh_stamps), max(fresh_stamps)
+        cursor.execute(
+            f"SELECT recorded_at, latitude, longitude FROM {POINT_TABLE} "  # noqa: S608
+            "WHERE device_id = %s AND recorded_at BETWEEN %s AND %s "
+            f"UNION ALL SELECT * FROM (SELECT recorded_at, latitude, longitude FROM {POINT_TABLE} "
+            "WHERE device_id = %s AND recorded_at < %s ORDER BY recorded_at DESC LIMIT 1) "
+            f"UNION ALL SELECT * FROM (SELECT recorded_at, latitude, longitude FROM {POINT_TABLE} "
+            "WHERE device_id = %s AND recorded_at > %s ORDER BY recorded_at LIMIT 1)",
+            [device_id, low, high, device_id, low, device_id, high],
+        )
+        around = [
+            Fix(_sqlite_datetime(moment), latitude, longitude)
+            for moment, latitude, longitude in cursor.fetchall()
+        ]
         cursor.executemany(
             f"INSERT INTO {POINT_TABLE} ({_POINT_COLUMNS}) "  # noqa: S608
             "VALUES (%s, %s, %s, %s, %s, %s, %s) "
             "ON CONFLICT (device_id, recorded_at) DO NOTHING",
             [row for row, _ in fresh],
         )
-    return [
+    inserted = [
         Fix(point.recorded_at, point.latitude, point.longitude, point.speed) for _, point in fresh
     ]
+    return inserted, around
 
 
-def _fix_of(row: Sequence[Any]) -> Fix:
-    return Fix(recorded_at=row[0], latitude=row[1], longitude=row[2], speed=row[3])
+def _sqlite_datetime(value: Any) -> datetime:
+    """A stored SQLite time (UTC, as text or as the driver parsed it) as an aware datetime."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    parsed = datetime.fromisoformat(str(value))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _minutes_add(device_id: int, deltas: Sequence[MinuteDelta]) -> None:
@@ -268,11 +507,23 @@ def _minutes_add(device_id: int, deltas: Sequence[MinuteDelta]) -> None:
 
     Additive, so two batches of the same device committed in either order
     give the same minute; portable between PostgreSQL and SQLite (3.24+).
+    The embedded profile uses it; PostgreSQL does the same inside its one
+    ingestion statement.
     """
+    table = MINUTE_TABLE
+    adapt = connection.ops.adapt_datetimefield_value
+    shifts = [delta for delta in deltas if not delta.point_count]
+    if shifts:
+        # Minutes whose distance alone changes exist already (see rollups.minute_deltas).
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                f"UPDATE {table} SET distance_m = distance_m + %s "  # noqa: S608
+                "WHERE device_id = %s AND minute = %s",
+                [(delta.distance_m, device_id, adapt(delta.minute)) for delta in shifts],
+            )
+    deltas = [delta for delta in deltas if delta.point_count]
     if not deltas:
         return
-    adapt = connection.ops.adapt_datetimefield_value
-    table = MINUTE_TABLE
     values: list[Any] = []
     for delta in deltas:
         values.extend(
@@ -311,11 +562,7 @@ def _minutes_add(device_id: int, deltas: Sequence[MinuteDelta]) -> None:
 
 
 def _position_lock(device_id: int) -> DevicePosition:
-    """The device's last-position row, locked until commit (created on its first batch).
-
-    Two batches of one device are stored one after the other, so each measures
-    its distance from the point the other left; other devices are not held up.
-    """
+    """The device's last-position row, locked until commit (created on its first batch)."""
     position = DevicePosition.objects.select_for_update().filter(device_id=device_id).first()
     if position is None:
         DevicePosition.objects.bulk_create(
@@ -325,44 +572,48 @@ def _position_lock(device_id: int) -> DevicePosition:
     return position
 
 
-def telemetry_points_store(*, device_id: int, points: Sequence[ValidPoint]) -> int:
-    """Stores new points of one device with their rollups; returns how many were new.
-
-    ``points`` hold no two equal timestamps (the caller drops those); points
-    already stored are skipped, so sending a batch again changes nothing.
-    """
-    if not points:
+def _store_sqlite(device_id: int, batch: PointBatch) -> int:
+    points = batch.points()
+    position = _position_lock(device_id)
+    inserted, around = _insert_sqlite(device_id, points)
+    if not inserted:
         return 0
-    telemetry_partitions_ensure(days={point.recorded_at.date() for point in points})
-    with transaction.atomic():
-        position = _position_lock(device_id)
-        if _is_postgresql():
-            inserted = _insert_postgresql(device_id, points)
-        else:
-            inserted = _insert_sqlite(device_id, points)
-        if not inserted:
-            return 0
-        anchor = (
-            Fix(position.recorded_at, position.latitude, position.longitude, position.speed)
-            if position.recorded_at is not None
-            and position.latitude is not None
-            and position.longitude is not None
-            else None
+    _minutes_add(device_id, minute_deltas(fixes=inserted, stored=around))
+    newest = max(inserted, key=lambda fix: fix.recorded_at)
+    if position.recorded_at is None or newest.recorded_at > position.recorded_at:
+        source = next(point for point in points if point.recorded_at == newest.recorded_at)
+        DevicePosition.objects.filter(device_id=device_id).update(
+            recorded_at=source.recorded_at,
+            latitude=source.latitude,
+            longitude=source.longitude,
+            speed=source.speed,
+            heading=source.heading,
+            accuracy=source.accuracy,
         )
-        _minutes_add(device_id, minute_deltas(fixes=inserted, anchor=anchor))
-        newest = max(inserted, key=lambda fix: fix.recorded_at)
-        if position.recorded_at is None or newest.recorded_at > position.recorded_at:
-            _position_move(device_id, newest, points)
     return len(inserted)
 
 
-def _position_move(device_id: int, newest: Fix, points: Sequence[ValidPoint]) -> None:
-    source = next(point for point in points if point.recorded_at == newest.recorded_at)
-    DevicePosition.objects.filter(device_id=device_id).update(
-        recorded_at=source.recorded_at,
-        latitude=source.latitude,
-        longitude=source.longitude,
-        speed=source.speed,
-        heading=source.heading,
-        accuracy=source.accuracy,
-    )
+def _utc_days(batch: PointBatch) -> set[date]:
+    """The UTC days the batch touches (its timestamps may carry any offset)."""
+    low = min(batch.micros)
+    high = max(batch.micros)
+    first = (PG_EPOCH + timedelta(microseconds=low)).date()
+    last = (PG_EPOCH + timedelta(microseconds=high)).date()
+    return {first + timedelta(days=offset) for offset in range((last - first).days + 1)}
+
+
+def telemetry_points_store(*, device_id: int, batch: PointBatch) -> int:
+    """Stores new points of one device with their rollups; returns how many were new.
+
+    ``batch`` holds no two equal timestamps (``validation.point_batch`` drops
+    them); points already stored are skipped, so sending a batch again changes
+    nothing. The minute rollups and the device's last position change in the
+    same transaction as the points.
+    """
+    if not len(batch):
+        return 0
+    telemetry_partitions_ensure(days=_utc_days(batch))
+    with transaction.atomic():
+        if _is_postgresql():
+            return _store_postgresql(device_id, batch)
+        return _store_sqlite(device_id, batch)

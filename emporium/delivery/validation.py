@@ -5,6 +5,14 @@ decoded in one call when every element is well formed, which is the usual
 case; otherwise each element is decoded on its own so one bad point is
 rejected with its index and the others are kept. Checks that msgspec cannot
 express with a clear reason (ranges, time window, ownership) run after.
+
+Most batches are entirely valid, so ``batch_clean`` tries that first: the
+array is decoded with the ranges as msgspec constraints, and ownership and the
+time window are checked on the whole batch at once (all device ids equal, the
+oldest and newest timestamps inside the window). Only when that fails does the
+batch go through the per-point path, which names each point's reason. Either
+way the result is a ``PointBatch``: one list per column, which is what storage
+sends to the database.
 """
 
 from __future__ import annotations
@@ -52,6 +60,163 @@ class Rejection:
     index: int
     reason: str
     message: str
+
+
+class _CleanPointIn(msgspec.Struct):
+    """``PointIn`` with its ranges as constraints: decoding fails if any point is out of range.
+
+    JSON cannot carry NaN or infinity and msgspec refuses numbers that overflow
+    a double, so every float that decodes is finite.
+    """
+
+    device_id: Annotated[int, msgspec.Meta(ge=1, le=_BIGINT_MAX)]
+    timestamp: Annotated[datetime, msgspec.Meta(tz=True)]
+    latitude: Annotated[float, msgspec.Meta(ge=-90.0, le=90.0)]
+    longitude: Annotated[float, msgspec.Meta(ge=-180.0, le=180.0)]
+    speed: Annotated[float, msgspec.Meta(ge=0.0)] | None = None
+    heading: Annotated[float, msgspec.Meta(ge=0.0, le=360.0)] | None = None
+    accuracy: Annotated[float, msgspec.Meta(ge=0.0)] | None = None
+
+
+# Binary PostgreSQL timestamps count microseconds from this instant.
+PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class PointBatch:
+    """The valid points of one batch, one list per column, without repeated timestamps.
+
+    ``micros`` is each timestamp as microseconds since 2000-01-01 UTC (how
+    PostgreSQL stores it); ``valid`` counts the valid points before repeats
+    inside the batch were dropped, so ``valid - accepted`` are the duplicates.
+    """
+
+    timestamps: list[datetime]  # as sent: aware, any UTC offset
+    micros: list[int]
+    latitude: list[float]
+    longitude: list[float]
+    speed: list[float | None]
+    heading: list[float | None]
+    accuracy: list[float | None]
+    valid: int
+
+    def __len__(self) -> int:
+        return len(self.micros)
+
+    def newest(self) -> ValidPoint:
+        """The latest point, with its time in UTC."""
+        index = max(range(len(self.micros)), key=self.micros.__getitem__)
+        return ValidPoint(
+            index=index,
+            recorded_at=self.timestamps[index].astimezone(UTC),
+            latitude=self.latitude[index],
+            longitude=self.longitude[index],
+            speed=self.speed[index],
+            heading=self.heading[index],
+            accuracy=self.accuracy[index],
+        )
+
+    def points(self) -> list[ValidPoint]:
+        """One object per point (the embedded profile's storage works on these)."""
+        return [
+            ValidPoint(index, moment.astimezone(UTC), *values)
+            for index, (moment, *values) in enumerate(
+                zip(
+                    self.timestamps,
+                    self.latitude,
+                    self.longitude,
+                    self.speed,
+                    self.heading,
+                    self.accuracy,
+                    strict=True,
+                )
+            )
+        ]
+
+
+def _micros(moment: datetime) -> int:
+    return (moment - PG_EPOCH) // _MICROSECOND
+
+
+def point_batch(
+    *,
+    timestamps: list[datetime],
+    latitude: list[float],
+    longitude: list[float],
+    speed: list[float | None],
+    heading: list[float | None],
+    accuracy: list[float | None],
+) -> PointBatch:
+    """Columns of valid points -> a ``PointBatch``, keeping the first point of each timestamp."""
+    micros = [_micros(moment) for moment in timestamps]
+    valid = len(micros)
+    if len(set(micros)) != valid:
+        first: dict[int, int] = {}
+        for index, moment in enumerate(micros):
+            first.setdefault(moment, index)
+        keep = list(first.values())  # in the order the points were sent
+        micros = [micros[index] for index in keep]
+        timestamps = [timestamps[index] for index in keep]
+        latitude = [latitude[index] for index in keep]
+        longitude = [longitude[index] for index in keep]
+        speed = [speed[index] for index in keep]
+        heading = [heading[index] for index in keep]
+        accuracy = [accuracy[index] for index in keep]
+    return PointBatch(timestamps, micros, latitude, longitude, speed, heading, accuracy, valid)
+
+
+def point_batch_of(points: list[ValidPoint]) -> PointBatch:
+    return point_batch(
+        timestamps=[point.recorded_at for point in points],
+        latitude=[point.latitude for point in points],
+        longitude=[point.longitude for point in points],
+        speed=[point.speed for point in points],
+        heading=[point.heading for point in points],
+        accuracy=[point.accuracy for point in points],
+    )
+
+
+_clean_points_decoder = msgspec.json.Decoder(list[_CleanPointIn])
+
+
+def batch_clean(
+    *,
+    body: bytes,
+    media_type: str,
+    device_id: int,
+    now: datetime,
+    max_future: timedelta,
+    retention: timedelta,
+    max_points: int,
+) -> PointBatch | None:
+    """The batch's points if every one of them is valid, else None (use the per-point path).
+
+    Gives the same answer as ``batch_decode`` followed by ``points_validate``
+    for a batch with no rejection, without a Python loop over the points for
+    the checks.
+    """
+    if media_type not in (JSON_MEDIA_TYPE, ""):
+        return None
+    try:
+        points = _clean_points_decoder.decode(body)
+    except msgspec.MsgspecError:
+        return None
+    if not points or len(points) > max_points:
+        return None
+    if any(point.device_id != device_id for point in points):
+        return None
+    timestamps = [point.timestamp for point in points]
+    if max(timestamps) > now + max_future or min(timestamps) < now - retention:
+        return None
+    return point_batch(
+        timestamps=timestamps,
+        latitude=[point.latitude for point in points],
+        longitude=[point.longitude for point in points],
+        speed=[point.speed for point in points],
+        heading=[point.heading for point in points],
+        accuracy=[point.accuracy for point in points],
+    )
 
 
 class MalformedBatch(InvalidInput):

@@ -175,6 +175,63 @@ def test_a_batch_continues_the_distance_from_the_previous_batch() -> None:
     }
 
 
+@pytest.mark.parametrize("seed", [4, 5, 6])
+def test_rollups_match_the_reference_when_batches_arrive_out_of_order(seed: int) -> None:
+    """Late points land between stored ones, at minute boundaries and inside minutes."""
+    rng = random.Random(seed)
+    device, token = make_device()
+    client = device_client(token)
+    trace = random_trace(device.pk, recent_minute(20), rng)
+    # Points dealt into batches at random (so every batch spans the whole trace
+    # and interleaves with the others), sent in random order, one sent twice.
+    batches: list[list[dict[str, Any]]] = [[] for _ in range(rng.randint(2, 6))]
+    for raw in trace:
+        rng.choice(batches).append(raw)
+    batches = [batch for batch in batches if batch]
+    for batch in batches:
+        rng.shuffle(batch)
+    batches.append(rng.choice(batches))
+    rng.shuffle(batches)
+
+    accepted = 0
+    for batch in batches:
+        body = post_json(client, batch).json()
+        assert body["rejected"] == []
+        accepted += body["accepted"]
+
+    assert accepted == len(trace)
+    expected = reference_minutes(trace)
+    stored = {row.minute: row for row in TelemetryMinute.objects.filter(device=device)}
+    assert sorted(stored) == sorted(expected)
+    for minute, figures in expected.items():
+        row = stored[minute]
+        assert row.point_count == figures.count
+        assert (row.first_recorded_at, row.last_recorded_at) == (figures.first, figures.last)
+        assert row.distance_m == pytest.approx(figures.distance_m, rel=1e-9, abs=1e-6)
+        assert row.max_speed == figures.max_speed
+        assert row.latitude_sum == pytest.approx(figures.latitude_sum, rel=1e-12)
+
+
+def test_a_late_point_replaces_the_segment_it_splits() -> None:
+    device, token = make_device()
+    client = device_client(token)
+    start = recent_minute()
+    post_json(client, [point(device, start + timedelta(seconds=10), 0.0, 0.0)])
+    post_json(client, [point(device, start + timedelta(seconds=70), 0.0, 0.002)])
+    # Arrives last, lies between the two, off their line: the path now goes through it.
+    post_json(client, [point(device, start + timedelta(seconds=40), 0.001, 0.001)])
+
+    minutes = dict(
+        TelemetryMinute.objects.filter(device=device).values_list("minute", "distance_m")
+    )
+    assert minutes == {
+        start: pytest.approx(reference_distance_m((0, 0), (0.001, 0.001))),
+        start + timedelta(minutes=1): pytest.approx(
+            reference_distance_m((0.001, 0.001), (0, 0.002))
+        ),
+    }
+
+
 T0 = datetime.fromisoformat("2025-03-01T10:00:00+00:00")
 
 
@@ -182,8 +239,8 @@ def fix(seconds: int, longitude: float, speed: float | None = None) -> Fix:
     return Fix(T0 + timedelta(seconds=seconds), 0.0, longitude, speed)
 
 
-def test_minute_deltas_without_an_anchor_start_from_the_first_point() -> None:
-    deltas = minute_deltas(fixes=[fix(70, 0.002), fix(10, 0.0, 3.0), fix(20, 0.001)], anchor=None)
+def test_minute_deltas_with_nothing_stored_start_from_the_first_point() -> None:
+    deltas = minute_deltas(fixes=[fix(70, 0.002), fix(10, 0.0, 3.0), fix(20, 0.001)], stored=[])
 
     assert [(delta.minute, delta.point_count) for delta in deltas] == [
         (T0, 2),
@@ -199,17 +256,25 @@ def test_minute_deltas_without_an_anchor_start_from_the_first_point() -> None:
     assert (deltas[0].max_speed, deltas[1].max_speed) == (3.0, None)
 
 
-def test_minute_deltas_measure_from_an_older_anchor() -> None:
-    deltas = minute_deltas(fixes=[fix(30, 0.001)], anchor=fix(5, 0.0))
-
-    assert deltas[0].distance_m == pytest.approx(reference_distance_m((0, 0), (0, 0.001)))
-
-
-def test_a_late_point_is_not_joined_to_a_newer_anchor() -> None:
-    """Out-of-order points only add the segments they can see (documented in rollups)."""
-    deltas = minute_deltas(fixes=[fix(10, 0.0), fix(40, 0.002)], anchor=fix(30, 0.001))
+def test_minute_deltas_continue_from_the_stored_point_before() -> None:
+    deltas = minute_deltas(fixes=[fix(30, 0.001)], stored=[fix(5, 0.0)])
 
     (delta,) = deltas
-    # 10 s has no earlier point known; 40 s continues from the anchor at 30 s, not from 10 s.
-    assert delta.distance_m == pytest.approx(reference_distance_m((0, 0.001), (0, 0.002)))
-    assert delta.point_count == 2
+    assert delta.distance_m == pytest.approx(reference_distance_m((0, 0), (0, 0.001)))
+    assert (delta.point_count, delta.first_recorded_at) == (1, T0 + timedelta(seconds=30))
+
+
+def test_minute_deltas_of_a_late_point_take_away_the_segment_it_splits() -> None:
+    # Stored: 10 s and 90 s (next minute). New: 40 s, between them.
+    deltas = minute_deltas(fixes=[fix(40, 0.001)], stored=[fix(10, 0.0), fix(90, 0.003)])
+
+    first, second = deltas
+    assert (first.minute, first.point_count) == (T0, 1)
+    assert first.distance_m == pytest.approx(reference_distance_m((0, 0), (0, 0.001)))
+    # The next minute has no new point; its distance changes from 10->90 to 40->90,
+    # and its first/last time is one of its own, so the stored minute keeps its bounds.
+    assert (second.minute, second.point_count) == (T0 + timedelta(minutes=1), 0)
+    assert second.distance_m == pytest.approx(
+        reference_distance_m((0, 0.001), (0, 0.003)) - reference_distance_m((0, 0), (0, 0.003))
+    )
+    assert second.first_recorded_at == second.last_recorded_at == T0 + timedelta(seconds=90)
