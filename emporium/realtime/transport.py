@@ -233,7 +233,9 @@ class RedisTransport:
                         hub.deliver(self._group(message["channel"]), message["data"].decode())
             except asyncio.CancelledError:
                 raise
-            except (redis.RedisError, OSError):
+            except Exception:
+                # Any failure, not only the connection's: a listener that ended
+                # silently would leave every socket of the process open and mute.
                 # Events published while the subscription was down are gone:
                 # close the streams that promise every event, so their clients
                 # reconnect and resync over REST. Position streams carry on.
