@@ -30,7 +30,7 @@ from typing import Any
 
 import psycopg
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
@@ -48,6 +48,13 @@ _POINT_COLUMNS = "device_id, recorded_at, latitude, longitude, speed, heading, a
 _PARTITION_NAME = re.compile(rf"^{POINT_TABLE}_p(\d{{8}})$")
 # Serialises partition DDL between processes: the key is arbitrary but fixed.
 _PARTITION_LOCK_KEY = 0x7E1E_0001
+# UTC days this process has seen a partition for. A batch whose days are all
+# here skips the pg_class check (a round trip per batch). The set can be wrong
+# only if a partition was dropped since (maintenance drops days older than
+# ingestion accepts; tests roll back the ones they create): the insert then
+# fails for want of a partition, and the batch is stored again after the
+# check, in a new transaction or savepoint.
+_days_with_partition: set[date] = set()
 
 
 def _is_postgresql() -> bool:
@@ -166,6 +173,7 @@ def telemetry_partitions_maintain(*, now: datetime | None = None) -> Maintenance
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_PARTITION_LOCK_KEY])
                 cursor.execute(f"DROP TABLE IF EXISTS {partition_name(day)}")
             report.dropped.append(day)
+            _days_with_partition.discard(day)
     else:
         boundary = connection.ops.adapt_datetimefield_value(
             datetime.combine(first_kept_day, time.min, tzinfo=UTC)
@@ -607,6 +615,11 @@ def _utc_days(batch: PointBatch) -> set[date]:
     return {first + timedelta(days=offset) for offset in range((last - first).days + 1)}
 
 
+def _no_partition_for_row(error: IntegrityError) -> bool:
+    cause = error.__cause__
+    return getattr(cause, "sqlstate", None) == "23514" and "no partition" in str(cause)
+
+
 def telemetry_points_store(*, device_id: int, batch: PointBatch) -> int:
     """Stores new points of one device with their rollups; returns how many were new.
 
@@ -617,8 +630,21 @@ def telemetry_points_store(*, device_id: int, batch: PointBatch) -> int:
     """
     if not len(batch):
         return 0
-    telemetry_partitions_ensure(days=_utc_days(batch))
-    with transaction.atomic():
-        if _is_postgresql():
+    if not _is_postgresql():
+        with transaction.atomic():
+            return _store_sqlite(device_id, batch)
+    days = _utc_days(batch)
+    if not days <= _days_with_partition:
+        telemetry_partitions_ensure(days=days)
+        _days_with_partition.update(days)
+    try:
+        with transaction.atomic():
             return _store_postgresql(device_id, batch)
-        return _store_sqlite(device_id, batch)
+    except IntegrityError as error:
+        if not _no_partition_for_row(error):
+            raise
+    _days_with_partition.difference_update(days)
+    telemetry_partitions_ensure(days=days)
+    _days_with_partition.update(days)
+    with transaction.atomic():
+        return _store_postgresql(device_id, batch)

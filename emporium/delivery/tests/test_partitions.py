@@ -115,6 +115,29 @@ def test_on_postgresql_a_day_without_a_partition_gets_one_on_demand() -> None:
     assert _partition_of_each_row(device.pk) == [(name, moment)]
 
 
+def test_on_postgresql_a_partition_dropped_after_a_batch_used_it_is_made_again() -> None:
+    """The process remembers days with a partition; a stale memory costs a retry, not a 4xx."""
+    require_service("DATABASE_URL")
+    device, token = make_device()
+    client = device_client(token)
+    moment = _midnight(days_ago=6) + timedelta(hours=9)
+    name = storage.partition_name(moment.date())
+    assert post_json(client, [point(device, moment)]).json()["accepted"] == 1
+    assert moment.date() in storage._days_with_partition
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE {name}")
+
+    later = moment + timedelta(seconds=1)
+    response = post_json(client, [point(device, later)])
+
+    assert response.status_code == 200
+    assert response.json() == {"accepted": 1, "duplicates": 0, "rejected": []}
+    assert _partition_of_each_row(device.pk) == [(name, later)]
+    minutes = TelemetryMinute.objects.filter(device=device).values_list("minute", "point_count")
+    # The first minute row survived the drop (rollups live in their own table).
+    assert list(minutes) == [(moment.replace(second=0), 2)]
+
+
 def test_on_postgresql_partitions_have_the_unique_btree_and_the_brin_index() -> None:
     require_service("DATABASE_URL")
     day = _midnight(days_ago=3).date()
