@@ -29,7 +29,7 @@ from django.db import connection
 
 from emporium.dashboard.views import BUNDLE
 from emporium.search.tests.support import REQUIRE_SERVICES
-from emporium.search.tests.test_browser import CHROMIUM, CHROMIUM_ARGS, _require_browser
+from tests.support.browser import browser_page
 from tests.support.processes import (
     database_url_for_current_test_db,
     free_port,
@@ -212,7 +212,6 @@ def _page_state(page: Any) -> Any:
 
 @pytest.mark.django_db(transaction=True)
 def test_dashboard_follows_telemetry_and_orders_live(asgi_server: Server) -> None:
-    sync_playwright = _require_browser()
     _require_bundle()
     api = Api(asgi_server.url)
 
@@ -250,28 +249,9 @@ def test_dashboard_follows_telemetry_and_orders_live(asgi_server: Server) -> Non
     )
     customer_token = api.login("petra", "a-long-customer-password-9")
 
-    problems: list[str] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
+    with browser_page() as (page, problems):
+        page.set_default_timeout(WAIT_MS)
         try:
-            page = browser.new_page()
-            page.set_default_timeout(WAIT_MS)
-            page.on(
-                "console",
-                lambda message: (
-                    problems.append(f"console {message.type}: {message.text}")
-                    if message.type in ("error", "warning")
-                    else None
-                ),
-            )
-            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-            page.on(
-                "requestfailed",
-                lambda request: problems.append(f"request failed: {request.url}"),
-            )
-
             # Anonymous: sent to the sign-in form, then back to the dashboard.
             page.goto(f"{asgi_server.url}/dashboard/")
             page.wait_for_url("**/dashboard/login/?next=/dashboard/")
@@ -384,6 +364,4 @@ def test_dashboard_follows_telemetry_and_orders_live(asgi_server: Server) -> Non
                 f"{error}\nbrowser problems: {problems}\npage: {_page_state(page)}\n"
                 f"server log:\n{asgi_server.log()[-5000:]}"
             ) from error
-        finally:
-            browser.close()
     assert problems == [], asgi_server.log()

@@ -6,45 +6,16 @@ EMPORIUM_REQUIRE_SERVICES=1 (CI installs it).
 
 from __future__ import annotations
 
-import os
-import shutil
 from typing import Any
 
 import pytest
 
 from emporium.core.tests.factories import CategoryFactory, ProductFactory
-from emporium.search.tests.support import REQUIRE_SERVICES
-
-CHROMIUM = os.environ.get("EMPORIUM_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-def _require_browser() -> Any:
-    problem = None
-    if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
-        problem = f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)"
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        problem = "the playwright package is not installed"
-    if problem:
-        if REQUIRE_SERVICES:
-            pytest.fail(f"EMPORIUM_REQUIRE_SERVICES=1 but {problem}")
-        pytest.skip(problem)
-    return sync_playwright
+from tests.support.browser import browser_page
 
 
 @pytest.mark.django_db(transaction=True)
 def test_type_a_query_see_highlights_and_follow_a_result(live_server: Any) -> None:
-    sync_playwright = _require_browser()
     category = CategoryFactory(name="Audio")
     product = ProductFactory(
         name="Wireless Headphones",
@@ -53,45 +24,23 @@ def test_type_a_query_see_highlights_and_follow_a_result(live_server: Any) -> No
     )
     ProductFactory(name="Desk lamp", description="Warm light.", category=category)
 
-    problems: list[str] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            page = browser.new_page()
-            page.on(
-                "console",
-                lambda message: (
-                    problems.append(f"console {message.type}: {message.text}")
-                    if message.type in ("error", "warning")
-                    else None
-                ),
-            )
-            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-            page.on(
-                "requestfailed",
-                lambda request: problems.append(f"request failed: {request.url}"),
-            )
+    with browser_page() as (page, problems):
+        page.goto(f"{live_server.url}/search/")
+        page.get_by_label("Search products").fill("wireless headph")
+        page.get_by_role("button", name="Search").click()
+        page.wait_for_url("**/search/?q=wireless+headph*")
 
-            page.goto(f"{live_server.url}/search/")
-            page.get_by_label("Search products").fill("wireless headph")
-            page.get_by_role("button", name="Search").click()
-            page.wait_for_url("**/search/?q=wireless+headph*")
+        status = page.get_by_role("status")
+        assert status.inner_text().strip() == "1 product found."
+        link = page.locator("ol.results li a").first
+        assert link.inner_html() == "<mark>Wireless</mark> <mark>Headphones</mark>"
+        assert page.locator("mark").count() >= 3  # name, and the snippet's "headphones"
 
-            status = page.get_by_role("status")
-            assert status.inner_text().strip() == "1 product found."
-            link = page.locator("ol.results li a").first
-            assert link.inner_html() == "<mark>Wireless</mark> <mark>Headphones</mark>"
-            assert page.locator("mark").count() >= 3  # name, and the snippet's "headphones"
-
-            link.click()
-            page.wait_for_url(f"**/products/{product.pk}/")
-            assert page.get_by_role("heading", level=1).inner_text() == "Wireless Headphones"
-            assert page.get_by_text("Noise-cancelling headphones").is_visible()
-            # The stylesheet loaded under the CSP (no inline styles or scripts needed).
-            max_width = page.evaluate("getComputedStyle(document.querySelector('main')).maxWidth")
-            assert max_width != "none"
-        finally:
-            browser.close()
+        link.click()
+        page.wait_for_url(f"**/products/{product.pk}/")
+        assert page.get_by_role("heading", level=1).inner_text() == "Wireless Headphones"
+        assert page.get_by_text("Noise-cancelling headphones").is_visible()
+        # The stylesheet loaded under the CSP (no inline styles or scripts needed).
+        max_width = page.evaluate("getComputedStyle(document.querySelector('main')).maxWidth")
+        assert max_width != "none"
     assert problems == []
