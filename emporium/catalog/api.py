@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.http import HttpRequest, HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
@@ -34,6 +34,7 @@ from emporium.catalog.serializers import (
     product_representation,
 )
 from emporium.core.cache import conditional_response, versioned_fetch
+from emporium.core.lean import LeanDispatchViewSet
 from emporium.core.pagination import KeysetPagination
 from emporium.core.permissions import IsStaffOrReadOnly
 
@@ -146,7 +147,7 @@ class CategoryViewSet(viewsets.ModelViewSet):
         services.category_delete(category=instance)
 
 
-class ProductViewSet(viewsets.ModelViewSet):
+class ProductViewSet(LeanDispatchViewSet, viewsets.ModelViewSet):
     """Products. Anyone may read them; staff change them."""
 
     serializer_class = ProductSerializer
@@ -157,21 +158,15 @@ class ProductViewSet(viewsets.ModelViewSet):
     def get_queryset(self) -> QuerySet[Product]:
         return selectors.product_detail_queryset()
 
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        """Anonymous reads on the lean path first (``fast_path``), DRF for everything else."""
-        lean: HttpResponse | None = None
-        action = self.action_map.get((request.method or "").lower())
+    def lean_response(
+        self, request: HttpRequest, action: str, **kwargs: Any
+    ) -> HttpResponse | None:
+        """Anonymous reads on the lean path (``fast_path``); DRF for everything else."""
         if action == "list":
-            lean = fast_path.product_list(request)
-        elif action == "retrieve":
-            lean = fast_path.product_detail(request, int(kwargs[self.lookup_field]))
-        if lean is None:
-            return super().dispatch(request, *args, **kwargs)
-        # What DRF's finalize_response adds to every answer of this view.
-        self.args, self.kwargs = args, kwargs
-        for name, value in self.default_response_headers.items():
-            lean[name] = value
-        return lean
+            return fast_path.product_list(request)
+        if action == "retrieve":
+            return fast_path.product_detail(request, int(kwargs[self.lookup_field]))
+        return None
 
     @extend_schema(
         parameters=[ProductFilterSerializer, *_CONDITIONAL_PARAMETERS],

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.http import HttpRequest, HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
@@ -21,6 +21,7 @@ from emporium.accounts.auth import authenticated_user
 from emporium.core.errors import ApplicationError, error_body
 from emporium.core.idempotency import HEADER as IDEMPOTENCY_HEADER
 from emporium.core.idempotency import idempotent
+from emporium.core.lean import LeanDispatchViewSet
 from emporium.core.permissions import IsStaff
 from emporium.orders import selectors, services
 from emporium.orders.models import Order, OrderStatus
@@ -67,7 +68,7 @@ IDEMPOTENCY_PARAMETER = OpenApiParameter(
 )
 
 
-class OrderViewSet(viewsets.ReadOnlyModelViewSet):
+class OrderViewSet(LeanDispatchViewSet, viewsets.ReadOnlyModelViewSet):
     """Orders with their items: customers see their own, staff see all.
 
     POST turns the caller's cart into an order (checkout).
@@ -77,18 +78,11 @@ class OrderViewSet(viewsets.ReadOnlyModelViewSet):
     lookup_value_regex = r"\d+"
     permission_classes = [IsAuthenticated]
 
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+    def lean_response(
+        self, request: HttpRequest, action: str, **kwargs: Any
+    ) -> HttpResponse | None:
         """Checkout with a valid Bearer token goes past DRF's dispatch (``_place_lean``)."""
-        lean: HttpResponse | None = None
-        if self.action_map.get((request.method or "").lower()) == "create":
-            lean = self._place_lean(request)
-        if lean is None:
-            return super().dispatch(request, *args, **kwargs)
-        # What DRF's finalize_response adds to every answer of this view.
-        self.args, self.kwargs = args, kwargs
-        for name, value in self.default_response_headers.items():
-            lean[name] = value
-        return lean
+        return self._place_lean(request) if action == "create" else None
 
     def _place_lean(self, request: HttpRequest) -> HttpResponse | None:
         """Checkout without DRF's request wrapping and serializers, or None for the DRF path.
