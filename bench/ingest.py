@@ -234,7 +234,8 @@ def _cpu_by_process() -> dict[int, tuple[str, float]]:
 def _machine_cpu_seconds() -> float:
     with open("/proc/stat") as handle:
         values = [int(value) for value in handle.readline().split()[1:]]
-    busy = sum(values) - values[3] - values[4]  # all but idle and iowait
+    # user nice system idle iowait irq softirq steal (guest time is already in user)
+    busy = sum(values[:8]) - values[3] - values[4]
     return busy / _TICKS
 
 
