@@ -172,6 +172,7 @@ class Hub:
         self._transport: Transport | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._bind_lock = threading.Lock()
+        self._started: asyncio.Event | None = None
 
     # -- binding to a loop and a transport ------------------------------------------
 
@@ -183,20 +184,34 @@ class Hub:
         """
         loop = asyncio.get_running_loop()
         with self._bind_lock:
-            if self.loop is loop:
-                return
-            if self.loop is not None and self.loop.is_running() and not self.loop.is_closed():
-                raise RuntimeError("the realtime hub is already serving another event loop")
-            self.loop = loop
-            self.groups = {}
-            self.count = 0
-            self.subscribed = set()
-            self._tasks = set()
-            self._subscription_lock = asyncio.Lock()
-            from emporium.realtime.transport import transport_for_settings
+            started = self._started
+            if self.loop is loop and started is not None:
+                first = False
+            else:
+                if self.loop is not None and self.loop.is_running() and not self.loop.is_closed():
+                    raise RuntimeError("the realtime hub is already serving another event loop")
+                self.loop = loop
+                self.groups = {}
+                self.count = 0
+                self.subscribed = set()
+                self._tasks = set()
+                self._subscription_lock = asyncio.Lock()
+                started = self._started = asyncio.Event()
+                from emporium.realtime.transport import transport_for_settings
 
-            self._transport = transport_for_settings()
-        await self._transport.start(self)
+                transport = self._transport = transport_for_settings()
+                first = True
+        if not first:
+            # Whoever bound first is still starting the transport: subscribing before
+            # it has its connection would race it for one (redis-py's PubSub takes a
+            # connection on first use and does not lock), and a subscription made on
+            # the connection nobody listens to is silently never delivered.
+            await started.wait()
+            return
+        try:
+            await transport.start(self)
+        finally:
+            started.set()
 
     def background(self, task: asyncio.Task[Any]) -> None:
         """Keeps a reference to a fire-and-forget task until it ends."""
