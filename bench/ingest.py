@@ -352,6 +352,7 @@ def main() -> None:
             before = stored_points()
             cpu_before, machine_before = _cpu_by_process(), _machine_cpu_seconds()
             wrk_before = _children_cpu_seconds()
+            window_started = time.monotonic()
             result = common.wrk(
                 base,
                 script=script,
@@ -362,6 +363,7 @@ def main() -> None:
             )
             cpu_after, machine_after = _cpu_by_process(), _machine_cpu_seconds()
             wrk_cpu = _children_cpu_seconds() - wrk_before
+            window = time.monotonic() - window_started
             after = stored_points()
         seconds = result.requests / result.requests_per_second
         stored_per_second = (after - before) / seconds
@@ -385,7 +387,7 @@ def main() -> None:
         f"CPU ms per batch ({'direct' if args.direct else 'through nginx'}, {args.server}): "
         + ", ".join(f"{side} {used * 1000 / batches:.1f}" for side, used in sides.items())
         + f"; whole machine {machine * 1000 / batches:.1f} "
-        f"({machine / seconds:.2f} of {os.cpu_count()} cores busy)"
+        f"({machine / window:.2f} of {os.cpu_count()} cores busy)"
     )
     print(
         f"points stored {after - before:,} in {seconds:.1f} s; points in 2xx answers {posted:,}; "
