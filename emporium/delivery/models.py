@@ -145,8 +145,8 @@ class TelemetryMinute(models.Model):
 
 
 class DevicePosition(models.Model):
-    """The newest point a device has reported: the latest position, and the
-    anchor from which the next batch's distance is measured."""
+    """The newest point a device has reported: the latest position. Ingestion
+    locks this row, so one device's batches are stored one after the other."""
 
     device = models.OneToOneField(
         CourierDevice, primary_key=True, on_delete=models.CASCADE, related_name="position"
