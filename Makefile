@@ -51,7 +51,7 @@ run: install
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python manage.py seed_demo --products $(SEED_PRODUCTS)
 	$(BIN)/python -m simulators.payment_provider --port $(PROVIDER_PORT) & provider=$$!; \
-	( sleep 3; exec $(BIN)/python manage.py simulate_telemetry --devices 20 --rate 1 \
+	( sleep 3; exec $(BIN)/python manage.py simulate_telemetry --devices 20 --rate 1 --batch-size 5 \
 	    --duration 86400 --url http://$(HOST):$(PORT) --issue-devices ) & telemetry=$$!; \
 	trap 'kill $$provider $$telemetry 2>/dev/null' EXIT INT TERM; \
 	PAYMENT_PROVIDER_URL=http://127.0.0.1:$(PROVIDER_PORT) \
