@@ -20,17 +20,35 @@ if TYPE_CHECKING:
     from rest_framework.request import Request
     from rest_framework.views import APIView
 
+logger = logging.getLogger(__name__)
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-class LoginIPThrottle(SimpleRateThrottle):
+class _SlidingLogThrottle(SimpleRateThrottle):
+    """DRF's sliding log, except that a cache that cannot be reached lets the request in.
+
+    Sign-in must not turn into a 500 because Redis is away; Argon2 still makes
+    each guess slow while the counters cannot be kept. The failure is logged.
+    """
+
+    def allow_request(self, request: Request, view: APIView) -> bool:
+        try:
+            return bool(super().allow_request(request, view))
+        except Exception:  # any cache failure degrades the same way
+            logger.warning(
+                "%s throttle unavailable; allowing the request", self.scope, exc_info=True
+            )
+            return True
+
+
+class LoginIPThrottle(_SlidingLogThrottle):
     scope = "login_ip"
 
     def get_cache_key(self, request: Request, view: APIView) -> str | None:
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
 
 
-class LoginAccountThrottle(SimpleRateThrottle):
+class LoginAccountThrottle(_SlidingLogThrottle):
     """Counts attempts per username, whatever address they come from."""
 
     scope = "login_account"
@@ -46,8 +64,6 @@ class LoginAccountThrottle(SimpleRateThrottle):
 class RegisterIPThrottle(LoginIPThrottle):
     scope = "register_ip"
 
-
-logger = logging.getLogger(__name__)
 
 # KEYS[1]: the key's theoretical arrival time (TAT). ARGV: now, interval, period (seconds).
 # A request is allowed while the TAT it would push forward stays within one period of

@@ -190,3 +190,25 @@ def test_registration_is_throttled_per_address(api_client: APIClient) -> None:
         api_client.post("/api/auth/register/", {}, format="json", REMOTE_ADDR="1.2.3.5").status_code
         == 400
     )
+
+
+def test_sign_in_works_while_the_throttle_store_is_down(
+    api_client: APIClient, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A real Redis address nothing listens on: the counters cannot be kept, sign-in still works."""
+    import socket
+
+    from django.test import override_settings
+
+    UserFactory(username="alice")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    dead = {**settings.CACHES["default"], "LOCATION": f"redis://127.0.0.1:{port}/0"}
+
+    with override_settings(CACHES={**settings.CACHES, "default": dead}):
+        response = login(api_client, "alice", PASSWORD, "10.0.0.1")
+
+    assert response.status_code == 200, response.content
+    assert "access" in response.json()
+    assert "throttle unavailable; allowing" in caplog.text
