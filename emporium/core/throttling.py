@@ -14,6 +14,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from django.core.cache import caches
+from rest_framework.exceptions import APIException
 from rest_framework.throttling import SimpleRateThrottle
 
 if TYPE_CHECKING:
@@ -34,6 +35,8 @@ class _SlidingLogThrottle(SimpleRateThrottle):
     def allow_request(self, request: Request, view: APIView) -> bool:
         try:
             return bool(super().allow_request(request, view))
+        except APIException:
+            raise  # the request's own fault (a malformed body read for the key): a 4xx
         except Exception:  # any cache failure degrades the same way
             logger.warning(
                 "%s throttle unavailable; allowing the request", self.scope, exc_info=True
