@@ -10,6 +10,7 @@ from rest_framework import serializers
 
 from emporium.catalog.models import Category, Product, rating_average_of
 from emporium.catalog.selectors import DEFAULT_PRODUCT_ORDERING, PRODUCT_ORDERINGS
+from emporium.core.representation import datetime_text, decimal_text
 
 
 class CategorySerializer(serializers.ModelSerializer):
@@ -83,20 +84,6 @@ class ProductSerializer(serializers.ModelSerializer):
         ]
 
 
-_CENTS = Decimal("0.01")
-
-
-def _decimal_text(value: Decimal) -> str:
-    # DRF's DecimalField: quantized to the field's places in the default context, then "{:f}".
-    return f"{value.quantize(_CENTS):f}"
-
-
-def _datetime_text(value: datetime.datetime, zone: datetime.tzinfo) -> str:
-    # DRF's DateTimeField with USE_TZ: in the current time zone, ISO 8601, "Z" for UTC.
-    text = value.astimezone(zone).isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
-
-
 def product_representation(product: Product) -> dict[str, Any]:
     """What ``ProductSerializer(product).data`` holds, built without DRF's field machinery."""
     return product_row_representation(
@@ -154,16 +141,16 @@ def product_row_representation(
         "sku": str(sku),
         "name": str(name),
         "description": str(description),
-        "price": _decimal_text(price),
+        "price": decimal_text(price),
         "stock_quantity": int(stock_quantity),
         "in_stock": stock_quantity > 0,
         "category": category_id,
         "category_name": str(category_name),
         "attributes": {str(key): value for key, value in attributes.items()},
-        "rating_average": None if rating is None else _decimal_text(rating),
+        "rating_average": None if rating is None else decimal_text(rating),
         "review_count": int(review_count),
-        "created_at": _datetime_text(created_at, zone),
-        "updated_at": _datetime_text(updated_at, zone),
+        "created_at": datetime_text(created_at, zone),
+        "updated_at": datetime_text(updated_at, zone),
     }
 
 

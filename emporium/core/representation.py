@@ -9,6 +9,8 @@ from __future__ import annotations
 import datetime
 from decimal import Decimal
 
+from django.utils import timezone
+
 _CENTS = Decimal("0.01")
 
 
@@ -17,9 +19,10 @@ def decimal_text(value: Decimal) -> str:
     return f"{value.quantize(_CENTS):f}"
 
 
-def datetime_text(value: datetime.datetime) -> str:
-    """DRF's DateTimeField with USE_TZ: the current time zone, ISO 8601, "Z" for UTC."""
-    from django.utils import timezone
+def datetime_text(value: datetime.datetime, zone: datetime.tzinfo | None = None) -> str:
+    """DRF's DateTimeField with USE_TZ: the current time zone, ISO 8601, "Z" for UTC.
 
-    text = timezone.localtime(value).isoformat()
+    ``zone`` saves looking the current time zone up again for every value of a page.
+    """
+    text = value.astimezone(zone or timezone.get_current_timezone()).isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
