@@ -175,23 +175,26 @@ def _bump_one(cache: BaseCache, namespace: str) -> None:
         raise _CacheFailed(f"bumping {namespace!r} failed")
 
 
-def _bump_pipelined(cache: BaseCache, namespaces: Sequence[str]) -> bool:
-    """Bumps every namespace in one Redis round trip; False if the backend is not Redis.
+def _bump_all(cache: BaseCache, namespaces: Sequence[str]) -> None:
+    """Bumps every namespace, or raises; on Redis in one round trip.
 
     Per key: SET NX of a new version (the key was missing or evicted), then INCR,
-    which is what ``_bump_one`` does in two steps. A checkout bumps the product
-    list and each product bought, so this saves a round trip per product.
+    which is what ``_bump_one`` does in two steps on other backends. A checkout
+    bumps the product list and each product bought, so this saves a round trip
+    per product. A namespace bumped twice (after a failure part-way) only costs
+    one more miss.
     """
     raw = getattr(getattr(cache, "client", None), "get_client", None)
     if raw is None:
-        return False
+        for namespace in namespaces:
+            _bump_one(cache, namespace)
+        return
     pipe = raw(write=True).pipeline(transaction=False)
     for namespace in namespaces:
         key = cache.make_key(_version_key(namespace))
         pipe.set(key, _new_version(), nx=True)
         pipe.incr(key)
     pipe.execute()
-    return True
 
 
 def namespace_bump(*namespaces: str, alias: str, backoff_seconds: float = 2.0) -> bool:
@@ -200,43 +203,30 @@ def namespace_bump(*namespaces: str, alias: str, backoff_seconds: float = 2.0) -
     A bump that cannot be written is kept and retried before this process next
     reads through ``alias``; until then that process reads from the source.
     """
-    failed: list[str] = []
-    error: BaseException | None = None
     pending = _take_pending_bumps(alias)
     wanted = list(dict.fromkeys([*sorted(pending), *namespaces]))
     if _backing_off(alias):
         _remember_bumps(alias, wanted)
         return False
-    cache = caches[alias]
     try:
-        if _bump_pipelined(cache, wanted):
-            return True
+        _bump_all(caches[alias], wanted)
     except Exception as exc:  # any backend failure degrades the same way
-        failed, error = wanted, exc
-    else:
-        for namespace in wanted:
-            try:
-                _bump_one(cache, namespace)
-            except Exception as exc:
-                failed.append(namespace)
-                error = exc
-    if failed:
-        _remember_bumps(alias, failed)
-        _mark_failed(alias, backoff_seconds, error)
-        logger.warning("cache %r: could not invalidate %s; will retry", alias, failed)
+        _remember_bumps(alias, wanted)
+        _mark_failed(alias, backoff_seconds, exc)
+        logger.warning("cache %r: could not invalidate %s; will retry", alias, wanted)
         return False
     return True
 
 
 def _flush_pending_bumps(cache: BaseCache, alias: str) -> None:
     pending = _take_pending_bumps(alias)
-    for namespace in sorted(pending):
-        try:
-            _bump_one(cache, namespace)
-        except Exception:
-            _remember_bumps(alias, pending)
-            raise
-        pending.discard(namespace)
+    if not pending:
+        return
+    try:
+        _bump_all(cache, sorted(pending))
+    except Exception:
+        _remember_bumps(alias, pending)
+        raise
 
 
 def _versions(cache: BaseCache, namespaces: Sequence[str]) -> list[int]:
