@@ -40,26 +40,10 @@ def nginx_conf(
     prefix: Path, *, app_port: int, cache_port: int, pass_port: int, static_port: int
 ) -> str:
     """The loopback variant of deploy/nginx/emporium.conf: same catalog caching rules, no TLS."""
-    return f"""
-worker_processes auto;
-pid {prefix}/nginx.pid;
-error_log {prefix}/logs/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
+    return (
+        common.nginx_preamble(prefix, app_port=app_port)
+        + f"""
     default_type application/json;
-    client_body_temp_path {prefix}/temp/body;
-    proxy_temp_path {prefix}/temp/proxy;
-    fastcgi_temp_path {prefix}/temp/fastcgi;
-    uwsgi_temp_path {prefix}/temp/uwsgi;
-    scgi_temp_path {prefix}/temp/scgi;
-    keepalive_requests 100000;
-
-    upstream emporium_app {{
-        server 127.0.0.1:{app_port} max_fails=0;
-        keepalive 64;
-        keepalive_requests 100000;
-    }}
     proxy_cache_path {prefix}/cache levels=1:2 keys_zone=emporium_catalog:20m
                      max_size=256m inactive=60s use_temp_path=off;
     map "$http_authorization$http_cookie" $emporium_skip_cache {{
@@ -109,6 +93,7 @@ http {{
     }}
 }}
 """
+    )
 
 
 def load(base: str, paths_file: Path, seconds: int, connections: int) -> common.LoadResult:

@@ -335,6 +335,36 @@ def stop(process: subprocess.Popen[Any]) -> None:
         process.wait()
 
 
+def nginx_preamble(
+    prefix: Path, *, app_port: int, workers: str = "auto", connections: int = 4096
+) -> str:
+    """The start of a benchmark nginx.conf, up to and including the app upstream.
+
+    Everything nginx writes (pid, logs, temporary files) stays under ``prefix``;
+    the upstream keeps connections to the app open. The caller adds its server
+    blocks and closes the ``http`` block.
+    """
+    return f"""
+worker_processes {workers};
+pid {prefix}/nginx.pid;
+error_log {prefix}/logs/error.log warn;
+events {{ worker_connections {connections}; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/temp/body;
+    proxy_temp_path {prefix}/temp/proxy;
+    fastcgi_temp_path {prefix}/temp/fastcgi;
+    uwsgi_temp_path {prefix}/temp/uwsgi;
+    scgi_temp_path {prefix}/temp/scgi;
+    keepalive_requests 100000;
+    upstream emporium_app {{
+        server 127.0.0.1:{app_port} max_fails=0;
+        keepalive 64;
+        keepalive_requests 100000;
+    }}
+"""
+
+
 @contextmanager
 def nginx(conf: str, prefix: Path) -> Iterator[None]:
     """nginx as a foreground child with its own prefix: no system service is touched."""

@@ -178,24 +178,9 @@ def nginx_conf(prefix: Path, *, listen_port: int, app_port: int) -> str:
     over nginx's default 16 KB buffer, which would write each body to a
     temporary file), and keepalive connections to the app.
     """
-    return f"""
-worker_processes 1;
-pid {prefix}/nginx.pid;
-error_log {prefix}/logs/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {prefix}/temp/body;
-    proxy_temp_path {prefix}/temp/proxy;
-    fastcgi_temp_path {prefix}/temp/fastcgi;
-    uwsgi_temp_path {prefix}/temp/uwsgi;
-    scgi_temp_path {prefix}/temp/scgi;
-    keepalive_requests 100000;
-    upstream emporium_app {{
-        server 127.0.0.1:{app_port} max_fails=0;
-        keepalive 64;
-        keepalive_requests 100000;
-    }}
+    return (
+        common.nginx_preamble(prefix, app_port=app_port, workers="1", connections=1024)
+        + f"""
     server {{
         listen 127.0.0.1:{listen_port};
         client_max_body_size 2m;
@@ -208,6 +193,7 @@ http {{
     }}
 }}
 """
+    )
 
 
 _TICKS = os.sysconf("SC_CLK_TCK")
