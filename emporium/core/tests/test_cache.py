@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -245,6 +246,24 @@ def test_waiting_is_bounded_then_the_caller_computes_itself(backend: str) -> Non
     assert renderer.calls == 2
 
 
+def _open_gate_once_computing(renderer: Renderer, *, after: float) -> None:
+    """Lets the computation finish ``after`` seconds past its start.
+
+    Timed from the start of the computation, not of the test: starting the
+    stampede's threads can itself take longer than that on a loaded machine,
+    and a thread arriving after the value was stored would see a plain hit.
+    """
+    assert renderer.gate is not None
+    renderer.started.clear()  # a value computed earlier in the test started it once already
+
+    def open_gate() -> None:
+        renderer.started.wait(timeout=10)
+        time.sleep(after)
+        renderer.gate.set()  # type: ignore[union-attr]
+
+    threading.Thread(target=open_gate, daemon=True).start()
+
+
 def _stampede(renderer: Renderer, *, threads: int) -> list[response_cache.Lookup]:
     barrier = threading.Barrier(threads)
 
@@ -264,7 +283,7 @@ def test_a_stampede_on_an_expired_hot_key_recomputes_it_once(
     clock(61)
     renderer.calls = 0
     renderer.gate = threading.Event()
-    threading.Timer(0.3, renderer.gate.set).start()
+    _open_gate_once_computing(renderer, after=0.3)
 
     lookups = _stampede(renderer, threads=16)
 
@@ -277,7 +296,7 @@ def test_a_stampede_on_an_expired_hot_key_recomputes_it_once(
 def test_a_stampede_on_a_cold_key_computes_it_once(backend: str) -> None:
     renderer = Renderer(b"cold")
     renderer.gate = threading.Event()
-    threading.Timer(0.2, renderer.gate.set).start()
+    _open_gate_once_computing(renderer, after=0.2)
 
     lookups = _stampede(renderer, threads=16)
 
