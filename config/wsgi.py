@@ -1,7 +1,25 @@
+"""WSGI entry point: the production HTTP server (granian, docs/adr/0013) loads it.
+
+Anonymous product reads are answered in front of Django's handler by the lean
+gateway (docs/adr/0020); every other request, and any read the gateway does not
+take, reaches Django unchanged.
+"""
+
 import os
 
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.embedded")
 
-application = get_wsgi_application()
+django_application = get_wsgi_application()
+
+from django.conf import settings  # noqa: E402
+
+from emporium.catalog.fast_path import gateway_routes  # noqa: E402
+from emporium.core.gateway import LeanGateway  # noqa: E402
+
+application = (
+    LeanGateway(django_application, gateway_routes())
+    if settings.LEAN_GATEWAY_ENABLED
+    else django_application
+)

@@ -54,6 +54,8 @@ class Environment:
     catalog_cache_stale_while_revalidate: int
     catalog_cache_fresh_seconds: int
     catalog_cache_enabled: bool
+    lean_gateway_enabled: bool
+    database_prepared_statements: bool
 
 
 def read_environment() -> Environment:
@@ -87,6 +89,11 @@ def read_environment() -> Environment:
         catalog_cache_fresh_seconds=_env.int("CATALOG_CACHE_FRESH_SECONDS", default=60),
         # Off only for benchmarks of the uncached read path.
         catalog_cache_enabled=_env.bool("CATALOG_CACHE_ENABLED", default=True),
+        # Off only to measure Django's full request cycle against it (docs/adr/0020).
+        lean_gateway_enabled=_env.bool("LEAN_GATEWAY_ENABLED", default=True),
+        # False behind a pooler that cannot keep prepared statements (PgBouncer in
+        # transaction mode before 1.21): hot reads then go through Django's cursor.
+        database_prepared_statements=_env.bool("DATABASE_PREPARED_STATEMENTS", default=True),
         order_payment_timeout_seconds=_env.int("ORDER_PAYMENT_TIMEOUT_SECONDS", default=1800),
         low_stock_threshold=_env.int("LOW_STOCK_THRESHOLD", default=5),
         payment_provider_url=_env.str("PAYMENT_PROVIDER_URL", default="http://127.0.0.1:8100"),

@@ -23,6 +23,7 @@ the DRF path, so both paths share entries and their bytes are the same.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,7 +31,9 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
+from django.db import connection
 from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from rest_framework.renderers import JSONRenderer
@@ -39,6 +42,7 @@ from emporium.catalog import caching, selectors
 from emporium.catalog.models import Product
 from emporium.catalog.serializers import ProductFilterSerializer, product_row_representation
 from emporium.core.cache import conditional_response, versioned_fetch
+from emporium.core.gateway import Route
 from emporium.core.pagination import (
     InvalidCursor,
     KeysetPagination,
@@ -146,12 +150,37 @@ def list_query(params: dict[str, str]) -> ListQuery | None:
     return ListQuery(category_id, min_price, max_price, in_stock, ordering, position, forward, size)
 
 
+def _rendered() -> bool:
+    """Whether PostgreSQL writes the rows (it writes times in UTC only)."""
+    return connection.vendor == "postgresql" and timezone.get_current_timezone_name() == "UTC"
+
+
+_encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def _json_document(parts: list[str]) -> bytes:
+    """What JSONRenderer makes of a document written as ``parts`` (U+2028/9 escaped)."""
+    text = "".join(parts)
+    if "\u2028" in text or "\u2029" in text:
+        text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return text.encode()
+
+
+def _rendered_parts(parts: list[str], row: selectors.RenderedRow) -> None:
+    """A rendered row's product JSON; its attributes as JSONRenderer writes a parsed dict."""
+    head, attributes, tail = row[0], row[1], row[2]
+    parts.append(head)
+    parts.append(_encoder.encode(json.loads(attributes)))
+    parts.append(tail)
+
+
 def _list_body(request: HttpRequest, query: ListQuery, params: dict[str, str]) -> bytes:
     category_ids = None
     if query.category_id is not None:
         category_ids = selectors.category_subtree_id_list(category_id=query.category_id)
         if not category_ids:
             raise _TakeDrfPath()  # an unknown category: a 400 from the DRF path
+    rendered = _rendered()
     page = selectors.product_page_rows(
         category_ids=category_ids,
         min_price=query.min_price,
@@ -161,9 +190,11 @@ def _list_body(request: HttpRequest, query: ListQuery, params: dict[str, str]) -
         position=query.position,
         forward=query.forward,
         size=query.size,
+        rendered=rendered,
     )
     ordering = selectors.PRODUCT_ORDERINGS[query.ordering]
-    indexes = [selectors.PRODUCT_ROW_INDEX[field.lstrip("-")] for field in ordering]
+    index = selectors.RENDERED_INDEX if rendered else selectors.PRODUCT_ROW_INDEX
+    indexes = [index[field.lstrip("-")] for field in ordering]
 
     def link(row: selectors.ProductRow, *, forward: bool) -> str:
         # As KeysetPagination._link builds it from the same parameters.
@@ -172,13 +203,24 @@ def _list_body(request: HttpRequest, query: ListQuery, params: dict[str, str]) -
         return request.build_absolute_uri(f"{request.path}?{urlencode(sorted(linked.items()))}")
 
     rows = page.rows
-    zone = timezone.get_current_timezone()
-    data = {
-        "next": link(rows[-1], forward=True) if page.has_next and rows else None,
-        "previous": link(rows[0], forward=False) if page.has_previous and rows else None,
-        "results": [product_row_representation(row, zone=zone) for row in rows],
-    }
-    return _renderer.render(data)
+    next_link = link(rows[-1], forward=True) if page.has_next and rows else None
+    previous_link = link(rows[0], forward=False) if page.has_previous and rows else None
+    if not rendered:
+        zone = timezone.get_current_timezone()
+        data = {
+            "next": next_link,
+            "previous": previous_link,
+            "results": [product_row_representation(row, zone=zone) for row in rows],
+        }
+        return _renderer.render(data)
+    parts = ['{"next":', _encoder.encode(next_link), ',"previous":', _encoder.encode(previous_link)]
+    parts.append(',"results":[')
+    for number, row in enumerate(rows):
+        if number:
+            parts.append(",")
+        _rendered_parts(parts, row)
+    parts.append("]}")
+    return _json_document(parts)
 
 
 def product_list(request: HttpRequest) -> HttpResponse | None:
@@ -201,10 +243,15 @@ def product_list(request: HttpRequest) -> HttpResponse | None:
 
 
 def _detail_body(product_id: int) -> bytes:
-    row = selectors.product_row(product_id=product_id)
+    rendered = _rendered()
+    row = selectors.product_row(product_id=product_id, rendered=rendered)
     if row is None:
         raise _TakeDrfPath()  # a 404 from the DRF path
-    return _renderer.render(product_row_representation(row))
+    if not rendered:
+        return _renderer.render(product_row_representation(row))
+    parts: list[str] = []
+    _rendered_parts(parts, row)
+    return _json_document(parts)
 
 
 def product_detail(request: HttpRequest, product_id: int) -> HttpResponse | None:
@@ -217,3 +264,23 @@ def product_detail(request: HttpRequest, product_id: int) -> HttpResponse | None
         namespaces=caching.product_detail_namespaces(product_id),
         render=lambda: _detail_body(product_id),
     )
+
+
+def _detail_route(request: HttpRequest, product_id: str) -> HttpResponse | None:
+    return product_detail(request, int(product_id))
+
+
+def gateway_routes() -> list[Route]:
+    """The list and the detail, for ``core.gateway.LeanGateway`` in front of Django.
+
+    The detail takes ids in their plain spelling only; "0042" is Django's to answer.
+    """
+    list_path = reverse("product-list")
+    return [
+        Route(re.compile(re.escape(list_path)), product_list, list_path),
+        Route(
+            re.compile(re.escape(list_path) + r"(?P<product_id>[1-9][0-9]{0,17})/"),
+            _detail_route,
+            reverse("product-detail", args=[1]),
+        ),
+    ]

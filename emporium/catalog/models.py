@@ -83,7 +83,13 @@ class Product(TimeStampedModel):
             models.Index(fields=["price", "id"], name="product_price_id_idx"),
             models.Index(fields=["name", "id"], name="product_name_id_idx"),
             models.Index(fields=["created_at", "id"], name="product_created_id_idx"),
+            # A leaf category's page in each sort is one index range, not a scan of
+            # the whole sort for its rows (docs/db_optimization.md).
             models.Index(fields=["category", "price", "id"], name="product_cat_price_id_idx"),
+            models.Index(fields=["category", "name", "id"], name="product_cat_name_id_idx"),
+            models.Index(
+                fields=["category", "created_at", "id"], name="product_cat_created_id_idx"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from django.db.models.expressions import Col
 
 from emporium.catalog.models import Category, Product
 from emporium.core.errors import InvalidInput
+from emporium.core.prepared import fetch_prepared
 
 PRODUCT_ORDERINGS = {
     "price": ("price", "id"),
@@ -168,13 +170,30 @@ def _db_value(name: str, value: Any) -> Any:
     return _product_field(name).get_db_prep_value(value, connection, prepared=False)
 
 
-def _select() -> str:
-    quote = connection.ops.quote_name
+@functools.cache
+def _select_sql(vendor: str) -> str:
+    quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
     product, category = quote(Product._meta.db_table), quote(Category._meta.db_table)
     columns = ", ".join(
         "c.name" if name == "category_name" else f"p.{quote(name)}" for name in PRODUCT_ROW_FIELDS
     )
     return f"SELECT {columns} FROM {product} AS p JOIN {category} AS c ON c.id = p.category_id"  # noqa: S608 - constants only
+
+
+def _select() -> str:
+    return _select_sql(connection.vendor)
+
+
+# -- products written by PostgreSQL (docs/adr/0020-lean-gateway-and-rendered-rows.md) ----
+#
+# On PostgreSQL the lean path has emporium_product_rows() (migration
+# catalog/0003) write each product's JSON: a rendered row is the text before the
+# attributes, the attributes as stored JSON text, the text after them, then
+# price, name, created_at and id for the cursor.
+
+RenderedRow = Sequence[Any]
+RENDERED_INDEX = {"price": 3, "name": 4, "created_at": 5, "id": 6}
+_RENDERED = "SELECT head, attributes, tail, price, name, created_at, id FROM emporium_product_rows"
 
 
 def category_subtree_id_list(*, category_id: int) -> list[int]:
@@ -185,9 +204,7 @@ def category_subtree_id_list(*, category_id: int) -> list[int]:
         f"SELECT c.id FROM {table} AS c WHERE c.path LIKE "  # noqa: S608 - constants only
         f"(SELECT r.path FROM {table} AS r WHERE r.id = %s) || '%%'"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [category_id])
-        return [int(row[0]) for row in cursor.fetchall()]
+    return [int(row[0]) for row in fetch_prepared(sql, [category_id])]
 
 
 @dataclass(frozen=True)
@@ -195,6 +212,32 @@ class ProductPage:
     rows: list[ProductRow]
     has_next: bool
     has_previous: bool
+
+
+def _bounds(
+    names: Sequence[str],
+    position: Sequence[Any] | None,
+    reverse: bool,
+    min_price: Decimal | None,
+    max_price: Decimal | None,
+) -> tuple[bool, Decimal | None, Decimal | None]:
+    """Whether the keyset condition is needed, and the price bounds still needed beside it.
+
+    Ordered by price, a cursor and a price bound limit the same index column, and
+    PostgreSQL starts its scan at the row comparison even when the bound is
+    tighter (reading every row in between). Of the two limits on one side, only
+    the tighter is kept: it implies the other.
+    """
+    if position is None or names[0] != "price":
+        return position is not None, min_price, max_price
+    at = Decimal(position[0])
+    if reverse:  # walking down from the cursor: it and max_price are upper limits
+        if max_price is not None and max_price < at:
+            return False, min_price, max_price
+        return True, min_price, None
+    if min_price is not None and min_price > at:
+        return False, min_price, max_price
+    return True, None, max_price
 
 
 def product_page_rows(
@@ -207,6 +250,7 @@ def product_page_rows(
     position: Sequence[Any] | None = None,
     forward: bool = True,
     size: int = 20,
+    rendered: bool = False,
 ) -> ProductPage:
     """One keyset page of the product list as rows, with what KeysetPagination would say.
 
@@ -214,15 +258,26 @@ def product_page_rows(
     ``KeysetPagination`` over it: ``position`` is the boundary row's values of
     the ordering fields (a decoded cursor), ``forward`` its direction.
     ``category_ids`` is a whole subtree (``category_subtree_id_list``).
+    ``rendered`` (PostgreSQL) gives rendered rows (``RENDERED_INDEX``).
     """
     fields = PRODUCT_ORDERINGS[ordering]
     descending = fields[0].startswith("-")
     names = [field.lstrip("-") for field in fields]
+    # Walking backward reads the ordering reversed, then turns the rows round.
+    reverse = descending == forward
+    keyset, min_price, max_price = _bounds(names, position, reverse, min_price, max_price)
     clauses: list[str] = []
     params: list[Any] = []
     if category_ids is not None:
-        clauses.append(f"p.category_id IN ({', '.join(['%s'] * len(category_ids))})")
-        params.extend(category_ids)
+        if len(category_ids) == 1:
+            clauses.append("p.category_id = %s")
+            params.append(category_ids[0])
+        elif rendered:  # one array parameter: one statement to prepare, whatever the subtree
+            clauses.append("p.category_id = ANY(%s::bigint[])")
+            params.append(list(category_ids))
+        else:
+            clauses.append(f"p.category_id IN ({', '.join(['%s'] * len(category_ids))})")
+            params.extend(category_ids)
     if min_price is not None:
         clauses.append("p.price >= %s")
         params.append(_db_value("price", min_price))
@@ -233,18 +288,26 @@ def product_page_rows(
         clauses.append("p.stock_quantity > 0")
     elif in_stock is False:
         clauses.append("p.stock_quantity = 0")
-    # Walking backward reads the ordering reversed, then turns the rows round.
-    reverse = descending == forward
-    if position is not None:
-        quote = connection.ops.quote_name
+    quote = connection.ops.quote_name
+    if keyset:
+        assert position is not None  # noqa: S101 - _bounds keeps the keyset only with one
         columns = ", ".join(f"p.{quote(name)}" for name in names)
         clauses.append(f"({columns}) {'<' if reverse else '>'} (%s, %s)")
         params.extend(_db_value(name, value) for name, value in zip(names, position, strict=True))
     direction = "DESC" if reverse else "ASC"
-    order = ", ".join(f"p.{connection.ops.quote_name(name)} {direction}" for name in names)
+    order = ", ".join(f"p.{quote(name)} {direction}" for name in names)
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-    sql = f"{_select()}{where} ORDER BY {order} LIMIT %s"
-    rows = _fetch(sql, [*params, size + 1])
+    sql = f"{where} ORDER BY {order} LIMIT %s"
+    rows: list[ProductRow]
+    if rendered:
+        # Planned for this request's values (a price range decides the best index);
+        # the rows are written by the function, whose query stays prepared.
+        ids = f"SELECT p.id FROM {quote(Product._meta.db_table)} AS p{sql}"  # noqa: S608 - constants
+        rows = list(
+            fetch_prepared(f"{_RENDERED}(ARRAY({ids}))", [*params, size + 1], prepare=False)
+        )
+    else:
+        rows = _fetch(f"{_select()}{sql}", [*params, size + 1])
     has_more = len(rows) > size
     rows = rows[:size]
     if not forward:
@@ -253,6 +316,11 @@ def product_page_rows(
     return ProductPage(rows=rows, has_next=has_more, has_previous=position is not None)
 
 
-def product_row(*, product_id: int) -> ProductRow | None:
-    rows = _fetch(f"{_select()} WHERE p.id = %s", [product_id])
-    return rows[0] if rows else None
+def product_row(*, product_id: int, rendered: bool = False) -> ProductRow | None:
+    """One product's row, or None; ``rendered`` as for ``product_page_rows``."""
+    found: list[ProductRow]
+    if rendered:
+        found = list(fetch_prepared(f"{_RENDERED}(ARRAY[%s]::bigint[])", [product_id]))
+    else:
+        found = _fetch(f"{_select()} WHERE p.id = %s", [product_id])
+    return found[0] if found else None

@@ -1,0 +1,205 @@
+"""Hot anonymous reads answered in front of Django's request handler (docs/adr/0020).
+
+Under load an uncached product detail spent about two thirds of its CPU in
+Django's request cycle: the handler, ten middleware, URL resolution and DRF's
+view wrapper around a read that needs none of them. :class:`LeanGateway` wraps
+the WSGI application and answers chosen routes itself, for requests that
+nothing on the full path could answer differently:
+
+- a GET with no ``Authorization`` and no ``Cookie`` header (so no user, no
+  session, no CSRF cookie is involved), at a path a :class:`Route` names;
+- accepted by the request phase of the middleware that can refuse or redirect
+  a request (host validation, disallowed user agents, the HTTPS redirect): that
+  phase runs here too, and any answer it gives sends the request to Django;
+- answered by the route's handler, which returns None for anything it does not
+  take (the catalog's lean reads, ``emporium.catalog.fast_path``).
+
+Everything else, and any request whose handler raises, goes to the wrapped
+application unchanged. An answered request is finished as Django finishes it:
+the response phase of the header-setting middleware runs in Django's order,
+the view's default headers (``Allow``) are added, the request signals are sent
+(they keep database connections to ``CONN_MAX_AGE``), and the live dashboard
+counts the request. The middleware list is checked when the gateway is built:
+a middleware it does not know stops the server from starting, so a new one
+cannot be skipped by accident.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation
+from django.core.handlers.wsgi import WSGIRequest
+from django.core.signals import request_finished, request_started
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.urls import resolve
+from django.utils.module_loading import import_string
+
+from emporium.dashboard import collector
+
+logger = logging.getLogger(__name__)
+
+WSGIApplication = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+Handler = Callable[..., HttpResponse | None]
+
+# Middleware whose request phase may refuse or redirect a GET, and whose response
+# phase sets headers: both phases run here, as Django would run them.
+RUN = frozenset(
+    {
+        "django.middleware.security.SecurityMiddleware",
+        "emporium.core.middleware.SecurityHeadersMiddleware",
+        "django.middleware.common.CommonMiddleware",
+        "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    }
+)
+# Middleware with nothing to do for a cookie-less, token-less GET: no session to
+# load or save, no CSRF cookie, no user, no messages, no body. The timing
+# middleware's work is done by the gateway itself.
+SKIP = frozenset(
+    {
+        "emporium.dashboard.middleware.RequestTimingMiddleware",
+        "emporium.core.middleware.BodySizeLimitMiddleware",
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "django.middleware.csrf.CsrfViewMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+        "django.contrib.messages.middleware.MessageMiddleware",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Route:
+    """A path the gateway answers: ``pattern`` must match all of PATH_INFO.
+
+    ``handler(request, **groups)`` returns the response, or None to leave the
+    request to Django. ``view_path`` is a path the URL configuration resolves to
+    the same view, from which the view's default headers are taken.
+    """
+
+    pattern: re.Pattern[str]
+    handler: Handler
+    view_path: str
+    view_headers: dict[str, str] = field(default_factory=dict)
+
+
+def _middleware(paths: Sequence[str]) -> tuple[list[Any], list[Any]]:
+    """The instances whose request and response phases the gateway runs, in Django's order."""
+    unknown = [path for path in paths if path not in RUN and path not in SKIP]
+    if unknown:
+        raise ImproperlyConfigured(
+            f"LeanGateway does not know what {', '.join(unknown)} would do to an anonymous "
+            "read; add each to emporium.core.gateway.RUN or SKIP (docs/adr/0020)."
+        )
+    instances = [
+        import_string(path)(lambda request: HttpResponse()) for path in paths if path in RUN
+    ]
+    requesting = [instance for instance in instances if hasattr(instance, "process_request")]
+    # Responses pass back through the middleware in reverse order.
+    responding = [
+        instance for instance in reversed(instances) if hasattr(instance, "process_response")
+    ]
+    return requesting, responding
+
+
+def view_default_headers(path: str) -> dict[str, str]:
+    """The headers DRF's ``finalize_response`` adds to every answer of the view at ``path``."""
+    view_function = resolve(path).func
+    view_class = getattr(view_function, "cls", None)
+    if view_class is None:
+        return {}
+    view = view_class(**getattr(view_function, "initkwargs", {}))
+    actions = dict(getattr(view_function, "actions", None) or {})
+    if actions:  # as ViewSetMixin.as_view binds them
+        if "get" in actions and "head" not in actions:
+            actions["head"] = actions["get"]
+        view.action_map = actions
+        for method, action in actions.items():
+            setattr(view, method, getattr(view, action))
+    return dict(view.default_response_headers)
+
+
+class LeanGateway:
+    """A WSGI application answering ``routes`` itself and the rest through ``application``."""
+
+    def __init__(self, application: WSGIApplication, routes: Sequence[Route]) -> None:
+        self.application = application
+        self.requesting, self.responding = _middleware(settings.MIDDLEWARE)
+        self.routes = [
+            Route(
+                route.pattern,
+                route.handler,
+                route.view_path,
+                view_default_headers(route.view_path),
+            )
+            for route in routes
+        ]
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        if (
+            environ.get("REQUEST_METHOD") == "GET"
+            and "HTTP_AUTHORIZATION" not in environ
+            and "HTTP_COOKIE" not in environ
+            and not environ.get("SCRIPT_NAME")
+        ):
+            path = environ.get("PATH_INFO", "")
+            for route in self.routes:
+                match = route.pattern.fullmatch(path)
+                if match is not None:
+                    answered = self._answer(environ, start_response, route, match.groupdict())
+                    if answered is not None:
+                        return answered
+                    break
+        return self.application(environ, start_response)
+
+    def _answer(
+        self,
+        environ: dict[str, Any],
+        start_response: Callable[..., Any],
+        route: Route,
+        arguments: dict[str, str],
+    ) -> list[bytes] | None:
+        started = time.perf_counter()
+        request = WSGIRequest(environ)
+        request_started.send(sender=self.__class__, environ=environ)
+        try:
+            response = self._respond(request, route, arguments)
+        finally:
+            request_finished.send(sender=self.__class__)
+        if response is None:
+            return None
+        collector.request_record(duration_ms=(time.perf_counter() - started) * 1000.0)
+        cookies = [("Set-Cookie", c.output(header="")) for c in response.cookies.values()]
+        status = f"{response.status_code} {response.reason_phrase}"
+        start_response(status, [*response.items(), *cookies])
+        return [response.content]
+
+    def _respond(
+        self, request: HttpRequest, route: Route, arguments: dict[str, str]
+    ) -> HttpResponse | None:
+        try:
+            for middleware in self.requesting:
+                if middleware.process_request(request) is not None:
+                    return None  # a refusal or a redirect: Django's to give
+            response = route.handler(request, **arguments)
+        except SuspiciousOperation:  # a disallowed Host: Django answers 400 and logs it
+            return None
+        except Exception:  # the full path answers it, errors included
+            logger.warning("lean read failed; Django's handler answers it", exc_info=True)
+            return None
+        if response is None:
+            return None
+        for name, value in route.view_headers.items():
+            response[name] = value
+        finished: HttpResponseBase = response
+        for middleware in self.responding:
+            finished = middleware.process_response(request, finished)
+        assert isinstance(finished, HttpResponse)  # noqa: S101 - header middleware only
+        return finished
