@@ -31,6 +31,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
+import msgspec
 from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
@@ -166,12 +167,26 @@ def _json_document(parts: list[str]) -> bytes:
     return text.encode()
 
 
-def _rendered_parts(parts: list[str], row: selectors.RenderedRow) -> None:
-    """A rendered row's product JSON; its attributes as JSONRenderer writes a parsed dict."""
-    head, attributes, tail = row[0], row[1], row[2]
-    parts.append(head)
-    parts.append(_encoder.encode(json.loads(attributes)))
-    parts.append(tail)
+def _attributes_text(stored: str) -> str:
+    """Stored attributes (JSON text) as JSONRenderer writes the dict they parse to."""
+    if stored == "{}":
+        return stored
+    try:
+        value = msgspec.json.decode(stored)
+    except msgspec.MsgspecError:  # what msgspec refuses (1e400, lone surrogates), json reads
+        value = json.loads(stored)
+    return _encoder.encode(value)
+
+
+# What urlencode() leaves as it is: the lean path's parameters are validated
+# plain spellings and cursors (URL-safe base64), so they normally all are.
+_URL_SAFE = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
+def _query_string(items: list[tuple[str, str]]) -> str:
+    if all(_URL_SAFE.fullmatch(key) and _URL_SAFE.fullmatch(value) for key, value in items):
+        return "&".join(f"{key}={value}" for key, value in items)
+    return urlencode(items)
 
 
 def _list_body(request: HttpRequest, query: ListQuery, params: dict[str, str]) -> bytes:
@@ -193,14 +208,18 @@ def _list_body(request: HttpRequest, query: ListQuery, params: dict[str, str]) -
         rendered=rendered,
     )
     ordering = selectors.PRODUCT_ORDERINGS[query.ordering]
-    index = selectors.RENDERED_INDEX if rendered else selectors.PRODUCT_ROW_INDEX
-    indexes = [index[field.lstrip("-")] for field in ordering]
+    indexes = [selectors.PRODUCT_ROW_INDEX[field.lstrip("-")] for field in ordering]
 
     def link(row: selectors.ProductRow, *, forward: bool) -> str:
         # As KeysetPagination._link builds it from the same parameters.
+        if rendered:
+            position = selectors.rendered_position(row, ordering)
+        else:
+            position = [row[i] for i in indexes]
         linked = dict(params)
-        linked[CURSOR] = cursor_token(ordering, [row[i] for i in indexes], forward=forward)
-        return request.build_absolute_uri(f"{request.path}?{urlencode(sorted(linked.items()))}")
+        linked[CURSOR] = cursor_token(ordering, position, forward=forward)
+        query_string = _query_string(sorted(linked.items()))
+        return request.build_absolute_uri(f"{request.path}?{query_string}")
 
     rows = page.rows
     next_link = link(rows[-1], forward=True) if page.has_next and rows else None
@@ -213,14 +232,18 @@ def _list_body(request: HttpRequest, query: ListQuery, params: dict[str, str]) -
             "results": [product_row_representation(row, zone=zone) for row in rows],
         }
         return _renderer.render(data)
-    parts = ['{"next":', _encoder.encode(next_link), ',"previous":', _encoder.encode(previous_link)]
-    parts.append(',"results":[')
-    for number, row in enumerate(rows):
-        if number:
-            parts.append(",")
-        _rendered_parts(parts, row)
-    parts.append("]}")
-    return _json_document(parts)
+    results = ",".join(head + _attributes_text(stored) + tail for head, stored, tail, *_ in rows)
+    return _json_document(
+        [
+            '{"next":',
+            _encoder.encode(next_link),
+            ',"previous":',
+            _encoder.encode(previous_link),
+            ',"results":[',
+            results,
+            "]}",
+        ]
+    )
 
 
 def product_list(request: HttpRequest) -> HttpResponse | None:
@@ -249,9 +272,8 @@ def _detail_body(product_id: int) -> bytes:
         raise _TakeDrfPath()  # a 404 from the DRF path
     if not rendered:
         return _renderer.render(product_row_representation(row))
-    parts: list[str] = []
-    _rendered_parts(parts, row)
-    return _json_document(parts)
+    head, stored, tail, *_ = row
+    return _json_document([head, _attributes_text(stored), tail])
 
 
 def product_detail(request: HttpRequest, product_id: int) -> HttpResponse | None:

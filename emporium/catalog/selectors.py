@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime
 import functools
 import weakref
 from collections.abc import Callable, Sequence
@@ -189,11 +190,27 @@ def _select() -> str:
 # On PostgreSQL the lean path has emporium_product_rows() (migration
 # catalog/0003) write each product's JSON: a rendered row is the text before the
 # attributes, the attributes as stored JSON text, the text after them, then
-# price, name, created_at and id for the cursor.
+# price, name, created_at (microseconds since 1970: ``rendered_position``) and id
+# for the cursor.
 
 RenderedRow = Sequence[Any]
 RENDERED_INDEX = {"price": 3, "name": 4, "created_at": 5, "id": 6}
-_RENDERED = "SELECT head, attributes, tail, price, name, created_at, id FROM emporium_product_rows"
+_RENDERED = (
+    "SELECT head, attributes, tail, price, name, created_at_us, id FROM emporium_product_rows"
+)
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+
+def rendered_position(row: RenderedRow, fields: Sequence[str]) -> list[Any]:
+    """A rendered row's values of the ordering ``fields``, as a cursor holds them."""
+    values = []
+    for field in fields:
+        name = field.lstrip("-")
+        value = row[RENDERED_INDEX[name]]
+        if name == "created_at":
+            value = _EPOCH + datetime.timedelta(microseconds=value)
+        values.append(value)
+    return values
 
 
 def category_subtree_id_list(*, category_id: int) -> list[int]:
@@ -300,11 +317,20 @@ def product_page_rows(
     sql = f"{where} ORDER BY {order} LIMIT %s"
     rows: list[ProductRow]
     if rendered:
-        # Planned for this request's values (a price range decides the best index);
-        # the rows are written by the function, whose query stays prepared.
+        # The rows are written by the function (its query stays prepared). The ids
+        # are prepared too where one plan suits every value: the ordering's index,
+        # or a leaf category's. A price range under another ordering, or a subtree
+        # of several categories, is planned for its values: how many rows match
+        # decides between walking the ordering and sorting the matches.
+        ranged = (min_price is not None or max_price is not None) and names[0] != "price"
+        several = category_ids is not None and len(category_ids) > 1
         ids = f"SELECT p.id FROM {quote(Product._meta.db_table)} AS p{sql}"  # noqa: S608 - constants
         rows = list(
-            fetch_prepared(f"{_RENDERED}(ARRAY({ids}))", [*params, size + 1], prepare=False)
+            fetch_prepared(
+                f"{_RENDERED}(ARRAY({ids}))",
+                [*params, size + 1],
+                prepare=not (ranged or several),
+            )
         )
     else:
         rows = _fetch(f"{_select()}{sql}", [*params, size + 1])

@@ -11,7 +11,8 @@ JSON as ``serializers.product_row_representation`` and DRF's JSONRenderer write
 it, in three parts: the text before the ``attributes`` value, the attributes as
 stored (free-form JSON: only Python writes its numbers as Python does, so the
 caller parses and writes them), and the text after. Then the columns a cursor
-is made of: price, name, created_at, id.
+is made of: price, name, created_at (in microseconds since 1970: a page needs
+only its first and last row's as a datetime) and id.
 
 - to_json() escapes strings as json.dumps(ensure_ascii=False) does; U+2028 and
   U+2029 are escaped by the caller, as JSONRenderer does.
@@ -28,7 +29,7 @@ from django.db import migrations
 CREATE = r"""
 CREATE OR REPLACE FUNCTION emporium_product_rows(p_ids bigint[])
 RETURNS TABLE (head text, attributes text, tail text,
-               price numeric, name text, created_at timestamptz, id bigint)
+               price numeric, name text, created_at_us bigint, id bigint)
 LANGUAGE plpgsql STABLE
 -- Its plan depends on nothing the ids could change; planned for each call's ids,
 -- the long expression cost more than the query (docs/db_optimization.md).
@@ -60,7 +61,7 @@ BEGIN
         || CASE WHEN date_part('microseconds', p.updated_at)::bigint % 1000000 = 0 THEN ''
            ELSE to_char(p.updated_at AT TIME ZONE 'UTC', '.US') END
         || 'Z"}',
-        p.price, p.name::text, p.created_at, p.id
+        p.price, p.name::text, (extract(epoch FROM p.created_at) * 1000000)::bigint, p.id
     FROM unnest(p_ids) WITH ORDINALITY AS k(id, n)
     JOIN catalog_product AS p ON p.id = k.id
     JOIN catalog_category AS c ON c.id = p.category_id

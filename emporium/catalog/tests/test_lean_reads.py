@@ -16,11 +16,12 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import pytest
+from django.db import connection
 from django.test import Client, override_settings
 from django.utils import timezone
 from pytest_django import DjangoAssertNumQueries
 
-from emporium.catalog import fast_path, services
+from emporium.catalog import fast_path, selectors, services
 from emporium.catalog.models import Category, Product
 from emporium.catalog.selectors import PRODUCT_ORDERINGS
 from emporium.catalog.tests.support import PRODUCT_LIST_URL, product_url
@@ -79,6 +80,26 @@ def _path(link: str) -> str:
     return f"{parts.path}?{parts.query}"
 
 
+# Stored as written (raw JSON text): numbers in spellings Python writes otherwise
+# (1.50, 1e16, 0.00001, 2.0), a big integer, escapes PostgreSQL and Python must
+# write alike, nesting. PostgreSQL writes the rest of the row (selectors._RENDERED).
+ODD_ATTRIBUTES = (
+    '{"w": 1.50, "tiny": 0.00001, "big": 1e16, "two": 2.0, "neg": -0.5,'
+    ' "huge": 123456789012345678901234567890, "esc": "a\\u0001b\\\\c\\"d\\u2029e\\u007f",'
+    ' "list": [1, "x", null, true, {"k": []}], "": "empty key"}'
+)
+# (review_count, rating_total): averages that round half to even and otherwise.
+RATINGS = ((0, 0), (8, 9), (8, 11), (3, 10), (3, 5), (1, 5), (2, 3))
+
+
+def _store_attributes(product: Product, text: str) -> None:
+    cast = "::jsonb" if connection.vendor == "postgresql" else ""
+    table = Product._meta.db_table
+    with connection.cursor() as cursor:
+        sql = f"UPDATE {table} SET attributes = %s{cast} WHERE id = %s"  # noqa: S608 - constants
+        cursor.execute(sql, [text, product.pk])
+
+
 @pytest.fixture
 def catalog() -> dict[str, Category]:
     """Two trees, products with tied prices, names and creation times, odd attributes."""
@@ -101,9 +122,17 @@ def catalog() -> dict[str, Category]:
         )
         # Ties on created_at, and times with and without microseconds.
         created = moment + datetime.timedelta(seconds=index // 3, microseconds=(index % 2) * 17)
+        count, total = RATINGS[index % len(RATINGS)]
         Product.objects.filter(pk=product.pk).update(
-            created_at=created, review_count=index % 3, rating_total=(index % 3) * 4
+            created_at=created, review_count=count, rating_total=total
         )
+        if index % 5 == 1:
+            _store_attributes(product, ODD_ATTRIBUTES)
+        if index % 6 == 2:  # characters JSON must escape, in every text column
+            Product.objects.filter(pk=product.pk).update(
+                name=f'Odd \\ "{index % 7}"\t\x01\u2029',
+                sku=f"SKU\\{index}\u00e9",
+            )
     return {"home": home, "kitchen": kitchen, "pans": pans, "garden": garden}
 
 
@@ -266,3 +295,27 @@ def test_times_render_in_the_current_time_zone_as_drf_does(
         lean = answer(product_url(product.pk))
         assert lean == drf_answer(monkeypatch, product_url(product.pk))
     assert b"+01:00" in lean[1] or b"+02:00" in lean[1]
+
+
+def test_on_postgresql_the_database_writes_the_rows(
+    catalog: dict[str, Category], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The comparisons above run on rows emporium_product_rows() wrote, not on a fallback."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL writes the rows; SQLite's come from Python")
+    calls: list[str] = []
+    real = selectors.fetch_prepared
+
+    def spy(sql: str, params: Any, **kwargs: Any) -> Any:
+        calls.append(sql)
+        return real(sql, params, **kwargs)
+
+    monkeypatch.setattr(selectors, "fetch_prepared", spy)
+    product = Product.objects.order_by("pk").first()
+    assert product is not None
+    assert answer(product_url(product.pk))[0] == 200
+    assert answer(f"{PRODUCT_LIST_URL}?category={catalog['home'].pk}")[0] == 200
+    assert sum("emporium_product_rows" in sql for sql in calls) == 2
+    row = selectors.product_row(product_id=product.pk, rendered=True)
+    assert row is not None
+    assert row[0].startswith(f'{{"id":{product.pk},"sku":')
