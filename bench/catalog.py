@@ -14,6 +14,8 @@ nginx in front of the app on loopback, and measures with wrk (-t2 -c64):
                       request, the app restarted with CATALOG_CACHE_ENABLED=false
                       and nginx's micro-cache not in the path
   (c) uncached detail random product ids, same uncached app
+  (b), (c) again      through Django's whole request cycle (LEAN_GATEWAY_ENABLED
+                      false): the same-run reference for what the gateway saves
   (d) deep pages      page 1 and page 5,000 of the default list, uncached
 
     python -m bench.catalog [--seconds 10] [--products 100000] [--servers uvicorn,...]
@@ -231,6 +233,18 @@ def main() -> None:
             detail = load(via_pass, work / "detail.txt", seconds, connections)
             first_page = load(via_pass, page_1, seconds, connections)
             deep_page = load(via_pass, work / "page_5000.txt", seconds, connections)
+        # The same uncached reads through Django's whole request cycle, without the
+        # lean gateway in front (docs/adr/0020): what the gateway saves, same run.
+        with common.app_server(
+            {**uncached_env, "LEAN_GATEWAY_ENABLED": "false"},
+            kind=chosen,
+            port=app_port,
+            workers=WORKERS,
+            ready_path="/api/categories/",
+        ):
+            load(via_pass, work / "detail.txt", 2, connections)
+            django_list = load(via_pass, work / "uncached_list.txt", seconds, connections)
+            django_detail = load(via_pass, work / "detail.txt", seconds, connections)
 
     rows: list[tuple[str, common.LoadResult, str, float | None]] = [
         *(
@@ -252,8 +266,20 @@ def main() -> None:
         ),
         ("    reference: nginx static file", static, "", None),
         ("    reference: bare ASGI (uvicorn)", bare_result, "", None),
-        ("(b) uncached list, filter + cursor", uncached_list, "", None),
-        ("(c) uncached detail, random ids", detail, "", None),
+        (
+            "(b) uncached list, filter + cursor",
+            uncached_list,
+            "Django cycle",
+            django_list.requests_per_second,
+        ),
+        (
+            "(c) uncached detail, random ids",
+            detail,
+            "Django cycle",
+            django_detail.requests_per_second,
+        ),
+        ("    reference: (b) via Django's cycle", django_list, "", None),
+        ("    reference: (c) via Django's cycle", django_detail, "", None),
         ("(d) page 1, uncached", first_page, "", None),
         ("(d) page 5,000, uncached", deep_page, "page 1 p50", None),
     ]
@@ -291,6 +317,8 @@ def main() -> None:
             / bare_result.requests_per_second,
             "uncached_list": common.as_dict(uncached_list),
             "uncached_detail": common.as_dict(detail),
+            "uncached_list_django_cycle": common.as_dict(django_list),
+            "uncached_detail_django_cycle": common.as_dict(django_detail),
             "page_1_uncached": common.as_dict(first_page),
             "page_5000_uncached": common.as_dict(deep_page),
             "ratio_page_5000_to_page_1_p50": deep_page.p50_ms / first_page.p50_ms,
