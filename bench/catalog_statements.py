@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
 import random
 import re
 import subprocess
@@ -30,10 +29,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.catalog_cpu import cpu_seconds
+
 
 def _backend_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return cpu_seconds()[pid][1]
 
 
 def reads(count: int) -> None:

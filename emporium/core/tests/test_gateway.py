@@ -224,7 +224,7 @@ HANDED_OVER: dict[str, tuple[Callable[[dict[str, Any]], MakeEnviron], str]] = {
     ),
     "head": (lambda catalog: environ_for(PRODUCT_LIST_URL, method="head"), "200 OK"),
     "leading zero id": (
-        lambda catalog: environ_for(f"{PRODUCT_LIST_URL}{catalog['products'][0].pk:04d}/"),
+        lambda catalog: environ_for(f"{PRODUCT_LIST_URL}0{catalog['products'][0].pk}/"),
         "200 OK",
     ),
     "missing product": (lambda catalog: environ_for(product_url(99_999_999)), "404 Not Found"),
