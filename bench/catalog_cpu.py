@@ -10,14 +10,14 @@ that benchmark runs it, nginx in front, wrk with 64 connections:
 
 For each of the uncached list (random filter and cursor) and detail (random
 ids), with the gateway on (the default) and off (LEAN_GATEWAY_ENABLED=false:
-Django's whole request cycle), it prints req/s, p50/p99 and the CPU seconds per
-1,000 requests of each process kind, read from /proc before and after the load.
+Django's whole request cycle), it prints req/s, p50/p99 and the CPU milliseconds per
+request of the app server, its PostgreSQL backends and nginx's workers, read
+from /proc before and after the load.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -26,36 +26,11 @@ from pathlib import Path
 from bench import common
 from bench.catalog import DATABASE, SCRIPT, WORKERS
 
-_KINDS = {"python": "app", "granian": "app", "postgres": "postgres", "nginx": "nginx"}
-
-
-def cpu_seconds() -> Snapshot:
-    """utime + stime of every process, by pid."""
-    tick = os.sysconf("SC_CLK_TCK")
-    found = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            data = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        name = data[data.index("(") + 1 : data.rindex(")")]
-        fields = data[data.rindex(")") + 2 :].split()
-        found[int(entry)] = (name, (int(fields[11]) + int(fields[12])) / tick)
-    return found
-
-
-Snapshot = dict[int, tuple[str, float]]
-
-
-def by_kind(before: Snapshot, after: Snapshot) -> dict[str, float]:
-    spent: dict[str, float] = {}
-    for pid, (name, seconds) in after.items():
-        kind = _KINDS.get(name)
-        if kind:
-            spent[kind] = spent.get(kind, 0.0) + seconds - before.get(pid, (name, 0.0))[1]
-    return spent
+_SIDES = {
+    "app": common.app_server_process,
+    "postgres": common.postgres_backend(DATABASE),
+    "nginx": common.nginx_worker,
+}
 
 
 def measure(label: str, base: str, paths: Path, seconds: int) -> None:
@@ -65,9 +40,9 @@ def measure(label: str, base: str, paths: Path, seconds: int) -> None:
         )
 
     load(2)  # warm-up
-    before = cpu_seconds()
+    before = common.process_cpu()
     result = load(seconds)
-    spent = by_kind(before, cpu_seconds())
+    spent = common.cpu_spent(before, common.process_cpu(), _SIDES)
     per = {kind: 1000 * value / max(result.requests, 1) for kind, value in spent.items()}
     print(
         f"{label:<34}{result.requests_per_second:>8.0f}{result.p50_ms:>8.1f}{result.p99_ms:>8.1f}"

@@ -29,11 +29,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.catalog_cpu import cpu_seconds
+from bench import common
 
 
 def _backend_seconds(pid: int) -> float:
-    return cpu_seconds()[pid][1]
+    return common.process_cpu()[pid][1]
 
 
 def reads(count: int) -> None:

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,6 +43,59 @@ def require_tool(name: str, apt_package: str) -> str:
     if not path:
         raise SystemExit(f"{name} is not available")
     return path
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+ProcessCpu = dict[int, tuple[str, float]]
+
+
+def process_cpu() -> ProcessCpu:
+    """CPU seconds (user + system) of every process, by pid, with its command line."""
+    found: ProcessCpu = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                command = handle.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # gone meanwhile
+        # After the command name: state is field 0, utime 11, stime 12 (in ticks).
+        found[int(entry)] = (command, (int(fields[11]) + int(fields[12])) / CLOCK_TICKS)
+    return found
+
+
+def cpu_spent(
+    before: ProcessCpu, after: ProcessCpu, sides: dict[str, Callable[[str], bool]]
+) -> dict[str, float]:
+    """CPU seconds each side spent between two ``process_cpu`` snapshots.
+
+    A process counts for the first side whose test its command line passes;
+    processes that started in between count from zero.
+    """
+    spent = dict.fromkeys(sides, 0.0)
+    for pid, (command, seconds) in after.items():
+        for side, belongs in sides.items():
+            if belongs(command):
+                spent[side] += seconds - before.get(pid, (command, 0.0))[1]
+                break
+    return spent
+
+
+def nginx_worker(command: str) -> bool:
+    return command.startswith("nginx: worker")
+
+
+def app_server_process(command: str) -> bool:
+    """The app server's master and workers (each keeps the target in its command line)."""
+    return "config.wsgi" in command or "config.asgi" in command
+
+
+def postgres_backend(database: str) -> Callable[[str], bool]:
+    """A PostgreSQL backend serving ``database`` ("postgres: user database host state")."""
+    return lambda command: command.startswith("postgres:") and f" {database} " in command
 
 
 def free_port() -> int:
@@ -233,6 +286,29 @@ def print_table(rows: list[tuple[str, LoadResult | float]]) -> None:
 APP_SERVERS = ("gunicorn-sync", "gunicorn-gthread", "uvicorn", "granian")
 
 
+def uvicorn_command(target: str, *, port: int, workers: int) -> list[str]:
+    """uvicorn on loopback as every ASGI server of the benchmarks runs: uvloop, httptools."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        target,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+
+
 def app_server_command(kind: str, *, port: int, workers: int, threads: int = 4) -> list[str]:
     bind = ["127.0.0.1", str(port)]
     if kind in ("gunicorn-sync", "gunicorn-gthread"):
@@ -258,25 +334,7 @@ def app_server_command(kind: str, *, port: int, workers: int, threads: int = 4) 
             "warning",
         ]
     if kind == "uvicorn":
-        return [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "config.asgi:application",
-            "--host",
-            bind[0],
-            "--port",
-            bind[1],
-            "--workers",
-            str(workers),
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ]
+        return uvicorn_command("config.asgi:application", port=port, workers=workers)
     if kind == "granian":
         return [
             sys.executable,
@@ -398,27 +456,7 @@ def bare_asgi(body_file: Path, *, port: int, workers: int) -> Iterator[str]:
     """The same-run reference: uvicorn answering the same bytes from memory."""
     env = {**os.environ, "BARE_ASGI_BODY": str(body_file)}
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "bench.bare_asgi:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
+        uvicorn_command("bench.bare_asgi:app", port=port, workers=workers), cwd=ROOT, env=env
     )
     base = f"http://127.0.0.1:{port}"
     try:

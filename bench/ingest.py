@@ -196,49 +196,27 @@ def nginx_conf(prefix: Path, *, listen_port: int, app_port: int) -> str:
     )
 
 
-_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_by_process() -> dict[int, tuple[str, float]]:
-    """CPU seconds (user + system) of every process, with its command line."""
-    found: dict[int, tuple[str, float]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-            with open(f"/proc/{entry}/cmdline", "rb") as handle:
-                command = handle.read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue  # gone meanwhile
-        # After the command name: state is field 0, utime 11, stime 12 (in ticks).
-        found[int(entry)] = (command, (int(fields[11]) + int(fields[12])) / _TICKS)
-    return found
-
-
 def _machine_cpu_seconds() -> float:
     with open("/proc/stat") as handle:
         values = [int(value) for value in handle.readline().split()[1:]]
     # user nice system idle iowait irq softirq steal (guest time is already in user)
     busy = sum(values[:8]) - values[3] - values[4]
-    return busy / _TICKS
+    return busy / common.CLOCK_TICKS
 
 
-def cpu_split(
-    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
-) -> dict[str, float]:
+def cpu_split(before: common.ProcessCpu, after: common.ProcessCpu) -> dict[str, float]:
     """CPU seconds spent during a run by the server side, from two /proc snapshots."""
-    sides = {"app server": 0.0, "postgresql": 0.0, "nginx": 0.0}
-    for pid, (command, seconds) in after.items():
-        used = seconds - before.get(pid, (command, 0.0))[1]
-        if f"{DATABASE} " in command and command.startswith("postgres:"):
-            sides["postgresql"] += used
-        elif "config.wsgi" in command or "config.asgi" in command:
-            sides["app server"] += used
-        elif command.startswith("nginx: worker") or "emporium-bench-ingest" in command:
-            sides["nginx"] += used
-    return sides
+    return common.cpu_spent(
+        before,
+        after,
+        {
+            "app server": common.app_server_process,
+            "postgresql": common.postgres_backend(DATABASE),
+            "nginx": lambda command: (
+                common.nginx_worker(command) or "emporium-bench-ingest" in command
+            ),
+        },
+    )
 
 
 def _children_cpu_seconds() -> float:
@@ -336,7 +314,7 @@ def main() -> None:
                 seconds=3,
             )
             before = stored_points()
-            cpu_before, machine_before = _cpu_by_process(), _machine_cpu_seconds()
+            cpu_before, machine_before = common.process_cpu(), _machine_cpu_seconds()
             wrk_before = _children_cpu_seconds()
             window_started = time.monotonic()
             result = common.wrk(
@@ -347,7 +325,7 @@ def main() -> None:
                 threads=2,
                 seconds=args.seconds,
             )
-            cpu_after, machine_after = _cpu_by_process(), _machine_cpu_seconds()
+            cpu_after, machine_after = common.process_cpu(), _machine_cpu_seconds()
             wrk_cpu = _children_cpu_seconds() - wrk_before
             window = time.monotonic() - window_started
             after = stored_points()

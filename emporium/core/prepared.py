@@ -2,9 +2,9 @@
 
 Django's psycopg backend binds parameters on the client and turns psycopg's
 prepared statements off (``prepare_threshold=None``, for PgBouncer's sake), so
-PostgreSQL parses and plans every query it is sent. For a product read that
-cost ten times the work of running it: 1.09 ms of server CPU against 0.10 ms
-prepared, on the reference machine (docs/db_optimization.md).
+PostgreSQL parses and plans every query it is sent. For a product read with
+its JSON written in the SELECT list, planning cost ten times running it: 1.09
+ms of server CPU against 0.10 ms prepared (docs/db_optimization.md).
 :func:`fetch_prepared` runs a query as a prepared statement on the connection
 Django manages (its lifetime, health checks and transactions stay Django's):
 PostgreSQL parses it once per connection and keeps a generic plan once that
