@@ -6,13 +6,14 @@ it is what decides the throughput ceiling. Runs on the database the catalog
 benchmark seeded (``python -m bench.catalog`` first), the app on granian as
 that benchmark runs it, nginx in front, wrk with 64 connections:
 
-    python -m bench.catalog_cpu [--seconds 8]
+    python -m bench.catalog_cpu [--seconds 8] [--threads 1,2,4]
 
 For each of the uncached list (random filter and cursor) and detail (random
 ids), with the gateway on (the default) and off (LEAN_GATEWAY_ENABLED=false:
 Django's whole request cycle), it prints req/s, p50/p99 and the CPU milliseconds per
 request of the app server, its PostgreSQL backends and nginx's workers, read
-from /proc before and after the load.
+from /proc before and after the load. ``--threads`` repeats all of it for each
+number of granian blocking threads per worker (docs/adr/0021).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def measure(label: str, base: str, paths: Path, seconds: int) -> None:
     spent = common.cpu_spent(before, common.process_cpu(), _SIDES)
     per = {kind: 1000 * value / max(result.requests, 1) for kind, value in spent.items()}
     print(
-        f"{label:<34}{result.requests_per_second:>8.0f}{result.p50_ms:>8.1f}{result.p99_ms:>8.1f}"
+        f"{label:<38}{result.requests_per_second:>8.0f}{result.p50_ms:>8.1f}{result.p99_ms:>8.1f}"
         f"{per.get('app', 0):>8.3f}{per.get('postgres', 0):>10.3f}{per.get('nginx', 0):>8.3f}",
         flush=True,
     )
@@ -54,7 +55,13 @@ def measure(label: str, base: str, paths: Path, seconds: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument(
+        "--threads",
+        default=str(common.GRANIAN_BLOCKING_THREADS),
+        help="granian blocking threads per worker; several, comma-separated, to compare",
+    )
     args = parser.parse_args()
+    thread_counts = [int(value) for value in args.threads.split(",")]
     if int(common.psql("SELECT COUNT(*) FROM catalog_product", DATABASE) or 0) == 0:
         raise SystemExit("seed the catalog first: python -m bench.catalog")
     database_url = (
@@ -86,21 +93,24 @@ def main() -> None:
     )
     base = f"http://127.0.0.1:{pass_port}"
     print(
-        f"{'measured':<34}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}"
+        f"{'measured':<38}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}"
         f"{'app':>8}{'postgres':>10}{'nginx':>8}  (CPU ms per request)"
     )
     with common.nginx(conf, prefix), common.bench_lock():
-        for gateway in ("true", "false"):
-            with common.app_server(
-                {**env, "LEAN_GATEWAY_ENABLED": gateway},
-                kind="granian",
-                port=app_port,
-                workers=WORKERS,
-                ready_path="/api/categories/",
-            ):
-                for name in ("uncached_list", "detail"):
-                    label = f"{name} ({'gateway' if gateway == 'true' else 'Django cycle'})"
-                    measure(label, base, work / f"{name}.txt", args.seconds)
+        for threads in thread_counts:
+            for gateway in ("true", "false"):
+                with common.app_server(
+                    {**env, "LEAN_GATEWAY_ENABLED": gateway},
+                    kind="granian",
+                    port=app_port,
+                    workers=WORKERS,
+                    threads=threads,
+                    ready_path="/api/categories/",
+                ):
+                    for name in ("uncached_list", "detail"):
+                        cycle = "gateway" if gateway == "true" else "Django cycle"
+                        label = f"{name} ({cycle}, {threads}t)"
+                        measure(label, base, work / f"{name}.txt", args.seconds)
 
 
 if __name__ == "__main__":

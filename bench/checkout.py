@@ -26,7 +26,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--server", choices=common.APP_SERVERS, default="granian")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument(
+        "--threads", type=int, default=None, help="threads per worker (default: production's)"
+    )
     parser.add_argument("--buyers", type=int, default=40_000)
     args = parser.parse_args()
 

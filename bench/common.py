@@ -309,7 +309,16 @@ def uvicorn_command(target: str, *, port: int, workers: int) -> list[str]:
     ]
 
 
-def app_server_command(kind: str, *, port: int, workers: int, threads: int = 4) -> list[str]:
+# Python threads per worker, as production runs each server. granian's single
+# blocking thread per worker is the production command's (docs/adr/0021).
+GRANIAN_BLOCKING_THREADS = 1
+GTHREAD_THREADS = 4
+
+
+def app_server_command(
+    kind: str, *, port: int, workers: int, threads: int | None = None
+) -> list[str]:
+    """The command line of app server ``kind``; ``threads`` overrides its threads per worker."""
     bind = ["127.0.0.1", str(port)]
     if kind in ("gunicorn-sync", "gunicorn-gthread"):
         threaded = kind == "gunicorn-gthread"
@@ -325,7 +334,7 @@ def app_server_command(kind: str, *, port: int, workers: int, threads: int = 4) 
             "--worker-class",
             "gthread" if threaded else "sync",
             "--threads",
-            str(threads) if threaded else "1",
+            str(threads or GTHREAD_THREADS) if threaded else "1",
             "--backlog",
             "2048",
             "--keep-alive",
@@ -349,7 +358,7 @@ def app_server_command(kind: str, *, port: int, workers: int, threads: int = 4) 
             "--workers",
             str(workers),
             "--blocking-threads",
-            str(threads),
+            str(threads or GRANIAN_BLOCKING_THREADS),
             "--log-level",
             "warning",
             "config.wsgi:application",
@@ -371,7 +380,7 @@ def app_server(
     port: int,
     workers: int,
     ready_path: str,
-    threads: int = 4,
+    threads: int | None = None,
 ) -> Iterator[str]:
     process = subprocess.Popen(
         app_server_command(kind, port=port, workers=workers, threads=threads), cwd=ROOT, env=env
