@@ -167,11 +167,29 @@ def _json_document(parts: list[str]) -> bytes:
     return text.encode()
 
 
+class _HasFloat(Exception):
+    """Raised while decoding attributes that hold a non-integer number."""
+
+
+def _refuse_float(text: str) -> Any:
+    raise _HasFloat(text)
+
+
+# Without floats, msgspec writes JSON exactly as the json module does with
+# JSONRenderer's options (the same escapes, integers of any size, no spaces);
+# it writes floats differently (1e16 where json writes 1e+16), so those
+# attributes are written by the json module.
+_decoder = msgspec.json.Decoder(float_hook=_refuse_float)
+_compact = msgspec.json.Encoder()
+
+
 def _attributes_text(stored: str) -> str:
     """Stored attributes (JSON text) as JSONRenderer writes the dict they parse to."""
     if stored == "{}":
         return stored
     try:
+        return _compact.encode(_decoder.decode(stored)).decode()
+    except _HasFloat:
         value = msgspec.json.decode(stored)
     except msgspec.MsgspecError:  # what msgspec refuses (1e400, lone surrogates), json reads
         value = json.loads(stored)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
+import functools
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -80,7 +81,12 @@ def _field(model: type[Model], name: str) -> Field[Any, Any]:
 
 def ordering_fingerprint(ordering: Sequence[str]) -> str:
     """What a cursor carries to say which ordering it was made for."""
-    return hashlib.sha256(",".join(ordering).encode()).hexdigest()[:8]
+    return _fingerprint(",".join(ordering))
+
+
+@functools.lru_cache(maxsize=256)
+def _fingerprint(joined: str) -> str:
+    return hashlib.sha256(joined.encode()).hexdigest()[:8]
 
 
 def cursor_token(ordering: Sequence[str], values: Sequence[Any], *, forward: bool) -> str:

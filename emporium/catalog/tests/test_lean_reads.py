@@ -88,6 +88,13 @@ ODD_ATTRIBUTES = (
     ' "huge": 123456789012345678901234567890, "esc": "a\\u0001b\\\\c\\"d\\u2029e\\u007f",'
     ' "list": [1, "x", null, true, {"k": []}], "": "empty key"}'
 )
+# The same without non-integer numbers: written by msgspec rather than the json
+# module (fast_path._attributes_text), which must give the same bytes.
+INTEGER_ATTRIBUTES = (
+    '{"neg": -7, "zero": -0, "huge": 123456789012345678901234567890,'
+    ' "esc": "a\\u0001b\\\\c\\"d\\u2029e\\u007f\\ud83d\\ude00 \\t\\n",'
+    ' "list": [1, "x", null, false, {"k": [], "ü": "ç"}], "": "empty key"}'
+)
 # (review_count, rating_total): averages that round half to even and otherwise.
 RATINGS = ((0, 0), (8, 9), (8, 11), (3, 10), (3, 5), (1, 5), (2, 3))
 
@@ -128,6 +135,8 @@ def catalog() -> dict[str, Category]:
         )
         if index % 5 == 1:
             _store_attributes(product, ODD_ATTRIBUTES)
+        elif index % 5 == 3:
+            _store_attributes(product, INTEGER_ATTRIBUTES)
         if index % 6 == 2:  # characters JSON must escape, in every text column
             Product.objects.filter(pk=product.pk).update(
                 name=f'Odd \\ "{index % 7}"\t\x01\u2029',
