@@ -6,8 +6,9 @@ view wrapper around a read that needs none of them. :class:`LeanGateway` wraps
 the WSGI application and answers chosen routes itself, for requests that
 nothing on the full path could answer differently:
 
-- a GET with no ``Authorization`` and no ``Cookie`` header (so no user, no
-  session, no CSRF cookie is involved), at a path a :class:`Route` names;
+- a GET with no ``Authorization`` header and no cookies (no ``Cookie`` header,
+  or an empty one: no user, no session, no CSRF cookie is involved), at a path
+  a :class:`Route` names;
 - accepted by the request phase of the middleware that can refuse or redirect
   a request (host validation, disallowed user agents, the HTTPS redirect): that
   phase runs here too, and any answer it gives sends the request to Django;
@@ -18,10 +19,11 @@ Everything else, and any request whose handler raises, goes to the wrapped
 application unchanged. An answered request is finished as Django finishes it:
 the response phase of the header-setting middleware runs in Django's order,
 the view's default headers (``Allow``) are added, the request signals are sent
-(they keep database connections to ``CONN_MAX_AGE``), and the live dashboard
-counts the request. The middleware list is checked when the gateway is built:
-a middleware it does not know stops the server from starting, so a new one
-cannot be skipped by accident.
+(they keep database connections to ``CONN_MAX_AGE``), and ``on_answered`` is
+told how long it took (``config.wsgi`` has the live dashboard count it, as the
+timing middleware counts requests on Django's path). The middleware list is
+checked when the gateway is built: a middleware it does not know stops the
+server from starting, so a new one cannot be skipped by accident.
 """
 
 from __future__ import annotations
@@ -40,8 +42,6 @@ from django.core.signals import request_finished, request_started
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.urls import resolve
 from django.utils.module_loading import import_string
-
-from emporium.dashboard import collector
 
 logger = logging.getLogger(__name__)
 
@@ -127,8 +127,15 @@ def view_default_headers(path: str) -> dict[str, str]:
 class LeanGateway:
     """A WSGI application answering ``routes`` itself and the rest through ``application``."""
 
-    def __init__(self, application: WSGIApplication, routes: Sequence[Route]) -> None:
+    def __init__(
+        self,
+        application: WSGIApplication,
+        routes: Sequence[Route],
+        *,
+        on_answered: Callable[..., object] | None = None,
+    ) -> None:
         self.application = application
+        self.on_answered = on_answered
         self.requesting, self.responding = _middleware(settings.MIDDLEWARE)
         self.routes = [
             Route(
@@ -146,7 +153,7 @@ class LeanGateway:
         if (
             environ.get("REQUEST_METHOD") == "GET"
             and "HTTP_AUTHORIZATION" not in environ
-            and "HTTP_COOKIE" not in environ
+            and not environ.get("HTTP_COOKIE")
             and not environ.get("SCRIPT_NAME")
         ):
             path = environ.get("PATH_INFO", "")
@@ -175,7 +182,8 @@ class LeanGateway:
             request_finished.send(sender=self.__class__)
         if response is None:
             return None
-        collector.request_record(duration_ms=(time.perf_counter() - started) * 1000.0)
+        if self.on_answered is not None:
+            self.on_answered(duration_ms=(time.perf_counter() - started) * 1000.0)
         cookies = [("Set-Cookie", c.output(header="")) for c in response.cookies.values()]
         status = f"{response.status_code} {response.reason_phrase}"
         start_response(status, [*response.items(), *cookies])

@@ -30,7 +30,7 @@ from django.http import HttpRequest, HttpResponse
 from django.test import RequestFactory, override_settings
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from config.wsgi import django_application
+from config.wsgi import django_application, lean_gateway
 from emporium.catalog.fast_path import gateway_routes
 from emporium.catalog.tests.support import PRODUCT_LIST_URL, product_url
 from emporium.core.gateway import LeanGateway, Route
@@ -64,18 +64,20 @@ class CountingApplication:
         return self.application(environ, start_response)
 
 
-def environ_for(path: str, *, method: str = "get", host: str = HOST, **extra: Any) -> MakeEnviron:
+def environ_for(
+    path: str, *, method: str = "get", host: str = HOST, cookie_header: bool = True, **extra: Any
+) -> MakeEnviron:
     """A maker of fresh environs (a new wsgi.input each time) for one request.
 
-    RequestFactory always sets HTTP_COOKIE, empty when it has no cookies; a
-    client without cookies sends no Cookie header at all, so an empty one is
-    dropped here.
+    RequestFactory always sets HTTP_COOKIE, empty when it has no cookies;
+    ``cookie_header=False`` leaves the header out, as most clients without
+    cookies do.
     """
 
     def make() -> dict[str, Any]:
         request = getattr(RequestFactory(), method)(path, HTTP_HOST=host, **extra)
         environ = dict(request.environ)
-        if not environ.get("HTTP_COOKIE"):
+        if not cookie_header:
             environ.pop("HTTP_COOKIE", None)
         return environ
 
@@ -133,7 +135,7 @@ def django_app(_inside_test_transaction: None) -> CountingApplication:
 
 @pytest.fixture
 def gateway(django_app: CountingApplication) -> LeanGateway:
-    return LeanGateway(django_app, gateway_routes())
+    return lean_gateway(django_app)  # as config.wsgi wires it
 
 
 @pytest.fixture
@@ -195,6 +197,19 @@ def test_the_gateway_answers_eligible_reads_itself_exactly_as_django_does(
     assert lean.status == "200 OK"
     assert lean.headers[("Last-Modified", "present")] == 1
     assert json.loads(lean.body)  # a real page, not an empty answer
+
+
+def test_a_read_with_no_cookie_header_at_all_is_answered_as_one_with_an_empty_header(
+    catalog: dict[str, Any], gateway: LeanGateway, django_app: CountingApplication
+) -> None:
+    make = environ_for(product_url(catalog["products"][2].pk), cookie_header=False)
+    assert "HTTP_COOKIE" not in make()
+
+    lean = call(gateway, make())
+    assert django_app.calls == 0
+
+    assert lean == call(django_application, make())
+    assert lean == call(gateway, environ_for(product_url(catalog["products"][2].pk))())
 
 
 def _bearer(valid: bool) -> dict[str, str]:
