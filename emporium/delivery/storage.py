@@ -180,12 +180,12 @@ def telemetry_partitions_maintain(*, now: datetime | None = None) -> Maintenance
         )
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(
-                f"SELECT DISTINCT substr(recorded_at, 1, 10) FROM {POINT_TABLE} "  # noqa: S608
+                f"SELECT DISTINCT substr(recorded_at, 1, 10) FROM {POINT_TABLE} "  # noqa: S608 (constant table names)
                 "WHERE recorded_at < %s",
                 [boundary],
             )
             report.dropped = sorted(date.fromisoformat(day) for (day,) in cursor.fetchall())
-            cursor.execute(f"DELETE FROM {POINT_TABLE} WHERE recorded_at < %s", [boundary])  # noqa: S608
+            cursor.execute(f"DELETE FROM {POINT_TABLE} WHERE recorded_at < %s", [boundary])  # noqa: S608 (constant table names)
     minute_cutoff = now - timedelta(days=settings.EMPORIUM_TELEMETRY_ROLLUP_RETENTION_DAYS)
     report.minutes_deleted, _ = TelemetryMinute.objects.filter(minute__lt=minute_cutoff).delete()
     if report.dropped:
@@ -387,7 +387,7 @@ WITH batch AS (
 SELECT count(*) FROM fresh
 """  # noqa: S608 (table names are constants; every value is a bound parameter)
 
-_POSITION_LOCK_SQL = f"SELECT 1 FROM {POSITION_TABLE} WHERE device_id = %s FOR UPDATE"  # noqa: S608
+_POSITION_LOCK_SQL = f"SELECT 1 FROM {POSITION_TABLE} WHERE device_id = %s FOR UPDATE"  # noqa: S608 (constant table names)
 
 
 class _PreparingCursor(psycopg.Cursor[Any]):
@@ -439,7 +439,7 @@ def _position_lock_postgresql(cursor: Any, device_id: int) -> None:
     cursor.execute(_POSITION_LOCK_SQL, [device_id])
     if cursor.fetchone() is None:
         cursor.execute(
-            f"INSERT INTO {POSITION_TABLE} (device_id) VALUES (%s) "  # noqa: S608
+            f"INSERT INTO {POSITION_TABLE} (device_id) VALUES (%s) "  # noqa: S608 (constant table names)
             "ON CONFLICT (device_id) DO NOTHING",
             [device_id],
         )
@@ -489,7 +489,7 @@ def _insert_sqlite(device_id: int, points: Sequence[ValidPoint]) -> tuple[list[F
     with connection.cursor() as cursor:
         cursor.execute(
             # CAST: the text as stored, not the datetime Django's converter would make.
-            f"SELECT CAST(recorded_at AS TEXT) FROM {POINT_TABLE} "  # noqa: S608
+            f"SELECT CAST(recorded_at AS TEXT) FROM {POINT_TABLE} "  # noqa: S608 (constant table names)
             "WHERE device_id = %s AND recorded_at BETWEEN %s AND %s",
             [device_id, min(stamps), max(stamps)],
         )
@@ -502,7 +502,7 @@ def _insert_sqlite(device_id: int, points: Sequence[ValidPoint]) -> tuple[list[F
         fresh_stamps = [row[1] for row, _ in fresh]
         low, high = min(fresh_stamps), max(fresh_stamps)
         cursor.execute(
-            f"SELECT recorded_at, latitude, longitude FROM {POINT_TABLE} "  # noqa: S608
+            f"SELECT recorded_at, latitude, longitude FROM {POINT_TABLE} "  # noqa: S608 (constant table names)
             "WHERE device_id = %s AND recorded_at BETWEEN %s AND %s "
             f"UNION ALL SELECT * FROM (SELECT recorded_at, latitude, longitude FROM {POINT_TABLE} "
             "WHERE device_id = %s AND recorded_at < %s ORDER BY recorded_at DESC LIMIT 1) "
@@ -515,7 +515,7 @@ def _insert_sqlite(device_id: int, points: Sequence[ValidPoint]) -> tuple[list[F
             for moment, latitude, longitude in cursor.fetchall()
         ]
         cursor.executemany(
-            f"INSERT INTO {POINT_TABLE} ({_POINT_COLUMNS}) "  # noqa: S608
+            f"INSERT INTO {POINT_TABLE} ({_POINT_COLUMNS}) "  # noqa: S608 (constant table names)
             "VALUES (%s, %s, %s, %s, %s, %s, %s) "
             "ON CONFLICT (device_id, recorded_at) DO NOTHING",
             [row for row, _ in fresh],
@@ -549,7 +549,7 @@ def _minutes_add(device_id: int, deltas: Sequence[MinuteDelta]) -> None:
         # Minutes whose distance alone changes exist already (see rollups.minute_deltas).
         with connection.cursor() as cursor:
             cursor.executemany(
-                f"UPDATE {table} SET distance_m = distance_m + %s "  # noqa: S608
+                f"UPDATE {table} SET distance_m = distance_m + %s "  # noqa: S608 (constant table names)
                 "WHERE device_id = %s AND minute = %s",
                 [(delta.distance_m, device_id, adapt(delta.minute)) for delta in shifts],
             )
@@ -574,7 +574,7 @@ def _minutes_add(device_id: int, deltas: Sequence[MinuteDelta]) -> None:
     rows_sql = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(deltas))
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {table} (device_id, minute, point_count, latitude_sum, "  # noqa: S608
+            f"INSERT INTO {table} (device_id, minute, point_count, latitude_sum, "  # noqa: S608 (constant table names)
             "longitude_sum, first_recorded_at, last_recorded_at, distance_m, max_speed) "
             f"VALUES {rows_sql} "
             "ON CONFLICT (device_id, minute) DO UPDATE SET "

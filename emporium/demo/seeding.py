@@ -250,7 +250,7 @@ def seed_reviews_and_wishlists(*, product_count: int, customers: list[User]) -> 
     )
     reviews: list[Review] = []
     for index in range(0, reviewed_count, 3):
-        rng = random.Random(1_000_000 + index)  # noqa: S311
+        rng = random.Random(1_000_000 + index)  # noqa: S311 (demo data, not secrets)
         product_id = products[f"{SKU_PREFIX}{index:07d}"]
         for customer in rng.sample(customers, k=rng.randint(1, 4)):
             reviews.append(
@@ -281,7 +281,7 @@ def seed_reviews_and_wishlists(*, product_count: int, customers: list[User]) -> 
     product_ids = list(products.values())
     for number, customer in enumerate(customers):
         wishlist, _ = Wishlist.objects.get_or_create(user=customer)
-        rng = random.Random(2_000_000 + number)  # noqa: S311
+        rng = random.Random(2_000_000 + number)  # noqa: S311 (demo data, not secrets)
         for product_id in rng.sample(product_ids, k=min(5, len(product_ids))):
             wishlist_lines.append(WishlistItem(wishlist=wishlist, product_id=product_id))
     WishlistItem.objects.bulk_create(wishlist_lines, ignore_conflicts=True)

@@ -79,7 +79,7 @@ def stock_take(*, lines: list[_Line]) -> tuple[dict[int, _Taken], list[dict[str,
     """
     table = connection.ops.quote_name(Product._meta.db_table)
     sql = (
-        f"UPDATE {table} SET stock_quantity = stock_quantity - %s, updated_at = %s "  # noqa: S608
+        f"UPDATE {table} SET stock_quantity = stock_quantity - %s, updated_at = %s "  # noqa: S608 (constant table names)
         "WHERE id = %s AND stock_quantity >= %s RETURNING price, stock_quantity, name"
     )
     now = timezone.now()
