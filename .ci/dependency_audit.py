@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCK_FILES = ["requirements.lock", "requirements-dev.lock"]
@@ -38,7 +39,7 @@ def accepted_ids() -> dict[str, str]:
     return accepted
 
 
-def audit(lock_file: str) -> dict[str, object]:
+def audit(lock_file: str) -> dict[str, Any]:
     completed = subprocess.run(  # noqa: S603 - fixed arguments, the venv's own pip-audit
         [
             sys.executable,
@@ -62,7 +63,8 @@ def audit(lock_file: str) -> dict[str, object]:
     )
     if not completed.stdout.strip():
         raise SystemExit(f"pip-audit failed on {lock_file}:\n{completed.stderr}")
-    return json.loads(completed.stdout)  # type: ignore[no-any-return]
+    report: dict[str, Any] = json.loads(completed.stdout)
+    return report
 
 
 def main() -> int:
