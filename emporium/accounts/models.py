@@ -1,20 +1,31 @@
+from typing import Any
+
 from django.contrib.auth.models import AbstractUser, UserManager
 from django.db import models
 from django.db.models.functions import Lower
 
 from emporium.core.models import TimeStampedModel
+from emporium.core.usernames import username_fold
 
 
 class CaseInsensitiveUserManager(UserManager["User"]):
     def get_by_natural_key(self, username: str | None) -> "User":
-        # Usernames are unique regardless of case, so logging in as "Alice" finds "alice".
-        return self.get(username__iexact=username)
+        # Every spelling with the same fold ("Alice", "ALICE", full-width) finds
+        # one account: the fold is unique, and the login limit counts per fold too.
+        if not isinstance(username, str):
+            raise self.model.DoesNotExist()
+        return self.get(username_key=username_fold(username))
 
 
 class User(TimeStampedModel, AbstractUser):
-    """A shop user. Usernames and e-mail addresses are unique regardless of case."""
+    """A shop user. Usernames and e-mail addresses are unique regardless of case.
+
+    ``username_key`` is the username's fold (``emporium.core.usernames``), kept
+    by :meth:`save`; its unique index is what makes confusable spellings one name.
+    """
 
     email = models.EmailField("email address", max_length=254)
+    username_key = models.CharField(max_length=150, editable=False)
 
     objects = CaseInsensitiveUserManager()  # type: ignore[misc]
 
@@ -24,8 +35,16 @@ class User(TimeStampedModel, AbstractUser):
         ordering = ["id"]
         constraints = [
             models.UniqueConstraint(Lower("username"), name="user_username_ci_unique"),
+            models.UniqueConstraint(fields=["username_key"], name="user_username_key_unique"),
             models.UniqueConstraint(Lower("email"), name="user_email_ci_unique"),
         ]
 
     def __str__(self) -> str:
         return self.username
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.username_key = username_fold(self.username)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "username" in update_fields:
+            kwargs["update_fields"] = {*update_fields, "username_key"}
+        super().save(*args, **kwargs)

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from emporium.accounts.models import User
+from emporium.core.usernames import username_fold
 
 
 def user_list() -> QuerySet[User]:
@@ -10,7 +11,8 @@ def user_list() -> QuerySet[User]:
 
 
 def username_taken(*, username: str, exclude_id: int | None = None) -> bool:
-    queryset = User.objects.filter(username__iexact=username)
+    """Whether another account already answers to ``username`` (same fold)."""
+    queryset = User.objects.filter(username_key=username_fold(username))
     if exclude_id is not None:
         queryset = queryset.exclude(pk=exclude_id)
     return queryset.exists()

@@ -28,7 +28,12 @@ def _duplicates(*, username: str | None, email: str | None, exclude_id: int | No
 def user_register(
     *, username: str, email: str, password: str, first_name: str = "", last_name: str = ""
 ) -> User:
-    """Creates a customer account after the password rules and uniqueness checks pass."""
+    """Creates a customer account after the password rules and uniqueness checks pass.
+
+    The username is stored in NFKC form; it is refused when its fold matches an
+    existing account's, so no two accounts look alike or answer to one spelling.
+    """
+    username = User.normalize_username(username)
     email = User.objects.normalize_email(email)
     duplicates = _duplicates(username=username, email=email, exclude_id=None)
     if duplicates:

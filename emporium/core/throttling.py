@@ -17,6 +17,10 @@ from django.core.cache import caches
 from rest_framework.exceptions import APIException
 from rest_framework.throttling import SimpleRateThrottle
 
+from emporium.core.client_ip import client_ip
+
+from emporium.core.usernames import username_fold
+
 if TYPE_CHECKING:
     from rest_framework.request import Request
     from rest_framework.views import APIView
@@ -47,12 +51,20 @@ class _SlidingLogThrottle(SimpleRateThrottle):
 class LoginIPThrottle(_SlidingLogThrottle):
     scope = "login_ip"
 
+    def get_ident(self, request: Request) -> str:
+        return client_ip(request)
+
     def get_cache_key(self, request: Request, view: APIView) -> str | None:
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
 
 
 class LoginAccountThrottle(_SlidingLogThrottle):
-    """Counts attempts per username, whatever address they come from."""
+    """Counts attempts per account, whatever address they come from.
+
+    The key is the username's fold, the same one the account lookup uses, so
+    every spelling that reaches an account ("ADMIN", with a dotless i, in
+    full-width letters) shares its counter.
+    """
 
     scope = "login_account"
 
@@ -61,7 +73,7 @@ class LoginAccountThrottle(_SlidingLogThrottle):
         username = data.get("username") if isinstance(data, dict) else None
         if not isinstance(username, str) or not username:
             return None
-        return self.cache_format % {"scope": self.scope, "ident": username.strip().lower()[:150]}
+        return self.cache_format % {"scope": self.scope, "ident": username_fold(username)}
 
 
 class RegisterIPThrottle(LoginIPThrottle):
