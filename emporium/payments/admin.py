@@ -1,15 +1,40 @@
 from django.contrib import admin
+from django.db.models import Model
+from django.http import HttpRequest
 
-from emporium.payments.models import Payment
+from emporium.payments.models import Payment, PaymentDiscrepancy
+
+_DISCREPANCY_COLUMNS: tuple[str, ...] = (
+    "kind",
+    "provider_reference",
+    "expected_amount",
+    "expected_currency",
+    "reported_amount",
+    "reported_currency",
+    "resolved",
+    "created_at",
+)
+
+
+class PaymentDiscrepancyInline(admin.TabularInline):
+    model = PaymentDiscrepancy
+    extra = 0
+    can_delete = False
+    fields = _DISCREPANCY_COLUMNS
+    readonly_fields = tuple(name for name in _DISCREPANCY_COLUMNS if name != "resolved")
+
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
 
 
 @admin.register(Payment)
 class PaymentAdmin(admin.ModelAdmin):
     list_display = ["id", "order", "payment_method", "amount", "status", "created_at"]
-    list_filter = ["status", "payment_method", "created_at"]
+    list_filter = ["status", "payment_method", "created_at", "discrepancies__resolved"]
     search_fields = ["id", "order__id", "order__user__username", "provider_reference"]
     raw_id_fields = ["order"]
     list_select_related = ["order"]
+    inlines = [PaymentDiscrepancyInline]
     readonly_fields = [
         "order",
         "payment_method",
@@ -20,3 +45,39 @@ class PaymentAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
     ]
+
+
+@admin.register(PaymentDiscrepancy)
+class PaymentDiscrepancyAdmin(admin.ModelAdmin):
+    """Charges the provider reported that did not match their payment; staff mark them
+    resolved once they have settled them with the provider."""
+
+    list_display = [
+        "id",
+        "payment",
+        "kind",
+        "expected_amount",
+        "expected_currency",
+        "reported_amount",
+        "reported_currency",
+        "resolved",
+        "created_at",
+    ]
+    list_filter = ["resolved", "kind", "created_at"]
+    list_editable = ["resolved"]
+    search_fields = ["payment__id", "payment__order__id", "provider_reference"]
+    list_select_related = ["payment"]
+    readonly_fields = [
+        "payment",
+        "kind",
+        "provider_reference",
+        "expected_amount",
+        "expected_currency",
+        "reported_amount",
+        "reported_currency",
+        "created_at",
+        "updated_at",
+    ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

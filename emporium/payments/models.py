@@ -57,3 +57,46 @@ class Payment(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"payment {self.pk} of order {self.order_id} ({self.status})"
+
+
+class DiscrepancyKind(models.TextChoices):
+    AMOUNT = "amount", "Amount differs"
+    CURRENCY = "currency", "Currency differs"
+    AMOUNT_AND_CURRENCY = "amount_and_currency", "Amount and currency differ"
+
+
+class PaymentDiscrepancy(TimeStampedModel):
+    """A provider report of a charge that does not match the payment it names.
+
+    The report is refused (the payment and its order stay as they were) and
+    kept here for staff, who settle it by hand with the provider. The reported
+    values are kept as the provider sent them, even when they are not a number.
+    """
+
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="discrepancies")
+    kind = models.CharField(max_length=32, choices=DiscrepancyKind.choices)
+    provider_reference = models.CharField(max_length=128, blank=True, default="")
+    expected_amount = models.DecimalField(max_digits=14, decimal_places=2)
+    expected_currency = models.CharField(max_length=3)
+    reported_amount = models.CharField(max_length=64)
+    reported_currency = models.CharField(max_length=16)
+    resolved = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind__in=DiscrepancyKind.values), name="payment_discrepancy_kind_known"
+            ),
+            # The provider's retries of one report record it once.
+            models.UniqueConstraint(
+                fields=["payment", "provider_reference", "reported_amount", "reported_currency"],
+                name="payment_discrepancy_once_per_report",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["resolved", "created_at"], name="payment_discr_resolved_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} discrepancy on payment {self.payment_id}"

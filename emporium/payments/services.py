@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -21,7 +23,7 @@ from emporium.accounts.models import User
 from emporium.core.errors import Conflict, InvalidInput
 from emporium.integrations import events
 from emporium.orders.models import Order, OrderStatus
-from emporium.payments.models import Payment, PaymentStatus
+from emporium.payments.models import DiscrepancyKind, Payment, PaymentDiscrepancy, PaymentStatus
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +104,68 @@ def payment_mark_succeeded(*, payment_id: int, provider_reference: str) -> bool:
             logger.warning("payment %s succeeded on a closed order; refunding", payment_id)
             _refund_record(payment)
     return True
+
+
+@dataclass(frozen=True)
+class ReportedCharge:
+    """What the provider says it charged for one of our payments."""
+
+    payment_id: int
+    provider_reference: str
+    amount: Decimal
+    currency: str
+
+
+def payment_charge_report(*, charge: ReportedCharge) -> PaymentDiscrepancy | bool:
+    """Applies the provider's report of a successful charge, if it matches the payment.
+
+    A charge of another amount or currency than the payment's never settles it:
+    the payment and its order stay as they are, the report is recorded once as
+    a :class:`PaymentDiscrepancy` for staff and returned. Otherwise the result
+    is :func:`payment_mark_succeeded`'s (False for a payment already settled).
+
+    Refusing does not depend on the payment's status: a mismatching report about
+    a payment already settled is just as much for staff to look at.
+    """
+    payment = Payment.objects.get(pk=charge.payment_id)
+    expected_currency = str(settings.PAYMENT_CURRENCY).upper()
+    amount_differs = charge.amount != payment.amount
+    currency_differs = charge.currency.upper() != expected_currency
+    if not (amount_differs or currency_differs):
+        return payment_mark_succeeded(
+            payment_id=payment.pk, provider_reference=charge.provider_reference
+        )
+    kind = (
+        DiscrepancyKind.AMOUNT_AND_CURRENCY
+        if amount_differs and currency_differs
+        else DiscrepancyKind.AMOUNT
+        if amount_differs
+        else DiscrepancyKind.CURRENCY
+    )
+    reported_amount = str(charge.amount)[:64]
+    reported_currency = charge.currency[:16]
+    provider_reference = charge.provider_reference[:128]
+    discrepancy, created = PaymentDiscrepancy.objects.get_or_create(
+        payment=payment,
+        provider_reference=provider_reference,
+        reported_amount=reported_amount,
+        reported_currency=reported_currency,
+        defaults={
+            "kind": kind,
+            "expected_amount": payment.amount,
+            "expected_currency": expected_currency,
+        },
+    )
+    logger.warning(
+        "payment %s: provider reported a charge of %s %s, expected %s %s; refused (%s)",
+        payment.pk,
+        reported_amount,
+        reported_currency,
+        payment.amount,
+        expected_currency,
+        "recorded" if created else "already recorded",
+    )
+    return discrepancy
 
 
 def payment_late_success(*, payment_id: int, provider_reference: str) -> bool:

@@ -14,7 +14,7 @@ from emporium.core.tests.factories import OrderFactory, PaymentFactory
 from emporium.orders.models import Order, OrderStatusChange
 from emporium.payments import services
 from emporium.payments.gateway import PaymentDeclined, default_gateway
-from emporium.payments.models import Payment, PaymentStatus
+from emporium.payments.models import Payment, PaymentDiscrepancy, PaymentStatus
 from simulators.payment_provider import SIGNATURE_HEADER, sign
 from tests.support.processes import ProviderProcess, wait_until
 
@@ -392,3 +392,171 @@ def test_simulator_callback_with_another_secret_is_refused(
         lambda: any(record.getMessage() == refused for record in caplog.records), timeout=10
     )
     assert current_status(payment) == PaymentStatus.PENDING
+
+
+# -- the charge must be the payment's amount in the payment's currency -------------------
+
+
+def discrepancies(payment: Payment) -> list[tuple[str, str, Decimal, str, str, str, bool]]:
+    return list(
+        PaymentDiscrepancy.objects.filter(payment=payment).values_list(
+            "kind",
+            "provider_reference",
+            "expected_amount",
+            "expected_currency",
+            "reported_amount",
+            "reported_currency",
+            "resolved",
+        )
+    )
+
+
+def mismatch(expected: tuple[str, str], reported: tuple[str, str]) -> dict[str, Any]:
+    return {
+        "error": {
+            "code": "charge_mismatch",
+            "message": "The charge's amount or currency is not the payment's; it was not applied.",
+            "details": {
+                "expected": {"amount": expected[0], "currency": expected[1]},
+                "reported": {"amount": reported[0], "currency": reported[1]},
+            },
+        }
+    }
+
+
+@pytest.mark.django_db
+class TestChargeMismatch:
+    @pytest.mark.parametrize(
+        ("amount", "currency", "kind"),
+        [
+            ("0.01", "EUR", "amount"),
+            ("42.01", "EUR", "amount"),
+            ("4200", "EUR", "amount"),
+            ("-42.00", "EUR", "amount"),
+            ("42.00", "USD", "currency"),
+            ("0.01", "USD", "amount_and_currency"),
+        ],
+    )
+    def test_signed_success_for_another_charge_is_refused_and_recorded(
+        self, amount: str, currency: str, kind: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        payment = make_payment()
+        event = succeeded_event(payment, "ch_wrong")
+        event["data"].update(amount=amount, currency=currency)
+
+        response = deliver(event)
+
+        assert response.status_code == 409
+        assert response.json() == mismatch(("42.00", "EUR"), (amount, currency))
+        assert state(payment) == PENDING_STATE
+        assert discrepancies(payment) == [
+            (kind, "ch_wrong", Decimal("42.00"), "EUR", amount, currency, False)
+        ]
+        warnings = [r for r in caplog.records if r.name == "emporium.payments.services"]
+        assert [r.levelname for r in warnings] == ["WARNING"]
+        assert warnings[0].getMessage() == (
+            f"payment {payment.pk}: provider reported a charge of {amount} {currency}, "
+            "expected 42.00 EUR; refused (recorded)"
+        )
+
+    def test_the_provider_retrying_a_refused_charge_records_it_once(self) -> None:
+        payment = make_payment()
+        event = succeeded_event(payment, "ch_wrong")
+        event["data"]["amount"] = "0.01"
+
+        first, again = deliver(event), deliver(event)
+
+        assert (first.status_code, again.status_code) == (409, 409)
+        assert again.json() == first.json()
+        assert len(discrepancies(payment)) == 1
+        assert state(payment) == PENDING_STATE
+
+    def test_a_refused_charge_does_not_block_the_right_one(self) -> None:
+        payment = make_payment()
+        wrong = succeeded_event(payment, "ch_wrong")
+        wrong["data"]["amount"] = "0.01"
+        deliver(wrong)
+
+        response = deliver(succeeded_event(payment, "ch_right"))
+
+        assert response.json() == {"status": "applied"}
+        assert state(payment) == (
+            "succeeded",
+            "ch_right",
+            "",
+            "paid",
+            [("pending_payment", "paid")],
+        )
+        assert len(discrepancies(payment)) == 1
+
+    def test_a_mismatch_about_a_settled_payment_is_still_recorded(self) -> None:
+        payment = make_payment()
+        deliver(succeeded_event(payment, "ch_right"))
+        settled = state(payment)
+        wrong = succeeded_event(payment, "ch_second")
+        wrong["data"]["amount"] = "10.00"
+
+        response = deliver(wrong)
+
+        assert response.status_code == 409
+        assert state(payment) == settled
+        assert [row[:2] for row in discrepancies(payment)] == [("amount", "ch_second")]
+
+    @pytest.mark.parametrize(
+        ("amount", "currency"),
+        [("42.00", "EUR"), ("42", "EUR"), ("42.000", "eur"), (42, "EUR"), (42.0, "EUR")],
+        ids=["string", "no-cents", "more-digits-lowercase", "json-integer", "json-number"],
+    )
+    def test_the_same_amount_and_currency_however_written_settles(
+        self, amount: Any, currency: str
+    ) -> None:
+        payment = make_payment()
+        event = succeeded_event(payment, "ch_ok")
+        event["data"].update(amount=amount, currency=currency)
+
+        response = deliver(event)
+
+        assert response.status_code == 200
+        assert response.json() == {"status": "applied"}
+        assert state(payment) == ("succeeded", "ch_ok", "", "paid", [("pending_payment", "paid")])
+        assert discrepancies(payment) == []
+
+    def test_a_json_number_close_to_the_amount_is_not_rounded_into_it(self) -> None:
+        payment = make_payment()
+        raw = (
+            b'{"type": "charge.succeeded", "data": {"id": "ch_x", "amount": 41.999999999999999999,'
+            b' "currency": "EUR", "reference": "payment-%d"}}' % payment.pk
+        )
+
+        response = deliver(raw)
+
+        assert response.status_code == 409
+        assert state(payment) == PENDING_STATE
+
+    @pytest.mark.parametrize(
+        ("amount", "currency"),
+        [
+            (None, "EUR"),
+            ("NaN", "EUR"),
+            ("Infinity", "EUR"),
+            ("forty-two", "EUR"),
+            (True, "EUR"),
+            (["42.00"], "EUR"),
+            ("42.00", None),
+            ("42.00", ""),
+            ("42.00", 978),
+        ],
+    )
+    def test_a_success_without_a_usable_amount_or_currency_is_not_an_event(
+        self, amount: Any, currency: Any
+    ) -> None:
+        payment = make_payment()
+        event = succeeded_event(payment)
+        event["data"].update(amount=amount, currency=currency)
+
+        response = deliver(event)
+
+        assert response.status_code == 400
+        assert response.json() == NOT_AN_EVENT
+        assert state(payment) == PENDING_STATE
+        assert discrepancies(payment) == []
