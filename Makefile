@@ -44,18 +44,26 @@ frontend/node_modules/.package-lock.json: frontend/package.json frontend/package
 $(FRONTEND_BUNDLE): frontend/node_modules/.package-lock.json frontend/build.mjs $(wildcard frontend/src/*.js)
 	cd frontend && npm run --silent build
 
-## Install, migrate, load demo data and serve the API and WebSockets (uvicorn on config.asgi)
+## The payment webhook secret the app uses: the environment's, else this installation's own
+## (generated once under var/, docs/security.md). Handed to the simulator in its environment.
+WEBHOOK_SECRET = $(BIN)/python -c "from django.conf import settings; print(settings.PAYMENT_WEBHOOK_SECRET or '')"
+
+## Install, migrate, load demo data and serve the API and WebSockets (uvicorn on config.asgi,
+## through emporium.core.servers: header and keep-alive timeouts, no trust in forwarded headers)
 ## on the embedded profile, with the simulated payment provider on port $(PROVIDER_PORT) and the
 ## telemetry simulator driving the demo's couriers. Ctrl-C stops all three.
 run: install
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python manage.py seed_demo --products $(SEED_PRODUCTS)
+	export DJANGO_SETTINGS_MODULE=$${DJANGO_SETTINGS_MODULE:-config.settings.embedded}; \
+	PAYMENT_WEBHOOK_SECRET="$$($(WEBHOOK_SECRET))" || exit 1; export PAYMENT_WEBHOOK_SECRET; \
 	$(BIN)/python -m simulators.payment_provider --port $(PROVIDER_PORT) & provider=$$!; \
 	( sleep 3; exec $(BIN)/python manage.py simulate_telemetry --devices 20 --rate 1 --batch-size 5 \
 	    --duration 86400 --url http://$(HOST):$(PORT) --issue-devices ) & telemetry=$$!; \
 	trap 'kill $$provider $$telemetry 2>/dev/null' EXIT INT TERM; \
 	PAYMENT_PROVIDER_URL=http://127.0.0.1:$(PROVIDER_PORT) \
-	$(BIN)/uvicorn config.asgi:application --host $(HOST) --port $(PORT) --log-level warning
+	$(BIN)/python -m emporium.core.servers uvicorn config.asgi:application \
+	    --host $(HOST) --port $(PORT) --log-level warning
 
 ## Production profile background work: a Celery worker for every queue, beat, and the outbox relay.
 worker: install
@@ -72,7 +80,9 @@ dashboard-publisher: install
 	$(BIN)/python manage.py dashboard_publisher
 
 provider: install
-	$(BIN)/python -m simulators.payment_provider --port $(PROVIDER_PORT)
+	export DJANGO_SETTINGS_MODULE=$${DJANGO_SETTINGS_MODULE:-config.settings.embedded}; \
+	PAYMENT_WEBHOOK_SECRET="$$($(WEBHOOK_SECRET))" || exit 1; export PAYMENT_WEBHOOK_SECRET; \
+	exec $(BIN)/python -m simulators.payment_provider --port $(PROVIDER_PORT)
 
 ## The whole test suite. Set DATABASE_URL / REDIS_URL / BROKER_URL to run it on real servers,
 ## and EMPORIUM_REQUIRE_SERVICES=1 to make a missing server a failure.

@@ -27,7 +27,9 @@ import contextlib
 import hashlib
 import hmac
 import json
+import os
 import random
+import secrets
 import threading
 import time
 import urllib.request
@@ -53,7 +55,7 @@ class ProviderState:
     failure_rate: float = 0.0
     outage: bool = False
     decline_tokens: set[str] = field(default_factory=lambda: set(DEFAULT_DECLINE_TOKENS))
-    webhook_secret: str = "simulator-webhook-secret"  # noqa: S105 - a sandbox default
+    webhook_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     api_key: str | None = None
     random: random.Random = field(default_factory=random.Random)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -289,7 +291,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jitter-ms", type=float, default=5.0)
     parser.add_argument("--failure-rate", type=float, default=0.0)
     parser.add_argument("--decline-tokens", default=",".join(DEFAULT_DECLINE_TOKENS))
-    parser.add_argument("--webhook-secret", default="simulator-webhook-secret")
+    # From the environment, as the app reads it (`make run` sets it), not the command
+    # line, where other users could read it; a secret of its own otherwise.
+    parser.add_argument(
+        "--webhook-secret",
+        default=os.environ.get("PAYMENT_WEBHOOK_SECRET") or secrets.token_urlsafe(32),
+    )
     parser.add_argument("--api-key", default=None)
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args(argv)

@@ -1,16 +1,39 @@
 """The embedded profile: one process, no services. Only for development and demos."""
 
+from django.core.exceptions import ImproperlyConfigured
+
+from config.settings import base
 from config.settings.base import *  # noqa: F403
 from config.settings.base import ENV
+from config.settings.secret_keys import environment_problems, installation_secrets
 
 # DEBUG stays off unless asked for, so even the demo answers every error in the
 # API's JSON shape; `make run` serves static files with runserver --insecure.
 DEBUG = bool(ENV.debug)
-# A fixed key is acceptable only here: the embedded profile never faces the internet.
-SECRET_KEY = (
-    ENV.secret_key or "embedded-profile-only-not-secret-0123456789abcdefghijklmnopqrstuvwxyz"
+# Never a published key (config.settings.secret_keys). On SQLite a key the
+# environment does not give is generated once for this installation and kept in
+# SECRETS_PATH (mode 0600). A database server holds real data: there the
+# environment must give SECRET_KEY, and every key it gives must be a real one.
+_ON_SQLITE = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"  # noqa: F405
+_SECRET_PROBLEMS = environment_problems(
+    ENV,
+    jwt_algorithm=str(base.SIMPLE_JWT["ALGORITHM"]),
+    require_secret_key=not _ON_SQLITE,
 )
+if _SECRET_PROBLEMS:
+    raise ImproperlyConfigured(
+        "The embedded profile refuses these secrets"
+        + ("" if _ON_SQLITE else " on a database server")
+        + ": "
+        + " ".join(_SECRET_PROBLEMS)
+    )
+_INSTALLATION = (
+    installation_secrets(ENV.secrets_path)
+    if _ON_SQLITE and not (ENV.secret_key and ENV.payment_webhook_secret)
+    else {}
+)
+SECRET_KEY = ENV.secret_key or _INSTALLATION["SECRET_KEY"]
 SIMPLE_JWT = {**SIMPLE_JWT, "SIGNING_KEY": ENV.jwt_signing_key or SECRET_KEY}  # noqa: F405
 ALLOWED_HOSTS = ENV.allowed_hosts or ["127.0.0.1", "localhost", "[::1]", "testserver"]
-# The simulator's sandbox secret, so `make run` works with no configuration.
-PAYMENT_WEBHOOK_SECRET = ENV.payment_webhook_secret or "simulator-webhook-secret"
+# `make run` hands this installation's secret to the payment simulator too.
+PAYMENT_WEBHOOK_SECRET = ENV.payment_webhook_secret or _INSTALLATION.get("PAYMENT_WEBHOOK_SECRET")

@@ -29,6 +29,12 @@ class Environment:
     csrf_trusted_origins: list[str]
     database_url: str | None
     database_conn_max_age: int
+    database_pool_min_size: int
+    database_pool_max_size: int
+    database_pool_timeout: float
+    secrets_path: Path
+    http_header_timeout_seconds: float
+    http_keep_alive_timeout_seconds: int
     redis_url: str | None
     broker_url: str | None
     sqlite_path: Path
@@ -67,6 +73,16 @@ def read_environment() -> Environment:
         csrf_trusted_origins=_env.list("CSRF_TRUSTED_ORIGINS", default=[]),
         database_url=_env.str("DATABASE_URL", default=None) or None,
         database_conn_max_age=_env.int("DATABASE_CONN_MAX_AGE", default=600),
+        # Connections each process may hold (psycopg's pool); 0 turns the pool off.
+        database_pool_min_size=_env.int("DATABASE_POOL_MIN_SIZE", default=1),
+        database_pool_max_size=_env.int("DATABASE_POOL_MAX_SIZE", default=8),
+        # Seconds a request waits for a pooled connection before it is answered 503.
+        database_pool_timeout=_env.float("DATABASE_POOL_TIMEOUT", default=5.0),
+        # The embedded profile's generated keys (config.settings.secret_keys).
+        secrets_path=Path(_env.str("SECRETS_PATH", default=str(BASE_DIR / "var" / "secrets.json"))),
+        # Read by the app servers' launcher (emporium.core.servers), not by Django.
+        http_header_timeout_seconds=_env.float("HTTP_HEADER_TIMEOUT_SECONDS", default=10.0),
+        http_keep_alive_timeout_seconds=_env.int("HTTP_KEEP_ALIVE_TIMEOUT_SECONDS", default=5),
         redis_url=_env.str("REDIS_URL", default=None) or None,
         broker_url=_env.str("BROKER_URL", default=None) or None,
         sqlite_path=Path(
@@ -110,16 +126,42 @@ def read_environment() -> Environment:
 ENV = read_environment()
 
 
-def database_config(url: str | None, *, sqlite_path: Path, conn_max_age: int) -> dict[str, object]:
-    """PostgreSQL (psycopg 3, persistent connections) from a URL, else SQLite in WAL mode."""
+def database_config(
+    url: str | None,
+    *,
+    sqlite_path: Path,
+    conn_max_age: int,
+    pool_min_size: int = 0,
+    pool_max_size: int = 0,
+    pool_timeout: float = 5.0,
+) -> dict[str, object]:
+    """PostgreSQL (psycopg 3) from a URL, else SQLite in WAL mode.
+
+    With ``pool_max_size`` > 0 each process holds at most that many PostgreSQL
+    connections (psycopg's pool, docs/db_optimization.md): a request borrows one
+    and gives it back when it ends (``CONN_MAX_AGE`` 0, the only value Django
+    allows with a pool, and the right one under ASGI, where every request runs
+    on a thread of its own). A request that waits ``pool_timeout`` seconds for
+    one is answered 503. Without a pool, connections persist per thread for
+    ``conn_max_age`` seconds.
+    """
     if url:
         config: dict[str, object] = environ.Env.db_url_config(url)
+        options: dict[str, object] = dict(config.get("OPTIONS") or {})  # type: ignore[call-overload]
         if config.get("ENGINE") == "django.db.backends.postgresql":
             # The same backend with a health check that needs no round trip.
             config["ENGINE"] = "emporium.core.db_backends.postgresql"
-        config["CONN_MAX_AGE"] = conn_max_age
-        config["CONN_HEALTH_CHECKS"] = True
-        config.setdefault("OPTIONS", {})
+            if pool_max_size > 0:
+                options["pool"] = {
+                    "min_size": min(pool_min_size, pool_max_size),
+                    "max_size": pool_max_size,
+                    "timeout": pool_timeout,
+                }
+        config["CONN_MAX_AGE"] = 0 if "pool" in options else conn_max_age
+        # A pooled connection is checked by the backend as it leaves the pool,
+        # without psycopg's round trip (emporium.core.db_backends.postgresql).
+        config["CONN_HEALTH_CHECKS"] = "pool" not in options
+        config["OPTIONS"] = options
         return config
     sqlite_path.parent.mkdir(parents=True, exist_ok=True)
     return {

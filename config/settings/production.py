@@ -1,22 +1,30 @@
 """The production profile: hardened settings on PostgreSQL, Redis and RabbitMQ.
 
-There is no default secret: startup fails unless SECRET_KEY is set.
+There is no default secret: startup fails unless SECRET_KEY is set, and on any
+secret that is a published placeholder or too weak (config.settings.secret_keys).
 """
 
 from django.core.exceptions import ImproperlyConfigured
 
+from config.settings import base
 from config.settings.base import *  # noqa: F403
 from config.settings.base import ENV
+from config.settings.secret_keys import environment_problems
 
-if not ENV.secret_key or len(ENV.secret_key) < 50:
-    raise ImproperlyConfigured("SECRET_KEY must be set to at least 50 random characters.")
+_SECRET_PROBLEMS = environment_problems(
+    ENV,
+    jwt_algorithm=str(base.SIMPLE_JWT["ALGORITHM"]),
+    require_secret_key=True,
+)
+if _SECRET_PROBLEMS:
+    raise ImproperlyConfigured("Production refuses these secrets: " + " ".join(_SECRET_PROBLEMS))
 if not ENV.database_url:
     raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL in production.")
 if not ENV.allowed_hosts:
     raise ImproperlyConfigured("ALLOWED_HOSTS must list the host names this deployment serves.")
 
 DEBUG = bool(ENV.debug)
-SECRET_KEY = ENV.secret_key
+SECRET_KEY = ENV.secret_key or ""  # never empty: refused above
 SIMPLE_JWT = {**SIMPLE_JWT, "SIGNING_KEY": ENV.jwt_signing_key or SECRET_KEY}  # noqa: F405
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -50,3 +50,44 @@ class Conflict(ApplicationError):
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+class ServiceBusy(ApplicationError):
+    """The database cannot take the request now; the client should retry after a pause."""
+
+    status_code = 503
+    code = "service_busy"
+    default_message = "The service is busy. Retry after the number of seconds in Retry-After."
+    retry_after_seconds = 2
+
+
+# PostgreSQL refusing a new connection: too_many_connections, cannot_connect_now.
+_OVERLOAD_SQLSTATES = frozenset({"53300", "57P03"})
+
+
+def database_overloaded(error: BaseException) -> bool:
+    """Whether ``error`` (or what caused it) says the database has no connection to give.
+
+    A process's pool found none free in DATABASE_POOL_TIMEOUT (``PoolTimeout``),
+    or the server refused a new one (its ``max_connections`` reached, or still
+    starting). Nothing was written: a retry is safe. Django wraps both in its
+    own ``OperationalError``, so the chain of causes is followed.
+    """
+    try:
+        from psycopg_pool import PoolTimeout
+    except ImportError:  # pragma: no cover - installed with the PostgreSQL extras
+        PoolTimeout = ()  # type: ignore[assignment,misc]
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, PoolTimeout):
+            return True
+        if getattr(current, "sqlstate", None) in _OVERLOAD_SQLSTATES:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def service_busy_headers() -> dict[str, str]:
+    return {"Retry-After": str(ServiceBusy.retry_after_seconds)}

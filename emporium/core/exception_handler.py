@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from django.core import exceptions as django_exceptions
-from django.db import IntegrityError
+from django.db import IntegrityError, OperationalError
 from django.db.models import ProtectedError, RestrictedError
 from django.http import Http404
 from rest_framework import exceptions as drf_exceptions
@@ -15,7 +15,13 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from emporium.core.errors import ApplicationError, error_body
+from emporium.core.errors import (
+    ApplicationError,
+    ServiceBusy,
+    database_overloaded,
+    error_body,
+    service_busy_headers,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +78,15 @@ def _drf_response(exc: drf_exceptions.APIException) -> Response:
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     set_rollback()
+    if isinstance(exc, OperationalError) and database_overloaded(exc):
+        logger.warning("database busy, answered 503: %s", exc)
+        exc = ServiceBusy()
     if isinstance(exc, ApplicationError):
-        return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
+        return Response(
+            error_body(exc.code, exc.message, exc.details),
+            status=exc.status_code,
+            headers=service_busy_headers() if isinstance(exc, ServiceBusy) else None,
+        )
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()
     elif isinstance(exc, django_exceptions.PermissionDenied):

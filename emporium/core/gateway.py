@@ -16,11 +16,13 @@ nothing on the full path could answer differently:
   take (the catalog's lean reads, ``emporium.catalog.fast_path``).
 
 Everything else, and any request whose handler raises, goes to the wrapped
-application unchanged. An answered request is finished as Django finishes it:
-the response phase of the header-setting middleware runs in Django's order,
-the view's default headers (``Allow``) are added, the request signals are sent
-(they keep database connections to ``CONN_MAX_AGE``), and ``on_answered`` is
-told how long it took (``config.wsgi`` has the live dashboard count it, as the
+application unchanged; except when the database has no connection to give,
+which is answered 503 here rather than waited for twice. An answered request
+is finished as Django finishes it: the response phase of the header-setting
+middleware runs in Django's order, the view's default headers (``Allow``) are
+added, the request signals are sent (they return the database connection to
+the pool, or keep it to ``CONN_MAX_AGE``), and ``on_answered`` is told how
+long it took (``config.wsgi`` has the live dashboard count it, as the
 timing middleware counts requests on Django's path). The middleware list is
 checked when the gateway is built: a middleware it does not know stops the
 server from starting, so a new one cannot be skipped by accident.
@@ -42,6 +44,9 @@ from django.core.signals import request_finished, request_started
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.urls import resolve
 from django.utils.module_loading import import_string
+
+from emporium.core.errors import database_overloaded
+from emporium.core.views import service_busy_response
 
 logger = logging.getLogger(__name__)
 
@@ -199,9 +204,12 @@ class LeanGateway:
             response = route.handler(request, **arguments)
         except SuspiciousOperation:  # a disallowed Host: Django answers 400 and logs it
             return None
-        except Exception:  # the full path answers it, errors included
-            logger.warning("lean read failed; Django's handler answers it", exc_info=True)
-            return None
+        except Exception as error:  # the full path answers it, errors included
+            if not database_overloaded(error):
+                logger.warning("lean read failed; Django's handler answers it", exc_info=True)
+                return None
+            # No connection to be had: Django's path would wait for one again.
+            response = service_busy_response()
         if response is None:
             return None
         for name, value in route.view_headers.items():

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+
 from django.http import HttpRequest, JsonResponse
 
-from emporium.core.errors import error_body
+from emporium.core.errors import ServiceBusy, database_overloaded, error_body, service_busy_headers
 
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
@@ -25,4 +27,20 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonR
 
 
 def server_error(request: HttpRequest) -> JsonResponse:
+    """500, or 503 with Retry-After when the database had no connection to give.
+
+    Django calls this while handling the exception, so ``sys.exc_info`` holds
+    it; that covers failures outside API views (middleware, admin, pages).
+    """
+    error = sys.exc_info()[1]
+    if error is not None and database_overloaded(error):
+        return service_busy_response()
     return JsonResponse(error_body("internal_error", "An unexpected error occurred."), status=500)
+
+
+def service_busy_response() -> JsonResponse:
+    return JsonResponse(
+        error_body(ServiceBusy.code, ServiceBusy.default_message),
+        status=ServiceBusy.status_code,
+        headers=service_busy_headers(),
+    )

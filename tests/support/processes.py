@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -85,7 +86,8 @@ class ProviderProcess:
 
 def start_provider(*, port: int | None = None, extra: list[str] | None = None) -> ProviderProcess:
     port = port or free_port()
-    secret = "test-webhook-secret"
+    # A real-strength key: worker processes on the embedded profile refuse weak ones.
+    secret = secrets.token_urlsafe(32)
     process = subprocess.Popen(  # noqa: S603
         [
             sys.executable,

@@ -65,7 +65,7 @@ def test_the_ip_key_is_the_remote_address() -> None:
 
 
 def test_without_trusted_proxies_a_forwarded_for_header_is_ignored() -> None:
-    assert settings.REST_FRAMEWORK["NUM_PROXIES"] == 0
+    assert settings.TRUSTED_PROXY_COUNT == 0
     request = json_request("{}", address="198.51.100.4")
     request._request.META["HTTP_X_FORWARDED_FOR"] = "6.6.6.6"
 
@@ -76,7 +76,7 @@ def test_behind_one_trusted_proxy_the_key_is_the_address_the_proxy_saw() -> None
     request = json_request("{}", address="10.0.0.2")
     request._request.META["HTTP_X_FORWARDED_FOR"] = "6.6.6.6, 198.51.100.20"
 
-    with override_settings(REST_FRAMEWORK={**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}):
+    with override_settings(TRUSTED_PROXY_COUNT=1):
         key = LoginIPThrottle().get_cache_key(request, APIView())
 
     assert key == "throttle_login_ip_198.51.100.20"

@@ -1,0 +1,111 @@
+"""How every app server is started: the options that bound slow clients and client addresses.
+
+``python -m emporium.core.servers uvicorn|granian <their arguments>`` runs the
+server with these options first; `make run`, the production commands and the
+tests all start servers this way, so no server runs without them.
+
+- Client addresses: neither server may rewrite the socket's peer address from
+  ``X-Forwarded-For``; the application alone decides which proxies to believe
+  (``TRUSTED_PROXY_COUNT``, ``emporium.core.client_ip``). uvicorn's
+  ``--proxy-headers`` (on by default) would believe any client on loopback.
+- Slow clients: a request's headers must arrive within
+  ``HTTP_HEADER_TIMEOUT_SECONDS`` of its first byte (or of the connection
+  opening), however slowly they trickle in; an idle keep-alive connection is
+  closed after ``HTTP_KEEP_ALIVE_TIMEOUT_SECONDS``. granian has both settings;
+  uvicorn has only the second, so :class:`HttpToolsProtocolWithHeaderTimeout`
+  adds the first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from config.settings.env import ENV
+
+
+class HttpToolsProtocolWithHeaderTimeout(HttpToolsProtocol):
+    """uvicorn's httptools protocol, closing a connection whose headers take too long.
+
+    The clock starts when the connection opens and again at the first byte of
+    each later request, and stops when the headers are complete; bytes that
+    trickle in do not restart it (they do restart uvicorn's keep-alive timer).
+    """
+
+    header_timeout_seconds: float = ENV.http_header_timeout_seconds
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_header_timer()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm_header_timer()
+
+    def on_headers_complete(self) -> None:
+        self._disarm_header_timer()
+        super().on_headers_complete()
+
+    def _arm_header_timer(self) -> None:
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(
+                self.header_timeout_seconds, self._header_timeout
+            )
+
+    def _disarm_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _header_timeout(self) -> None:
+        self._header_timer = None
+        if not self.transport.is_closing():
+            self.logger.debug("closing a connection whose request headers took too long")
+            self.transport.close()
+
+
+def uvicorn_options() -> list[str]:
+    return [
+        "--no-proxy-headers",
+        "--http",
+        f"{__name__}:{HttpToolsProtocolWithHeaderTimeout.__name__}",
+        "--timeout-keep-alive",
+        str(ENV.http_keep_alive_timeout_seconds),
+    ]
+
+
+def granian_options() -> list[str]:
+    # granian reads no forwarded headers; its header clock is in milliseconds (1..60000).
+    header_timeout_ms = max(1, min(60_000, round(ENV.http_header_timeout_seconds * 1000)))
+    return ["--http1-header-read-timeout", str(header_timeout_ms)]
+
+
+SERVERS = {"uvicorn": uvicorn_options, "granian": granian_options}
+
+
+def server_command(server: str, arguments: list[str]) -> list[str]:
+    """The full command line of ``server`` with ``arguments`` (target, host, port...)."""
+    return [sys.executable, "-m", server, *SERVERS[server](), *arguments]
+
+
+def main(argv: list[str]) -> None:
+    if not argv or argv[0] not in SERVERS:
+        sys.exit(f"usage: python -m {__name__} {{{'|'.join(SERVERS)}}} <server arguments>")
+    command = server_command(argv[0], argv[1:])
+    os.execv(command[0], command)  # noqa: S606 - this interpreter, a fixed module
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
