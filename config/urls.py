@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from emporium.accounts.admin import admin_login
 from emporium.accounts.urls import auth_urlpatterns
 
 api_urlpatterns: list[URLPattern | URLResolver] = [
@@ -22,6 +23,8 @@ api_urlpatterns: list[URLPattern | URLResolver] = [
 
 urlpatterns = [
     path("api/", include(api_urlpatterns)),
+    # Before the admin's own URLs: its sign-in form under the API login's limits.
+    path("admin/login/", admin_login, name="admin-login"),
     path("admin/", admin.site.urls),
     path("dashboard/", include("emporium.dashboard.urls")),
     path("", include("emporium.search.page_urls")),

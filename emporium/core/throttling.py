@@ -14,15 +14,16 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from django.core.cache import caches
-from rest_framework.exceptions import APIException
+from django.http import HttpRequest
+from rest_framework.exceptions import APIException, ParseError, UnsupportedMediaType
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 
 from emporium.core.client_ip import client_ip
-
 from emporium.core.usernames import username_fold
 
 if TYPE_CHECKING:
-    from rest_framework.request import Request
     from rest_framework.views import APIView
 
 logger = logging.getLogger(__name__)
@@ -78,6 +79,31 @@ class LoginAccountThrottle(_SlidingLogThrottle):
 
 class RegisterIPThrottle(LoginIPThrottle):
     scope = "register_ip"
+
+
+# Every way of signing in with a password (the API, the admin site) is asked
+# these, on the same counters: a second door is not a way around the first.
+LOGIN_THROTTLES: tuple[type[_SlidingLogThrottle], ...] = (LoginIPThrottle, LoginAccountThrottle)
+
+
+def login_attempt_wait(request: HttpRequest, view: object = None) -> float | None:
+    """Counts a sign-in attempt made outside DRF; seconds to wait if refused, else None.
+
+    The body (a form or JSON) is read the way DRF would, so the account key is
+    the same one the API's login counts under. A body that cannot be read has
+    no username to count; the address is still counted.
+    """
+    attempt = Request(request, parsers=[FormParser(), MultiPartParser(), JSONParser()])
+    for throttle_class in LOGIN_THROTTLES:
+        throttle = throttle_class()
+        try:
+            allowed = throttle.allow_request(attempt, view)  # type: ignore[arg-type]
+        except (ParseError, UnsupportedMediaType):
+            allowed = True
+        if not allowed:
+            wait = throttle.wait()
+            return float(wait) if wait else 1.0
+    return None
 
 
 # KEYS[1]: the key's theoretical arrival time (TAT). ARGV: now, interval, period (seconds).
