@@ -80,7 +80,7 @@ def uvicorn_options() -> list[str]:
     return [
         "--no-proxy-headers",
         "--http",
-        f"{__name__}:{HttpToolsProtocolWithHeaderTimeout.__name__}",
+        f"emporium.core.servers:{HttpToolsProtocolWithHeaderTimeout.__name__}",
         "--timeout-keep-alive",
         str(ENV.http_keep_alive_timeout_seconds),
     ]
@@ -102,7 +102,7 @@ def server_command(server: str, arguments: list[str]) -> list[str]:
 
 def main(argv: list[str]) -> None:
     if not argv or argv[0] not in SERVERS:
-        sys.exit(f"usage: python -m {__name__} {{{'|'.join(SERVERS)}}} <server arguments>")
+        sys.exit(f"usage: python -m emporium.core.servers {{{'|'.join(SERVERS)}}} <arguments>")
     command = server_command(argv[0], argv[1:])
     os.execv(command[0], command)  # noqa: S606 - this interpreter, a fixed module
 
