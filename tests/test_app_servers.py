@@ -78,7 +78,7 @@ def _answers(url: str) -> bool:
 @pytest.fixture(scope="module")
 def _migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("servers")
-    subprocess.run(  # noqa: S603 - this interpreter and manage.py
+    subprocess.run(
         [sys.executable, "manage.py", "migrate", "--no-input"],
         cwd=ROOT,
         env=_environment(directory),
