@@ -18,7 +18,7 @@ from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
-from emporium.realtime.routing import websocket_application  # noqa: E402
+from emporium.realtime.routing import lifespan_application, websocket_application  # noqa: E402
 
 http_application = (
     ASGIStaticFilesHandler(django_application)
@@ -26,4 +26,11 @@ http_application = (
     else django_application
 )
 
-application = ProtocolTypeRouter({"http": http_application, "websocket": websocket_application})
+application = ProtocolTypeRouter(
+    {
+        "http": http_application,
+        "websocket": websocket_application,
+        # Starts the realtime transport with the server and stops it on shutdown.
+        "lifespan": lifespan_application,
+    }
+)

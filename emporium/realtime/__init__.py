@@ -1,7 +1,8 @@
 """Real-time delivery over WebSockets: see docs/realtime.md.
 
-The two functions other apps need are importable from here without pulling
-in models: :func:`broadcast` and :func:`connections_open`.
+What other apps need is importable from here without pulling in models:
+:func:`broadcast`, :func:`connections_open`, :func:`transport_healthy` (for a
+readiness check) and :func:`user_sockets_revoke`.
 """
 
 from __future__ import annotations
@@ -25,3 +26,16 @@ def connections_open() -> int:
     from emporium.realtime.transport import connections_open as count
 
     return count()
+
+
+def transport_healthy() -> bool:
+    """Whether this process's realtime transport is connected (a readiness signal).
+
+    False while a WebSocket server process has lost its Redis pub/sub
+    connection and is reconnecting: it then refuses new sockets with 1012.
+    True once reconnected, in the embedded profile (no Redis), and in a process
+    that serves no WebSockets (it has no transport).
+    """
+    from emporium.realtime.hub import HUB
+
+    return HUB.transport_healthy()

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
+from rest_framework_simplejwt.tokens import Token
 
 from emporium.accounts.models import User
 
@@ -55,20 +57,57 @@ def token_from_message(text: str | None) -> str | None:
     return token if isinstance(token, str) and token else None
 
 
-def user_for_token(token: str) -> Authenticated | None:
-    """The active user an access token belongs to; None for any invalid token.
+@dataclass(frozen=True)
+class TokenIdentity:
+    """Whom a token with a valid signature, expiry and type names (the account is not read yet)."""
 
-    The same validation as the REST API (simplejwt: signature, expiry, token
-    type, active user), so a token works on both or on neither. Queries the
-    database: call it through ``database_sync_to_async``.
+    user_id: int
+    expires_at: float | None
+    token: Token
+
+
+def token_identity(token: str) -> TokenIdentity | None:
+    """The user id an access token carries; None for any invalid token. No database query.
+
+    The socket is registered under this id before the account is read (see
+    ``Hub.register``), so a revocation racing the connection still reaches it.
     """
     authentication = JWTAuthentication()
     try:
         validated = authentication.get_validated_token(token.encode())
-        user = authentication.get_user(validated)
     except (InvalidToken, TokenError, AuthenticationFailed):
         return None
-    if not isinstance(user, User) or not user.is_active:
+    # simplejwt writes the id as a string ("7"); the hub indexes users by the integer.
+    claim = validated.get(jwt_settings.USER_ID_CLAIM)
+    text = str(claim) if isinstance(claim, int | str) and not isinstance(claim, bool) else ""
+    if not (text.isascii() and text.isdecimal()) or len(text) > 19:
         return None
+    user_id = int(text)
     expires = validated.get("exp")
-    return Authenticated(user=user, expires_at=float(expires) if expires else None)
+    return TokenIdentity(
+        user_id=user_id, expires_at=float(expires) if expires else None, token=validated
+    )
+
+
+def user_for_identity(identity: TokenIdentity) -> Authenticated | None:
+    """The token's user if the account still exists and is active; None otherwise.
+
+    With :func:`token_identity`, the same validation as the REST API
+    (simplejwt: signature, expiry, token type, active user), so a token works
+    on both or on neither. Queries the database: call it through
+    ``database_sync_to_async``.
+    """
+    authentication = JWTAuthentication()
+    try:
+        user = authentication.get_user(identity.token)
+    except (InvalidToken, TokenError, AuthenticationFailed):
+        return None
+    if not isinstance(user, User) or not user.is_active or user.pk != identity.user_id:
+        return None
+    return Authenticated(user=user, expires_at=identity.expires_at)
+
+
+def session_user_still_active(user_id: int) -> Authenticated | None:
+    """A session's user, read again after the socket registered; None once inactive or deleted."""
+    user = User.objects.filter(pk=user_id, is_active=True).first()
+    return Authenticated(user=user, expires_at=None) if user is not None else None

@@ -2,17 +2,20 @@
 
 Each consumer accepts the socket first (a close code can only be sent on an
 open socket), authenticates with the JWT from the subprotocol header or the
-first message (the dashboard also takes a staff session), decides which
-groups the caller may join, queues a ``welcome`` message and registers with
-the hub. From then on events flow hub → buffer → socket without passing
-through Channels' dispatch, so no delivery hops to a thread; only the few
-messages a client sends (auth, disconnect) do.
+first message (the dashboard also takes a staff session), registers with the
+hub under the token's user (so a revocation of that user closes it with
+4401 from then on), reads the account, decides which groups the caller may
+join, queues a ``welcome`` message and joins them. From then on events flow
+hub → buffer → socket without passing through Channels' dispatch, so no
+delivery hops to a thread; only the few messages a client sends (auth,
+disconnect) do.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 from channels.consumer import AsyncConsumer
@@ -26,17 +29,21 @@ from emporium.realtime import groups, selectors
 from emporium.realtime.auth import (
     TOKEN_SUBPROTOCOL,
     Authenticated,
+    session_user_still_active,
     token_from_message,
     token_from_subprotocols,
-    user_for_token,
+    token_identity,
+    user_for_identity,
 )
 from emporium.realtime.hub import (
     CLOSE_FORBIDDEN,
     CLOSE_NOT_FOUND,
+    CLOSE_SERVICE_RESTART,
     CLOSE_UNAUTHENTICATED,
     HUB,
     BufferPolicy,
     Connection,
+    TransportUnavailable,
 )
 from emporium.realtime.transport import dumps
 
@@ -87,7 +94,11 @@ class StreamConsumer(AsyncConsumer):
             return
         session_user = self._session_user()
         if session_user is not None:
-            await self._start(Authenticated(user=session_user, expires_at=None))
+            self._authenticating = True
+            user_id = session_user.pk
+            await self._start(
+                user_id, lambda: database_sync_to_async(session_user_still_active)(user_id)
+            )
             return
         loop = asyncio.get_running_loop()
         self._timers.append(
@@ -115,29 +126,57 @@ class StreamConsumer(AsyncConsumer):
 
     async def _authenticate(self, token: str) -> None:
         self._authenticating = True
-        authenticated = await database_sync_to_async(user_for_token)(token) if token else None
-        if authenticated is None:
+        identity = token_identity(token) if token else None
+        if identity is None:
             await self._close(CLOSE_UNAUTHENTICATED)
             return
-        await self._start(authenticated)
+        await self._start(
+            identity.user_id, lambda: database_sync_to_async(user_for_identity)(identity)
+        )
 
-    async def _start(self, authenticated: Authenticated) -> None:
+    async def _start(
+        self, user_id: int, load_user: Callable[[], Awaitable[Authenticated | None]]
+    ) -> None:
+        """Registers the socket under ``user_id``, then reads the account and joins its groups.
+
+        Registered first, so a revocation of the user published from here on
+        closes the socket; the account is read after that, so one committed
+        before is seen there. Either way a deactivated user's socket closes.
+        """
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
-        decision = await self.authorize(authenticated.user)
-        if isinstance(decision, int):
-            await self._close(decision)
+        connection = Connection(hub=HUB, send=self.base_send, policy=self.policy(), user_id=user_id)
+        try:
+            await HUB.register(connection)
+        except TransportUnavailable:
+            await self._close(CLOSE_SERVICE_RESTART)
             return
-        if self._closed:
+        self.connection = connection
+        if self._closed:  # the client left meanwhile
+            await connection.stop()
             return
-        connection = Connection(hub=HUB, send=self.base_send, policy=self.policy())
+        authenticated = await load_user()
+        decision: list[str] | int = CLOSE_UNAUTHENTICATED
+        if authenticated is not None and not connection.closing:
+            decision = await self.authorize(authenticated.user)
+        if connection.closing or self._closed:
+            return  # revoked (closed with 4401 already), or the client left
+        if isinstance(decision, int) or authenticated is None:
+            await connection.stop()
+            await self._close(decision if isinstance(decision, int) else CLOSE_UNAUTHENTICATED)
+            return
         # First in the buffer: by the time the client reads it, every group is subscribed.
         connection.buffer.append(
             dumps({"type": "welcome", "stream": self.stream, "user_id": authenticated.user.pk})
         )
-        await HUB.register(connection, decision)
-        self.connection = connection
+        try:
+            await HUB.join(connection, decision)
+        except TransportUnavailable:
+            await self._close(CLOSE_SERVICE_RESTART)
+            return
+        if connection.closing:
+            return
         connection.start()
         if authenticated.expires_at is not None:
             # The token's validity bounds the socket's: the client reconnects with a fresh one.

@@ -6,6 +6,8 @@ from __future__ import annotations
 DASHBOARD = "dashboard"
 # Every connected customer's notification stream (staff broadcasts).
 BROADCAST = "broadcast"
+# Revocations of users' sockets ({"user_id": 7}); every server process listens.
+REVOCATIONS = "revocations"
 
 
 def user_orders(user_id: int) -> str:

@@ -14,6 +14,12 @@ the newest position matters), order and notification streams close the
 socket with :data:`CLOSE_TOO_SLOW` so the client reconnects and fetches what
 it missed over REST.
 
+The hub also indexes its connections by user. A revocation (the account was
+deactivated or deleted, or its tokens revoked) is published to the group
+:data:`~emporium.realtime.groups.REVOCATIONS`, which every process is always
+subscribed to; each hub closes that user's local sockets with
+:data:`CLOSE_UNAUTHENTICATED`.
+
 Nothing here touches the ORM: delivery never hops to a thread.
 """
 
@@ -21,12 +27,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from emporium.realtime import groups as group_names
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +65,20 @@ class BufferPolicy:
     min_interval: float = 0.0
 
 
+class TransportUnavailable(Exception):
+    """The transport cannot subscribe now (Redis is down); the socket should come back later."""
+
+
 class Transport(Protocol):
-    """Where the hub's groups come from: Redis pub/sub, or nothing (in-process)."""
+    """Where the hub's groups come from: Redis pub/sub, or nothing (in-process).
+
+    ``start`` must not fail when the server is unreachable: the transport keeps
+    trying in the background and says so through ``connected``. ``subscribe``
+    raises :class:`TransportUnavailable` while it is not connected.
+    """
+
+    @property
+    def connected(self) -> bool: ...
 
     async def subscribe(self, hub: Hub, group: str) -> None: ...
 
@@ -65,15 +86,30 @@ class Transport(Protocol):
 
     async def start(self, hub: Hub) -> None: ...
 
+    async def stop(self) -> None: ...
+
 
 class Connection:
     """One accepted, authenticated socket as the hub sees it."""
 
-    __slots__ = ("_closing", "_send", "_wake", "_writer", "buffer", "groups", "hub", "policy")
+    __slots__ = (
+        "_closing",
+        "_send",
+        "_wake",
+        "_writer",
+        "buffer",
+        "groups",
+        "hub",
+        "policy",
+        "registered",
+        "user_id",
+    )
 
-    def __init__(self, *, hub: Hub, send: Send, policy: BufferPolicy) -> None:
+    def __init__(self, *, hub: Hub, send: Send, policy: BufferPolicy, user_id: int) -> None:
         self.hub = hub
         self.policy = policy
+        self.user_id = user_id
+        self.registered = False
         self._send = send
         self.buffer: deque[str] = deque(maxlen=policy.capacity if policy.drop_oldest else None)
         self.groups: tuple[str, ...] = ()
@@ -150,7 +186,12 @@ class Connection:
 class LocalTransport:
     """The embedded profile: publishers hand events straight to this process's hub."""
 
+    connected = True
+
     async def start(self, hub: Hub) -> None:
+        return None
+
+    async def stop(self) -> None:
         return None
 
     async def subscribe(self, hub: Hub, group: str) -> None:
@@ -163,9 +204,13 @@ class LocalTransport:
 class Hub:
     """Groups of local connections, bound to the event loop that serves them."""
 
+    # Groups every process listens to whether or not it has sockets in them.
+    ALWAYS_SUBSCRIBED = frozenset({group_names.REVOCATIONS})
+
     def __init__(self) -> None:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.groups: dict[str, set[Connection]] = {}
+        self.users: dict[int, set[Connection]] = {}
         self.count = 0
         self.subscribed: set[str] = set()
         self._subscription_lock: asyncio.Lock | None = None
@@ -179,8 +224,10 @@ class Hub:
     async def bind(self) -> None:
         """Attaches the hub to the running loop, starting its transport the first time.
 
-        A server process has one loop for its lifetime. Tests start and stop
-        servers within one process, so a hub whose loop has closed starts over.
+        A server process has one loop for its lifetime (the ASGI lifespan binds
+        it at startup; without a lifespan the first socket does). Tests start
+        and stop servers within one process, so a hub whose loop has closed
+        starts over.
         """
         loop = asyncio.get_running_loop()
         with self._bind_lock:
@@ -192,8 +239,9 @@ class Hub:
                     raise RuntimeError("the realtime hub is already serving another event loop")
                 self.loop = loop
                 self.groups = {}
+                self.users = {}
                 self.count = 0
-                self.subscribed = set()
+                self.subscribed = set(self.ALWAYS_SUBSCRIBED)
                 self._tasks = set()
                 self._subscription_lock = asyncio.Lock()
                 started = self._started = asyncio.Event()
@@ -213,6 +261,29 @@ class Hub:
         finally:
             started.set()
 
+    async def shutdown(self) -> None:
+        """Stops the transport and every task the hub started; the ASGI lifespan's shutdown."""
+        transport = self._transport
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if transport is not None:
+            await transport.stop()
+        with self._bind_lock:
+            self.loop = None
+            self._started = None
+            self._transport = None
+
+    def transport_healthy(self) -> bool:
+        """False while this process's transport has lost Redis and not yet got it back.
+
+        A process that has not started a transport (it serves no WebSockets)
+        and the embedded profile (no Redis) are healthy.
+        """
+        transport = self._transport
+        return transport is None or transport.connected
+
     def background(self, task: asyncio.Task[Any]) -> None:
         """Keeps a reference to a fire-and-forget task until it ends."""
         self._tasks.add(task)
@@ -220,22 +291,53 @@ class Hub:
 
     # -- membership --------------------------------------------------------------------
 
-    async def register(self, connection: Connection, groups: Iterable[str]) -> None:
-        """Adds the connection to its groups; returns once every group is subscribed."""
+    async def register(self, connection: Connection, groups: Iterable[str] = ()) -> None:
+        """Counts the connection and indexes it by user, then joins ``groups``.
+
+        From here on a revocation of the connection's user closes it, so a
+        socket registers before its user's account is read: a deactivation
+        committed after that read is announced after it, and reaches the socket.
+        Raises :class:`TransportUnavailable` while Redis is down (events,
+        revocations included, could not reach the socket); it is then unregistered.
+        """
         await self.bind()
-        connection.groups = tuple(groups)
+        transport = self._transport
+        if transport is None or not transport.connected:
+            raise TransportUnavailable("the realtime transport is reconnecting")
+        if connection.registered or connection.closing:
+            raise RuntimeError("a connection registers once")
+        connection.registered = True
         self.count += 1
-        for group in connection.groups:
+        self.users.setdefault(connection.user_id, set()).add(connection)
+        await self.join(connection, groups)
+
+    async def join(self, connection: Connection, groups: Iterable[str]) -> None:
+        """Adds a registered connection to more groups; returns once each is subscribed."""
+        if connection.closing or not connection.registered:
+            return  # revoked, or gone, meanwhile
+        new = tuple(group for group in dict.fromkeys(groups) if group not in connection.groups)
+        connection.groups += new
+        for group in new:
             self.groups.setdefault(group, set()).add(connection)
-        for group in connection.groups:
-            if group not in self.subscribed:
-                await self._sync_subscription(group)
+        try:
+            for group in new:
+                if group not in self.subscribed:
+                    await self._sync_subscription(group)
+        except TransportUnavailable:
+            self.unregister(connection)
+            raise
 
     def unregister(self, connection: Connection) -> None:
-        groups, connection.groups = connection.groups, ()
-        if not groups:
+        if not connection.registered:
             return
+        connection.registered = False
         self.count -= 1
+        same_user = self.users.get(connection.user_id)
+        if same_user is not None:
+            same_user.discard(connection)
+            if not same_user:
+                del self.users[connection.user_id]
+        groups, connection.groups = connection.groups, ()
         for group in groups:
             members = self.groups.get(group)
             if members is None:
@@ -244,7 +346,7 @@ class Hub:
             if not members:
                 del self.groups[group]
                 if self.loop is not None and self.loop.is_running():
-                    self.background(self.loop.create_task(self._sync_subscription(group)))
+                    self.background(self.loop.create_task(self._sync_subscription_later(group)))
 
     async def _sync_subscription(self, group: str) -> None:
         """Makes the transport's subscription match whether the group has members.
@@ -264,15 +366,36 @@ class Hub:
                 self.subscribed.discard(group)
                 await transport.unsubscribe(self, group)
 
+    async def _sync_subscription_later(self, group: str) -> None:
+        # A member that joined meanwhile subscribes (or is refused) in its own join.
+        with contextlib.suppress(TransportUnavailable):
+            await self._sync_subscription(group)
+
     # -- delivery ----------------------------------------------------------------------
 
     def deliver(self, group: str, text: str) -> None:
         """Queues ``text`` on every local member of ``group``; runs on the hub's loop."""
+        if group == group_names.REVOCATIONS:
+            self._revoke(text)
+            return
         members = self.groups.get(group)
         if not members:
             return
         for connection in tuple(members):
             connection.offer(text)
+
+    def _revoke(self, text: str) -> None:
+        """Closes every local socket of the user named in a revocation with 4401."""
+        try:
+            user_id = json.loads(text)["user_id"]
+        except (ValueError, TypeError, KeyError):
+            logger.error("ignored a malformed realtime revocation: %.200r", text)
+            return
+        if not isinstance(user_id, int):
+            logger.error("ignored a malformed realtime revocation: %.200r", text)
+            return
+        for connection in tuple(self.users.get(user_id, ())):
+            connection.close_soon(CLOSE_UNAUTHENTICATED)
 
     def deliver_threadsafe(self, group: str, text: str) -> None:
         """The same from any thread: the embedded profile's publish."""
@@ -291,12 +414,8 @@ class Hub:
 
     def close_all(self, code: int, *, reliable_only: bool = True) -> None:
         """Closes local connections, e.g. when events may have been lost upstream."""
-        seen: set[Connection] = set()
-        for members in list(self.groups.values()):
-            for connection in tuple(members):
-                if connection in seen:
-                    continue
-                seen.add(connection)
+        for same_user in list(self.users.values()):
+            for connection in tuple(same_user):
                 if not reliable_only or not connection.policy.drop_oldest:
                     connection.close_soon(code)
 

@@ -1,6 +1,9 @@
-"""URL routing of the WebSocket endpoints (HTTP is routed in config/urls.py)."""
+"""URL routing of the WebSocket endpoints (HTTP is routed in config/urls.py), and the lifespan."""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from channels.auth import AuthMiddlewareStack
 from channels.routing import URLRouter
@@ -13,6 +16,7 @@ from emporium.realtime.consumers import (
     OrdersConsumer,
     ShipmentConsumer,
 )
+from emporium.realtime.hub import HUB
 
 websocket_urlpatterns = [
     path("ws/orders/", OrdersConsumer.as_asgi()),
@@ -25,3 +29,30 @@ websocket_urlpatterns = [
 ]
 
 websocket_application = URLRouter(websocket_urlpatterns)
+
+
+async def lifespan_application(
+    scope: dict[str, Any],
+    receive: Callable[[], Awaitable[dict[str, Any]]],
+    send: Callable[[dict[str, Any]], Awaitable[None]],
+) -> None:
+    """The ASGI lifespan: starts the realtime transport with the server, stops it on shutdown.
+
+    Started at startup, the transport's health (``transport_healthy``) means
+    something before the first socket. On shutdown (SIGTERM: the server has
+    closed its sockets by then) the listener and heartbeat tasks are cancelled
+    and the process leaves the connection count at once.
+    """
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            try:
+                await HUB.bind()
+            except Exception as error:
+                await send({"type": "lifespan.startup.failed", "message": str(error)})
+                return
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await HUB.shutdown()
+            await send({"type": "lifespan.shutdown.complete"})
+            return

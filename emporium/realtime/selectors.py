@@ -29,11 +29,12 @@ def notifications_since(*, user: User, since: int, limit: int) -> list[Notificat
 def shipment_watchable(*, user: User, shipment_id: int) -> bool | None:
     """None if the shipment does not exist; else whether ``user`` may watch it.
 
-    Staff may watch any shipment; a customer only the shipment of their own order.
+    An account with ``delivery.view_shipment`` may watch any shipment; a
+    customer only the shipment of their own order.
     """
     owner_id = (
         Shipment.objects.filter(pk=shipment_id).values_list("order__user_id", flat=True).first()
     )
     if owner_id is None:
         return None
-    return bool(user.is_staff or owner_id == user.pk)
+    return bool(owner_id == user.pk or user.has_perm("delivery.view_shipment"))

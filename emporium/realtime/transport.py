@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import queue
+import random
 import threading
 import time
 import uuid
@@ -39,8 +40,16 @@ from urllib.parse import urlparse
 import redis
 import redis.asyncio as aredis
 from django.conf import settings
+from redis.asyncio.client import PubSub
 
-from emporium.realtime.hub import CLOSE_SERVICE_RESTART, HUB, Hub, LocalTransport, Transport
+from emporium.realtime.hub import (
+    CLOSE_SERVICE_RESTART,
+    HUB,
+    Hub,
+    LocalTransport,
+    Transport,
+    TransportUnavailable,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -193,29 +202,88 @@ def dumps(payload: Any) -> str:
 # -- receiving (one pub/sub connection per server process) ----------------------------
 
 
+RECONNECT_FIRST_DELAY_SECONDS = 0.1
+RECONNECT_MAX_DELAY_SECONDS = 5.0
+
+
+def reconnect_delay(attempt: int) -> float:
+    """Seconds to wait before reconnection attempt ``attempt`` (0, 1, …).
+
+    Doubling from :data:`RECONNECT_FIRST_DELAY_SECONDS` up to
+    :data:`RECONNECT_MAX_DELAY_SECONDS`, and a random half of it on top of
+    the other half, so the processes that lost one Redis do not all come
+    back at the same instant.
+    """
+    ceiling = min(
+        RECONNECT_MAX_DELAY_SECONDS, RECONNECT_FIRST_DELAY_SECONDS * 2 ** min(attempt, 16)
+    )
+    return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - spreading, not secrecy
+
+
 class RedisTransport:
-    """Subscribes the hub's groups on one pub/sub connection and feeds the hub."""
+    """Subscribes the hub's groups on one pub/sub connection and feeds the hub.
+
+    When the connection is lost the transport reports itself disconnected
+    (:attr:`connected`, read by ``emporium.realtime.transport_healthy``),
+    closes every local socket with :data:`CLOSE_SERVICE_RESTART` (what was
+    published meanwhile, revocations included, is gone) and reconnects with
+    :func:`reconnect_delay` between attempts, always yielding to the event
+    loop, so HTTP and shutdown carry on during an outage.
+    """
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.prefix = key_prefix(url).encode()
+        self.process_channel = self.prefix + b"process:" + PROCESS_ID.encode()
+        # No read timeout on the pub/sub connection: it waits for messages.
         self.client = aredis.Redis.from_url(url, socket_connect_timeout=2)
-        self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        # Heartbeats and clean-up must not wait for long on a stuck Redis.
+        self.commands = aredis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        self.pubsub: PubSub | None = None
+        self.connected = False
         self._groups: dict[bytes, str] = {}
-        self._ready = asyncio.Event()
 
     async def start(self, hub: Hub) -> None:
-        # Subscribed to a channel of its own from the start, so the listener
-        # always has a subscription to wait on.
-        await self.pubsub.subscribe(self.prefix + b"process:" + PROCESS_ID.encode())
-        hub.background(asyncio.get_running_loop().create_task(self._listen(hub)))
-        hub.background(asyncio.get_running_loop().create_task(self._heartbeat(hub)))
+        try:
+            await self._connect(hub)
+        except (redis.RedisError, OSError) as error:
+            logger.warning("realtime pub/sub cannot reach Redis (%s); retrying", error)
+        loop = asyncio.get_running_loop()
+        hub.background(loop.create_task(self._listen(hub), name="realtime-listen"))
+        hub.background(loop.create_task(self._heartbeat(hub), name="realtime-heartbeat"))
+
+    async def stop(self) -> None:
+        """Closes the connections and takes this process out of the connection count."""
+        self.connected = False
+        pubsub, self.pubsub = self.pubsub, None
+        if pubsub is not None:
+            await _discard(pubsub)
+        with contextlib.suppress(redis.RedisError, OSError, TimeoutError):
+            async with asyncio.timeout(2):
+                await self.commands.hdel(counts_key(self.url), PROCESS_ID)
+        for client in (self.commands, self.client):
+            with contextlib.suppress(redis.RedisError, OSError):
+                await client.aclose()
 
     async def subscribe(self, hub: Hub, group: str) -> None:
-        await self.pubsub.subscribe(self.prefix + group.encode())
+        pubsub = self.pubsub
+        if not self.connected or pubsub is None:
+            raise TransportUnavailable("realtime pub/sub is reconnecting")
+        try:
+            await pubsub.subscribe(self.prefix + group.encode())
+        except (redis.RedisError, OSError) as error:
+            raise TransportUnavailable("realtime pub/sub lost its connection") from error
+        if pubsub is not self.pubsub:
+            # Subscribed on a connection that was lost meanwhile; the new one
+            # subscribes only the groups the hub had recorded.
+            raise TransportUnavailable("realtime pub/sub lost its connection")
 
     async def unsubscribe(self, hub: Hub, group: str) -> None:
-        await self.pubsub.unsubscribe(self.prefix + group.encode())
+        pubsub = self.pubsub
+        if not self.connected or pubsub is None:
+            return  # the next connection subscribes only what the hub still has
+        with contextlib.suppress(redis.RedisError, OSError):
+            await pubsub.unsubscribe(self.prefix + group.encode())
 
     def _group(self, channel: bytes) -> str:
         group = self._groups.get(channel)
@@ -225,43 +293,89 @@ class RedisTransport:
                 self._groups[channel] = group
         return group
 
+    async def _connect(self, hub: Hub) -> None:
+        """A new pub/sub connection with this process's channel and every group of the hub."""
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        try:
+            # This process's own channel first: the connection then always has a
+            # subscription, so listen() waits instead of returning.
+            await pubsub.subscribe(self.process_channel)
+            # The hub records a group only after subscribe() returned, and
+            # subscribe() refuses while disconnected: this is every group.
+            channels = [self.prefix + group.encode() for group in hub.subscribed]
+            if channels:
+                await pubsub.subscribe(*channels)
+        except BaseException:
+            await _discard(pubsub)
+            raise
+        self.pubsub = pubsub
+        self.connected = True
+
+    def _lost(self, hub: Hub) -> None:
+        self.connected = False
+        pubsub, self.pubsub = self.pubsub, None
+        if pubsub is not None:
+            hub.background(asyncio.get_running_loop().create_task(_discard(pubsub)))
+        # Every socket, positions and dashboards too: a revocation published
+        # meanwhile is lost as well, and a reconnecting client authenticates again.
+        hub.close_all(CLOSE_SERVICE_RESTART, reliable_only=False)
+
     async def _listen(self, hub: Hub) -> None:
+        attempt = 0
         while True:
+            if not self.connected:
+                # Always a real sleep before trying again: a failing attempt can
+                # return at once, and a loop that never awaits starves the server.
+                await asyncio.sleep(reconnect_delay(attempt))
+                attempt += 1
+                try:
+                    await self._connect(hub)
+                except (redis.RedisError, OSError) as error:
+                    logger.debug("realtime pub/sub reconnection %d failed: %s", attempt, error)
+                    continue
+                logger.warning("realtime pub/sub reconnected after %d attempts", attempt)
+                attempt = 0
+            pubsub = self.pubsub
+            if pubsub is None:
+                self.connected = False
+                continue
             try:
-                async for message in self.pubsub.listen():
+                async for message in pubsub.listen():
                     if message["type"] == "message":
                         hub.deliver(self._group(message["channel"]), message["data"].decode())
+                # listen() ends when nothing is subscribed, which this transport never asks for.
+                raise redis.ConnectionError("the pub/sub connection has no subscription left")
             except asyncio.CancelledError:
                 raise
+            except (redis.RedisError, OSError) as error:
+                logger.warning("realtime pub/sub connection lost (%s); reconnecting", error)
+                self._lost(hub)
             except Exception:
                 # Any failure, not only the connection's: a listener that ended
                 # silently would leave every socket of the process open and mute.
-                # Events published while the subscription was down are gone:
-                # close the streams that promise every event, so their clients
-                # reconnect and resync over REST. Position streams carry on.
-                logger.exception("realtime pub/sub connection lost; resubscribing")
-                hub.close_all(CLOSE_SERVICE_RESTART, reliable_only=True)
-                await asyncio.sleep(1.0)
-                with contextlib.suppress(redis.RedisError, OSError):
-                    await self.pubsub.aclose()
-                self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-                with contextlib.suppress(redis.RedisError, OSError):
-                    await self.pubsub.subscribe(
-                        self.prefix + b"process:" + PROCESS_ID.encode(),
-                        *(self.prefix + group.encode() for group in hub.subscribed),
-                    )
+                logger.exception("realtime pub/sub listener failed; reconnecting")
+                self._lost(hub)
 
     async def _heartbeat(self, hub: Hub) -> None:
         key = counts_key(self.url)
+        failing = False
         while True:
             try:
-                await self.client.hset(key, PROCESS_ID, f"{hub.count} {time.time():.3f}")
-                await self.client.expire(key, int(STALE_AFTER_SECONDS * 10))
+                await self.commands.hset(key, PROCESS_ID, f"{hub.count} {time.time():.3f}")
+                await self.commands.expire(key, int(STALE_AFTER_SECONDS * 10))
+                failing = False
             except asyncio.CancelledError:
                 raise
             except (redis.RedisError, OSError):
-                logger.warning("could not record the realtime connection count")
+                if not failing:
+                    logger.warning("could not record the realtime connection count")
+                failing = True
             await asyncio.sleep(HEARTBEAT_SECONDS)
+
+
+async def _discard(pubsub: PubSub) -> None:
+    with contextlib.suppress(redis.RedisError, OSError):
+        await pubsub.aclose()
 
 
 def transport_for_settings() -> Transport:

@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -352,3 +353,69 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     yield start
     for worker in workers:
         worker.stop()
+
+
+# -- a private Redis server --------------------------------------------------------
+
+
+@dataclass
+class RedisServer:
+    """A ``redis-server`` of the test's own on a free port, to stop and start again.
+
+    The shared Redis must never be stopped; a test that takes Redis away from
+    the code under test uses one of these. Nothing is persisted.
+    """
+
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    def url(self, database: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{database}"
+
+    def answers(self) -> bool:
+        import redis
+
+        try:
+            return bool(redis.Redis(port=self.port, socket_connect_timeout=0.5).ping())
+        except (redis.RedisError, OSError):
+            return False
+
+    def start(self) -> None:
+        """Starts the server (again, on the same port after :meth:`kill`)."""
+        executable = shutil.which("redis-server")
+        if executable is None:
+            raise RuntimeError("redis-server is not installed; this test needs a private one")
+        self.process = subprocess.Popen(  # noqa: S603
+            [
+                executable,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--loglevel",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        if not wait_until(self.answers, timeout=15):
+            self.kill()
+            raise RuntimeError("the private redis-server did not start")
+
+    def kill(self) -> None:
+        """Stops it at once (SIGKILL): clients see their connections reset."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def private_redis() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    yield server
+    server.kill()

@@ -31,8 +31,13 @@ async def _registered_all_at_once(hub: Hub, group: str, count: int) -> list[list
         return send
 
     connections = [
-        Connection(hub=hub, send=sender(inbox), policy=BufferPolicy(capacity=10, drop_oldest=False))
-        for inbox in inboxes
+        Connection(
+            hub=hub,
+            send=sender(inbox),
+            policy=BufferPolicy(capacity=10, drop_oldest=False),
+            user_id=number,
+        )
+        for number, inbox in enumerate(inboxes)
     ]
     await asyncio.gather(*(hub.register(connection, [group]) for connection in connections))
     for connection in connections:
