@@ -63,6 +63,15 @@ class ServiceBusy(ApplicationError):
 
 # PostgreSQL refusing a new connection: too_many_connections, cannot_connect_now.
 _OVERLOAD_SQLSTATES = frozenset({"53300", "57P03"})
+# A refusal at connection time carries no SQLSTATE in libpq, only the server's
+# message: these are those two conditions' messages.
+_OVERLOAD_MESSAGES = (
+    "too many clients already",
+    "too many connections for",
+    "remaining connection slots are reserved",
+    "the database system is starting up",
+    "the database system is shutting down",
+)
 
 
 def database_overloaded(error: BaseException) -> bool:
@@ -84,6 +93,10 @@ def database_overloaded(error: BaseException) -> bool:
         if isinstance(current, PoolTimeout):
             return True
         if getattr(current, "sqlstate", None) in _OVERLOAD_SQLSTATES:
+            return True
+        if type(current).__name__ == "OperationalError" and any(
+            message in str(current) for message in _OVERLOAD_MESSAGES
+        ):
             return True
         current = current.__cause__ or current.__context__
     return False
