@@ -272,6 +272,11 @@ EMPORIUM_REALTIME_AUTH_TIMEOUT_SECONDS = 10.0
 # Telemetry positions are coalesced per device and published this often per process.
 EMPORIUM_REALTIME_POSITION_FLUSH_SECONDS = 1.0
 
+# Sensitive columns are sealed with AES-256-GCM (emporium.core.encryption, docs/security.md):
+# (key id, key) pairs, the first seals, all open. The embedded profile falls back
+# to a key of its own under var/; production refuses to start without keys.
+EMPORIUM_ENCRYPTION_KEYS = ENV.encryption_keys
+
 IDEMPOTENCY_KEY_TTL_SECONDS = 24 * 3600
 IDEMPOTENCY_LOCK_SECONDS = 60
 

@@ -4,7 +4,8 @@ from django.core.exceptions import ImproperlyConfigured
 
 from config.settings import base
 from config.settings.base import *  # noqa: F403
-from config.settings.base import ENV
+from config.settings.base import BASE_DIR, ENV
+from config.settings.env import encryption_keys_local
 from config.settings.secret_keys import environment_problems, installation_secrets
 
 # DEBUG stays off unless asked for, so even the demo answers every error in the
@@ -37,3 +38,7 @@ SIMPLE_JWT = {**SIMPLE_JWT, "SIGNING_KEY": ENV.jwt_signing_key or SECRET_KEY}  #
 ALLOWED_HOSTS = ENV.allowed_hosts or ["127.0.0.1", "localhost", "[::1]", "testserver"]
 # `make run` hands this installation's secret to the payment simulator too.
 PAYMENT_WEBHOOK_SECRET = ENV.payment_webhook_secret or _INSTALLATION.get("PAYMENT_WEBHOOK_SECRET")
+# Never a published key: without ENCRYPTION_KEYS this installation makes its own.
+EMPORIUM_ENCRYPTION_KEYS = ENV.encryption_keys or encryption_keys_local(
+    BASE_DIR / "var" / "encryption.keys"
+)

@@ -7,10 +7,16 @@ process, and without ``BROKER_URL`` Celery tasks run in-process.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import os
+import re
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -62,6 +68,7 @@ class Environment:
     catalog_cache_enabled: bool
     lean_gateway_enabled: bool
     database_prepared_statements: bool
+    encryption_keys: tuple[tuple[str, bytes], ...]
 
 
 def read_environment() -> Environment:
@@ -110,6 +117,7 @@ def read_environment() -> Environment:
         # False behind a pooler that cannot keep prepared statements (PgBouncer in
         # transaction mode before 1.21): hot reads then go through Django's cursor.
         database_prepared_statements=_env.bool("DATABASE_PREPARED_STATEMENTS", default=True),
+        encryption_keys=encryption_keys_parse(_env.str("ENCRYPTION_KEYS", default="")),
         order_payment_timeout_seconds=_env.int("ORDER_PAYMENT_TIMEOUT_SECONDS", default=1800),
         low_stock_threshold=_env.int("LOW_STOCK_THRESHOLD", default=5),
         payment_provider_url=_env.str("PAYMENT_PROVIDER_URL", default="http://127.0.0.1:8100"),
@@ -121,6 +129,69 @@ def read_environment() -> Environment:
             "DEFAULT_FROM_EMAIL", default="Emporium <orders@emporium.example>"
         ),
     )
+
+
+# A key id goes into every ciphertext (``v1:<kid>:...``); no ":" and no LIKE wildcard.
+_KEY_ID = re.compile(r"[A-Za-z0-9-]{1,32}")
+_KEY_BYTES = 32  # AES-256
+
+
+def encryption_keys_parse(text: str) -> tuple[tuple[str, bytes], ...]:
+    """``kid:base64key,kid:base64key`` as (kid, 32-byte key) pairs; the first one seals.
+
+    Every listed key opens what it sealed, so an old key stays listed until
+    ``manage.py rotate_encryption_keys`` has moved every row off it.
+    """
+    keys: list[tuple[str, bytes]] = []
+    for entry in (part.strip() for part in text.split(",")):
+        if not entry:
+            continue
+        key_id, separator, encoded = entry.partition(":")
+        if not separator or not _KEY_ID.fullmatch(key_id):
+            raise ImproperlyConfigured(
+                "ENCRYPTION_KEYS: each entry is <kid>:<base64 key>, the kid 1-32 of A-Z a-z 0-9 -."
+            )
+        try:
+            key = base64.b64decode(
+                encoded.strip().replace("-", "+").replace("_", "/"), validate=True
+            )
+        except (binascii.Error, ValueError) as error:
+            raise ImproperlyConfigured(f"ENCRYPTION_KEYS: key {key_id} is not base64.") from error
+        if len(key) != _KEY_BYTES:
+            raise ImproperlyConfigured(
+                f"ENCRYPTION_KEYS: key {key_id} has {len(key)} bytes; AES-256 needs {_KEY_BYTES}."
+            )
+        if any(key_id == known for known, _ in keys):
+            raise ImproperlyConfigured(f"ENCRYPTION_KEYS: key id {key_id} is listed twice.")
+        keys.append((key_id, key))
+    return tuple(keys)
+
+
+def encryption_keys_local(path: Path) -> tuple[tuple[str, bytes], ...]:
+    """This installation's own key, made on first use, for profiles without ENCRYPTION_KEYS.
+
+    The file (mode 0600, the ENCRYPTION_KEYS format) is written under a temporary
+    name and linked into place, so processes starting together agree on one key.
+    """
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = base64.b64encode(secrets.token_bytes(_KEY_BYTES)).decode()
+        draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(f"local-{secrets.token_hex(4)}:{key}\n")
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass  # another process made it first; use that one
+        finally:
+            draft.unlink()
+    if path.stat().st_mode & 0o077:
+        raise ImproperlyConfigured(f"{path} must be readable by its owner only (chmod 600).")
+    keys = encryption_keys_parse(path.read_text())
+    if not keys:
+        raise ImproperlyConfigured(f"{path} holds no key.")
+    return keys
 
 
 ENV = read_environment()

@@ -11,6 +11,10 @@ from config.settings.base import *  # noqa: F403
 from config.settings.base import ENV
 from config.settings.secret_keys import environment_problems
 
+if not ENV.encryption_keys:
+    raise ImproperlyConfigured(
+        "ENCRYPTION_KEYS must list at least one key (kid:base64 of 32 random bytes)."
+    )
 _SECRET_PROBLEMS = environment_problems(
     ENV,
     jwt_algorithm=str(base.SIMPLE_JWT["ALGORITHM"]),

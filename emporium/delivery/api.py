@@ -79,7 +79,10 @@ class CourierDeviceViewSet(
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         serializer = CourierDeviceSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        issued = services.device_issue(name=serializer.validated_data["name"])
+        issued = services.device_issue(
+            name=serializer.validated_data["name"],
+            metadata=serializer.validated_data.get("metadata"),
+        )
         body = {**CourierDeviceSerializer(issued.device).data, "token": issued.token}
         return Response(body, status=status.HTTP_201_CREATED)
 

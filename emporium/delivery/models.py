@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from emporium.core.encryption import EncryptedJSONField, row_uuid_field
 from emporium.core.models import TimeStampedModel
 from emporium.orders.models import Order
 
@@ -27,6 +28,10 @@ class CourierDevice(TimeStampedModel):
     token_hash = models.CharField(max_length=64, unique=True, editable=False)
     is_active = models.BooleanField(default=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # What staff recorded about the device (model, IMEI, the SIM's phone number):
+    # a JSON object sealed at rest, bound to the row through row_uuid.
+    row_uuid = row_uuid_field()
+    metadata: EncryptedJSONField = EncryptedJSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

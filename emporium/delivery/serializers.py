@@ -19,9 +19,15 @@ from emporium.orders.models import Order
 
 
 class CourierDeviceSerializer(serializers.ModelSerializer):
+    metadata = serializers.DictField(
+        required=False,
+        allow_null=True,
+        help_text="What staff record about the device (model, IMEI, SIM number); sealed at rest.",
+    )
+
     class Meta:
         model = CourierDevice
-        fields = ["id", "name", "is_active", "revoked_at", "created_at", "updated_at"]
+        fields = ["id", "name", "metadata", "is_active", "revoked_at", "created_at", "updated_at"]
         read_only_fields = ["id", "is_active", "revoked_at", "created_at", "updated_at"]
 
 
@@ -108,7 +114,9 @@ class SummaryQuerySerializer(serializers.Serializer):
 
     def get_fields(self) -> dict[str, serializers.Field]:
         fields = super().get_fields()
-        fields["from"] = serializers.DateTimeField(required=False)
+        fields["from"] = serializers.DateTimeField(
+            required=False, help_text="Must be earlier than 'to'; defaults to an hour before it."
+        )
         return fields
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:

@@ -55,9 +55,11 @@ class IssuedDevice:
     token: str  # shown once; only its hash is stored
 
 
-def device_issue(*, name: str) -> IssuedDevice:
+def device_issue(*, name: str, metadata: dict[str, object] | None = None) -> IssuedDevice:
     token = device_token_generate()
-    device = CourierDevice.objects.create(name=name, token_hash=device_token_hash(token))
+    device = CourierDevice.objects.create(
+        name=name, token_hash=device_token_hash(token), metadata=metadata
+    )
     return IssuedDevice(device=device, token=token)
 
 

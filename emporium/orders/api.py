@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -27,6 +28,7 @@ from emporium.orders import selectors, services
 from emporium.orders.models import Order, OrderStatus
 from emporium.orders.serializers import (
     OrderCancelSerializer,
+    OrderPlaceSerializer,
     OrderSerializer,
     OrderStatusChangeSerializer,
     order_representation,
@@ -54,6 +56,27 @@ def _json(data: dict[str, Any], status_code: int) -> HttpResponse:
     return HttpResponse(
         _renderer.render(data), status=status_code, content_type=_renderer.media_type
     )
+
+
+def _place_details(request: HttpRequest) -> dict[str, Any] | None:
+    """The checkout body validated by ``OrderPlaceSerializer``, or None to leave it to DRF.
+
+    An empty body is a checkout without shipping details. Anything DRF would
+    answer otherwise (a body that is not JSON, not an object, or not valid)
+    returns None, so the DRF path gives its 400 in the one error shape.
+    """
+    if not request.body:
+        return {}
+    if request.content_type != "application/json":
+        return None
+    try:
+        data = json.loads(request.body)
+    except ValueError:
+        return None
+    details = OrderPlaceSerializer(data=data)
+    if not isinstance(data, dict) or not details.is_valid():
+        return None
+    return dict(details.validated_data)
 
 
 IDEMPOTENCY_PARAMETER = OpenApiParameter(
@@ -94,9 +117,13 @@ class OrderViewSet(LeanDispatchViewSet, viewsets.ReadOnlyModelViewSet):
         statement refuses a user who is gone or inactive. Whatever could be
         answered differently takes the DRF path: no or a bad token (401 there),
         an Idempotency-Key (the stored-response protocol), a throttled user
-        (429 there; a refused request is not counted), an inactive user.
+        (429 there; a refused request is not counted), an inactive user, a
+        body that is not valid JSON or not a valid checkout (400 there).
         """
         if _IDEMPOTENCY_META in request.META:
+            return None
+        details = _place_details(request)
+        if details is None:
             return None
         user_id = _token_user_id(request)
         if user_id is None:
@@ -110,7 +137,7 @@ class OrderViewSet(LeanDispatchViewSet, viewsets.ReadOnlyModelViewSet):
             if not throttle.allow_request(cast(Request, caller), self):
                 return None
         try:
-            order = services.order_place(user_id=user_id)
+            order = services.order_place(user_id=user_id, **details)
         except services.InactiveUser:
             return None
         except ApplicationError as error:
@@ -129,11 +156,17 @@ class OrderViewSet(LeanDispatchViewSet, viewsets.ReadOnlyModelViewSet):
         return OrderSerializer(order).data
 
     @extend_schema(
-        request=None, responses={201: OrderSerializer}, parameters=[IDEMPOTENCY_PARAMETER]
+        request=OrderPlaceSerializer,
+        responses={201: OrderSerializer},
+        parameters=[IDEMPOTENCY_PARAMETER],
     )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         def place() -> Response:
-            order = services.order_place(user_id=authenticated_user(request).pk)
+            details = OrderPlaceSerializer(data=request.data)
+            details.is_valid(raise_exception=True)
+            order = services.order_place(
+                user_id=authenticated_user(request).pk, **details.validated_data
+            )
             return Response(order_representation(order), status=status.HTTP_201_CREATED)
 
         return idempotent(view=self, request=request, scope="orders.place", produce=place)  # type: ignore[return-value]

@@ -1,3 +1,4 @@
+import re
 from decimal import Decimal
 
 from django.conf import settings
@@ -5,6 +6,7 @@ from django.db import models
 from django.db.models import Q
 
 from emporium.catalog.models import Product
+from emporium.core.encryption import BlindIndexField, EncryptedTextField, row_uuid_field
 from emporium.core.models import TimeStampedModel
 
 
@@ -15,6 +17,19 @@ class OrderStatus(models.TextChoices):
     DELIVERED = "delivered", "Delivered"
     CANCELLED = "cancelled", "Cancelled"
     PAYMENT_FAILED = "payment_failed", "Payment failed"
+
+
+_PHONE_PUNCTUATION = re.compile(r"[\s().\-/]")
+_PHONE = re.compile(r"\+?[0-9]{4,20}")
+
+
+def phone_normalized(text: str) -> str | None:
+    """The phone number as stored and looked up: digits and a leading +, or None if not one.
+
+    Writes and lookups both pass through here, so "+49 (30) 1234-56" finds "+4930123456".
+    """
+    digits = _PHONE_PUNCTUATION.sub("", text)
+    return digits if _PHONE.fullmatch(digits) else None
 
 
 class Order(TimeStampedModel):
@@ -28,6 +43,12 @@ class Order(TimeStampedModel):
     total_amount = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0.00"))
     # Claimed by the e-mail task before sending, so a re-run never sends twice.
     confirmation_sent_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Sealed at rest (docs/security.md); NULL when the checkout gave none. The
+    # phone is found by equality through its blind index, never by its ciphertext.
+    row_uuid = row_uuid_field()
+    shipping_address = EncryptedTextField(null=True, blank=True)
+    phone = EncryptedTextField(null=True, blank=True)
+    phone_index = BlindIndexField(source="phone")
 
     class Meta:
         ordering = ["-created_at", "-id"]

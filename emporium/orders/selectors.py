@@ -3,7 +3,8 @@ from __future__ import annotations
 from django.db.models import Prefetch, QuerySet
 
 from emporium.accounts.models import User
-from emporium.orders.models import Order, OrderItem
+from emporium.core.encryption import BlindIndexField
+from emporium.orders.models import Order, OrderItem, phone_normalized
 
 
 def order_list_for_user(*, user: User) -> QuerySet[Order]:
@@ -12,3 +13,17 @@ def order_list_for_user(*, user: User) -> QuerySet[Order]:
     return queryset.prefetch_related(
         Prefetch("items", queryset=OrderItem.objects.order_by("id"))
     ).order_by("-created_at", "-id")
+
+
+def order_list_for_phone(*, phone: str) -> QuerySet[Order]:
+    """Orders whose phone equals ``phone`` (as normalised at checkout), by its blind index.
+
+    One candidate index per listed key, so rows not yet rotated are found too.
+    """
+    normalized = phone_normalized(phone)
+    if normalized is None:
+        return Order.objects.none()
+    index_field = Order._meta.get_field("phone_index")
+    if not isinstance(index_field, BlindIndexField):
+        raise TypeError("Order.phone_index is not a blind index")
+    return Order.objects.filter(phone_index__in=index_field.candidates(normalized))

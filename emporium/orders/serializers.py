@@ -3,7 +3,7 @@ from typing import Any
 from rest_framework import serializers
 
 from emporium.core.representation import datetime_text, decimal_text
-from emporium.orders.models import Order, OrderItem, OrderStatusChange
+from emporium.orders.models import Order, OrderItem, OrderStatusChange, phone_normalized
 
 
 class OrderItemSerializer(serializers.ModelSerializer):
@@ -20,8 +20,37 @@ class OrderSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Order
-        fields = ["id", "user", "order_status", "total_amount", "items", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "user",
+            "order_status",
+            "total_amount",
+            "shipping_address",
+            "phone",
+            "items",
+            "created_at",
+            "updated_at",
+        ]
         read_only_fields = fields
+
+
+class OrderPlaceSerializer(serializers.Serializer):
+    """The checkout's optional body: where to ship and whom to call (both sealed at rest)."""
+
+    shipping_address = serializers.CharField(
+        required=False, allow_null=True, max_length=1000, trim_whitespace=True
+    )
+    phone = serializers.CharField(required=False, allow_null=True, max_length=40)
+
+    def validate_phone(self, value: str | None) -> str | None:
+        if value is None:
+            return None
+        normalized = phone_normalized(value)
+        if normalized is None:
+            raise serializers.ValidationError(
+                "Enter a phone number: 4 to 20 digits, an optional leading +."
+            )
+        return normalized
 
 
 def order_representation(order: Order) -> dict[str, Any]:
@@ -36,6 +65,8 @@ def order_representation(order: Order) -> dict[str, Any]:
         "user": order.user_id,
         "order_status": str(order.order_status),
         "total_amount": decimal_text(order.total_amount),
+        "shipping_address": order.shipping_address,
+        "phone": order.phone,
         "items": [
             {
                 "id": item.pk,

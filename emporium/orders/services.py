@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection, models, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -124,29 +124,59 @@ def _cart_lock(*, user_id: int) -> int | None:
     )
 
 
-def order_place(*, user_id: int) -> Order:
+def order_place(
+    *, user_id: int, shipping_address: str | None = None, phone: str | None = None
+) -> Order:
     """Turns the user's cart into a pending order in one transaction.
 
     On PostgreSQL the whole checkout is one statement (``emporium_order_place``,
-    migration orders/0004); elsewhere the same steps run from Python. Both
-    return the order with its items attached, so nothing is read back.
+    migrations orders/0004 and 0006); elsewhere the same steps run from Python.
+    Both return the order with its items attached, so nothing is read back. The
+    shipping address and phone are sealed in Python before either path writes
+    them (docs/adr/0022-encryption-at-rest.md).
     """
     if connection.vendor == "postgresql":
-        return _order_place_postgresql(user_id=user_id)
-    return _order_place_portable(user_id=user_id)
+        return _order_place_postgresql(
+            user_id=user_id, shipping_address=shipping_address, phone=phone
+        )
+    return _order_place_portable(user_id=user_id, shipping_address=shipping_address, phone=phone)
 
 
 class InactiveUser(Exception):
     """The token's user no longer exists or was deactivated (the API answers 401)."""
 
 
-def _order_place_postgresql(*, user_id: int) -> Order:
+_SEALED_AT_CHECKOUT = ("shipping_address", "phone", "phone_index")
+
+
+def _sealed_at_checkout(order: Order) -> list[object]:
+    """What the ORM would write to the sealed columns of this new order (the fields seal)."""
+    values = []
+    for name in _SEALED_AT_CHECKOUT:
+        field = Order._meta.get_field(name)
+        if not isinstance(field, models.Field):
+            raise TypeError(f"Order.{name} is not a column")
+        values.append(field.get_db_prep_save(field.pre_save(order, add=True), connection))
+    return values
+
+
+def _order_place_postgresql(
+    *, user_id: int, shipping_address: str | None = None, phone: str | None = None
+) -> Order:
+    order = Order(
+        user_id=user_id,
+        order_status=OrderStatus.PENDING_PAYMENT,
+        shipping_address=shipping_address,
+        phone=phone,
+    )
+    arguments = [user_id, _low_stock_threshold(), order.row_uuid, *_sealed_at_checkout(order)]
+
     def place() -> tuple[int, datetime, str, str, int]:
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT order_id, placed_at, total, items, event_id"
-                " FROM emporium_order_place(%s, %s)",
-                [user_id, _low_stock_threshold()],
+                " FROM emporium_order_place(%s, %s, %s, %s, %s, %s)",
+                arguments,
             )
             return cursor.fetchone()
 
@@ -160,9 +190,7 @@ def _order_place_postgresql(*, user_id: int) -> Order:
     except DatabaseError as error:
         _raise_refusal(error)
         raise
-    order = _order_built(
-        order_id=order_id, user_id=user_id, placed_at=placed_at, total=Decimal(total)
-    )
+    _order_built(order, order_id=order_id, placed_at=placed_at, total=Decimal(total))
     order_items = [
         OrderItem(
             pk=item["id"],
@@ -206,21 +234,19 @@ def _short_message(short: list[dict[str, Any]]) -> str:
     return f"Not enough stock for: {', '.join(str(entry['name']) for entry in short)}."
 
 
-def _order_built(*, order_id: int, user_id: int, placed_at: datetime, total: Decimal) -> Order:
-    order = Order(
-        pk=order_id,
-        user_id=user_id,
-        order_status=OrderStatus.PENDING_PAYMENT,
-        total_amount=total,
-        created_at=placed_at,
-        updated_at=placed_at,
-    )
+def _order_built(order: Order, *, order_id: int, placed_at: datetime, total: Decimal) -> None:
+    """Gives the order the statement wrote what the database chose: id, times, total."""
+    order.pk = order_id
+    order.total_amount = total
+    order.created_at = placed_at
+    order.updated_at = placed_at
     order._state.adding = False
     order._state.db = connection.alias
-    return order
 
 
-def _order_place_portable(*, user_id: int) -> Order:
+def _order_place_portable(
+    *, user_id: int, shipping_address: str | None = None, phone: str | None = None
+) -> Order:
     """The checkout as ORM steps, for databases without ``emporium_order_place``."""
     with transaction.atomic():
         if not User.objects.filter(pk=user_id, is_active=True).exists():
@@ -246,7 +272,11 @@ def _order_place_portable(*, user_id: int) -> Order:
             (taken[line.product_id].price * line.quantity for line in lines), Decimal("0.00")
         )
         order = Order.objects.create(
-            user_id=user_id, order_status=OrderStatus.PENDING_PAYMENT, total_amount=total
+            user_id=user_id,
+            order_status=OrderStatus.PENDING_PAYMENT,
+            total_amount=total,
+            shipping_address=shipping_address,
+            phone=phone,
         )
         realtime_services.order_placed_record(order=order)
         items = OrderItem.objects.bulk_create(

@@ -3,6 +3,7 @@ from decimal import Decimal
 from django.db import models
 from django.db.models import Q
 
+from emporium.core.encryption import EncryptedTextField, row_uuid_field
 from emporium.core.models import TimeStampedModel
 from emporium.orders.models import Order
 
@@ -27,8 +28,10 @@ class Payment(TimeStampedModel):
     status = models.CharField(
         max_length=20, choices=PaymentStatus.choices, default=PaymentStatus.PENDING
     )
-    # A token from the provider's card vault (never a card number), used to charge.
-    provider_token = models.CharField(max_length=128, blank=True, default="")
+    # A token from the provider's card vault (never a card number), used to charge;
+    # sealed at rest, bound to the row through row_uuid (docs/security.md).
+    row_uuid = row_uuid_field()
+    provider_token = EncryptedTextField(blank=True, default="")
     provider_reference = models.CharField(max_length=128, blank=True, default="")
     refund_reference = models.CharField(max_length=128, blank=True, default="")
     failure_reason = models.CharField(max_length=255, blank=True, default="")

@@ -43,6 +43,8 @@ def order_body(order: Order) -> dict[str, Any]:
         "user": order.user_id,
         "order_status": order.order_status,
         "total_amount": f"{order.total_amount:.2f}",
+        "shipping_address": order.shipping_address,
+        "phone": order.phone,
         "items": [
             {
                 "id": item.pk,

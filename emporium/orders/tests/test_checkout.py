@@ -64,6 +64,8 @@ def test_checkout_places_a_pending_order_with_an_exact_decimal_total(
         "user": customer.pk,
         "order_status": "pending_payment",
         "total_amount": "60.07",  # 3 x 19.99 + 0.10; as floats this would be 60.07000000000001
+        "shipping_address": None,
+        "phone": None,
         "items": [
             {
                 "id": pen_item.pk,
