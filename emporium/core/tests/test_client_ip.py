@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import pytest
+from django.http import HttpRequest
 from django.test import RequestFactory, override_settings
 
 from emporium.core.client_ip import client_ip
 
 
-def _request(peer: str, forwarded: str | None = None) -> object:
-    headers = {} if forwarded is None else {"HTTP_X_FORWARDED_FOR": forwarded}
-    return RequestFactory().get("/", REMOTE_ADDR=peer, **headers)
+def _request(peer: str, forwarded: str | None = None) -> HttpRequest:
+    request = RequestFactory().get("/", REMOTE_ADDR=peer)
+    if forwarded is not None:
+        request.META["HTTP_X_FORWARDED_FOR"] = forwarded
+    return request
 
 
 def test_without_proxies_the_forwarded_header_is_ignored() -> None:
