@@ -1,14 +1,18 @@
 import math
+from typing import Any
 
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
 
+from emporium.accounts import services
 from emporium.accounts.models import User
 from emporium.core.throttling import login_attempt_wait
+from emporium.realtime import user_sockets_revoke
 
 
 @admin.register(User)
@@ -17,6 +21,20 @@ class UserAdmin(DjangoUserAdmin):
     list_filter = ["is_staff", "is_superuser", "is_active", "created_at"]
     search_fields = ["username", "email", "first_name", "last_name"]
     readonly_fields = ["created_at", "updated_at", "last_login", "date_joined"]
+
+    # The admin writes users itself; deactivating or deleting one here must still
+    # close the account's WebSockets, as the services do.
+    def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if change and "is_active" in form.changed_data and not obj.is_active:
+            user_sockets_revoke(user_id=obj.pk)
+
+    def delete_model(self, request: HttpRequest, obj: User) -> None:
+        services.user_delete(user=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        for user in queryset:
+            services.user_delete(user=user)
 
 
 @never_cache

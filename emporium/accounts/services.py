@@ -4,11 +4,13 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from emporium.accounts.models import User
 from emporium.accounts.selectors import email_taken, username_taken
 from emporium.core.errors import InvalidInput
+from emporium.realtime import user_sockets_revoke
 
 
 class DuplicateAccount(InvalidInput):
@@ -106,7 +108,17 @@ def user_update_by_admin(
             changed.append(field)
     if changed:
         user.save(update_fields=[*changed, "updated_at"])
+        if "is_active" in changed and not user.is_active:
+            user_sockets_revoke(user_id=user.pk)
     return user
+
+
+def user_delete(*, user: User) -> None:
+    """Deletes an account; its open WebSockets are closed (4401) once that commits."""
+    user_id = user.pk
+    with transaction.atomic():
+        user.delete()
+        user_sockets_revoke(user_id=user_id)
 
 
 class InvalidRefreshToken(InvalidInput):
@@ -118,6 +130,8 @@ class InvalidRefreshToken(InvalidInput):
 def refresh_token_revoke(*, token: str) -> None:
     """Blacklists a refresh token so it can never be exchanged again."""
     try:
-        RefreshToken(token).blacklist()  # type: ignore[arg-type]
+        refresh = RefreshToken(token)  # type: ignore[arg-type]
+        refresh.blacklist()
     except TokenError:
         raise InvalidRefreshToken() from None
+    user_sockets_revoke(user_id=int(refresh[jwt_settings.USER_ID_CLAIM]))

@@ -39,3 +39,21 @@ def transport_healthy() -> bool:
     from emporium.realtime.hub import HUB
 
     return HUB.transport_healthy()
+
+
+def user_sockets_revoke(*, user_id: int) -> None:
+    """Closes every WebSocket of the user, in every server process, with 4401.
+
+    Call it where an account is deactivated or deleted, or its tokens are
+    revoked (logout, a revoked refresh-token family). Inside a transaction it
+    is sent when the transaction commits, never after a rollback; the client's
+    reconnection is then checked like any new one. Best effort like every
+    push; while Redis is down every socket is closed anyway (1012).
+    """
+    from django.db import transaction
+
+    from emporium.realtime.groups import REVOCATIONS
+    from emporium.realtime.transport import dumps, publish_text
+
+    text = dumps({"user_id": user_id})
+    transaction.on_commit(lambda: publish_text(REVOCATIONS, text))

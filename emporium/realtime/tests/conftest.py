@@ -1,19 +1,28 @@
 """A real ASGI server (uvicorn, real sockets) for the WebSocket tests, and clients for it.
 
-The server runs config.asgi in a thread of the test process, so it sees the
+``live_ws`` runs config.asgi in a thread of the test process, so it sees the
 test database and the test's settings; with REDIS_URL set every event still
 goes through Redis pub/sub (the transport does not know it shares a process).
+``asgi_server`` is uvicorn as its own process, as in production, on the test
+database and a private Redis the test may stop.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +33,13 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from emporium.accounts.models import User
-from tests.support.processes import free_port
+from tests.support.processes import (
+    ROOT,
+    RedisServer,
+    database_url_for_current_test_db,
+    free_port,
+    wait_until,
+)
 
 
 @dataclass
@@ -64,6 +79,95 @@ def live_ws(transactional_db: None, settings: Any) -> Iterator[LiveServer]:
     server.should_exit = True
     thread.join(timeout=15)
     database["CONN_MAX_AGE"] = saved_max_age
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# uvicorn shuts down gracefully, then re-raises the signal it caught.
+STOPPED_BY_SIGTERM = (0, -signal.SIGTERM)
+
+
+@dataclass
+class AsgiServer:
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    def url(self, path: str) -> str:
+        return f"ws://127.0.0.1:{self.port}{path}"
+
+    def get(self, path: str, token: str, timeout: float) -> tuple[int, bytes]:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}", headers={"Authorization": f"Bearer {token}"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    def answers(self) -> bool:
+        try:
+            status, _ = self.get("/api/auth/me/", "no-token", timeout=1)
+        except OSError:
+            return False
+        return status == 401
+
+    def cpu_seconds(self) -> float:
+        with open(f"/proc/{self.process.pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def asgi_server(
+    database_url: str, private_redis: RedisServer, tmp_path: Path
+) -> Iterator[AsgiServer]:
+    """uvicorn on config.asgi, with REDIS_URL pointing at the private Redis."""
+    port = free_port()
+    log_path = tmp_path / "uvicorn.log"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": database_url_for_current_test_db(),
+        "REDIS_URL": private_redis.url(),
+        "DATABASE_CONN_MAX_AGE": "0",
+    }
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(  # noqa: S603
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "config.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--ws",
+                "websockets-sansio",
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    server = AsgiServer(process=process, port=port, log_path=log_path)
+    try:
+        if not wait_until(lambda: server.answers() or process.poll() is not None, timeout=60):
+            raise RuntimeError(f"uvicorn did not start:\n{server.log()}")
+        if process.poll() is not None:
+            raise RuntimeError(f"uvicorn exited:\n{server.log()}")
+        yield server
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
 
 
 def token_for(user: User, *, expired: bool = False) -> str:

@@ -11,16 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -31,105 +24,17 @@ from websockets.sync.client import ClientConnection, connect
 from emporium.core.tests.factories import UserFactory
 from emporium.realtime import groups, transport_healthy
 from emporium.realtime.hub import HUB
-from emporium.realtime.tests.conftest import close_code, receive_json, token_for
-from emporium.realtime.transport import channel_for, counts_key
-from tests.support.processes import (
-    ROOT,
-    RedisServer,
-    database_url_for_current_test_db,
-    free_port,
-    wait_until,
+from emporium.realtime.tests.conftest import (
+    STOPPED_BY_SIGTERM,
+    AsgiServer,
+    close_code,
+    receive_json,
+    token_for,
 )
+from emporium.realtime.transport import channel_for, counts_key
+from tests.support.processes import RedisServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-# uvicorn shuts down gracefully, then re-raises the signal it caught.
-STOPPED_BY_SIGTERM = (0, -signal.SIGTERM)
-
-
-@dataclass
-class AsgiServer:
-    process: subprocess.Popen[bytes]
-    port: int
-    log_path: Path
-
-    def url(self, path: str) -> str:
-        return f"ws://127.0.0.1:{self.port}{path}"
-
-    def get(self, path: str, token: str, timeout: float) -> tuple[int, bytes]:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}{path}", headers={"Authorization": f"Bearer {token}"}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-                return response.status, response.read()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read()
-
-    def answers(self) -> bool:
-        try:
-            status, _ = self.get("/api/auth/me/", "no-token", timeout=1)
-        except OSError:
-            return False
-        return status == 401
-
-    def cpu_seconds(self) -> float:
-        with open(f"/proc/{self.process.pid}/stat") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-@pytest.fixture
-def asgi_server(
-    database_url: str, private_redis: RedisServer, tmp_path: Path
-) -> Iterator[AsgiServer]:
-    """uvicorn on config.asgi, with REDIS_URL pointing at the private Redis."""
-    port = free_port()
-    log_path = tmp_path / "uvicorn.log"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "DATABASE_URL": database_url_for_current_test_db(),
-        "REDIS_URL": private_redis.url(),
-        "DATABASE_CONN_MAX_AGE": "0",
-    }
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(  # noqa: S603
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "config.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--ws",
-                "websockets-sansio",
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    server = AsgiServer(process=process, port=port, log_path=log_path)
-    try:
-        if not wait_until(lambda: server.answers() or process.poll() is not None, timeout=60):
-            raise RuntimeError(f"uvicorn did not start:\n{server.log()}")
-        if process.poll() is not None:
-            raise RuntimeError(f"uvicorn exited:\n{server.log()}")
-        yield server
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
 
 
 def _open(server: AsgiServer, path: str, token: str) -> ClientConnection:
