@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Any
 from django.core.cache import caches
 from django.http import HttpRequest
 from rest_framework.exceptions import APIException, ParseError, UnsupportedMediaType
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 
 from emporium.core.client_ip import client_ip
+from emporium.core.parsers import JSONParser
 from emporium.core.usernames import username_fold
 
 if TYPE_CHECKING:

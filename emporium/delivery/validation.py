@@ -25,6 +25,7 @@ from typing import Annotated
 import msgspec
 
 from emporium.core.errors import ApplicationError, InvalidInput
+from emporium.core.parsers import json_depth_check
 
 NDJSON_MEDIA_TYPES = frozenset({"application/x-ndjson", "application/jsonl"})
 JSON_MEDIA_TYPE = "application/json"
@@ -198,6 +199,7 @@ def batch_clean(
     """
     if media_type not in (JSON_MEDIA_TYPE, ""):
         return None
+    json_depth_check(body)  # msgspec descends recursively and has no limit of its own
     try:
         points = _clean_points_decoder.decode(body)
     except msgspec.MsgspecError:
@@ -260,6 +262,8 @@ def batch_decode(
     *, body: bytes, media_type: str, max_points: int
 ) -> tuple[list[tuple[int, PointIn]], list[Rejection]]:
     """Splits a request body into well-formed points (with their index) and rejections."""
+    if media_type in NDJSON_MEDIA_TYPES or media_type in (JSON_MEDIA_TYPE, ""):
+        json_depth_check(body)  # msgspec descends recursively and has no limit of its own
     if media_type in NDJSON_MEDIA_TYPES:
         return _decode_ndjson(body, max_points)
     if media_type == JSON_MEDIA_TYPE or media_type == "":

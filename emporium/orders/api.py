@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -23,6 +22,7 @@ from emporium.core.errors import ApplicationError, error_body
 from emporium.core.idempotency import HEADER as IDEMPOTENCY_HEADER
 from emporium.core.idempotency import idempotent
 from emporium.core.lean import LeanDispatchViewSet
+from emporium.core.parsers import JSONTooDeep, json_loads
 from emporium.core.permissions import IsStaff
 from emporium.orders import selectors, services
 from emporium.orders.models import Order, OrderStatus
@@ -70,8 +70,8 @@ def _place_details(request: HttpRequest) -> dict[str, Any] | None:
     if request.content_type != "application/json":
         return None
     try:
-        data = json.loads(request.body)
-    except ValueError:
+        data = json_loads(request.body)
+    except (ValueError, JSONTooDeep):
         return None
     details = OrderPlaceSerializer(data=data)
     if not isinstance(data, dict) or not details.is_valid():

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -17,6 +16,7 @@ from rest_framework.views import APIView
 from emporium.accounts.auth import authenticated_user
 from emporium.core.errors import InvalidInput, error_body
 from emporium.core.idempotency import idempotent
+from emporium.core.parsers import json_loads
 from emporium.core.selectors import get_or_not_found
 from emporium.orders.api import IDEMPOTENCY_PARAMETER
 from emporium.orders.models import Order
@@ -88,7 +88,7 @@ class PaymentWebhookView(APIView):
             tolerance=settings.PAYMENT_WEBHOOK_TOLERANCE_SECONDS,
         )
         try:
-            event = json.loads(body, parse_float=Decimal)
+            event = json_loads(body, parse_float=Decimal)
             event_type = str(event["type"])
             data = event["data"]
             match = _REFERENCE.match(str(data.get("reference", "")))
