@@ -147,7 +147,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PAGINATION_CLASS": "emporium.core.pagination.KeysetPagination",
     "PAGE_SIZE": 20,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "emporium.core.schema.ErrorDescribingAutoSchema",
     "EXCEPTION_HANDLER": "emporium.core.exception_handler.api_exception_handler",
     "DEFAULT_THROTTLE_CLASSES": ["emporium.core.throttling.UserWriteThrottle"],
     "DEFAULT_THROTTLE_RATES": {
@@ -200,6 +200,10 @@ SPECTACULAR_SETTINGS = {
 CELERY_BROKER_URL = ENV.broker_url or "memory://"
 CELERY_TASK_ALWAYS_EAGER = ENV.broker_url is None
 CELERY_TASK_EAGER_PROPAGATES = True
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "emporium.core.schema.add_links_from_created_objects",
+    ],
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

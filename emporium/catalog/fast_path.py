@@ -50,6 +50,7 @@ from emporium.core.pagination import (
     cursor_position,
     cursor_token,
 )
+from emporium.core.selectors import id_in_range
 
 # Accept headers DRF's negotiation answers with JSON (the only renderer); any
 # other takes the DRF path (a 406 there).
@@ -137,9 +138,9 @@ def list_query(params: dict[str, str]) -> ListQuery | None:
         return None
     size = KeysetPagination.page_size
     if (raw := params.get(PAGE_SIZE)) is not None:
-        if not _ID.fullmatch(raw):
-            return None
-        size = min(int(raw), KeysetPagination.max_page_size)
+        size = int(raw) if _ID.fullmatch(raw) else 0
+        if not 1 <= size <= KeysetPagination.max_page_size:
+            return None  # the DRF path answers with its 400
     position, forward = None, True
     if raw := params.get(CURSOR):
         try:
@@ -295,8 +296,11 @@ def _detail_body(product_id: int) -> bytes:
 
 
 def product_detail(request: HttpRequest, product_id: int) -> HttpResponse | None:
-    """One product for an anonymous JSON GET, or None for the DRF path."""
-    if not _eligible(request):
+    """One product for an anonymous JSON GET, or None for the DRF path.
+
+    An id no row can have (past bigint) is the DRF path's 404, never a query here.
+    """
+    if not _eligible(request) or not id_in_range(product_id):
         return None
     return _answer(
         request,

@@ -10,6 +10,7 @@ from rest_framework import serializers
 
 from emporium.catalog.models import Category, Product, rating_average_of
 from emporium.catalog.selectors import DEFAULT_PRODUCT_ORDERING, PRODUCT_ORDERINGS
+from emporium.core.query_fields import AmountQueryField
 from emporium.core.representation import datetime_text, decimal_text
 
 
@@ -157,13 +158,9 @@ def product_row_representation(
 class ProductFilterSerializer(serializers.Serializer):
     """Query parameters of the product list."""
 
-    category = serializers.IntegerField(required=False, min_value=1)
-    min_price = serializers.DecimalField(
-        required=False, max_digits=12, decimal_places=2, min_value=Decimal("0")
-    )
-    max_price = serializers.DecimalField(
-        required=False, max_digits=12, decimal_places=2, min_value=Decimal("0")
-    )
+    category = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+    min_price = AmountQueryField(required=False)
+    max_price = AmountQueryField(required=False)
     in_stock = serializers.BooleanField(required=False, allow_null=True, default=None)
     q = serializers.CharField(required=False, max_length=200, trim_whitespace=True)
     ordering = serializers.ChoiceField(

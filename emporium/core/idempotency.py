@@ -6,7 +6,8 @@ A view wraps its work in :func:`idempotent`::
                       produce=lambda: self._place(request))
 
 * no header: the work runs as usual;
-* empty or longer than 255 characters: 400 ``idempotency_key_invalid``;
+* empty, longer than 255 characters, or with a character outside printable
+  ASCII (``KEY_PATTERN``): 400 ``idempotency_key_invalid``;
 * first use: the key is claimed in its own committed row, then the work and
   the storing of its response happen in one transaction, so a crash leaves
   neither an order nor a stored answer behind;
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -45,12 +47,18 @@ if TYPE_CHECKING:
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
+# Printable ASCII, spaces only inside (HTTP trims them at the ends): what a header
+# carries unchanged through every proxy. The OpenAPI document declares this pattern.
+KEY_PATTERN = rf"^[!-~](?:[ -~]{{0,{MAX_KEY_LENGTH - 2}}}[!-~])?$"
+_KEY = re.compile(KEY_PATTERN)
 REPLAY_HEADER = "Idempotent-Replayed"
 
 
 class IdempotencyKeyInvalid(InvalidInput):
     code = "idempotency_key_invalid"
-    default_message = f"The {HEADER} header must be 1 to {MAX_KEY_LENGTH} printable characters."
+    default_message = (
+        f"The {HEADER} header must be 1 to {MAX_KEY_LENGTH} printable ASCII characters."
+    )
 
 
 class IdempotencyKeyReused(ApplicationError):
@@ -77,7 +85,7 @@ def read_key(request: Request) -> str | None:
     if raw is None:
         return None
     key = raw.strip()
-    if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
+    if _KEY.fullmatch(key) is None:
         raise IdempotencyKeyInvalid()
     return key
 

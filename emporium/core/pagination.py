@@ -216,7 +216,7 @@ class KeysetPagination(BasePagination):
                 "name": self.page_size_query_param,
                 "required": False,
                 "in": "query",
-                "description": f"Items per page, 1 to {self.max_page_size}.",
+                "description": f"Items per page, 1 to {self.max_page_size}; more is a 400.",
                 "schema": {"type": "integer", "minimum": 1, "maximum": self.max_page_size},
             },
         ]
@@ -225,15 +225,15 @@ class KeysetPagination(BasePagination):
         raw = request.query_params.get(self.page_size_query_param)
         if raw is None:
             return self.page_size
-        try:
-            size = int(raw)
-        except ValueError:
+        # ASCII digits only: int() would also take " 5", "+5", "1_0" and other scripts' digits.
+        if not (raw.isascii() and raw.isdigit()):
+            raise InvalidInput("page_size must be a whole number.", details={"page_size": [raw]})
+        size = int(raw)
+        if not 1 <= size <= self.max_page_size:
             raise InvalidInput(
-                "page_size must be a whole number.", details={"page_size": [raw]}
-            ) from None
-        if size < 1:
-            raise InvalidInput("page_size must be at least 1.", details={"page_size": [raw]})
-        return min(size, self.max_page_size)
+                f"page_size must be from 1 to {self.max_page_size}.", details={"page_size": [raw]}
+            )
+        return size
 
     def _position(self, row: Model) -> list[Any]:
         return [getattr(row, _split(field)[0]) for field in self.ordering]

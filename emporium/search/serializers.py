@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from emporium.core.query_fields import AmountQueryField
 from emporium.search.selectors import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, QUERY_MAX_LENGTH
 
 
@@ -23,12 +23,8 @@ class SearchParametersSerializer(serializers.Serializer):
     category = serializers.IntegerField(
         required=False, min_value=1, max_value=2**63 - 1, help_text="A category and its subtree."
     )
-    min_price = serializers.DecimalField(
-        required=False, max_digits=12, decimal_places=2, min_value=Decimal("0")
-    )
-    max_price = serializers.DecimalField(
-        required=False, max_digits=12, decimal_places=2, min_value=Decimal("0")
-    )
+    min_price = AmountQueryField(required=False)
+    max_price = AmountQueryField(required=False)
     in_stock = serializers.BooleanField(required=False, allow_null=True, default=None)
     page = serializers.IntegerField(required=False, min_value=1, max_value=10_000, default=1)
     page_size = serializers.IntegerField(

@@ -71,8 +71,8 @@ def checkout(client: APIClient, key: str | None = KEY, **kwargs: Any) -> Any:
 
 @pytest.mark.parametrize(
     "key",
-    ["", "   ", "k" * 256, "bell\x07key"],
-    ids=["empty", "blank", "256-characters", "control-character"],
+    ["", "   ", "k" * 256, "bell\x07key", "tab\tkey", "cl\u00e9"],
+    ids=["empty", "blank", "256-characters", "control-character", "tab", "non-ascii"],
 )
 @pytest.mark.usefixtures("filled_cart")
 def test_malformed_key_is_rejected_and_nothing_is_written(client: APIClient, key: str) -> None:
@@ -84,7 +84,7 @@ def test_malformed_key_is_rejected_and_nothing_is_written(client: APIClient, key
     assert response.json() == {
         "error": {
             "code": "idempotency_key_invalid",
-            "message": "The Idempotency-Key header must be 1 to 255 printable characters.",
+            "message": "The Idempotency-Key header must be 1 to 255 printable ASCII characters.",
             "details": {},
         }
     }
