@@ -1,7 +1,7 @@
 """Fuzzes the API from its own OpenAPI document against a real server.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/emporium [REDIS_URL=redis://...] \\
-        .venv/bin/python -m tests.fuzz.run_schemathesis [--max-examples 20] [--seed 1]
+        .venv/bin/python -m tests.fuzz.run_schemathesis [--max-examples 10] [--seed 1]
 
 1. creates a fresh PostgreSQL database beside DATABASE_URL's (its name plus
    ``_fuzz``), migrates it, loads the demo data (``seed_demo --products 200``)
@@ -312,7 +312,7 @@ def run_schemathesis(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--max-examples", type=int, default=20, help="per operation and run")
+    parser.add_argument("--max-examples", type=int, default=10, help="per operation and run")
     parser.add_argument("--seed", type=int, default=1, help="Hypothesis seed (reproducible runs)")
     parser.add_argument(
         "--roles", default="anonymous,customer,staff", help="comma-separated subset to run"
