@@ -11,6 +11,14 @@ from emporium.core.errors import NotFound
 
 ModelT = TypeVar("ModelT", bound=Model)
 
+ID_MAX = 2**63 - 1
+"""The largest primary key a row can have: BigAutoField, PostgreSQL's bigint."""
+
+
+def id_in_range(value: int) -> bool:
+    """Whether ``value`` can be a row's id; raw SQL given any other fails in PostgreSQL."""
+    return 1 <= value <= ID_MAX
+
 
 def get_or_not_found(queryset: QuerySet[ModelT], **lookup: Any) -> ModelT:
     """One row of ``queryset`` or NotFound: rows outside the queryset look missing."""
