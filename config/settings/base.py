@@ -50,6 +50,8 @@ MIDDLEWARE = [
     # After the header middleware so a 413 carries the security headers too,
     # and before anything that could read the body.
     "emporium.core.middleware.BodySizeLimitMiddleware",
+    # TRACE, CONNECT and unknown methods: 405 before any view, session or CSRF check.
+    "emporium.core.middleware.UnservedMethodMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

@@ -64,12 +64,13 @@ RUN = frozenset(
     }
 )
 # Middleware with nothing to do for a cookie-less, token-less GET: no session to
-# load or save, no CSRF cookie, no user, no messages, no body. The timing
+# load or save, no CSRF cookie, no user, no messages, no body, no unserved method. The timing
 # middleware's work is done by the gateway itself.
 SKIP = frozenset(
     {
         "emporium.dashboard.middleware.RequestTimingMiddleware",
         "emporium.core.middleware.BodySizeLimitMiddleware",
+        "emporium.core.middleware.UnservedMethodMiddleware",
         "django.contrib.sessions.middleware.SessionMiddleware",
         "django.middleware.csrf.CsrfViewMiddleware",
         "django.contrib.auth.middleware.AuthenticationMiddleware",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -76,3 +78,77 @@ class SecurityHeadersMiddleware:
         response.setdefault("Permissions-Policy", "geolocation=(), camera=(), microphone=()")
         response.setdefault("Cross-Origin-Resource-Policy", "same-origin")
         return response
+
+
+# The methods the project's views are written for; anything else (TRACE, CONNECT,
+# made-up ones) is refused before a view, an authentication or a CSRF check runs.
+SERVED_METHODS = ("GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE")
+
+
+class UnservedMethodMiddleware:
+    """Answers 405, in the error shape and with ``Allow``, to a method no view serves.
+
+    DRF authenticates before it looks at the method, so a TRACE used to get a 401
+    or 403 on protected routes, and a function view without a method decorator
+    would treat it as a GET. ``Allow`` lists what the resolved view answers.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_view(
+        self,
+        request: HttpRequest,
+        view_func: Callable[..., Any],
+        view_args: tuple[Any, ...],
+        view_kwargs: dict[str, Any],
+    ) -> HttpResponse | None:
+        if request.method in SERVED_METHODS:
+            return None
+        response = JsonResponse(
+            error_body("method_not_allowed", f'Method "{request.method}" not allowed.'),
+            status=405,
+        )
+        response["Allow"] = ", ".join(view_methods(view_func))
+        return response
+
+
+def view_methods(view_func: Callable[..., Any]) -> list[str]:
+    """The methods a resolved view answers, in ``SERVED_METHODS`` order.
+
+    A DRF view set names them in its action map, a class-based view by its
+    handlers, a function view through ``require_http_methods`` (read from the
+    decorator's closure); a function view that declares nothing is taken to be
+    a page with a form: GET, HEAD, OPTIONS and POST.
+    """
+    actions: dict[str, str] | None = getattr(view_func, "actions", None)
+    view_class = getattr(view_func, "cls", None) or getattr(view_func, "view_class", None)
+    names: set[str]
+    if actions is not None:
+        names = set(actions) & set(getattr(view_class, "http_method_names", actions))
+        names.add("options")
+    elif view_class is not None:
+        names = {name for name in view_class.http_method_names if hasattr(view_class, name)}
+    else:
+        names = {method.lower() for method in _declared_methods(view_func)} or {
+            "get",
+            "options",
+            "post",
+        }
+    if "get" in names:
+        names.add("head")
+    return [method for method in SERVED_METHODS if method.lower() in names]
+
+
+def _declared_methods(view_func: Callable[..., Any]) -> list[str]:
+    function: Any = view_func
+    while function is not None:
+        if inspect.isfunction(function):
+            declared = inspect.getclosurevars(function).nonlocals.get("request_method_list")
+            if declared is not None:
+                return list(declared)
+        function = getattr(function, "__wrapped__", None)
+    return []
