@@ -112,6 +112,8 @@ CACHES = {
 DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
 
 AUTH_USER_MODEL = "accounts.User"
+# Roles are groups of model permissions, read in one query (emporium/accounts/roles.py).
+AUTHENTICATION_BACKENDS = ["emporium.accounts.backends.RolePermissionBackend"]
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",

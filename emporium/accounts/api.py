@@ -22,7 +22,7 @@ from emporium.accounts.serializers import (
     RegisterSerializer,
     UserSerializer,
 )
-from emporium.core.permissions import IsStaff, IsSuperuserForWrites
+from emporium.core.permissions import ActionPermissions, RequiredPermissions
 from emporium.core.throttling import LoginAccountThrottle, LoginIPThrottle, RegisterIPThrottle
 
 
@@ -97,11 +97,16 @@ class UserViewSet(
     mixins.UpdateModelMixin,
     viewsets.GenericViewSet,
 ):
-    """Accounts, for staff. Only superusers may change them."""
+    """Accounts: support and admins read them; admins change them."""
 
     serializer_class = AdminUserSerializer
     lookup_value_regex = r"\d+"
-    permission_classes = [IsStaff, IsSuperuserForWrites]
+    permission_classes = [ActionPermissions]
+    required_permissions: RequiredPermissions = {
+        "list": ("accounts.view_user",),
+        "retrieve": ("accounts.view_user",),
+        "partial_update": ("accounts.change_user",),
+    }
     http_method_names = ["get", "patch", "head", "options"]
 
     def get_queryset(self):  # type: ignore[no-untyped-def]

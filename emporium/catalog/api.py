@@ -36,7 +36,7 @@ from emporium.catalog.serializers import (
 from emporium.core.cache import conditional_response, versioned_fetch
 from emporium.core.lean import LeanDispatchViewSet
 from emporium.core.pagination import KeysetPagination
-from emporium.core.permissions import IsStaffOrReadOnly
+from emporium.core.permissions import PUBLIC, ActionPermissions, RequiredPermissions
 
 # Documented on every cached read, so clients know they may revalidate.
 _CONDITIONAL_PARAMETERS = [
@@ -92,11 +92,18 @@ def _page_key(view: GenericAPIView[Any], kind: str, params: dict[str, str]) -> s
 
 
 class CategoryViewSet(viewsets.ModelViewSet):
-    """The category tree. Anyone may read it; staff change it."""
+    """The category tree. Anyone may read it; catalog managers change it."""
 
     serializer_class = CategorySerializer
     lookup_value_regex = r"\d+"
-    permission_classes = [IsStaffOrReadOnly]
+    permission_classes = [ActionPermissions]
+    required_permissions: RequiredPermissions = {
+        "list": PUBLIC,
+        "retrieve": PUBLIC,
+        "create": ("catalog.add_category",),
+        "partial_update": ("catalog.change_category",),
+        "destroy": ("catalog.delete_category",),
+    }
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def get_queryset(self) -> QuerySet[Category]:
@@ -148,11 +155,18 @@ class CategoryViewSet(viewsets.ModelViewSet):
 
 
 class ProductViewSet(LeanDispatchViewSet, viewsets.ModelViewSet):
-    """Products. Anyone may read them; staff change them."""
+    """Products. Anyone may read them; catalog managers change them, prices and stock included."""
 
     serializer_class = ProductSerializer
     lookup_value_regex = r"\d+"
-    permission_classes = [IsStaffOrReadOnly]
+    permission_classes = [ActionPermissions]
+    required_permissions: RequiredPermissions = {
+        "list": PUBLIC,
+        "retrieve": PUBLIC,
+        "create": ("catalog.add_product",),
+        "partial_update": ("catalog.change_product",),
+        "destroy": ("catalog.delete_product",),
+    }
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def get_queryset(self) -> QuerySet[Product]:

@@ -8,7 +8,6 @@ project's one shape and the endpoint is described in the OpenAPI document.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from django.db.models import QuerySet
@@ -20,14 +19,13 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotAuthenticated
 from rest_framework.parsers import BaseParser
-from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from emporium.accounts.auth import authenticated_user
 from emporium.core.errors import NotFound
-from emporium.core.permissions import IsStaff
+from emporium.core.permissions import AUTHENTICATED, ActionPermissions, RequiredPermissions
 from emporium.delivery import selectors, services
 from emporium.delivery.auth import DeviceTokenAuthentication, IsCourierDevice
 from emporium.delivery.models import CourierDevice, Shipment
@@ -68,10 +66,17 @@ class CourierDeviceViewSet(
     mixins.RetrieveModelMixin,
     viewsets.GenericViewSet,
 ):
-    """Staff: courier devices and their tokens. A token is shown once, when issued."""
+    """Courier devices and their tokens, for admins. A token is shown once, when issued."""
 
     serializer_class = CourierDeviceSerializer
-    permission_classes = [IsStaff]
+    permission_classes = [ActionPermissions]
+    required_permissions: RequiredPermissions = {
+        "list": ("delivery.view_courierdevice",),
+        "retrieve": ("delivery.view_courierdevice",),
+        "create": ("delivery.add_courierdevice",),
+        "revoke": ("delivery.change_courierdevice",),
+        "rotate_token": ("delivery.change_courierdevice",),
+    }
     lookup_value_regex = r"\d+"
     queryset = CourierDevice.objects.order_by("-created_at", "-id")
 
@@ -107,10 +112,18 @@ class ShipmentViewSet(
     mixins.RetrieveModelMixin,
     viewsets.GenericViewSet,
 ):
-    """Shipments: customers see those of their own orders, staff see and create all."""
+    """Shipments: customers see those of their own orders; support sees all; admins run them."""
 
     serializer_class = ShipmentSerializer
-    permission_classes = [IsAuthenticated]
+    permission_classes = [ActionPermissions]
+    required_permissions: RequiredPermissions = {
+        "list": AUTHENTICATED,
+        "retrieve": AUTHENTICATED,
+        "track": AUTHENTICATED,
+        "create": ("delivery.add_shipment",),
+        "start": ("delivery.change_shipment",),
+        "deliver": ("delivery.change_shipment",),
+    }
     lookup_value_regex = r"\d+"
 
     def get_queryset(self) -> QuerySet[Shipment]:
@@ -118,14 +131,9 @@ class ShipmentViewSet(
             return Shipment.objects.none()
         return selectors.shipment_list_for_user(user=authenticated_user(self.request))
 
-    def get_permissions(self) -> Sequence[Any]:
-        if self.action in ("create", "start", "deliver"):
-            return [IsStaff()]
-        return super().get_permissions()
-
     @extend_schema(request=ShipmentCreateSerializer, responses={201: ShipmentSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        """Staff: gives an order to a courier device; a paid order becomes shipped."""
+        """Gives an order to a courier device; a paid order becomes shipped."""
         serializer = ShipmentCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         shipment = services.shipment_create(
@@ -138,14 +146,14 @@ class ShipmentViewSet(
     @extend_schema(request=None, responses=ShipmentSerializer)
     @action(detail=True, methods=["post"])
     def start(self, request: Request, pk: str | None = None) -> Response:
-        """Staff: the courier has picked the parcel up (assigned -> in_transit)."""
+        """The courier has picked the parcel up (assigned -> in_transit)."""
         shipment = services.shipment_start(shipment=self.get_object())
         return Response(ShipmentSerializer(shipment).data)
 
     @extend_schema(request=None, responses=ShipmentSerializer)
     @action(detail=True, methods=["post"])
     def deliver(self, request: Request, pk: str | None = None) -> Response:
-        """Staff: the parcel was handed over; a shipped order becomes delivered."""
+        """The parcel was handed over; a shipped order becomes delivered."""
         shipment = services.shipment_deliver(
             shipment=self.get_object(), actor=authenticated_user(request)
         )
@@ -247,7 +255,8 @@ class TelemetryIngestView(APIView):
 
 
 class TelemetrySummaryView(APIView):
-    permission_classes = [IsStaff]
+    permission_classes = [ActionPermissions]
+    required_permissions: RequiredPermissions = {"get": ("delivery.view_telemetryminute",)}
 
     @extend_schema(
         operation_id="telemetry_summary",
@@ -291,7 +300,8 @@ class TelemetrySummaryView(APIView):
 
 
 class TelemetryLatestView(APIView):
-    permission_classes = [IsStaff]
+    permission_classes = [ActionPermissions]
+    required_permissions: RequiredPermissions = {"get": ("delivery.view_deviceposition",)}
 
     @extend_schema(
         operation_id="telemetry_latest",

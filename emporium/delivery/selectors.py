@@ -32,9 +32,9 @@ TRACK_RECENT_SPAN = timedelta(minutes=30)
 
 
 def shipment_list_for_user(*, user: User) -> QuerySet[Shipment]:
-    """Shipments a user may see: those of their own orders, or every one for staff."""
+    """Shipments a user may see: of their own orders, or all with ``delivery.view_shipment``."""
     queryset = Shipment.objects.all()
-    if not user.is_staff:
+    if not user.has_perm("delivery.view_shipment"):
         queryset = queryset.filter(order__user=user)
     return queryset.select_related("order").order_by("-created_at", "-id")
 

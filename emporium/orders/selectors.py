@@ -8,8 +8,17 @@ from emporium.orders.models import Order, OrderItem, phone_normalized
 
 
 def order_list_for_user(*, user: User) -> QuerySet[Order]:
-    """The orders a user may see: their own, or every order for staff."""
-    queryset = Order.objects.all() if user.is_staff else Order.objects.filter(user=user)
+    """The orders a user may see: their own, or every order with ``orders.view_order``."""
+    return _scoped(user=user, permission="orders.view_order")
+
+
+def order_list_for_change(*, user: User) -> QuerySet[Order]:
+    """The orders a user may act on: their own, or every order with ``orders.change_order``."""
+    return _scoped(user=user, permission="orders.change_order")
+
+
+def _scoped(*, user: User, permission: str) -> QuerySet[Order]:
+    queryset = Order.objects.all() if user.has_perm(permission) else Order.objects.filter(user=user)
     return queryset.prefetch_related(
         Prefetch("items", queryset=OrderItem.objects.order_by("id"))
     ).order_by("-created_at", "-id")

@@ -18,7 +18,8 @@ from emporium.reviews.serializers import ReviewSerializer, ReviewUpdateSerialize
 
 
 class ProductReviewViewSet(viewsets.ModelViewSet):
-    """Reviews of one product. Anyone reads them; only the author edits or deletes one."""
+    """Reviews of one product. Anyone reads them; the author, or a moderator holding
+    ``reviews.change_review`` / ``reviews.delete_review``, edits or deletes one."""
 
     serializer_class = ReviewSerializer
     permission_classes = [IsAuthenticatedOrReadOnly]
@@ -32,7 +33,9 @@ class ProductReviewViewSet(viewsets.ModelViewSet):
         if self.request.method not in SAFE_METHODS:
             # Someone else's review is as invisible to writes as a missing one.
             user = authenticated_user(self.request)
-            if not user.is_superuser:
+            moderates = {"PATCH": "reviews.change_review", "DELETE": "reviews.delete_review"}
+            permission = moderates.get(self.request.method or "")
+            if permission is None or not user.has_perm(permission):
                 queryset = queryset.filter(user=user)
         return queryset
 

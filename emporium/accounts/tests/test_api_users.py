@@ -1,4 +1,4 @@
-"""Contract and permission tests of /api/users/ (accounts, for staff)."""
+"""Contract and permission tests of /api/users/ (support reads, admins change)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from django.utils.dateparse import parse_datetime
 from rest_framework.test import APIClient
 
 from emporium.accounts.models import User
+from emporium.accounts.roles import Role
 from emporium.core.tests.factories import StaffFactory, UserFactory, client_for
 
 pytestmark = pytest.mark.django_db
@@ -169,8 +170,9 @@ def test_staff_gets_404_for_a_non_numeric_id() -> None:
     assert_error(response, 404, "not_found", "Not found.")
 
 
-def test_staff_who_is_not_superuser_cannot_patch() -> None:
-    staff = StaffFactory()
+@pytest.mark.parametrize("role", [Role.SUPPORT, Role.CATALOG_MANAGER])
+def test_staff_without_the_change_permission_cannot_patch(role: Role) -> None:
+    staff = StaffFactory(role=role)
     user = UserFactory()
     before = snapshot(user)
 
@@ -184,12 +186,36 @@ def test_staff_who_is_not_superuser_cannot_patch() -> None:
     assert snapshot(user) == before
 
 
-def test_staff_cannot_promote_themselves() -> None:
-    staff = StaffFactory()
+def test_support_reads_accounts() -> None:
+    support = StaffFactory(role=Role.SUPPORT)
+    user = UserFactory()
+
+    response = client_for(support).get(detail_url(user))
+
+    assert response.status_code == 200
+    assert response.json()["username"] == user.username
+
+
+def test_catalog_manager_reads_no_account() -> None:
+    manager = StaffFactory(role=Role.CATALOG_MANAGER)
+    user = UserFactory()
+
+    for url in (LIST_URL, detail_url(user)):
+        assert_error(
+            client_for(manager).get(url),
+            403,
+            "permission_denied",
+            "You do not have permission to perform this action.",
+        )
+
+
+@pytest.mark.parametrize("role", [Role.SUPPORT, Role.ADMIN])
+def test_staff_cannot_promote_themselves(role: Role) -> None:
+    staff = StaffFactory(role=role)
 
     response = client_for(staff).patch(detail_url(staff), {"is_superuser": True}, format="json")
 
-    assert response.status_code == 403
+    assert response.status_code == (200 if role == Role.ADMIN else 403)
     assert User.objects.get(pk=staff.pk).is_superuser is False
 
 

@@ -10,6 +10,7 @@ from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from emporium.accounts.models import User
+from emporium.accounts.roles import Role, user_role_assign
 from emporium.catalog import services as catalog_services
 from emporium.catalog.models import Category, Product
 from emporium.orders.models import Order, OrderItem, OrderStatus
@@ -33,7 +34,18 @@ class UserFactory(factory.django.DjangoModelFactory):
 
 
 class StaffFactory(UserFactory):
+    """A back-office account; by default in the admin role (every permission).
+
+    ``StaffFactory(role=Role.SUPPORT)`` makes one of another role. Built (unsaved)
+    accounts have no groups.
+    """
+
     is_staff = True
+
+    @factory.post_generation
+    def role(self, create: bool, extracted: Role | None, **kwargs: object) -> None:
+        if create:
+            user_role_assign(user=self, role=extracted or Role.ADMIN)  # type: ignore[arg-type]
 
 
 def make_category(name: str = "Category", parent: Category | None = None) -> Category:

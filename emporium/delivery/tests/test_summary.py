@@ -210,8 +210,8 @@ def test_the_summary_reads_rollups_only_in_a_fixed_number_of_queries(
         response = staff.get(SUMMARY_URL, {"device_id": device_id, "window": "1m"})
 
     assert response.status_code == 200
-    # The user (JWT), the device, the rollups; never the raw point table.
-    assert len(queries.captured_queries) == 3
+    # The user (JWT), the user's permissions, the device, the rollups; never the raw points.
+    assert len(queries.captured_queries) == 4
     assert not any("delivery_telemetry_point" in query["sql"] for query in queries)
 
 

@@ -206,8 +206,8 @@ def test_list_query_count_is_fixed(
     for _ in range(order_count):
         make_order(customer, lines=[("1.00", 1), ("2.00", 2), ("3.00", 3)])
 
-    # user (token), one page of orders, their items joined with the products
-    with django_assert_num_queries(3):
+    # user (token), the user's permissions, one page of orders, their items with the products
+    with django_assert_num_queries(4):
         response = client.get(LIST_URL)
 
     assert response.status_code == 200
@@ -220,7 +220,8 @@ def test_detail_query_count(
 ) -> None:
     order = make_order(customer, lines=[("1.00", 1), ("2.00", 2)])
 
-    with django_assert_num_queries(3):
+    # user (token), the user's permissions, the order, its items
+    with django_assert_num_queries(4):
         response = client.get(detail_url(order.pk))
 
     assert response.status_code == 200

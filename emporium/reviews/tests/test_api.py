@@ -9,6 +9,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from emporium.accounts.models import User
+from emporium.accounts.roles import Role
 from emporium.catalog.models import Product
 from emporium.core.tests.factories import (
     ProductFactory,
@@ -346,12 +347,14 @@ def test_the_author_deletes_a_review(product: Product, author: User) -> None:
     assert _counters(product) == (1, 5)
 
 
-@pytest.mark.parametrize("intruder_kind", ["customer", "staff"])
+@pytest.mark.parametrize("intruder_kind", ["customer", Role.SUPPORT, Role.CATALOG_MANAGER])
 def test_someone_elses_review_looks_exactly_like_a_missing_one(
     product: Product, author: User, intruder_kind: str
 ) -> None:
     review = make_review(product=product, user=author, rating=4, comment="Mine")
-    intruder = client_for(UserFactory() if intruder_kind == "customer" else StaffFactory())
+    intruder = client_for(
+        UserFactory() if intruder_kind == "customer" else StaffFactory(role=Role(intruder_kind))
+    )
     before = _reviews()
 
     patched = intruder.patch(
@@ -382,9 +385,16 @@ def test_anonymous_update_and_delete_are_401(
     assert _reviews() == before
 
 
-def test_a_superuser_may_remove_any_review(product: Product, author: User) -> None:
+@pytest.mark.parametrize("moderator_kind", ["superuser", Role.ADMIN])
+def test_a_moderator_may_remove_any_review(
+    product: Product, author: User, moderator_kind: str
+) -> None:
     review = make_review(product=product, user=author, rating=4)
-    moderator = UserFactory(is_staff=True, is_superuser=True)
+    moderator = (
+        UserFactory(is_staff=True, is_superuser=True)
+        if moderator_kind == "superuser"
+        else StaffFactory(role=Role.ADMIN)
+    )
 
     response = client_for(moderator).delete(_review_url(product.pk, review.pk))
 

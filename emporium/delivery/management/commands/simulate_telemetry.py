@@ -81,6 +81,7 @@ def issue_devices(count: int) -> tuple[dict[int, str], str]:
     from rest_framework_simplejwt.tokens import RefreshToken
 
     from emporium.accounts.models import User
+    from emporium.accounts.roles import Role, user_role_assign
     from emporium.delivery.services import device_issue
 
     tokens: dict[int, str] = {}
@@ -89,13 +90,14 @@ def issue_devices(count: int) -> tuple[dict[int, str], str]:
         tokens[issued.device.pk] = issued.token
     staff, created = User.objects.get_or_create(
         username="telemetry-simulator",
-        defaults={"email": "telemetry-simulator@emporium.invalid", "is_staff": True},
+        defaults={"email": "telemetry-simulator@emporium.invalid"},
     )
     if created:
         staff.set_unusable_password()
         staff.save(update_fields=["password"])
-    if not staff.is_staff:
-        raise CommandError("the user telemetry-simulator exists and is not staff")
+        user_role_assign(user=staff, role=Role.ADMIN)
+    if not staff.has_perm("delivery.view_telemetryminute"):
+        raise CommandError("the user telemetry-simulator exists and may not read telemetry")
     return tokens, str(RefreshToken.for_user(staff).access_token)
 
 
