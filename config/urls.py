@@ -5,6 +5,14 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from emporium.accounts.admin import admin_login
 from emporium.accounts.urls import auth_urlpatterns
 
+
+
+class ApiDocsView(SpectacularSwaggerSplitView):
+    """The Swagger UI page: GET only (OPTIONS would need a template the page does not have)."""
+
+    http_method_names = ["get", "head"]
+
+
 api_urlpatterns: list[URLPattern | URLResolver] = [
     path("auth/", include(auth_urlpatterns)),
     path("", include("emporium.accounts.urls")),
@@ -18,7 +26,7 @@ api_urlpatterns: list[URLPattern | URLResolver] = [
     path("", include("emporium.payments.urls")),
     path("", include("emporium.delivery.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
+    path("docs/", ApiDocsView.as_view(url_name="schema"), name="api-docs"),
 ]
 
 urlpatterns = [

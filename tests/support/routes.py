@@ -54,8 +54,10 @@ def _template(pieces: list[str]) -> str:
     return "/" + _CONVERTER.sub(lambda match: "{" + match.group(1) + "}", text)
 
 
-def _methods(view_class: type, actions: dict[str, str]) -> frozenset[str]:
-    allowed = set(getattr(view_class, "http_method_names", ()))
+def _methods(
+    view_class: type, actions: dict[str, str], initkwargs: dict[str, Any]
+) -> frozenset[str]:
+    allowed = set(initkwargs.get("http_method_names", getattr(view_class, "http_method_names", ())))
     if actions:
         names = set(actions)
         if "get" in names:
@@ -97,7 +99,9 @@ def api_routes() -> list[Route]:
             Route(
                 template=template,
                 params=tuple(re.findall(r"{(\w+)}", template)),
-                methods=_methods(view_class, actions),
+                methods=_methods(
+                    view_class, actions, dict(getattr(callback, "initkwargs", None) or {})
+                ),
                 view_class=view_class,
                 actions=actions,
             )
