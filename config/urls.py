@@ -3,6 +3,7 @@ from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from emporium.accounts.admin import admin_login
+from emporium.accounts.api import JwksView
 from emporium.accounts.urls import auth_urlpatterns
 
 
@@ -31,6 +32,8 @@ api_urlpatterns: list[URLPattern | URLResolver] = [
 
 urlpatterns = [
     path("api/", include(api_urlpatterns)),
+    # The usual place token verifiers look for the keys; the same view as /api/auth/jwks/.
+    path(".well-known/jwks.json", JwksView.as_view(schema=None), name="jwks"),
     # Before the admin's own URLs: its sign-in form under the API login's limits.
     path("admin/login/", admin_login, name="admin-login"),
     path("admin/", admin.site.urls),

@@ -167,16 +167,27 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 
+# Tokens are signed with Ed25519 (EdDSA) by the first of JWT_SIGNING_KEYS and
+# verified by the key their "kid" header names (emporium.accounts.tokens, the
+# only token backend). Every token must carry iss, aud, exp, iat and jti.
+JWT_SIGNING_KEYS = ENV.jwt_private_keys  # the embedded profile makes its own when empty
+JWT_ALGORITHMS = ("EdDSA",)
+JWT_AUDIENCE = ENV.jwt_audience
+JWT_ISSUER = ENV.jwt_issuer
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=15),
     "REFRESH_TOKEN_LIFETIME": timedelta(days=7),
+    # Rotation and reuse detection are done by emporium.accounts.services.
     "ROTATE_REFRESH_TOKENS": True,
     "BLACKLIST_AFTER_ROTATION": True,
     "UPDATE_LAST_LOGIN": False,
-    "ALGORITHM": "HS256",
-    "SIGNING_KEY": ENV.jwt_signing_key or SECRET_KEY,
+    "ALGORITHM": JWT_ALGORITHMS[0],
+    "SIGNING_KEY": None,  # the keys are JWT_SIGNING_KEYS; simplejwt's own backend is replaced
+    "AUDIENCE": JWT_AUDIENCE,
+    "ISSUER": JWT_ISSUER,
     "AUTH_HEADER_TYPES": ("Bearer",),
     "USER_ID_CLAIM": "user_id",
+    "AUTH_TOKEN_CLASSES": ("rest_framework_simplejwt.tokens.AccessToken",),
     "LEEWAY": 0,
 }
 

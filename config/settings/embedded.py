@@ -6,6 +6,7 @@ from config.settings import base
 from config.settings.base import *  # noqa: F403
 from config.settings.base import BASE_DIR, ENV
 from config.settings.env import encryption_keys_local
+from config.settings.jwt_keys import jwt_keys_local
 from config.settings.secret_keys import environment_problems, installation_secrets
 
 # DEBUG stays off unless asked for, so even the demo answers every error in the
@@ -34,7 +35,8 @@ _INSTALLATION = (
     else {}
 )
 SECRET_KEY = ENV.secret_key or _INSTALLATION["SECRET_KEY"]
-SIMPLE_JWT = {**SIMPLE_JWT, "SIGNING_KEY": ENV.jwt_signing_key or SECRET_KEY}  # noqa: F405
+# Never a published key: without JWT_PRIVATE_KEYS this installation makes its own.
+JWT_SIGNING_KEYS = ENV.jwt_private_keys or jwt_keys_local(BASE_DIR / "var" / "jwt.keys")
 ALLOWED_HOSTS = ENV.allowed_hosts or ["127.0.0.1", "localhost", "[::1]", "testserver"]
 # `make run` hands this installation's secret to the payment simulator too.
 PAYMENT_WEBHOOK_SECRET = ENV.payment_webhook_secret or _INSTALLATION.get("PAYMENT_WEBHOOK_SECRET")

@@ -18,6 +18,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from config.settings.jwt_keys import JwtKey, jwt_keys_parse
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 _env = environ.Env()
@@ -30,6 +32,9 @@ if _env_file.is_file():
 class Environment:
     secret_key: str | None
     jwt_signing_key: str | None
+    jwt_private_keys: tuple[JwtKey, ...]
+    jwt_audience: str
+    jwt_issuer: str
     debug: bool | None
     allowed_hosts: list[str]
     csrf_trusted_origins: list[str]
@@ -75,6 +80,9 @@ def read_environment() -> Environment:
     return Environment(
         secret_key=_env.str("SECRET_KEY", default=None),
         jwt_signing_key=_env.str("JWT_SIGNING_KEY", default=None),
+        jwt_private_keys=jwt_keys_parse(_env.str("JWT_PRIVATE_KEYS", default="")),
+        jwt_audience=_env.str("JWT_AUDIENCE", default="emporium-api"),
+        jwt_issuer=_env.str("JWT_ISSUER", default="emporium"),
         debug=_env.bool("DEBUG", default=None),
         allowed_hosts=_env.list("ALLOWED_HOSTS", default=[]),
         csrf_trusted_origins=_env.list("CSRF_TRUSTED_ORIGINS", default=[]),

@@ -15,6 +15,7 @@ if not ENV.encryption_keys:
     raise ImproperlyConfigured(
         "ENCRYPTION_KEYS must list at least one key (kid:base64 of 32 random bytes)."
     )
+
 _SECRET_PROBLEMS = environment_problems(
     ENV,
     jwt_algorithm=str(base.SIMPLE_JWT["ALGORITHM"]),
@@ -24,12 +25,15 @@ if _SECRET_PROBLEMS:
     raise ImproperlyConfigured("Production refuses these secrets: " + " ".join(_SECRET_PROBLEMS))
 if not ENV.database_url:
     raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL in production.")
+if not ENV.jwt_private_keys:
+    raise ImproperlyConfigured(
+        "JWT_PRIVATE_KEYS must list at least one signing key (manage.py jwt_key_generate)."
+    )
 if not ENV.allowed_hosts:
     raise ImproperlyConfigured("ALLOWED_HOSTS must list the host names this deployment serves.")
 
 DEBUG = bool(ENV.debug)
 SECRET_KEY = ENV.secret_key or ""  # never empty: refused above
-SIMPLE_JWT = {**SIMPLE_JWT, "SIGNING_KEY": ENV.jwt_signing_key or SECRET_KEY}  # noqa: F405
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = ENV.secure_ssl_redirect

@@ -1,29 +1,27 @@
 from __future__ import annotations
 
-from typing import Any
-
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
-from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
-from emporium.accounts import selectors, services
+from emporium.accounts import selectors, services, tokens
 from emporium.accounts.auth import authenticated_user
-from emporium.accounts.models import User
 from emporium.accounts.serializers import (
     AdminUserSerializer,
     AdminUserUpdateSerializer,
+    LoginSerializer,
     LogoutSerializer,
     ProfileUpdateSerializer,
+    RefreshSerializer,
     RegisterSerializer,
     UserSerializer,
 )
 from emporium.core.permissions import ActionPermissions, RequiredPermissions
-from emporium.core.throttling import LoginAccountThrottle, LoginIPThrottle, RegisterIPThrottle
+from emporium.core.throttling import LOGIN_THROTTLES, RegisterIPThrottle
 
 
 class RegisterView(APIView):
@@ -40,24 +38,32 @@ class RegisterView(APIView):
 
 
 class LoginView(TokenObtainPairView):
-    """Exchanges username and password for an access and a refresh token."""
+    """Exchanges username and password for an access and a refresh token (a new sign-in)."""
 
     authentication_classes = ()
-    throttle_classes = [LoginIPThrottle, LoginAccountThrottle]
+    throttle_classes = list(LOGIN_THROTTLES)
+    serializer_class = LoginSerializer
 
 
 class RefreshView(TokenRefreshView):
-    authentication_classes = ()
+    """Exchanges a refresh token, once, for a new pair; a reused token ends its sign-in."""
 
-    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        try:
-            return super().post(request, *args, **kwargs)
-        except User.DoesNotExist:
-            # simplejwt looks the token's account up with .get(): a token that
-            # outlived its account must be refused like a deactivated one, not crash.
-            raise AuthenticationFailed(
-                "No active account found for the given token.", "no_active_account"
-            ) from None
+    authentication_classes = ()
+    serializer_class = RefreshSerializer
+
+
+class JwksView(APIView):
+    """The public keys that verify this deployment's tokens (RFC 7517 JSON Web Key Set)."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list[type] = []
+    throttle_classes: list[type] = []
+
+    @extend_schema(responses={200: OpenApiResponse(description="A JSON Web Key Set.")})
+    def get(self, request: Request) -> Response:
+        response = Response(tokens.jwks())
+        response["Cache-Control"] = "public, max-age=300"
+        return response
 
 
 class LogoutView(APIView):

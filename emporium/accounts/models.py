@@ -48,3 +48,24 @@ class User(TimeStampedModel, AbstractUser):
         if update_fields is not None and "username" in update_fields:
             kwargs["update_fields"] = {*update_fields, "username_key"}
         super().save(*args, **kwargs)
+
+
+class TokenFamily(TimeStampedModel):
+    """One sign-in: every refresh token descended from one login carries its id (``fam``).
+
+    Only the newest refresh token of a family (``current_jti``) may be exchanged,
+    and only once: the exchange is one conditional UPDATE, so of two requests
+    racing with the same token exactly one wins. Presenting any older token
+    means it was copied: the whole family is revoked (``revoked_at``).
+    """
+
+    id = models.UUIDField(primary_key=True)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="token_families")
+    current_jti = models.CharField(max_length=64)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "revoked_at"], name="tokenfamily_user_revoked")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}:{self.id}"

@@ -1,7 +1,11 @@
 from __future__ import annotations
 
-from rest_framework import serializers
+from typing import Any, cast
 
+from rest_framework import serializers
+from rest_framework_simplejwt.serializers import TokenObtainSerializer
+
+from emporium.accounts import services
 from emporium.accounts.models import User
 
 
@@ -68,3 +72,26 @@ class LogoutSerializer(serializers.Serializer):
 class TokenPairSerializer(serializers.Serializer):
     access = serializers.CharField(read_only=True)
     refresh = serializers.CharField(read_only=True)
+
+
+class LoginSerializer(TokenObtainSerializer):
+    """simplejwt's credential check (``authenticate``, active accounts only), then a new sign-in."""
+
+    access = serializers.CharField(read_only=True)
+    refresh = serializers.CharField(read_only=True)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, str]:
+        super().validate(attrs)  # refuses unless self.user is an active account
+        pair = services.token_pair_issue(user=cast(User, self.user))
+        return {"refresh": pair.refresh, "access": pair.access}
+
+
+class RefreshSerializer(serializers.Serializer):
+    """Exchanges a refresh token once (rotation with reuse detection, see the service)."""
+
+    refresh = serializers.CharField()
+    access = serializers.CharField(read_only=True)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, str]:
+        pair = services.refresh_token_rotate(token=attrs["refresh"])
+        return {"refresh": pair.refresh, "access": pair.access}

@@ -1,16 +1,22 @@
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
+
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from emporium.accounts.models import User
+from emporium.accounts.models import TokenFamily, User
 from emporium.accounts.selectors import email_taken, username_taken
 from emporium.core.errors import InvalidInput
 from emporium.realtime import user_sockets_revoke
+
+FAMILY_CLAIM = "fam"  # the id of the sign-in a refresh (and its access) token descends from
 
 
 class DuplicateAccount(InvalidInput):
@@ -127,11 +133,117 @@ class InvalidRefreshToken(InvalidInput):
     default_message = "The refresh token is invalid or expired."
 
 
-def refresh_token_revoke(*, token: str) -> None:
-    """Blacklists a refresh token so it can never be exchanged again."""
+class NoActiveAccount(InvalidInput):
+    status_code = 401
+    code = "authentication_failed"
+    default_message = "No active account found for the given token."
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access: str
+    refresh: str
+
+
+class _FamilyRefreshToken(RefreshToken):
+    """A refresh token whose blacklist state is decided by its family row, not on reading.
+
+    :func:`refresh_token_rotate` must tell a token that was already exchanged
+    (a copy: revoke the family) from one that never was valid, so reading the
+    token checks signature, claims and expiry only.
+    """
+
+    def check_blacklist(self) -> None:
+        return None
+
+
+def _read_refresh(token: str) -> _FamilyRefreshToken:
+    """A signed, unexpired refresh token that belongs to a family; TokenError otherwise."""
+    refresh = _FamilyRefreshToken(token)  # type: ignore[arg-type]
+    family = refresh.get(FAMILY_CLAIM)
+    if not isinstance(family, str) or not _is_uuid(family):
+        raise TokenError("Token is invalid")
+    return refresh
+
+
+def _is_uuid(value: str) -> bool:
     try:
-        refresh = RefreshToken(token)  # type: ignore[arg-type]
-        refresh.blacklist()
+        uuid.UUID(hex=value)
+    except ValueError:
+        return False
+    return True
+
+
+def _new_refresh(*, user_id: str, family: str) -> _FamilyRefreshToken:
+    refresh = _FamilyRefreshToken()
+    refresh[jwt_settings.USER_ID_CLAIM] = user_id
+    refresh[FAMILY_CLAIM] = family
+    return refresh
+
+
+def token_pair_issue(*, user: User) -> TokenPair:
+    """Starts a sign-in: a new token family and its first refresh and access tokens."""
+    family = uuid.uuid4().hex
+    refresh = _new_refresh(user_id=str(user.pk), family=family)
+    with transaction.atomic():
+        TokenFamily.objects.create(
+            id=family, user=user, current_jti=refresh[jwt_settings.JTI_CLAIM]
+        )
+        refresh.outstand()
+    return TokenPair(access=str(refresh.access_token), refresh=str(refresh))
+
+
+def _family_revoke(*, family: str) -> int:
+    """Revokes a family once; the number of families this call revoked (0 or 1)."""
+    return TokenFamily.objects.filter(pk=family, revoked_at=None).update(
+        revoked_at=timezone.now(), updated_at=timezone.now()
+    )
+
+
+def refresh_token_rotate(*, token: str) -> TokenPair:
+    """Exchanges the newest refresh token of a family for a new pair, exactly once.
+
+    The exchange is one conditional UPDATE on the family row (``current_jti``
+    must still be this token's): of any number of requests racing with one
+    token exactly one wins. A token that is not its family's newest was
+    exchanged before, so someone holds a copy: the whole family is revoked and
+    every token descended from that login stops working. Raises TokenError
+    (401) for any refused token, NoActiveAccount for an account that is gone
+    or inactive.
+    """
+    refresh = _read_refresh(token)
+    family = str(refresh[FAMILY_CLAIM])
+    user_id = str(refresh[jwt_settings.USER_ID_CLAIM])
+    if not User.objects.filter(pk=user_id, is_active=True).exists():
+        raise NoActiveAccount()
+    successor = _new_refresh(user_id=user_id, family=family)
+    with transaction.atomic():
+        won = TokenFamily.objects.filter(
+            pk=family,
+            user_id=user_id,
+            current_jti=refresh[jwt_settings.JTI_CLAIM],
+            revoked_at=None,
+        ).update(current_jti=successor[jwt_settings.JTI_CLAIM], updated_at=timezone.now())
+        if won:
+            refresh.blacklist()
+            successor.outstand()
+    if not won:
+        if _family_revoke(family=family):
+            user_sockets_revoke(user_id=int(user_id))
+        raise TokenError("Token is blacklisted")
+    return TokenPair(access=str(successor.access_token), refresh=str(successor))
+
+
+def refresh_token_revoke(*, token: str) -> None:
+    """Signs out: revokes the token's whole family, so no token of that login works again."""
+    try:
+        refresh = _read_refresh(token)
     except TokenError:
         raise InvalidRefreshToken() from None
-    user_sockets_revoke(user_id=int(refresh[jwt_settings.USER_ID_CLAIM]))
+    with transaction.atomic():
+        revoked = _family_revoke(family=str(refresh[FAMILY_CLAIM]))
+        if revoked:
+            refresh.blacklist()
+            user_sockets_revoke(user_id=int(refresh[jwt_settings.USER_ID_CLAIM]))
+    if not revoked:
+        raise InvalidRefreshToken()

@@ -12,6 +12,7 @@ auth_urlpatterns = [
     path("refresh/", api.RefreshView.as_view(), name="auth-refresh"),
     path("logout/", api.LogoutView.as_view(), name="auth-logout"),
     path("me/", api.MeView.as_view(), name="auth-me"),
+    path("jwks/", api.JwksView.as_view(), name="auth-jwks"),
 ]
 
 urlpatterns = router.urls

@@ -452,7 +452,8 @@ def test_refresh_for_a_deactivated_account_is_401(api_client: APIClient) -> None
 
 
 def test_refresh_for_a_deleted_account_is_401(api_client: APIClient) -> None:
-    refresh = str(RefreshToken.for_user(UserFactory(username="alice")))
+    UserFactory(username="alice")
+    refresh = login(APIClient(), "alice").json()["refresh"]
     User.objects.filter(username="alice").delete()
 
     response = APIClient(raise_request_exception=False).post(

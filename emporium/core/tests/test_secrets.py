@@ -81,6 +81,7 @@ def _production_env() -> dict[str, str]:
         "DATABASE_URL": "postgres://emporium:s3cr3t-db-pass@127.0.0.1:5432/emporium",
         "ALLOWED_HOSTS": "shop.example.com",
         "ENCRYPTION_KEYS": "k1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
+        "JWT_PRIVATE_KEYS": "j1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
     }
 
 
