@@ -261,7 +261,7 @@ def run_schemathesis(
     command = [
         sys.executable,
         "-m",
-        "tests.fuzz.schemathesis_cli",
+        "schemathesis.cli",
         "run",
         f"{base_url}/api/schema/?format=json",
         "--checks",
@@ -295,6 +295,7 @@ def run_schemathesis(
         # token rightly still gets in; it would report every operation.
         command += ["-H", f"Authorization: Bearer {token}", "--exclude-checks", "ignored_auth"]
     output = REPORT_DIR / f"schemathesis-{role}.txt"
+    junit.unlink(missing_ok=True)  # a report left by an earlier run must never be read as this one
     started = time.monotonic()
     with output.open("wb") as sink:
         finished = subprocess.run(  # noqa: S603 - schemathesis from this virtualenv
@@ -305,8 +306,10 @@ def run_schemathesis(
         f"{time.monotonic() - started:.0f} s ({output.relative_to(ROOT)})",
         flush=True,
     )
-    if not junit.exists():
-        raise SystemExit(f"schemathesis wrote no report for {role}; see {output}")
+    # 0: no failure, 1: failures found (judged against the accepted list); anything
+    # else is schemathesis itself failing, and its report cannot be trusted.
+    if finished.returncode not in (0, 1) or not junit.exists():
+        raise SystemExit(f"schemathesis did not complete for {role}; see {output}")
     return junit
 
 
