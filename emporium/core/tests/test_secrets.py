@@ -220,11 +220,8 @@ def test_production_starts_with_real_secrets(tmp_path: Path) -> None:
     [
         *_env_example_placeholders(),
         ("SECRET_KEY", OLD_SECRET_KEY),
-        ("JWT_SIGNING_KEY", OLD_SECRET_KEY),
         ("PAYMENT_WEBHOOK_SECRET", OLD_WEBHOOK_SECRET),
-        ("JWT_SIGNING_KEY", "a"),
         ("PAYMENT_WEBHOOK_SECRET", secrets.token_hex(31)),  # 248 bits: one byte short
-        ("JWT_SIGNING_KEY", "ab" * 40),  # long, but a pattern
         ("SECRET_KEY", secrets.token_urlsafe(32)),  # 256 bits, but under Django's 50 characters
     ],
 )
@@ -246,7 +243,6 @@ def test_the_env_example_placeholders_are_all_covered() -> None:
     # Every secret and every service password .env.example stands in for.
     assert names == {
         "SECRET_KEY",
-        "JWT_SIGNING_KEY",
         "DATABASE_URL",
         "REDIS_URL",
         "BROKER_URL",
@@ -277,7 +273,6 @@ def test_check_deploy_passes_real_secrets() -> None:
         ({"SECRET_KEY": OLD_SECRET_KEY}, "SECRET_KEY is a published placeholder value"),
         ({"PAYMENT_WEBHOOK_SECRET": OLD_WEBHOOK_SECRET}, "PAYMENT_WEBHOOK_SECRET is a published"),
         ({"PAYMENT_WEBHOOK_SECRET": "short"}, "PAYMENT_WEBHOOK_SECRET is too weak"),
-        ({"SIMPLE_JWT_SIGNING_KEY": "a"}, "JWT_SIGNING_KEY is too weak"),
     ],
 )
 def test_check_deploy_fails_on_a_published_or_weak_secret(
