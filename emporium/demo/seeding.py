@@ -21,6 +21,7 @@ from django.db.models import Count, IntegerField, OuterRef, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
 from emporium.accounts.models import User
+from emporium.accounts.roles import Role, user_role_assign
 from emporium.catalog import services as catalog_services
 from emporium.catalog.models import Category, Product
 from emporium.reviews.models import Review
@@ -31,6 +32,9 @@ STAFF_USERNAME = "admin"
 EMBEDDED_STAFF_PASSWORD = "emporium-admin"  # noqa: S105 - printed by the README, embedded only
 CUSTOMER_PASSWORD = "emporium-demo"  # noqa: S105 - demo customers, documented in the README
 CUSTOMER_COUNT = 20
+# One account per back-office role besides admin, embedded profile only.
+ROLE_USERNAMES = {Role.SUPPORT: "support", Role.CATALOG_MANAGER: "catalog-manager"}
+EMBEDDED_ROLE_PASSWORD = "emporium-staff"  # noqa: S105 - printed by seed_demo, embedded only
 BATCH_SIZE = 5_000
 
 TREE: dict[str, dict[str, list[str]]] = {
@@ -133,6 +137,7 @@ class SeedReport:
     wishlist_items: int
     staff_username: str
     staff_password: str | None  # set only when the password is known to print
+    role_usernames: tuple[str, ...] = ()  # the per-role accounts, embedded profile only
 
 
 def _leaf_name(parts: tuple[str, ...]) -> str:
@@ -238,7 +243,26 @@ def seed_users() -> tuple[User, list[User], str | None]:
             },
         )
         customers.append(user)
+    user_role_assign(user=staff, role=Role.ADMIN)
+    # Superuser status is not a role: the account keeps it alongside the admin group.
+    for customer in customers:
+        user_role_assign(user=customer, role=Role.CUSTOMER)
     return staff, customers, printed_password
+
+
+def seed_role_users() -> tuple[str, ...]:
+    """A demo account per back-office role, with a well-known password: embedded only."""
+    if settings.EMPORIUM_PROFILE != "embedded":
+        return ()
+    password = make_password(EMBEDDED_ROLE_PASSWORD)
+    for role, username in ROLE_USERNAMES.items():
+        user, _ = User.objects.update_or_create(
+            username=username,
+            defaults={"email": f"{username}@emporium.example"},
+            create_defaults={"email": f"{username}@emporium.example", "password": password},
+        )
+        user_role_assign(user=user, role=role)
+    return tuple(ROLE_USERNAMES.values())
 
 
 def seed_reviews_and_wishlists(*, product_count: int, customers: list[User]) -> None:
@@ -293,6 +317,7 @@ def seed_demo(
     with transaction.atomic():
         leaves = seed_categories()
         staff, customers, staff_password = seed_users()
+        role_usernames = seed_role_users()
     seed_products(count=product_count, leaves=leaves, progress=progress)
     with transaction.atomic():
         seed_reviews_and_wishlists(product_count=product_count, customers=customers)
@@ -306,4 +331,5 @@ def seed_demo(
         wishlist_items=WishlistItem.objects.count(),
         staff_username=staff.username,
         staff_password=staff_password,
+        role_usernames=role_usernames,
     )

@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 
 from emporium.accounts.models import User
 from emporium.catalog.models import Category, Product
-from emporium.demo.seeding import TREE
+from emporium.demo.seeding import EMBEDDED_ROLE_PASSWORD, TREE
 from emporium.reviews.models import Review
 from emporium.wishlists.models import Wishlist, WishlistItem
 
@@ -144,7 +144,9 @@ def test_seed_creates_staff_and_customers(embedded: None) -> None:
 
     assert list(User.objects.order_by("username").values_list("username", flat=True)) == [
         "admin",
+        "catalog-manager",
         *CUSTOMER_NAMES,
+        "support",
     ]
     admin = User.objects.get(username="admin")
     assert (admin.is_staff, admin.is_superuser) == (True, True)
@@ -220,10 +222,11 @@ def test_the_command_reports_what_it_made(embedded: None) -> None:
 
     reviews = Review.objects.count()
     assert output.splitlines() == [
-        f"Demo data ready: 300 products in 126 categories, 21 users, {reviews} reviews, "
+        f"Demo data ready: 300 products in 126 categories, 23 users, {reviews} reviews, "
         "100 wishlist items.",
         "Staff login (embedded profile): admin / emporium-admin",
         "Demo customers: customer01..customer20 / emporium-demo",
+        "Role logins (embedded profile): support, catalog-manager / emporium-staff",
     ]
 
 
@@ -294,7 +297,7 @@ def test_zero_products_still_makes_the_tree_and_the_accounts(embedded: None) -> 
     assert (Category.objects.count(), Product.objects.count(), User.objects.count()) == (
         126,
         0,
-        21,
+        23,
     )
     assert (Review.objects.count(), WishlistItem.objects.count()) == (0, 0)
 
@@ -308,3 +311,33 @@ def test_a_negative_product_count_is_refused_before_writing() -> None:
     assert raised.value.code == 2
     assert err.getvalue().strip() == "--products must not be negative"
     assert (Category.objects.count(), Product.objects.count(), User.objects.count()) == (0, 0, 0)
+
+
+def test_the_embedded_seed_makes_one_account_per_role(embedded: None) -> None:
+    _seed(10)
+
+    roles = {
+        username: sorted(User.objects.get(username=username).groups.values_list("name", flat=True))
+        for username in ("admin", "support", "catalog-manager", "customer01")
+    }
+    assert roles == {
+        "admin": ["admin"],
+        "support": ["support"],
+        "catalog-manager": ["catalog_manager"],
+        "customer01": ["customer"],
+    }
+    support = _login("support", EMBEDDED_ROLE_PASSWORD)
+    assert support.status_code == 200
+    manager = _login("catalog-manager", EMBEDDED_ROLE_PASSWORD)
+    assert manager.status_code == 200
+
+
+def test_outside_the_embedded_profile_there_are_no_role_accounts(settings: Settings) -> None:
+    settings.EMPORIUM_PROFILE = "production"
+
+    _seed(10)
+
+    assert not User.objects.filter(username__in=["support", "catalog-manager"]).exists()
+    assert list(User.objects.get(username="admin").groups.values_list("name", flat=True)) == [
+        "admin"
+    ]

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from tqdm import tqdm
 
-from emporium.demo.seeding import CUSTOMER_PASSWORD, seed_demo
+from emporium.demo.seeding import CUSTOMER_PASSWORD, EMBEDDED_ROLE_PASSWORD, seed_demo
 
 
 class Command(BaseCommand):
@@ -38,3 +38,8 @@ class Command(BaseCommand):
                 f"{report.staff_username} / {report.staff_password}"
             )
         self.stdout.write(f"Demo customers: customer01..customer20 / {CUSTOMER_PASSWORD}")
+        if report.role_usernames:
+            self.stdout.write(
+                f"Role logins ({settings.EMPORIUM_PROFILE} profile): "
+                f"{', '.join(report.role_usernames)} / {EMBEDDED_ROLE_PASSWORD}"
+            )
