@@ -78,6 +78,7 @@ def test_staff_issue_a_device_and_see_its_token_once() -> None:
     assert body == {
         "id": device.pk,
         "name": "van 7",
+        "metadata": None,
         "is_active": True,
         "revoked_at": None,
         "created_at": rendered(device.created_at),
