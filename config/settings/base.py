@@ -204,6 +204,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "emporium.core.schema.add_links_from_created_objects",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "OrderStatusEnum": "emporium.orders.models.OrderStatus.choices",
         "PaymentStatusEnum": "emporium.payments.models.PaymentStatus.choices",
@@ -215,10 +219,6 @@ SPECTACULAR_SETTINGS = {
 CELERY_BROKER_URL = ENV.broker_url or "memory://"
 CELERY_TASK_ALWAYS_EAGER = ENV.broker_url is None
 CELERY_TASK_EAGER_PROPAGATES = True
-    "POSTPROCESSING_HOOKS": [
-        "drf_spectacular.hooks.postprocess_schema_enums",
-        "emporium.core.schema.add_links_from_created_objects",
-    ],
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
