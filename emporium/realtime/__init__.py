@@ -36,7 +36,7 @@ def transport_healthy() -> bool:
     True once reconnected, in the embedded profile (no Redis), and in a process
     that serves no WebSockets (it has no transport).
     """
-    from emporium.realtime.hub import HUB
+    from emporium.realtime.transport import HUB
 
     return HUB.transport_healthy()
 

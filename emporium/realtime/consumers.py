@@ -40,12 +40,11 @@ from emporium.realtime.hub import (
     CLOSE_NOT_FOUND,
     CLOSE_SERVICE_RESTART,
     CLOSE_UNAUTHENTICATED,
-    HUB,
     BufferPolicy,
     Connection,
     TransportUnavailable,
 )
-from emporium.realtime.transport import dumps
+from emporium.realtime.transport import HUB, dumps
 
 # An alias with no entry in CHANNEL_LAYERS: Channels then gives the consumer no
 # per-connection channel (and no task waiting on it); the hub delivers instead.

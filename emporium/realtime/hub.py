@@ -1,8 +1,9 @@
 """The per-process registry of open WebSocket connections and their outgoing buffers.
 
-One :data:`HUB` per server process knows which local connections belong to
-which group. An event reaches it once (from Redis pub/sub in production, from
-the publishing thread in the embedded profile) as JSON text that was
+One hub per server process (``transport.HUB``, built there with its
+transport) knows which local connections belong to which group. An event
+reaches it once (from Redis pub/sub in production, from the publishing
+thread in the embedded profile) as JSON text that was
 serialised once by the publisher; the hub appends that same string to the
 buffer of every local member. Each connection has its own writer task that
 drains its buffer into the socket, so a client that reads slowly only ever
@@ -207,7 +208,10 @@ class Hub:
     # Groups every process listens to whether or not it has sockets in them.
     ALWAYS_SUBSCRIBED = frozenset({group_names.REVOCATIONS})
 
-    def __init__(self) -> None:
+    def __init__(self, *, transport_factory: Callable[[], Transport]) -> None:
+        # Injected (the process's hub is made in transport.py): this module
+        # never imports a transport.
+        self._transport_factory = transport_factory
         self.loop: asyncio.AbstractEventLoop | None = None
         self.groups: dict[str, set[Connection]] = {}
         self.users: dict[int, set[Connection]] = {}
@@ -245,9 +249,7 @@ class Hub:
                 self._tasks = set()
                 self._subscription_lock = asyncio.Lock()
                 started = self._started = asyncio.Event()
-                from emporium.realtime.transport import transport_for_settings
-
-                transport = self._transport = transport_for_settings()
+                transport = self._transport = self._transport_factory()
                 first = True
         if not first:
             # Whoever bound first is still starting the transport: subscribing before
@@ -418,6 +420,3 @@ class Hub:
             for connection in tuple(same_user):
                 if not reliable_only or not connection.policy.drop_oldest:
                     connection.close_soon(code)
-
-
-HUB = Hub()

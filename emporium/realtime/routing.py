@@ -16,7 +16,7 @@ from emporium.realtime.consumers import (
     OrdersConsumer,
     ShipmentConsumer,
 )
-from emporium.realtime.hub import HUB
+from emporium.realtime.transport import HUB
 
 websocket_urlpatterns = [
     path("ws/orders/", OrdersConsumer.as_asgi()),

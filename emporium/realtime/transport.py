@@ -44,7 +44,6 @@ from redis.asyncio.client import PubSub
 
 from emporium.realtime.hub import (
     CLOSE_SERVICE_RESTART,
-    HUB,
     Hub,
     LocalTransport,
     Transport,
@@ -381,6 +380,10 @@ async def _discard(pubsub: PubSub) -> None:
 def transport_for_settings() -> Transport:
     url = redis_url()
     return RedisTransport(url) if url else LocalTransport()
+
+
+# This process's hub; it starts its transport when first bound (see Hub.bind).
+HUB = Hub(transport_factory=transport_for_settings)
 
 
 # -- the connection count ---------------------------------------------------------------

@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from emporium.realtime.hub import BufferPolicy, Connection, Hub
-from emporium.realtime.transport import channel_for
+from emporium.realtime.transport import channel_for, transport_for_settings
 
 
 async def _registered_all_at_once(hub: Hub, group: str, count: int) -> list[list[str]]:
@@ -54,7 +54,7 @@ def test_sockets_registering_while_the_transport_starts_all_get_the_broadcast(
     publisher = redis.Redis.from_url(redis_url)
 
     async def scenario() -> list[list[str]]:
-        hub = Hub()
+        hub = Hub(transport_factory=transport_for_settings)
         inboxes = await _registered_all_at_once(hub, group, 300)
         publisher.publish(channel_for(redis_url, group), "hello")
         deadline = time.monotonic() + 5

@@ -23,7 +23,6 @@ from websockets.sync.client import ClientConnection, connect
 
 from emporium.core.tests.factories import UserFactory
 from emporium.realtime import groups, transport_healthy
-from emporium.realtime.hub import HUB
 from emporium.realtime.tests.conftest import (
     STOPPED_BY_SIGTERM,
     AsgiServer,
@@ -31,7 +30,7 @@ from emporium.realtime.tests.conftest import (
     receive_json,
     token_for,
 )
-from emporium.realtime.transport import channel_for, counts_key
+from emporium.realtime.transport import HUB, channel_for, counts_key
 from tests.support.processes import RedisServer
 
 pytestmark = pytest.mark.django_db(transaction=True)

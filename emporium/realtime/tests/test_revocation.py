@@ -22,7 +22,7 @@ from emporium.accounts import services as account_services
 from emporium.accounts.models import User
 from emporium.core.tests.factories import StaffFactory, UserFactory, client_for
 from emporium.realtime import groups, user_sockets_revoke
-from emporium.realtime.hub import BufferPolicy, Connection, Hub
+from emporium.realtime.hub import BufferPolicy, Connection, Hub, LocalTransport
 from emporium.realtime.tests.conftest import (
     AsgiServer,
     LiveServer,
@@ -189,7 +189,7 @@ def test_the_hub_closes_only_the_revoked_users_connections() -> None:
         return send
 
     async def scenario() -> None:
-        hub = Hub()
+        hub = Hub(transport_factory=LocalTransport)
         policy = BufferPolicy(capacity=4, drop_oldest=True)
         for user_id in (7, 8):
             connection = Connection(hub=hub, send=sender(user_id), policy=policy, user_id=user_id)
