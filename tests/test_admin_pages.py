@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from decimal import Decimal
 from io import StringIO
 
 import pytest
@@ -35,6 +36,7 @@ from emporium.core.tests.factories import (
 from emporium.delivery import services as delivery_services
 from emporium.orders.models import OrderStatus
 from emporium.orders.services import order_transition
+from emporium.payments import services as payment_services
 from emporium.wishlists.models import Wishlist, WishlistItem
 
 REGISTERED = sorted(admin.site._registry.items(), key=lambda entry: entry[0]._meta.label)
@@ -69,7 +71,12 @@ def rows(superuser: User) -> None:
     WishlistItem.objects.create(wishlist=Wishlist.objects.create(user=customer), product=product)
     order = OrderFactory(user=customer)
     OrderItemFactory(order=order, product=product)
-    PaymentFactory(order=order)
+    payment = PaymentFactory(order=order)
+    payment_services.payment_charge_report(  # a charge of another amount: a discrepancy
+        charge=payment_services.ReportedCharge(
+            payment_id=payment.pk, provider_reference="ch_1", amount=Decimal("0.01"), currency="EUR"
+        )
+    )
     order_transition(order_id=order.pk, to_status=OrderStatus.CANCELLED, actor=superuser)
     device = delivery_services.device_issue(name="Van 1").device
     paid = OrderFactory(user=customer, order_status=OrderStatus.PAID)
