@@ -222,6 +222,7 @@ def test_production_starts_with_real_secrets(tmp_path: Path) -> None:
         ("SECRET_KEY", OLD_SECRET_KEY),
         ("PAYMENT_WEBHOOK_SECRET", OLD_WEBHOOK_SECRET),
         ("PAYMENT_WEBHOOK_SECRET", secrets.token_hex(31)),  # 248 bits: one byte short
+        ("PAYMENT_WEBHOOK_SECRET", "ab" * 40),  # long, but a pattern
         ("SECRET_KEY", secrets.token_urlsafe(32)),  # 256 bits, but under Django's 50 characters
     ],
 )
