@@ -7,7 +7,6 @@ from emporium.accounts.api import JwksView
 from emporium.accounts.urls import auth_urlpatterns
 
 
-
 class ApiDocsView(SpectacularSwaggerSplitView):
     """The Swagger UI page: GET only (OPTIONS would need a template the page does not have)."""
 

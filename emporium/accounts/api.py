@@ -72,7 +72,10 @@ class LogoutView(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list[type] = []
 
-    @extend_schema(request=LogoutSerializer, responses={204: None})
+    @extend_schema(
+        request=LogoutSerializer,
+        responses={204: None, 401: OpenApiResponse(description="The refresh token is not valid.")},
+    )
     def post(self, request: Request) -> Response:
         serializer = LogoutSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

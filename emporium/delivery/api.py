@@ -13,8 +13,7 @@ from typing import Any
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotAuthenticated
@@ -268,15 +267,11 @@ class TelemetrySummaryView(APIView):
             "to before 'to' count. Defaults: the hour before 'to', which defaults to now. At "
             f"most {selectors.MAX_SUMMARY_WINDOWS} windows per request."
         ),
-        parameters=[
-            OpenApiParameter("device_id", OpenApiTypes.INT, required=True),
-            OpenApiParameter("from", OpenApiTypes.DATETIME, required=False),
-            OpenApiParameter("to", OpenApiTypes.DATETIME, required=False),
-            OpenApiParameter(
-                "window", OpenApiTypes.STR, enum=sorted(selectors.WINDOWS), required=False
-            ),
-        ],
-        responses=TelemetrySummarySerializer,
+        parameters=[SummaryQuerySerializer],
+        responses={
+            200: TelemetrySummarySerializer,
+            404: OpenApiResponse(description="No such device."),
+        },
     )
     def get(self, request: Request) -> Response:
         query = SummaryQuerySerializer(data=request.query_params)
@@ -306,7 +301,7 @@ class TelemetryLatestView(APIView):
     @extend_schema(
         operation_id="telemetry_latest",
         summary="The last position a device reported (staff)",
-        parameters=[OpenApiParameter("device_id", OpenApiTypes.INT, required=True)],
+        parameters=[LatestQuerySerializer],
         responses={
             200: PositionSerializer,
             404: OpenApiResponse(description="No such device, or it has reported nothing yet."),

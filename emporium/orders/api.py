@@ -9,6 +9,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -19,6 +20,7 @@ from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from emporium.accounts.auth import authenticated_user
 from emporium.core.errors import ApplicationError, error_body
 from emporium.core.idempotency import HEADER as IDEMPOTENCY_HEADER
+from emporium.core.idempotency import KEY_PATTERN as IDEMPOTENCY_KEY_PATTERN
 from emporium.core.idempotency import idempotent
 from emporium.core.lean import LeanDispatchViewSet
 from emporium.core.parsers import JSONTooDeep, json_loads
@@ -41,13 +43,14 @@ _renderer = JSONRenderer()
 def _token_user_id(request: HttpRequest) -> int | None:
     """The user id of a valid Bearer access token, by simplejwt's own checks; else None."""
     header = _jwt.get_header(request)  # type: ignore[arg-type]
-    raw = _jwt.get_raw_token(header) if header is not None else None
-    if raw is None:
-        return None
     try:
+        # "Bearer" alone, or with several values, raises AuthenticationFailed here.
+        raw = _jwt.get_raw_token(header) if header is not None else None
+        if raw is None:
+            return None
         token = _jwt.get_validated_token(raw)
         return int(token[jwt_settings.USER_ID_CLAIM])
-    except (InvalidToken, TokenError, KeyError, TypeError, ValueError):
+    except (AuthenticationFailed, InvalidToken, TokenError, KeyError, TypeError, ValueError):
         return None
 
 
@@ -83,9 +86,11 @@ IDEMPOTENCY_PARAMETER = OpenApiParameter(
     OpenApiTypes.STR,
     OpenApiParameter.HEADER,
     required=False,
+    pattern=IDEMPOTENCY_KEY_PATTERN,
     description=(
-        "Up to 255 characters. A retry with the same key and body replays the first "
-        "response; a different body gets 422; a retry while the first is running gets 409."
+        "1 to 255 printable ASCII characters (anything else is a 400). A retry with the same "
+        "key and body replays the first response; a different body gets 422; a retry while "
+        "the first is running gets 409."
     ),
 )
 
@@ -216,7 +221,8 @@ class OrderViewSet(LeanDispatchViewSet, viewsets.ReadOnlyModelViewSet):
         return self._move(request, OrderStatus.DELIVERED)
 
     @extend_schema(responses=OrderStatusChangeSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    # The whole history in one list: an order has a handful of changes, no pages.
+    @action(detail=True, methods=["get"], pagination_class=None)
     def history(self, request: Request, pk: str | None = None) -> Response:
         """Every status change of the order: who, when, from, to."""
         order = self.get_object()
