@@ -126,5 +126,7 @@ class UserViewSet(
         user = self.get_object()
         serializer = AdminUserUpdateSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        user = services.user_update_by_admin(user=user, **serializer.validated_data)
+        user = services.user_update_by_admin(
+            actor=authenticated_user(request), user=user, **serializer.validated_data
+        )
         return Response(AdminUserSerializer(user).data)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.contrib.auth.password_validation import validate_password
@@ -13,7 +14,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from emporium.accounts.models import TokenFamily, User
 from emporium.accounts.selectors import email_taken, username_taken
-from emporium.core.errors import InvalidInput
+from emporium.core.errors import InvalidInput, PermissionDenied
 from emporium.realtime import user_sockets_revoke
 
 FAMILY_CLAIM = "fam"  # the id of the sign-in a refresh (and its access) token descends from
@@ -93,8 +94,72 @@ def user_update_profile(
     return user
 
 
+# Fields that decide what an account may do. Nobody changes these on their own account.
+PRIVILEGE_FIELDS = frozenset(
+    {"is_superuser", "is_staff", "is_active", "groups", "user_permissions"}
+)
+ADMIN_ROLE_GROUP = "admin"  # the name of the admin role's group (roles.Role.ADMIN)
+
+
+class AccountChangeForbidden(PermissionDenied):
+    code = "account_change_forbidden"
+    default_message = "You may not make this change to this account."
+
+
+def user_may_change(*, actor: User, target: User) -> bool:
+    """Whether ``actor`` may change ``target`` at all: only a superuser changes a superuser.
+
+    ``target`` is judged as stored, not as an unsaved form may have edited it.
+    """
+    if actor.is_superuser or target.pk is None:
+        return True
+    return not User.objects.filter(pk=target.pk, is_superuser=True).exists()
+
+
+def user_change_authorize(
+    *,
+    actor: User,
+    target: User,
+    fields: Iterable[str],
+    groups: Iterable[object] | None = None,
+) -> None:
+    """The one rule for changing an account, for the API and the admin site alike.
+
+    Raises :class:`AccountChangeForbidden` (403) unless all of these hold:
+    only a superuser changes a superuser account, grants or revokes
+    ``is_superuser``, sets direct permissions, or adds or removes the admin
+    role; nobody changes the privilege fields (``PRIVILEGE_FIELDS``) of their
+    own account. ``fields`` names the fields the change writes; ``groups`` is
+    the complete set of groups the account is to have, when ``groups`` is one
+    of them. The stored account is read, never the instance being edited.
+    """
+    fields = set(fields)
+    if actor.pk is not None and actor.pk == target.pk and fields & PRIVILEGE_FIELDS:
+        raise AccountChangeForbidden(
+            "Nobody may change the privileges or the status of their own account.",
+            details={"fields": sorted(fields & PRIVILEGE_FIELDS)},
+        )
+    if actor.is_superuser:
+        return
+    if not user_may_change(actor=actor, target=target):
+        raise AccountChangeForbidden("Only a superuser may change a superuser account.")
+    if fields & {"is_superuser", "user_permissions"}:
+        raise AccountChangeForbidden(
+            "Only a superuser may grant or revoke superuser status or direct permissions.",
+            details={"fields": sorted(fields & {"is_superuser", "user_permissions"})},
+        )
+    if "groups" in fields and groups is not None:
+        had_admin = target.pk is not None and (
+            User.objects.filter(pk=target.pk, groups__name=ADMIN_ROLE_GROUP).exists()
+        )
+        has_admin = any(getattr(group, "name", None) == ADMIN_ROLE_GROUP for group in groups)
+        if had_admin != has_admin:
+            raise AccountChangeForbidden("Only a superuser may assign or remove the admin role.")
+
+
 def user_update_by_admin(
     *,
+    actor: User,
     user: User,
     is_staff: bool | None = None,
     is_active: bool | None = None,
@@ -110,8 +175,10 @@ def user_update_by_admin(
     )
     for field, value in values:
         if value is not None and getattr(user, field) != value:
-            setattr(user, field, value)
             changed.append(field)
+    user_change_authorize(actor=actor, target=user, fields=changed)
+    for field in changed:
+        setattr(user, field, dict(values)[field])
     if changed:
         user.save(update_fields=[*changed, "updated_at"])
         if "is_active" in changed and not user.is_active:
@@ -119,8 +186,17 @@ def user_update_by_admin(
     return user
 
 
-def user_delete(*, user: User) -> None:
-    """Deletes an account; its open WebSockets are closed (4401) once that commits."""
+def user_delete(*, user: User, actor: User | None = None) -> None:
+    """Deletes an account; its open WebSockets are closed (4401) once that commits.
+
+    ``actor`` is the person deleting, when there is one: only a superuser
+    deletes a superuser, and nobody deletes their own account this way.
+    """
+    if actor is not None:
+        if actor.pk == user.pk:
+            raise AccountChangeForbidden("Nobody may delete their own account here.")
+        if not user_may_change(actor=actor, target=user):
+            raise AccountChangeForbidden("Only a superuser may delete a superuser account.")
     user_id = user.pk
     with transaction.atomic():
         user.delete()

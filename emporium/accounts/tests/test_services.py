@@ -11,7 +11,7 @@ from django.db import IntegrityError, transaction
 from emporium.accounts import selectors, services
 from emporium.accounts.models import User
 from emporium.core.errors import InvalidInput
-from emporium.core.tests.factories import UserFactory
+from emporium.core.tests.factories import StaffFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -131,7 +131,7 @@ def test_user_update_profile_without_changes_does_not_write() -> None:
 def test_user_update_by_admin_changes_only_given_fields() -> None:
     user = UserFactory(first_name="Alice", last_name="Liddell")
 
-    services.user_update_by_admin(user=user, is_staff=True)
+    services.user_update_by_admin(actor=StaffFactory(), user=user, is_staff=True)
 
     stored = User.objects.get(pk=user.pk)
     assert (stored.is_staff, stored.is_active, stored.first_name, stored.last_name) == (
@@ -146,7 +146,7 @@ def test_user_update_by_admin_without_changes_does_not_write() -> None:
     user = UserFactory(is_staff=False)
     before = User.objects.get(pk=user.pk).updated_at
 
-    services.user_update_by_admin(user=user, is_staff=False, is_active=True)
+    services.user_update_by_admin(actor=StaffFactory(), user=user, is_staff=False, is_active=True)
 
     assert User.objects.get(pk=user.pk).updated_at == before
 

@@ -156,7 +156,9 @@ def test_a_rolled_back_deactivation_closes_nothing(live_ws: LiveServer) -> None:
 
         def deactivate_then_fail() -> None:
             with transaction.atomic():
-                account_services.user_update_by_admin(user=user, is_active=False)
+                account_services.user_update_by_admin(
+                    actor=StaffFactory(), user=user, is_active=False
+                )
                 raise RuntimeError("the request failed after the change")
 
         with pytest.raises(RuntimeError):
@@ -174,7 +176,7 @@ def test_a_revocation_crosses_processes(
     user = UserFactory()
     with open_with_subprotocol(asgi_server, "/ws/orders/", token_for(user)) as socket:
         welcomed(socket)
-        account_services.user_update_by_admin(user=user, is_active=False)
+        account_services.user_update_by_admin(actor=StaffFactory(), user=user, is_active=False)
         assert close_code(socket) == 4401
 
 
