@@ -101,8 +101,8 @@ typecheck: install-dev
 	$(BIN)/mypy .
 
 check: lint typecheck
-	$(BIN)/python manage.py makemigrations --check --dry-run
-	$(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
+	DJANGO_SETTINGS_MODULE=config.settings.test $(BIN)/python manage.py makemigrations --check --dry-run
+	DJANGO_SETTINGS_MODULE=config.settings.test $(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
 
 migrate: install
 	$(BIN)/python manage.py migrate --no-input
