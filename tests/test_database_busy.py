@@ -51,9 +51,6 @@ UNITS = 40
 def _token_keys() -> dict[str, str]:
     """This process's token keys, so that the server accepts the tokens the test mints."""
     keys = {"SECRET_KEY": settings.SECRET_KEY}
-    signing_key = settings.SIMPLE_JWT.get("SIGNING_KEY")
-    if isinstance(signing_key, str):  # an HMAC key
-        keys["JWT_SIGNING_KEY"] = signing_key
     installation_keys = ROOT / "var" / "jwt.keys"  # asymmetric keys the test profile made
     if getattr(settings, "JWT_SIGNING_KEYS", None) and installation_keys.exists():
         keys["JWT_PRIVATE_KEYS"] = os.environ.get("JWT_PRIVATE_KEYS") or (

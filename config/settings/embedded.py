@@ -2,7 +2,6 @@
 
 from django.core.exceptions import ImproperlyConfigured
 
-from config.settings import base
 from config.settings.base import *  # noqa: F403
 from config.settings.base import BASE_DIR, ENV
 from config.settings.env import encryption_keys_local
@@ -19,7 +18,6 @@ DEBUG = bool(ENV.debug)
 _ON_SQLITE = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"  # noqa: F405
 _SECRET_PROBLEMS = environment_problems(
     ENV,
-    jwt_algorithm=str(base.SIMPLE_JWT["ALGORITHM"]),
     require_secret_key=not _ON_SQLITE,
 )
 if _SECRET_PROBLEMS:

@@ -19,6 +19,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from config.settings.jwt_keys import JwtKey, jwt_keys_parse
+from config.settings.secret_keys import RETIRED_VARIABLES
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -31,7 +32,7 @@ if _env_file.is_file():
 @dataclass(frozen=True)
 class Environment:
     secret_key: str | None
-    jwt_signing_key: str | None
+    retired_variables: tuple[str, ...]  # set, though nothing reads them any more
     jwt_private_keys: tuple[JwtKey, ...]
     jwt_audience: str
     jwt_issuer: str
@@ -79,7 +80,7 @@ class Environment:
 def read_environment() -> Environment:
     return Environment(
         secret_key=_env.str("SECRET_KEY", default=None),
-        jwt_signing_key=_env.str("JWT_SIGNING_KEY", default=None),
+        retired_variables=tuple(name for name in RETIRED_VARIABLES if _env.str(name, default="")),
         jwt_private_keys=jwt_keys_parse(_env.str("JWT_PRIVATE_KEYS", default="")),
         jwt_audience=_env.str("JWT_AUDIENCE", default="emporium-api"),
         jwt_issuer=_env.str("JWT_ISSUER", default="emporium"),

@@ -6,7 +6,6 @@ secret that is a published placeholder or too weak (config.settings.secret_keys)
 
 from django.core.exceptions import ImproperlyConfigured
 
-from config.settings import base
 from config.settings.base import *  # noqa: F403
 from config.settings.base import ENV
 from config.settings.secret_keys import environment_problems
@@ -18,7 +17,6 @@ if not ENV.encryption_keys:
 
 _SECRET_PROBLEMS = environment_problems(
     ENV,
-    jwt_algorithm=str(base.SIMPLE_JWT["ALGORITHM"]),
     require_secret_key=True,
 )
 if _SECRET_PROBLEMS:

@@ -45,6 +45,15 @@ PUBLISHED_SECRETS = frozenset(
 # Any value containing one of these is a placeholder someone forgot to replace.
 PLACEHOLDER_MARKERS = ("change-me", "changeme", "not-secret", "django-insecure")
 
+# Variables that configured something this code no longer does, and what replaced it.
+# A deployment that still sets one expects an effect it does not get: it is refused.
+RETIRED_VARIABLES = {
+    "JWT_SIGNING_KEY": (
+        "JWT_SIGNING_KEY is no longer read: tokens are signed with Ed25519 keys from "
+        "JWT_PRIVATE_KEYS (manage.py jwt_key_generate); remove JWT_SIGNING_KEY."
+    ),
+}
+
 MIN_SECRET_BITS = 256
 # Django's own deploy check (security.W009) asks this much of SECRET_KEY.
 MIN_SECRET_KEY_LENGTH = 50
@@ -52,7 +61,6 @@ MIN_SECRET_KEY_LENGTH = 50
 MIN_DISTINCT_CHARACTERS = 8
 
 # The keys the embedded profile generates, by the environment variable that overrides each.
-# JWT_SIGNING_KEY falls back to SECRET_KEY in every profile, so it needs none of its own.
 INSTALLATION_SECRET_NAMES = ("SECRET_KEY", "PAYMENT_WEBHOOK_SECRET")
 # Service URLs whose password must not be .env.example's.
 SERVICE_URL_NAMES = ("DATABASE_URL", "REDIS_URL", "BROKER_URL", "EMAIL_URL")
@@ -133,20 +141,15 @@ def problems(
     return found
 
 
-def environment_problems(
-    env: Environment, *, jwt_algorithm: str, require_secret_key: bool
-) -> list[str]:
+def environment_problems(env: Environment, *, require_secret_key: bool) -> list[str]:
     """Every problem with the secrets ``env`` gives, by the one rule above.
 
-    The JWT key is an HMAC key only under an HS* algorithm; an asymmetric
-    private key is judged by its own format, not here.
+    The token keys (JWT_PRIVATE_KEYS) are Ed25519 keys, judged by their own
+    format in config.settings.jwt_keys, not here.
     """
-    hmac_keys = {"SECRET_KEY", "PAYMENT_WEBHOOK_SECRET"}
-    if jwt_algorithm.upper().startswith("HS"):
-        hmac_keys.add("JWT_SIGNING_KEY")
+    retired = [RETIRED_VARIABLES[name] for name in env.retired_variables]
     values: dict[str, str | None] = {
         "SECRET_KEY": env.secret_key,
-        "JWT_SIGNING_KEY": env.jwt_signing_key,
         "PAYMENT_WEBHOOK_SECRET": env.payment_webhook_secret,
         "PAYMENT_PROVIDER_API_KEY": env.payment_provider_api_key,
         "DATABASE_URL": env.database_url,
@@ -154,10 +157,10 @@ def environment_problems(
         "BROKER_URL": env.broker_url,
         "EMAIL_URL": env.email_url,
     }
-    return problems(
+    return retired + problems(
         values,
         required=("SECRET_KEY",) if require_secret_key else (),
-        hmac_keys=hmac_keys,
+        hmac_keys={"SECRET_KEY", "PAYMENT_WEBHOOK_SECRET"},
         urls=SERVICE_URL_NAMES,
     )
 

@@ -17,15 +17,10 @@ from config.settings.secret_keys import secret_problem
 
 @register(Tags.security, deploy=True)
 def secrets_check(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    jwt = getattr(settings, "SIMPLE_JWT", {})
     found: list[tuple[str, str | None, bool]] = [
         ("SECRET_KEY", settings.SECRET_KEY, True),
         ("PAYMENT_WEBHOOK_SECRET", getattr(settings, "PAYMENT_WEBHOOK_SECRET", None), True),
     ]
-    signing_key = jwt.get("SIGNING_KEY")
-    if isinstance(signing_key, str):
-        hmac_jwt = str(jwt.get("ALGORITHM", "HS256")).upper().startswith("HS")
-        found.append(("JWT_SIGNING_KEY", signing_key, hmac_jwt))
     errors: list[CheckMessage] = []
     for name, value, hmac_key in found:
         if not value and name != "SECRET_KEY":

@@ -31,7 +31,6 @@ OLD_WEBHOOK_SECRET = "simulator-webhook-secret"
 _CLEARED = {
     "DJANGO_SETTINGS_MODULE",
     "SECRET_KEY",
-    "JWT_SIGNING_KEY",
     "PAYMENT_WEBHOOK_SECRET",
     "PAYMENT_PROVIDER_API_KEY",
     "DATABASE_URL",
@@ -76,7 +75,6 @@ def _production_env() -> dict[str, str]:
     """A production environment that starts: every secret real."""
     return {
         "SECRET_KEY": secrets.token_urlsafe(64),
-        "JWT_SIGNING_KEY": secrets.token_urlsafe(64),
         "PAYMENT_WEBHOOK_SECRET": secrets.token_urlsafe(32),
         "DATABASE_URL": "postgres://emporium:s3cr3t-db-pass@127.0.0.1:5432/emporium",
         "ALLOWED_HOSTS": "shop.example.com",
@@ -238,6 +236,24 @@ def test_production_refuses_a_placeholder_or_weak_secret(
     assert name in completed.stderr.splitlines()[-1]
 
 
+@pytest.mark.parametrize("value", [secrets.token_urlsafe(64), "a"])
+def test_production_refuses_a_leftover_jwt_signing_key(value: str, tmp_path: Path) -> None:
+    """The HMAC token key signs nothing now; a deployment still setting it is told so."""
+    completed = _run(
+        "config.settings.production",
+        {**_production_env(), "JWT_SIGNING_KEY": value},
+        _SETUP,
+        tmp_path,
+    )
+
+    assert completed.returncode != 0
+    assert completed.stderr.splitlines()[-1] == (
+        "django.core.exceptions.ImproperlyConfigured: Production refuses these secrets: "
+        "JWT_SIGNING_KEY is no longer read: tokens are signed with Ed25519 keys from "
+        "JWT_PRIVATE_KEYS (manage.py jwt_key_generate); remove JWT_SIGNING_KEY."
+    )
+
+
 def test_the_env_example_placeholders_are_all_covered() -> None:
     names = {name for name, _ in _env_example_placeholders()}
 
@@ -279,18 +295,12 @@ def test_check_deploy_passes_real_secrets() -> None:
 def test_check_deploy_fails_on_a_published_or_weak_secret(
     overrides: dict[str, str], expected: str
 ) -> None:
-    from django.conf import settings as live
 
     values = {
         "SECRET_KEY": secrets.token_urlsafe(64),
         "PAYMENT_WEBHOOK_SECRET": secrets.token_urlsafe(32),
-        "SIMPLE_JWT": {**live.SIMPLE_JWT, "SIGNING_KEY": secrets.token_urlsafe(64)},
+        **overrides,
     }
-    for name, value in overrides.items():
-        if name == "SIMPLE_JWT_SIGNING_KEY":
-            values["SIMPLE_JWT"] = {**live.SIMPLE_JWT, "SIGNING_KEY": value}
-        else:
-            values[name] = value
 
     with override_settings(**values):
         errors = _secret_errors()
