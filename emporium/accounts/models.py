@@ -57,6 +57,10 @@ class TokenFamily(TimeStampedModel):
     and only once: the exchange is one conditional UPDATE, so of two requests
     racing with the same token exactly one wins. Presenting any older token
     means it was copied: the whole family is revoked (``revoked_at``).
+
+    ``updated_at`` is when the family's newest refresh token was issued, or
+    when it was revoked; a REFRESH_TOKEN_LIFETIME later no token of it can be
+    exchanged any more and ``token_families_prune`` deletes the row.
     """
 
     id = models.UUIDField(primary_key=True)
@@ -65,7 +69,10 @@ class TokenFamily(TimeStampedModel):
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["user", "revoked_at"], name="tokenfamily_user_revoked")]
+        indexes = [
+            models.Index(fields=["user", "revoked_at"], name="tokenfamily_user_revoked"),
+            models.Index(fields=["updated_at"], name="tokenfamily_updated"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.user_id}:{self.id}"

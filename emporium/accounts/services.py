@@ -3,6 +3,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -308,6 +309,41 @@ def refresh_token_rotate(*, token: str) -> TokenPair:
             user_sockets_revoke(user_id=int(user_id))
         raise TokenError("Token is blacklisted")
     return TokenPair(access=str(successor.access_token), refresh=str(successor))
+
+
+PRUNE_BATCH_SIZE = 1000
+PRUNE_MAX_BATCHES = 100
+
+
+def token_families_prune(
+    *,
+    now: datetime | None = None,
+    batch_size: int = PRUNE_BATCH_SIZE,
+    max_batches: int = PRUNE_MAX_BATCHES,
+) -> int:
+    """Deletes the families none of whose refresh tokens can be exchanged any more.
+
+    A family's ``updated_at`` is when its newest refresh token was issued (or
+    the family revoked, after its last issue); once REFRESH_TOKEN_LIFETIME has
+    passed since then, every token of the family has expired, revoked or not.
+    Deletes at most ``batch_size`` rows per statement and ``max_batches``
+    statements per call, so a backlog is worked off over several runs without
+    one long transaction. Returns how many rows were deleted. Idempotent: a
+    second run, or two at once, finds those rows gone and deletes nothing
+    more; a family rotated meanwhile has a fresh ``updated_at`` and is kept.
+    """
+    cutoff = (now or timezone.now()) - jwt_settings.REFRESH_TOKEN_LIFETIME
+    expired = TokenFamily.objects.filter(updated_at__lt=cutoff)
+    deleted = 0
+    for _ in range(max_batches):
+        batch = list(expired.order_by("updated_at").values_list("pk", flat=True)[:batch_size])
+        if not batch:
+            break
+        count, _ = expired.filter(pk__in=batch).delete()
+        deleted += count
+        if len(batch) < batch_size:
+            break
+    return deleted
 
 
 def refresh_token_revoke(*, token: str) -> None:
