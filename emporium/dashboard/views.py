@@ -12,11 +12,8 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
-from rest_framework.exceptions import ParseError, UnsupportedMediaType
-from rest_framework.parsers import FormParser, MultiPartParser
-from rest_framework.request import Request
 
-from emporium.core.throttling import LoginAccountThrottle, LoginIPThrottle
+from emporium.core.throttling import login_attempt_wait
 from emporium.dashboard.forms import StaffAuthenticationForm
 
 # Built by `make frontend` from frontend/src (not committed; see ADR 0015).
@@ -54,8 +51,9 @@ def dashboard_page(request: HttpRequest) -> HttpResponse:
 class DashboardLoginView(LoginView):
     """Django's sign-in form, staff only, under the API login's rate limits.
 
-    The limits are the API's own throttles (per address and per username) on
-    the same counters, so the form is not a way around them.
+    Each POST is one attempt under the API login's limits (per address and per
+    username, ``login_attempt_wait``) on the same counters, so the form is not
+    a way around them; a refused attempt is 429 and never checks the password.
     """
 
     template_name = "dashboard/login.html"
@@ -64,20 +62,14 @@ class DashboardLoginView(LoginView):
     redirect_authenticated_user = False
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        attempt = Request(request, parsers=[FormParser(), MultiPartParser()])
-        for throttle in (LoginIPThrottle(), LoginAccountThrottle()):
-            try:
-                allowed = throttle.allow_request(attempt, self)  # type: ignore[arg-type]
-            except (ParseError, UnsupportedMediaType):
-                allowed = True  # no username to count in a body the form cannot read either
-            if not allowed:
-                wait = throttle.wait()
-                return render(
-                    request,
-                    "dashboard/login_throttled.html",
-                    {"wait_seconds": math.ceil(wait) if wait else None},
-                    status=429,
-                )
+        wait = login_attempt_wait(request, self)
+        if wait is not None:
+            seconds = math.ceil(wait)
+            response = render(
+                request, "dashboard/login_throttled.html", {"wait_seconds": seconds}, status=429
+            )
+            response["Retry-After"] = str(seconds)
+            return response
         return super().post(request, *args, **kwargs)
 
 

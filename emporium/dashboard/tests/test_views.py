@@ -9,6 +9,7 @@ from django.contrib.staticfiles import finders
 from django.test import Client
 
 from emporium.core.tests.factories import PASSWORD, StaffFactory, UserFactory
+from emporium.core.throttling import LoginIPThrottle
 from emporium.dashboard.views import BUNDLE
 
 pytestmark = pytest.mark.django_db
@@ -195,3 +196,32 @@ def test_a_body_that_is_not_a_form_is_an_invalid_form(client: Client) -> None:
     assert response.status_code == 200
     assert "This field is required." in response.content.decode()
     assert "_auth_user_id" not in client.session
+
+
+def test_the_form_and_the_api_share_the_per_address_counter(client: Client) -> None:
+    """The address limit (THROTTLE_LOGIN_IP) counts the form and the API together, both ways."""
+    limit, _ = LoginIPThrottle().parse_rate(LoginIPThrottle().get_rate())
+    assert limit is not None
+    StaffFactory(username="sam")
+    # Distinct usernames, so that only the address counter fills up; half through each door.
+    for attempt in range(limit):
+        credentials = {"username": f"nobody-{attempt}", "password": "wrong"}
+        if attempt % 2:
+            response = client.post(LOGIN_URL, credentials)
+            assert response.status_code == 200
+        else:
+            response = client.post("/api/auth/login/", credentials, content_type="application/json")
+            assert response.status_code == 401
+
+    form = client.post(LOGIN_URL, {"username": "sam", "password": PASSWORD})
+    api = client.post(
+        "/api/auth/login/",
+        {"username": "sam", "password": PASSWORD},
+        content_type="application/json",
+    )
+
+    assert form.status_code == 429
+    assert int(form["Retry-After"]) >= 1
+    assert "_auth_user_id" not in client.session
+    assert api.status_code == 429
+    assert api.json()["error"]["code"] == "throttled"
