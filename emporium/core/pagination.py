@@ -32,6 +32,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from emporium.core.errors import InvalidInput
+from emporium.core.parsers import JSONTooDeep, json_loads
 
 
 class InvalidCursor(InvalidInput):
@@ -110,7 +111,7 @@ def cursor_position(
     """
     try:
         padded = raw + "=" * (-len(raw) % 4)
-        payload = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+        payload = json_loads(base64.urlsafe_b64decode(padded.encode("ascii")))
         if not isinstance(payload, dict) or payload.get("f") != ordering_fingerprint(ordering):
             raise InvalidCursor()
         raw_values = payload["v"]
@@ -127,7 +128,7 @@ def cursor_position(
         # too many digits) would fail in the database as a 500; refuse it here.
         for field, value in zip(fields, values, strict=True):
             field.run_validators(value)
-    except (ValueError, KeyError, TypeError, UnicodeError, binascii.Error):
+    except (ValueError, KeyError, TypeError, UnicodeError, binascii.Error, JSONTooDeep):
         raise InvalidCursor() from None
     except DjangoValidationError:
         raise InvalidCursor() from None

@@ -12,7 +12,6 @@ URLs end up in access logs and browser history; headers and frames do not.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from rest_framework.exceptions import AuthenticationFailed
@@ -22,6 +21,7 @@ from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import Token
 
 from emporium.accounts.models import User
+from emporium.core.parsers import JSONTooDeep, json_loads
 
 TOKEN_SUBPROTOCOL = "emporium.jwt"  # noqa: S105 - a protocol name, not a secret
 
@@ -48,8 +48,8 @@ def token_from_message(text: str | None) -> str | None:
     if text is None or len(text) > MAX_AUTH_MESSAGE_BYTES:
         return None
     try:
-        message = json.loads(text)
-    except ValueError:
+        message = json_loads(text)  # the one depth limit: a deep message is malformed
+    except (ValueError, JSONTooDeep):
         return None
     if not isinstance(message, dict) or message.get("type") != "auth":
         return None

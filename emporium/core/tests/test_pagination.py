@@ -544,3 +544,21 @@ def test_the_schema_describes_the_links_and_parameters() -> None:
     assert schema["properties"]["results"] == {"type": "array"}
     assert [p["name"] for p in parameters] == ["cursor", "page_size"]
     assert parameters[1]["schema"] == {"type": "integer", "minimum": 1, "maximum": 100}
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        pytest.param(b"[" * 10_000 + b"]" * 10_000, id="deep-array"),
+        pytest.param(b'{"f":' * 10_000 + b"1" + b"}" * 10_000, id="deep-object"),
+    ],
+)
+def test_a_deeply_nested_cursor_is_400_not_a_server_error(
+    api_client: APIClient, products: list[Product], document: bytes
+) -> None:
+    cursor = base64.urlsafe_b64encode(document).decode().rstrip("=")
+
+    response = api_client.get(PRODUCTS_URL, {"ordering": "price", "cursor": cursor})
+
+    assert response.status_code == 400
+    assert response.json() == INVALID_CURSOR

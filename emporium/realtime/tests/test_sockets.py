@@ -69,6 +69,27 @@ def test_bad_and_expired_tokens_are_closed_with_4401(live_ws: LiveServer, how: s
                 assert close_code(socket) == 4401, token
 
 
+@pytest.mark.parametrize(
+    "levels",
+    [
+        pytest.param(4_000, id="deep-within-the-message-size"),
+        pytest.param(10_000, id="deep-and-oversized"),
+    ],
+)
+def test_a_deeply_nested_first_message_is_closed_with_4401(
+    live_ws: LiveServer, levels: int
+) -> None:
+    """Nesting past the JSON depth limit is a malformed message, not a crashed consumer."""
+    user = UserFactory()
+    with connect(live_ws.url("/ws/orders/"), open_timeout=10) as socket:
+        socket.send("[" * levels + "]" * levels)
+        assert close_code(socket) == 4401
+    # The server goes on serving.
+    with connect(live_ws.url("/ws/orders/"), open_timeout=10) as socket:
+        socket.send(json.dumps({"type": "auth", "token": token_for(user)}))
+        assert welcomed(socket)["user_id"] == user.pk
+
+
 def test_token_in_the_subprotocol_header(live_ws: LiveServer) -> None:
     user = UserFactory()
     with open_with_subprotocol(live_ws, "/ws/orders/", token_for(user)) as socket:
