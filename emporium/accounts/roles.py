@@ -6,7 +6,8 @@ The other roles are Django groups holding explicit model permissions, and the
 API checks those permissions, never ``is_staff``:
 
 - support reads every order (with its items, status changes, payments and
-  shipments) and every customer account; it changes nothing;
+  shipments) and every customer account, and watches the live operations
+  dashboard; it changes nothing;
 - catalog_manager changes the catalog (products with their prices and stock,
   categories) and sees no order or customer;
 - admin holds every permission. A superuser has every permission as well.
@@ -49,6 +50,7 @@ ROLE_PERMISSIONS: Mapping[Role, frozenset[str] | str] = {
             "orders.view_orderstatuschange",
             "payments.view_payment",
             "delivery.view_shipment",
+            "dashboard.view_dashboard",
         }
     ),
     Role.CATALOG_MANAGER: frozenset(

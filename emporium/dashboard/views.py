@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET
 
 from emporium.core.throttling import login_attempt_wait
 from emporium.dashboard.forms import StaffAuthenticationForm
+from emporium.dashboard.models import VIEW_DASHBOARD
 
 # Built by `make frontend` from frontend/src (not committed; see ADR 0015).
 BUNDLE = "dashboard/build/dashboard.js"
@@ -31,10 +32,10 @@ def bundle_built() -> bool:
 @never_cache
 @require_GET
 def dashboard_page(request: HttpRequest) -> HttpResponse:
-    """Staff only: anyone else signs in first; a signed-in non-staff account gets 403."""
+    """For holders of ``dashboard.view_dashboard``: others sign in first, or get 403."""
     if not request.user.is_authenticated:
         return redirect_to_login(request.get_full_path(), login_url=reverse("dashboard-login"))
-    if not request.user.is_staff:
+    if not request.user.has_perm(VIEW_DASHBOARD):
         return render(request, "dashboard/forbidden.html", status=403)
     return render(
         request,
@@ -49,7 +50,7 @@ def dashboard_page(request: HttpRequest) -> HttpResponse:
 
 
 class DashboardLoginView(LoginView):
-    """Django's sign-in form, staff only, under the API login's rate limits.
+    """Django's sign-in form, for dashboard viewers only, under the API login's rate limits.
 
     Each POST is one attempt under the API login's limits (per address and per
     username, ``login_attempt_wait``) on the same counters, so the form is not

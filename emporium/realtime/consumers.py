@@ -25,6 +25,7 @@ from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
 from emporium.accounts.models import User
+from emporium.dashboard.models import VIEW_DASHBOARD
 from emporium.realtime import groups, selectors
 from emporium.realtime.auth import (
     TOKEN_SUBPROTOCOL,
@@ -254,15 +255,19 @@ class ShipmentConsumer(StreamConsumer):
             user=user, shipment_id=shipment_id
         )
         if visible is None:
-            # Customers cannot tell a missing shipment from someone else's.
-            return CLOSE_NOT_FOUND if user.is_staff else CLOSE_FORBIDDEN
+            # Only those who may watch every shipment learn that one does not exist.
+            sees_all = await database_sync_to_async(user.has_perm)("delivery.view_shipment")
+            return CLOSE_NOT_FOUND if sees_all else CLOSE_FORBIDDEN
         if not visible:
             return CLOSE_FORBIDDEN
         return [groups.shipment(shipment_id)]
 
 
 class DashboardConsumer(StreamConsumer):
-    """``/ws/dashboard/``: live operational figures, staff only (JWT or staff session)."""
+    """``/ws/dashboard/``: live operational figures for holders of ``dashboard.view_dashboard``.
+
+    Signed in with a JWT or with the dashboard page's session.
+    """
 
     stream = "dashboard"
     accepts_session = True
@@ -272,7 +277,8 @@ class DashboardConsumer(StreamConsumer):
         return BufferPolicy(capacity=settings.EMPORIUM_REALTIME_BUFFER_EVENTS, drop_oldest=True)
 
     async def authorize(self, user: User) -> list[str] | int:
-        return [groups.DASHBOARD] if user.is_staff else CLOSE_FORBIDDEN
+        allowed = await database_sync_to_async(user.has_perm)(VIEW_DASHBOARD)
+        return [groups.DASHBOARD] if allowed else CLOSE_FORBIDDEN
 
 
 class NotFoundConsumer(StreamConsumer):

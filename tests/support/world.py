@@ -150,6 +150,8 @@ def database_snapshot() -> dict[str, list[dict[str, Any]]]:
     for model in apps.get_models():
         if not (model.__module__.startswith("emporium.") or model._meta.app_label == "auth"):
             continue
+        if not model._meta.managed:  # no table (a holder of permissions)
+            continue
         rows = list(model._default_manager.order_by("pk").values())
         if model is User:
             for row, user in zip(rows, model._default_manager.order_by("pk"), strict=True):

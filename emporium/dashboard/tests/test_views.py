@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from django.contrib.staticfiles import finders
 from django.test import Client
 
+from emporium.accounts.roles import Role
 from emporium.core.tests.factories import PASSWORD, StaffFactory, UserFactory
 from emporium.core.throttling import LoginIPThrottle
 from emporium.dashboard.views import BUNDLE
@@ -225,3 +227,33 @@ def test_the_form_and_the_api_share_the_per_address_counter(client: Client) -> N
     assert "_auth_user_id" not in client.session
     assert api.status_code == 429
     assert api.json()["error"]["code"] == "throttled"
+
+
+@pytest.mark.parametrize(
+    ("make_user", "allowed"),
+    [
+        pytest.param(lambda: StaffFactory(role=Role.SUPPORT), True, id="support"),
+        pytest.param(lambda: StaffFactory(role=Role.ADMIN), True, id="admin"),
+        pytest.param(lambda: StaffFactory(role=Role.CATALOG_MANAGER), False, id="catalog-manager"),
+        pytest.param(lambda: UserFactory(is_staff=True), False, id="is-staff-without-a-role"),
+    ],
+)
+def test_the_page_and_its_sign_in_follow_the_view_dashboard_permission(
+    client: Client, make_user: Any, allowed: bool
+) -> None:
+    """``dashboard.view_dashboard`` (support and admin roles) opens the page; is_staff does not."""
+    user = make_user()
+
+    signed_in = client.post(LOGIN_URL, {"username": user.username, "password": PASSWORD})
+    client.force_login(user)
+    page = client.get(DASHBOARD_URL)
+
+    if allowed:
+        assert signed_in.status_code == 302
+        assert page.status_code == 200
+        assert "/ws/dashboard/" in page.content.decode()
+    else:
+        assert signed_in.status_code == 200
+        assert "not a staff account" in signed_in.content.decode()
+        assert page.status_code == 403
+        assert "/ws/dashboard/" not in page.content.decode()

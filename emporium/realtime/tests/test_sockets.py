@@ -21,6 +21,7 @@ from django.utils import timezone
 from websockets.sync.client import connect
 
 import emporium.realtime
+from emporium.accounts.roles import Role
 from emporium.core.tests.factories import OrderFactory, StaffFactory, UserFactory, client_for
 from emporium.delivery import services as delivery_services
 from emporium.delivery.tests.support import device_client, make_device, point, post_json
@@ -139,6 +140,26 @@ def test_shipment_watchers_own_it_or_are_staff(live_ws: LiveServer) -> None:
     for watcher in (owner, staff):
         with open_with_subprotocol(live_ws, path, token_for(watcher)) as socket:
             assert welcomed(socket)["stream"] == "shipment"
+
+
+def test_shipment_and_dashboard_sockets_follow_permissions_not_is_staff(
+    live_ws: LiveServer,
+) -> None:
+    """Support holds delivery.view_shipment and dashboard.view_dashboard; a catalog
+    manager (staff, neither permission) is a stranger to both."""
+    owner = UserFactory()
+    support, manager = StaffFactory(role=Role.SUPPORT), StaffFactory(role=Role.CATALOG_MANAGER)
+    shipment_path = f"/ws/shipments/{_shipment_of(owner).pk}/"
+
+    with open_with_subprotocol(live_ws, shipment_path, token_for(support)) as socket:
+        assert welcomed(socket)["stream"] == "shipment"
+    with open_with_subprotocol(live_ws, "/ws/shipments/999999/", token_for(support)) as socket:
+        assert close_code(socket) == 4404
+    with open_with_subprotocol(live_ws, "/ws/dashboard/", token_for(support)) as socket:
+        assert welcomed(socket)["stream"] == "dashboard"
+    for path in (shipment_path, "/ws/shipments/999999/", "/ws/dashboard/"):
+        with open_with_subprotocol(live_ws, path, token_for(manager)) as socket:
+            assert close_code(socket) == 4403, path
 
 
 def test_unknown_paths_are_closed_with_4404(live_ws: LiveServer) -> None:
