@@ -224,7 +224,11 @@ def seed_users() -> tuple[User, list[User], str | None]:
         staff.set_password(printed_password)
     staff.save()
 
-    customer_hash = make_password(CUSTOMER_PASSWORD)
+    # The documented customer password only where the demo is the whole system: on
+    # a database server the demo customers cannot sign in until an operator sets
+    # a password (make_password(None) is Django's unusable password).
+    embedded = settings.EMPORIUM_PROFILE == "embedded"
+    customer_hash = make_password(CUSTOMER_PASSWORD if embedded else None)
     customers: list[User] = []
     for number in range(1, CUSTOMER_COUNT + 1):
         username = f"customer{number:02d}"

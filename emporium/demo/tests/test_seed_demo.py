@@ -186,6 +186,13 @@ def test_outside_the_embedded_profile_the_staff_password_is_random_and_printed_o
     assert "Staff login" not in second_output  # the account exists: its password is kept
     assert _login("admin", password).status_code == 200
     assert _login("admin", "emporium-admin").status_code == 401
+    # The demo customers' documented password is never set on a database server.
+    assert "emporium-demo" not in first_output
+    assert _login("customer01", "emporium-demo").status_code == 401
+    assert not any(
+        customer.has_usable_password()
+        for customer in User.objects.filter(username__in=CUSTOMER_NAMES)
+    )
 
 
 def test_review_counters_match_the_reviews_exactly(embedded: None) -> None:

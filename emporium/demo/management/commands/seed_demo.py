@@ -37,7 +37,13 @@ class Command(BaseCommand):
                 f"Staff login ({settings.EMPORIUM_PROFILE} profile): "
                 f"{report.staff_username} / {report.staff_password}"
             )
-        self.stdout.write(f"Demo customers: customer01..customer20 / {CUSTOMER_PASSWORD}")
+        if settings.EMPORIUM_PROFILE == "embedded":
+            self.stdout.write(f"Demo customers: customer01..customer20 / {CUSTOMER_PASSWORD}")
+        else:
+            self.stdout.write(
+                "Demo customers: customer01..customer20, with no usable password "
+                "(set one with manage.py changepassword)"
+            )
         if report.role_usernames:
             self.stdout.write(
                 f"Role logins ({settings.EMPORIUM_PROFILE} profile): "
