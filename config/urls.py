@@ -34,6 +34,7 @@ urlpatterns = [
     # The usual place token verifiers look for the keys; the same view as /api/auth/jwks/.
     path(".well-known/jwks.json", JwksView.as_view(schema=None), name="jwks"),
     # Before the admin's own URLs: its sign-in form under the API login's limits.
+    path("health/", include("emporium.observability.urls")),
     path("admin/login/", admin_login, name="admin-login"),
     path("admin/", admin.site.urls),
     path("dashboard/", include("emporium.dashboard.urls")),

@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "emporium.demo",
     "emporium.realtime",
     "emporium.dashboard",
+    "emporium.observability",
 ]
 
 MIDDLEWARE = [

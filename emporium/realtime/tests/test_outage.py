@@ -122,6 +122,15 @@ def test_a_redis_outage_neither_hangs_nor_spins_the_server_and_pushes_resume(
     # A listener looping without yielding burns the whole interval (about 3 s).
     assert spent < elapsed / 3, (spent, elapsed)
 
+    # Readiness says the process is degraded, not gone: every instance shares
+    # this Redis, and taking them all out of the balancer would be an outage.
+    status, body = asgi_server.get("/health/ready", token, timeout=5)
+    readiness = json.loads(body)
+    assert (status, readiness["status"]) == (200, "degraded"), body
+    assert readiness["checks"]["database"] == "ok"
+    assert readiness["checks"]["realtime"].startswith("failed:")
+    assert readiness["checks"]["cache"].startswith("failed:")
+
     # A socket opened during the outage is not promised events nobody can deliver.
     with _open(asgi_server, "/ws/orders/", token) as during:
         assert close_code(during) == 1012
@@ -132,6 +141,8 @@ def test_a_redis_outage_neither_hangs_nor_spins_the_server_and_pushes_resume(
     after = _reconnected(asgi_server, "/ws/orders/", token)
     with after as socket:
         assert "n" in _push_until_received(socket, publish)
+        status, body = asgi_server.get("/health/ready", token, timeout=5)
+        assert (status, json.loads(body)["status"]) == (200, "ready"), body
 
         assert publisher.hlen(counts_key(private_redis.url())) == 1  # this process counts
 

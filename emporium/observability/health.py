@@ -1,0 +1,99 @@
+"""Liveness and readiness, as a load balancer or an orchestrator asks for them.
+
+Readiness separates what this process cannot serve without from what it only
+serves worse without:
+
+* **required**: the database. Without it nothing but cached catalog pages can
+  be answered, so the process answers 503 and the balancer sends traffic to
+  an instance that can reach it.
+* **degraded**: the cache (Redis) and, in a WebSocket server, the realtime
+  transport. The API keeps answering without them (rate limits fail open,
+  catalog reads go to the database, sockets are refused with 1012 until the
+  transport reconnects), and every instance shares the same Redis: failing
+  readiness on it would take every instance out of the balancer at once and
+  turn a degraded service into an outage. They are reported in the body,
+  with the overall status ``degraded``, and the answer stays 200.
+
+Each probe is bounded: the database by the pool's timeout and a statement
+timeout, Redis by the cache's socket timeouts (one second), so a probe never
+hangs on a lost dependency.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.core.cache import caches
+from django.db import connection
+
+from emporium.realtime import transport_healthy
+
+logger = logging.getLogger(__name__)
+
+DATABASE_PROBE_TIMEOUT_MS = 2000
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    required: bool
+    probe: Callable[[], None]
+
+
+def _database() -> None:
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(f"SET statement_timeout = {DATABASE_PROBE_TIMEOUT_MS}")
+        cursor.execute("SELECT 1")
+        if connection.vendor == "postgresql":
+            cursor.execute("RESET statement_timeout")
+
+
+def _cache() -> None:
+    cache = caches["default"]
+    cache.set("health:probe", "1", timeout=10)
+    if cache.get("health:probe") != "1":
+        raise RuntimeError("the cache did not return what was written")
+
+
+def _realtime() -> None:
+    if not transport_healthy():
+        raise RuntimeError("the realtime transport is reconnecting to Redis")
+
+
+CHECKS: tuple[Check, ...] = (
+    Check("database", required=True, probe=_database),
+    Check("cache", required=False, probe=_cache),
+    Check("realtime", required=False, probe=_realtime),
+)
+
+
+@dataclass(frozen=True)
+class Readiness:
+    ready: bool
+    status: str  # "ready", "degraded" or "not_ready"
+    checks: dict[str, str]  # name -> "ok" or "failed: <exception type>"
+
+
+def readiness_assess() -> Readiness:
+    """Runs every check once; a failed required check makes the process not ready."""
+    results: dict[str, str] = {}
+    ready = True
+    degraded = False
+    for check in CHECKS:
+        try:
+            check.probe()
+        except Exception as error:  # any failure of a probe, whatever the client library
+            # The exception's type only: a message may carry a host name or a DSN.
+            results[check.name] = f"failed: {type(error).__name__}"
+            logger.warning("readiness check %s failed: %s", check.name, type(error).__name__)
+            if check.required:
+                ready = False
+            else:
+                degraded = True
+        else:
+            results[check.name] = "ok"
+    status = "not_ready" if not ready else ("degraded" if degraded else "ready")
+    return Readiness(ready=ready, status=status, checks=results)
