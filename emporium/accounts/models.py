@@ -17,15 +17,29 @@ class CaseInsensitiveUserManager(UserManager["User"]):
         return self.get(username_key=username_fold(username))
 
 
+class UsernameKeyField(models.CharField):
+    """The username's fold, computed from the instance whenever it is written.
+
+    ``pre_save`` runs for ``save()`` and for ``bulk_create()`` alike, so no way of
+    inserting users can leave the key empty or stale.
+    """
+
+    def pre_save(self, model_instance: models.Model, add: bool) -> str:
+        key = username_fold(model_instance.username)  # type: ignore[attr-defined]
+        setattr(model_instance, self.attname, key)
+        return key
+
+
 class User(TimeStampedModel, AbstractUser):
     """A shop user. Usernames and e-mail addresses are unique regardless of case.
 
     ``username_key`` is the username's fold (``emporium.core.usernames``), kept
-    by :meth:`save`; its unique index is what makes confusable spellings one name.
+    by its field on every write; its unique index is what makes confusable
+    spellings one name.
     """
 
     email = models.EmailField("email address", max_length=254)
-    username_key = models.CharField(max_length=150, editable=False)
+    username_key = UsernameKeyField(max_length=150, editable=False)
 
     objects = CaseInsensitiveUserManager()  # type: ignore[misc]
 
@@ -43,7 +57,6 @@ class User(TimeStampedModel, AbstractUser):
         return self.username
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        self.username_key = username_fold(self.username)
         update_fields = kwargs.get("update_fields")
         if update_fields is not None and "username" in update_fields:
             kwargs["update_fields"] = {*update_fields, "username_key"}

@@ -141,3 +141,19 @@ def test_the_database_refuses_two_accounts_with_one_fold() -> None:
 )
 def test_the_fold(spelling: str, fold: str) -> None:
     assert username_fold(spelling) == fold
+
+
+def test_users_inserted_in_bulk_get_their_fold_too() -> None:
+    """bulk_create skips save(): the key is the field's own, so it is kept there as well."""
+    User.objects.bulk_create(
+        [
+            User(username=name, email=f"{index}@example.com")
+            for index, name in enumerate(["Bulk1", "\u017ftar"])
+        ]
+    )
+
+    assert dict(User.objects.values_list("username", "username_key")) == {
+        "Bulk1": username_fold("Bulk1"),
+        "\u017ftar": username_fold("\u017ftar"),
+    }
+    assert User.objects.get_by_natural_key("STAR").username == "\u017ftar"
