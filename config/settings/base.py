@@ -237,6 +237,7 @@ CELERY_BEAT_SCHEDULE = {
     "orders-expire-unpaid": {"task": "orders.expire_unpaid", "schedule": 60.0},
     "payments-recover-stuck": {"task": "payments.recover_stuck", "schedule": 300.0},
     "token-families-prune": {"task": "accounts.token_families_prune", "schedule": 3600.0},
+    "outstanding-tokens-prune": {"task": "accounts.outstanding_tokens_prune", "schedule": 3600.0},
     "telemetry-partitions-maintain": {
         "task": "delivery.telemetry_partitions_maintain",
         "schedule": 3600.0,

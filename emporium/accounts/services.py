@@ -4,13 +4,16 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
+from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from emporium.accounts.models import TokenFamily, User
@@ -333,13 +336,46 @@ def token_families_prune(
     more; a family rotated meanwhile has a fresh ``updated_at`` and is kept.
     """
     cutoff = (now or timezone.now()) - jwt_settings.REFRESH_TOKEN_LIFETIME
-    expired = TokenFamily.objects.filter(updated_at__lt=cutoff)
+    return _delete_in_batches(
+        TokenFamily.objects.filter(updated_at__lt=cutoff),
+        order_by="updated_at",
+        batch_size=batch_size,
+        max_batches=max_batches,
+    )
+
+
+def outstanding_tokens_prune(
+    *,
+    now: datetime | None = None,
+    batch_size: int = PRUNE_BATCH_SIZE,
+    max_batches: int = PRUNE_MAX_BATCHES,
+) -> int:
+    """Deletes simplejwt's records of refresh tokens that have expired.
+
+    Every issued refresh token is recorded (``OutstandingToken``), and a used or
+    revoked one is blacklisted (``BlacklistedToken``, deleted with it). An
+    expired token is refused for its ``exp`` whatever the tables say, so its
+    records only take space. Bounded and idempotent like
+    :func:`token_families_prune`; returns how many rows were deleted.
+    """
+    return _delete_in_batches(
+        OutstandingToken.objects.filter(expires_at__lt=now or timezone.now()),
+        order_by="expires_at",
+        batch_size=batch_size,
+        max_batches=max_batches,
+    )
+
+
+def _delete_in_batches(
+    rows: QuerySet[Any], *, order_by: str, batch_size: int, max_batches: int
+) -> int:
+    """At most ``batch_size`` rows per DELETE and ``max_batches`` DELETEs: no long transaction."""
     deleted = 0
     for _ in range(max_batches):
-        batch = list(expired.order_by("updated_at").values_list("pk", flat=True)[:batch_size])
+        batch = list(rows.order_by(order_by).values_list("pk", flat=True)[:batch_size])
         if not batch:
             break
-        count, _ = expired.filter(pk__in=batch).delete()
+        count, _ = rows.filter(pk__in=batch).delete()
         deleted += count
         if len(batch) < batch_size:
             break

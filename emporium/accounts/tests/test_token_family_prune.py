@@ -1,4 +1,4 @@
-"""Sign-in families are deleted once none of their refresh tokens can be exchanged."""
+"""Sign-in families and simplejwt's token records go once no token of theirs can be used."""
 
 from __future__ import annotations
 
@@ -84,4 +84,37 @@ def test_the_task_is_on_the_beat_schedule() -> None:
     from django.conf import settings
 
     scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
-    assert "accounts.token_families_prune" in scheduled
+    assert {"accounts.token_families_prune", "accounts.outstanding_tokens_prune"} <= scheduled
+
+
+def test_expired_token_records_are_pruned_and_live_ones_kept() -> None:
+    """An expired refresh token's records go, blacklist entry included; a live one stays."""
+    from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+
+    _, rotated_away = sign_in()
+    services.refresh_token_rotate(token=rotated_away)  # blacklists the first token
+    sign_in()  # a live sign-in: its token is not expired until LIFETIME has passed
+    issued = OutstandingToken.objects.count()
+    assert (issued, BlacklistedToken.objects.count()) == (3, 1)
+
+    assert services.outstanding_tokens_prune(now=timezone.now() + LIFETIME - MINUTE) == 0
+    assert services.outstanding_tokens_prune(now=timezone.now()) == 0
+    later = timezone.now() + LIFETIME + MINUTE
+    # Three outstanding rows and the blacklist row that cascades with one of them.
+    assert services.outstanding_tokens_prune(now=later) == 4
+    assert (OutstandingToken.objects.count(), BlacklistedToken.objects.count()) == (0, 0)
+    assert tasks.outstanding_tokens_prune() == 0  # nothing expired is left
+
+
+def test_token_records_are_pruned_in_bounded_batches() -> None:
+    """A backlog is worked off over several runs, each with a bounded number of deletes."""
+    from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
+
+    for _ in range(5):
+        sign_in()
+    later = timezone.now() + LIFETIME + MINUTE
+
+    assert services.outstanding_tokens_prune(now=later, batch_size=2, max_batches=2) == 4
+    assert OutstandingToken.objects.count() == 1
+    assert services.outstanding_tokens_prune(now=later, batch_size=2, max_batches=2) == 1
+    assert OutstandingToken.objects.count() == 0
