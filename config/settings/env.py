@@ -8,8 +8,6 @@ process, and without ``BROKER_URL`` Celery tasks run in-process.
 from __future__ import annotations
 
 import base64
-import binascii
-import os
 import re
 import secrets
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from config.settings.jwt_keys import JwtKey, jwt_keys_parse
+from config.settings.keyring import installation_file, key_entries_parse
 from config.settings.secret_keys import RETIRED_VARIABLES
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -151,53 +150,31 @@ def encryption_keys_parse(text: str) -> tuple[tuple[str, bytes], ...]:
     Every listed key opens what it sealed, so an old key stays listed until
     ``manage.py rotate_encryption_keys`` has moved every row off it.
     """
-    keys: list[tuple[str, bytes]] = []
-    for entry in (part.strip() for part in text.split(",")):
-        if not entry:
-            continue
-        key_id, separator, encoded = entry.partition(":")
-        if not separator or not _KEY_ID.fullmatch(key_id):
-            raise ImproperlyConfigured(
-                "ENCRYPTION_KEYS: each entry is <kid>:<base64 key>, the kid 1-32 of A-Z a-z 0-9 -."
-            )
-        try:
-            key = base64.b64decode(
-                encoded.strip().replace("-", "+").replace("_", "/"), validate=True
-            )
-        except (binascii.Error, ValueError) as error:
-            raise ImproperlyConfigured(f"ENCRYPTION_KEYS: key {key_id} is not base64.") from error
-        if len(key) != _KEY_BYTES:
-            raise ImproperlyConfigured(
-                f"ENCRYPTION_KEYS: key {key_id} has {len(key)} bytes; AES-256 needs {_KEY_BYTES}."
-            )
-        if any(key_id == known for known, _ in keys):
-            raise ImproperlyConfigured(f"ENCRYPTION_KEYS: key id {key_id} is listed twice.")
-        keys.append((key_id, key))
-    return tuple(keys)
+    entries = key_entries_parse(
+        text,
+        variable="ENCRYPTION_KEYS",
+        kid_pattern=_KEY_ID,
+        key_bytes=_KEY_BYTES,
+        algorithm="AES-256",
+        entry_format="<kid>:<base64 key>, the kid 1-32 of A-Z a-z 0-9 -.",
+    )
+    return tuple((entry.kid, entry.key) for entry in entries)
 
 
 def encryption_keys_local(path: Path) -> tuple[tuple[str, bytes], ...]:
     """This installation's own key, made on first use, for profiles without ENCRYPTION_KEYS.
 
-    The file (mode 0600, the ENCRYPTION_KEYS format) is written under a temporary
-    name and linked into place, so processes starting together agree on one key.
+    The file is in the ENCRYPTION_KEYS format, made and guarded by
+    :func:`config.settings.keyring.installation_file`.
     """
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        key = base64.b64encode(secrets.token_bytes(_KEY_BYTES)).decode()
-        draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as file:
-            file.write(f"local-{secrets.token_hex(4)}:{key}\n")
-        try:
-            os.link(draft, path)
-        except FileExistsError:
-            pass  # another process made it first; use that one
-        finally:
-            draft.unlink()
-    if path.stat().st_mode & 0o077:
-        raise ImproperlyConfigured(f"{path} must be readable by its owner only (chmod 600).")
-    keys = encryption_keys_parse(path.read_text())
+    text = installation_file(
+        path,
+        lambda: (
+            f"local-{secrets.token_hex(4)}:"
+            f"{base64.b64encode(secrets.token_bytes(_KEY_BYTES)).decode()}\n"
+        ),
+    )
+    keys = encryption_keys_parse(text)
     if not keys:
         raise ImproperlyConfigured(f"{path} holds no key.")
     return keys

@@ -14,9 +14,6 @@ a new entry.
 from __future__ import annotations
 
 import base64
-import binascii
-import contextlib
-import os
 import re
 import secrets
 from dataclasses import dataclass
@@ -24,6 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
+
+from config.settings.keyring import installation_file, key_entries_parse
 
 _KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,32}")
 SEED_BYTES = 32  # an Ed25519 private key
@@ -42,39 +41,26 @@ class JwtKey:
 def jwt_keys_parse(text: str) -> tuple[JwtKey, ...]:
     """``JWT_PRIVATE_KEYS`` as keys, newest (the signing one) first."""
     keys: list[JwtKey] = []
-    for entry in (part.strip() for part in text.split(",")):
-        if not entry:
-            continue
-        kid, _, rest = entry.partition(":")
-        encoded, _, until = rest.partition(":")
-        if not _KEY_ID.fullmatch(kid) or not encoded:
-            raise ImproperlyConfigured(
-                "JWT_PRIVATE_KEYS: each entry is <kid>:<base64 seed>[:<ISO time>], the kid "
-                "1-32 of A-Z a-z 0-9 . _ -"
-            )
-        try:
-            seed = base64.b64decode(
-                encoded.strip().replace("-", "+").replace("_", "/"), validate=True
-            )
-        except (binascii.Error, ValueError) as error:
-            raise ImproperlyConfigured(f"JWT_PRIVATE_KEYS: key {kid} is not base64.") from error
-        if len(seed) != SEED_BYTES:
-            raise ImproperlyConfigured(
-                f"JWT_PRIVATE_KEYS: key {kid} has {len(seed)} bytes; Ed25519 needs {SEED_BYTES}."
-            )
+    for entry in key_entries_parse(
+        text,
+        variable="JWT_PRIVATE_KEYS",
+        kid_pattern=_KEY_ID,
+        key_bytes=SEED_BYTES,
+        algorithm="Ed25519",
+        entry_format="<kid>:<base64 seed>[:<ISO time>], the kid 1-32 of A-Z a-z 0-9 . _ -",
+        with_extra=True,
+    ):
         accept_until = None
-        if until:
+        if entry.extra:
             try:
-                accept_until = datetime.fromisoformat(until.strip())
+                accept_until = datetime.fromisoformat(entry.extra)
             except ValueError as error:
                 raise ImproperlyConfigured(
-                    f"JWT_PRIVATE_KEYS: key {kid} has an unreadable time {until!r}."
+                    f"JWT_PRIVATE_KEYS: key {entry.kid} has an unreadable time {entry.extra!r}."
                 ) from error
             if accept_until.tzinfo is None:
                 accept_until = accept_until.replace(tzinfo=UTC)
-        if any(kid == known.kid for known in keys):
-            raise ImproperlyConfigured(f"JWT_PRIVATE_KEYS: key id {kid} is listed twice.")
-        keys.append(JwtKey(kid=kid, seed=seed, accept_until=accept_until))
+        keys.append(JwtKey(kid=entry.kid, seed=entry.key, accept_until=accept_until))
     return tuple(keys)
 
 
@@ -86,21 +72,11 @@ def jwt_key_entry(kid: str) -> str:
 def jwt_keys_local(path: Path) -> tuple[JwtKey, ...]:
     """This installation's own signing key, made on first use, for profiles without keys.
 
-    The file (mode 0600, the ``JWT_PRIVATE_KEYS`` format) is written under a
-    temporary name and linked into place, so processes starting together agree.
+    The file is in the ``JWT_PRIVATE_KEYS`` format, made and guarded by
+    :func:`config.settings.keyring.installation_file`.
     """
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(jwt_key_entry(f"local-{secrets.token_hex(4)}") + "\n")
-        try:
-            with contextlib.suppress(FileExistsError):
-                os.link(draft, path)
-        finally:
-            draft.unlink()
-    keys = jwt_keys_parse(path.read_text())
+    text = installation_file(path, lambda: jwt_key_entry(f"local-{secrets.token_hex(4)}") + "\n")
+    keys = jwt_keys_parse(text)
     if not keys:
         raise ImproperlyConfigured(f"{path} holds no JWT key; delete it to make a new one.")
     return keys
