@@ -4,15 +4,14 @@ from django.http import HttpRequest
 
 from emporium.payments.models import Payment, PaymentDiscrepancy
 
-_DISCREPANCY_COLUMNS: tuple[str, ...] = (
+# What the webhook recorded of a mismatch: staff read it, and only tick "resolved".
+_DISCREPANCY_RECORDED: tuple[str, ...] = (
     "kind",
     "provider_reference",
     "expected_amount",
     "expected_currency",
     "reported_amount",
     "reported_currency",
-    "resolved",
-    "created_at",
 )
 
 
@@ -20,8 +19,8 @@ class PaymentDiscrepancyInline(admin.TabularInline):
     model = PaymentDiscrepancy
     extra = 0
     can_delete = False
-    fields = _DISCREPANCY_COLUMNS
-    readonly_fields = tuple(name for name in _DISCREPANCY_COLUMNS if name != "resolved")
+    fields = (*_DISCREPANCY_RECORDED, "resolved", "created_at")
+    readonly_fields = (*_DISCREPANCY_RECORDED, "created_at")
 
     def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
@@ -67,17 +66,7 @@ class PaymentDiscrepancyAdmin(admin.ModelAdmin):
     list_editable = ["resolved"]
     search_fields = ["payment__id", "payment__order__id", "provider_reference"]
     list_select_related = ["payment"]
-    readonly_fields = [
-        "payment",
-        "kind",
-        "provider_reference",
-        "expected_amount",
-        "expected_currency",
-        "reported_amount",
-        "reported_currency",
-        "created_at",
-        "updated_at",
-    ]
+    readonly_fields = ["payment", *_DISCREPANCY_RECORDED, "created_at", "updated_at"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
