@@ -3,6 +3,6 @@ from django.urls import path
 from emporium.observability import views
 
 urlpatterns = [
-    path("live", views.live, name="health-live"),
-    path("ready", views.ready, name="health-ready"),
+    path("live", views.LiveView.as_view(), name="health-live"),
+    path("ready", views.ReadyView.as_view(), name="health-ready"),
 ]

@@ -66,6 +66,15 @@ def test_a_failed_required_check_is_503_with_retry_after_and_no_detail_leak(
     assert "secret-host" not in response.content.decode()
 
 
-def test_health_answers_get_and_head_only(client: Client) -> None:
-    assert client.post("/health/ready").status_code == 405
+@pytest.mark.parametrize("method", ["post", "put", "patch", "delete", "options"])
+def test_health_answers_other_methods_405_in_the_error_shape(client: Client, method: str) -> None:
+    for path in ("/health/live", "/health/ready"):
+        response = getattr(client, method)(path)
+
+        assert response.status_code == 405
+        assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_health_answers_head(client: Client) -> None:
     assert client.head("/health/live").status_code == 200
+    assert client.head("/health/ready").status_code == 200
