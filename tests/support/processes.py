@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -85,10 +86,15 @@ class ProviderProcess:
         return True
 
 
-def start_provider(*, port: int | None = None, extra: list[str] | None = None) -> ProviderProcess:
+def start_provider(
+    *, port: int | None = None, extra: list[str] | None = None, secret: str | None = None
+) -> ProviderProcess:
     port = port or free_port()
-    # A real-strength key: worker processes on the embedded profile refuse weak ones.
-    secret = secrets.token_urlsafe(32)
+    # A real-strength key (worker processes on the embedded profile refuse weak ones),
+    # handed over in the environment as `make provider` does: a URL-safe token may
+    # begin with "-", which a command line would take for an option.
+    secret = secret or secrets.token_urlsafe(32)
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed below, after the process
     process = subprocess.Popen(  # noqa: S603
         [
             sys.executable,
@@ -100,20 +106,25 @@ def start_provider(*, port: int | None = None, extra: list[str] | None = None) -
             "0",
             "--jitter-ms",
             "0",
-            "--webhook-secret",
-            secret,
             *(extra or []),
         ],
         cwd=ROOT,
+        env={**os.environ, "PAYMENT_WEBHOOK_SECRET": secret},
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=log,
     )
     provider = ProviderProcess(
         url=f"http://127.0.0.1:{port}", process=process, webhook_secret=secret
     )
-    if not wait_until(provider.alive, timeout=15):
+    started = wait_until(provider.alive, timeout=15)
+    if not started:
         process.kill()
-        raise RuntimeError("the payment provider simulator did not start")
+        process.wait(timeout=5)
+    log.seek(0)
+    said = log.read().decode(errors="replace").strip()
+    log.close()
+    if not started:
+        raise RuntimeError(f"the payment provider simulator did not start: {said[-2000:]}")
     return provider
 
 
