@@ -1,0 +1,1 @@
+"""Database plumbing shared by every app: connection tuning, prepared reads, SQL files."""
