@@ -1,0 +1,156 @@
+"""One scenario run on an earlier revision and on the working tree, figures side by side.
+
+A change that must not slow anything down is measured by running the same
+scenario twice, one tree after the other, in one invocation: first on
+``--base`` (checked out as a git worktree under ``var/bench-base/``), then on
+this tree. Each figure compared is the scenario's own ratio to a reference it
+measured in the same run (nginx serving a static file, pgbench, a binary COPY,
+a product read by id, a bare WebSocket server), so a machine that is busier
+during one half moves both sides of the ratio::
+
+    python -m bench.compare --base <rev> catalog -- --seconds 8 --products 100000
+    python -m bench.compare --base <rev> checkout -- --seconds 15
+
+Both trees use the same virtual environment (this interpreter). A ratio that
+fell by more than ``--tolerance`` (5 % by default) is marked and makes the
+exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import common
+
+Figures = dict[str, tuple[float, bool]]  # name -> (value, higher is better)
+
+
+def _rate(result: dict[str, Any]) -> float:
+    return float(result["requests_per_second"])
+
+
+def _catalog(saved: dict[str, Any]) -> Figures:
+    static = _rate(saved["reference_nginx_static"])
+    return {
+        "(a) cached list via the app / nginx static": (saved["ratio_app_to_static"], True),
+        "(a) cached list, micro-cache / nginx static": (saved["ratio_micro_cache_to_static"], True),
+        "(b) uncached list / nginx static": (_rate(saved["uncached_list"]) / static, True),
+        "(c) uncached detail / nginx static": (_rate(saved["uncached_detail"]) / static, True),
+        "(d) page 1 uncached / nginx static": (_rate(saved["page_1_uncached"]) / static, True),
+        "(d) page 5,000 p50 / page 1 p50": (saved["ratio_page_5000_to_page_1_p50"], False),
+    }
+
+
+def _checkout(saved: dict[str, Any]) -> Figures:
+    ratio = _rate(saved["result"]) / saved["reference_pgbench_tpcb_tps"]
+    return {"orders/s / pgbench tpcb tx/s": (ratio, True)}
+
+
+def _ingest(saved: dict[str, Any]) -> Figures:
+    ratio = saved["stored_points_per_second"] / saved["reference_copy_rows_per_second"]
+    return {"points stored/s / binary COPY rows/s": (ratio, True)}
+
+
+def _search(saved: dict[str, Any]) -> Figures:
+    figures = saved["figures"]
+    reference_name = next(iter(figures))
+    reference = figures[reference_name]["p95_ms"]
+    return {
+        f"{name} p95 / {reference_name} p95": (values["p95_ms"] / reference, False)
+        for name, values in figures.items()
+        if name != reference_name
+    }
+
+
+def _fanout(saved: dict[str, Any]) -> Figures:
+    return {
+        f"{row['emporium']['connections']} sockets: deliveries/s / bare server": (
+            row["ratio"],
+            True,
+        )
+        for row in saved["rows"]
+    }
+
+
+EXTRACT: dict[str, Callable[[dict[str, Any]], Figures]] = {
+    "catalog": _catalog,
+    "checkout": _checkout,
+    "ingest": _ingest,
+    "search": _search,
+    "fanout": _fanout,
+}
+
+
+def base_tree(revision: str) -> Path:
+    """A worktree of ``revision`` under var/bench-base/, made or moved there as needed."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--verify", f"{revision}^{{commit}}"],
+        cwd=common.ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    tree = common.ROOT / "var" / "bench-base" / commit[:12]
+    if not (tree / ".git").exists():
+        tree.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", "--force", str(tree), commit],
+            cwd=common.ROOT,
+            check=True,
+        )
+    return tree
+
+
+def run(tree: Path, scenario: str, arguments: list[str]) -> dict[str, Any]:
+    """Run the scenario in ``tree`` and return what it saved."""
+    results = tree / "bench" / "results"
+    started = time.time()
+    print(f"\n==== {scenario} on {tree}", flush=True)
+    subprocess.run([sys.executable, "-m", f"bench.{scenario}", *arguments], cwd=tree, check=True)
+    saved = sorted(
+        (path for path in results.glob(f"{scenario}-*.json") if path.stat().st_mtime >= started),
+        key=lambda path: path.stat().st_mtime,
+    )
+    if not saved:
+        raise SystemExit(f"{scenario} on {tree} saved no results")
+    return dict(json.loads(saved[-1].read_text()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", required=True, help="the revision to compare with")
+    parser.add_argument("--tolerance", type=float, default=0.05)
+    parser.add_argument("scenario", choices=sorted(EXTRACT))
+    parser.add_argument("arguments", nargs=argparse.REMAINDER)
+    args = parser.parse_args()
+    arguments = [a for a in args.arguments if a != "--"]
+    extract = EXTRACT[args.scenario]
+    before = extract(run(base_tree(args.base), args.scenario, arguments))
+    after = extract(run(common.ROOT, args.scenario, arguments))
+
+    print(f"\n{args.scenario}: ratios to same-run references, {args.base} and this tree")
+    print(f"{'figure':<58}{'before':>9}{'after':>9}{'change':>9}")
+    regressed = []
+    for name, (value, higher_is_better) in before.items():
+        if name not in after:
+            continue
+        new = after[name][0]
+        change = new / value - 1 if value else 0.0
+        worse = -change if higher_is_better else change
+        mark = "  worse" if worse > args.tolerance else ""
+        if mark:
+            regressed.append(name)
+        print(f"{name:<58}{value:>9.3f}{new:>9.3f}{change:>+9.1%}{mark}")
+    if regressed:
+        raise SystemExit(f"worse by more than {args.tolerance:.0%}: {', '.join(regressed)}")
+
+
+if __name__ == "__main__":
+    main()
