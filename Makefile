@@ -7,6 +7,10 @@ PORT ?= 8000
 SEED_PRODUCTS ?= 2000
 PROVIDER_PORT ?= 8100
 PYTEST_ARGS ?=
+## The profile of the commands below (run, worker, beat, relay, migrate, seed...): the embedded
+## one unless the environment names another. manage.py, config/wsgi.py, asgi.py and celery.py
+## default to config.settings.production, which refuses to start without its secrets.
+SETTINGS := $(or $(DJANGO_SETTINGS_MODULE),config.settings.embedded)
 
 .PHONY: bench run worker beat relay dashboard-publisher provider install install-dev frontend test lint format typecheck check migrate seed lock clean
 
@@ -53,9 +57,9 @@ WEBHOOK_SECRET = $(BIN)/python -c "from django.conf import settings; print(setti
 ## on the embedded profile, with the simulated payment provider on port $(PROVIDER_PORT) and the
 ## telemetry simulator driving the demo's couriers. Ctrl-C stops all three.
 run: install
-	$(BIN)/python manage.py migrate --no-input
-	$(BIN)/python manage.py seed_demo --products $(SEED_PRODUCTS)
-	export DJANGO_SETTINGS_MODULE=$${DJANGO_SETTINGS_MODULE:-config.settings.embedded}; \
+	DJANGO_SETTINGS_MODULE=$(SETTINGS) $(BIN)/python manage.py migrate --no-input
+	DJANGO_SETTINGS_MODULE=$(SETTINGS) $(BIN)/python manage.py seed_demo --products $(SEED_PRODUCTS)
+	export DJANGO_SETTINGS_MODULE=$(SETTINGS); \
 	PAYMENT_WEBHOOK_SECRET="$$($(WEBHOOK_SECRET))" || exit 1; export PAYMENT_WEBHOOK_SECRET; \
 	$(BIN)/python -m simulators.payment_provider --port $(PROVIDER_PORT) & provider=$$!; \
 	( sleep 3; exec $(BIN)/python manage.py simulate_telemetry --devices 20 --rate 1 --batch-size 5 \
@@ -65,29 +69,32 @@ run: install
 	$(BIN)/python -m emporium.core.servers uvicorn config.asgi:application \
 	    --host $(HOST) --port $(PORT) --log-level warning
 
-## Production profile background work: a Celery worker for every queue, beat, and the outbox relay.
+## Background work on the servers of the production profile: a Celery worker for every queue,
+## beat, and the outbox relay. Set DJANGO_SETTINGS_MODULE=config.settings.production to run
+## them with the production settings; otherwise they use the embedded one with its URLs.
 worker: install
-	$(BIN)/celery -A config worker -Q payments,email,default --loglevel INFO
+	DJANGO_SETTINGS_MODULE=$(SETTINGS) $(BIN)/celery -A config worker -Q payments,email,default --loglevel INFO
 
 beat: install
-	$(BIN)/celery -A config beat --loglevel INFO
+	DJANGO_SETTINGS_MODULE=$(SETTINGS) $(BIN)/celery -A config beat --loglevel INFO
 
 relay: install
-	$(BIN)/python manage.py outbox_relay
+	DJANGO_SETTINGS_MODULE=$(SETTINGS) $(BIN)/python manage.py outbox_relay
 
 ## The /dashboard/ figures, once a second (docs/dashboard.md); two running are harmless.
 dashboard-publisher: install
-	$(BIN)/python manage.py dashboard_publisher
+	DJANGO_SETTINGS_MODULE=$(SETTINGS) $(BIN)/python manage.py dashboard_publisher
 
 provider: install
-	export DJANGO_SETTINGS_MODULE=$${DJANGO_SETTINGS_MODULE:-config.settings.embedded}; \
+	export DJANGO_SETTINGS_MODULE=$(SETTINGS); \
 	PAYMENT_WEBHOOK_SECRET="$$($(WEBHOOK_SECRET))" || exit 1; export PAYMENT_WEBHOOK_SECRET; \
 	exec $(BIN)/python -m simulators.payment_provider --port $(PROVIDER_PORT)
 
 ## The whole test suite. Set DATABASE_URL / REDIS_URL / BROKER_URL to run it on real servers,
-## and EMPORIUM_REQUIRE_SERVICES=1 to make a missing server a failure.
+## and EMPORIUM_REQUIRE_SERVICES=1 to make a missing server a failure. Always the test settings
+## (the embedded profile with per-run secrets), whatever DJANGO_SETTINGS_MODULE says.
 test: install-dev
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --ds=config.settings.test $(PYTEST_ARGS)
 
 lint: install-dev
 	$(BIN)/ruff check .
@@ -105,10 +112,10 @@ check: lint typecheck
 	DJANGO_SETTINGS_MODULE=config.settings.test $(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
 
 migrate: install
-	$(BIN)/python manage.py migrate --no-input
+	DJANGO_SETTINGS_MODULE=$(SETTINGS) $(BIN)/python manage.py migrate --no-input
 
 seed: install
-	$(BIN)/python manage.py seed_demo --products $(SEED_PRODUCTS)
+	DJANGO_SETTINGS_MODULE=$(SETTINGS) $(BIN)/python manage.py seed_demo --products $(SEED_PRODUCTS)
 
 ## Re-resolve the pinned, hashed lock files from pyproject.toml.
 lock: install-dev

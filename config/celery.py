@@ -25,9 +25,13 @@ from kombu import Exchange, Queue
 
 from config.settings.env import ENV
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.embedded")
+# Production unless told otherwise: it refuses to start without its secrets, so a
+# deployment that forgets DJANGO_SETTINGS_MODULE fails instead of serving. The
+# config package imports this module, so this default holds for every process
+# that imports anything under config/ (tests/test_settings_defaults.py).
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
 
-# Read through the settings' environment module, so a value in .env counts too.
+# Read through the settings' environment module, like every other setting.
 DELIVERY_LIMIT = ENV.celery_delivery_limit
 
 work_exchange = Exchange("emporium.work", type="topic", durable=True)

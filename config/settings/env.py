@@ -3,6 +3,11 @@
 The profile follows from what is configured: without ``DATABASE_URL`` the
 project runs embedded (SQLite in WAL mode), without ``REDIS_URL`` it caches in
 process, and without ``BROKER_URL`` Celery tasks run in-process.
+
+A ``.env`` file in the project root is read only when the process environment
+asks for it with ``DJANGO_READ_DOT_ENV_FILE=true``: a file left on a server (or
+copied from a laptop) never changes a process that did not ask. The process
+environment wins over the file.
 """
 
 from __future__ import annotations
@@ -23,9 +28,25 @@ from config.settings.secret_keys import RETIRED_VARIABLES
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 _env = environ.Env()
-_env_file = BASE_DIR / ".env"
-if _env_file.is_file():
-    environ.Env.read_env(str(_env_file), overwrite=False)
+
+
+def dot_env_read(*, base_dir: Path) -> Path | None:
+    """Loads ``base_dir/.env`` into the process environment if asked to; the file read, or None.
+
+    Asked means ``DJANGO_READ_DOT_ENV_FILE`` is true in the process environment
+    itself (a value in the file cannot ask for the file). Variables already set
+    keep their values.
+    """
+    if not _env.bool("DJANGO_READ_DOT_ENV_FILE", default=False):
+        return None
+    path = base_dir / ".env"
+    if not path.is_file():
+        raise ImproperlyConfigured(f"DJANGO_READ_DOT_ENV_FILE is set but {path} does not exist.")
+    environ.Env.read_env(str(path), overwrite=False)
+    return path
+
+
+dot_env_read(base_dir=BASE_DIR)
 
 
 @dataclass(frozen=True)

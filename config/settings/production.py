@@ -2,6 +2,9 @@
 
 There is no default secret: startup fails unless SECRET_KEY is set, and on any
 secret that is a published placeholder or too weak (config.settings.secret_keys).
+It is the default of manage.py, config/wsgi.py, config/asgi.py and
+config/celery.py, so a process that names no profile refuses to start rather
+than serve with development settings.
 """
 
 from django.core.exceptions import ImproperlyConfigured
@@ -10,25 +13,32 @@ from config.settings.base import *  # noqa: F403
 from config.settings.base import ENV
 from config.settings.secret_keys import environment_problems
 
-if not ENV.encryption_keys:
-    raise ImproperlyConfigured(
-        "ENCRYPTION_KEYS must list at least one key (kid:base64 of 32 random bytes)."
+
+def _refuse(problem: str) -> ImproperlyConfigured:
+    return ImproperlyConfigured(
+        f"{problem} (This is config.settings.production, the default of manage.py and the "
+        "servers; for development set DJANGO_SETTINGS_MODULE=config.settings.embedded, "
+        "as the Makefile's commands do.)"
     )
+
+
+if not ENV.encryption_keys:
+    raise _refuse("ENCRYPTION_KEYS must list at least one key (kid:base64 of 32 random bytes).")
 
 _SECRET_PROBLEMS = environment_problems(
     ENV,
     require_secret_key=True,
 )
 if _SECRET_PROBLEMS:
-    raise ImproperlyConfigured("Production refuses these secrets: " + " ".join(_SECRET_PROBLEMS))
+    raise _refuse("Production refuses these secrets: " + " ".join(_SECRET_PROBLEMS))
 if not ENV.database_url:
-    raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL in production.")
+    raise _refuse("DATABASE_URL must point at PostgreSQL in production.")
 if not ENV.jwt_private_keys:
-    raise ImproperlyConfigured(
+    raise _refuse(
         "JWT_PRIVATE_KEYS must list at least one signing key (manage.py jwt_key_generate)."
     )
 if not ENV.allowed_hosts:
-    raise ImproperlyConfigured("ALLOWED_HOSTS must list the host names this deployment serves.")
+    raise _refuse("ALLOWED_HOSTS must list the host names this deployment serves.")
 
 DEBUG = bool(ENV.debug)
 SECRET_KEY = ENV.secret_key or ""  # never empty: refused above

@@ -250,7 +250,10 @@ def test_production_refuses_a_leftover_jwt_signing_key(value: str, tmp_path: Pat
     assert completed.stderr.splitlines()[-1] == (
         "django.core.exceptions.ImproperlyConfigured: Production refuses these secrets: "
         "JWT_SIGNING_KEY is no longer read: tokens are signed with Ed25519 keys from "
-        "JWT_PRIVATE_KEYS (manage.py jwt_key_generate); remove JWT_SIGNING_KEY."
+        "JWT_PRIVATE_KEYS (manage.py jwt_key_generate); remove JWT_SIGNING_KEY. "
+        "(This is config.settings.production, the default of manage.py and the servers; "
+        "for development set DJANGO_SETTINGS_MODULE=config.settings.embedded, as the "
+        "Makefile's commands do.)"
     )
 
 
