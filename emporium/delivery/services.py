@@ -22,6 +22,7 @@ from emporium.delivery.validation import (
     point_batch_of,
     points_validate,
 )
+from emporium.orders.locks import order_lock
 from emporium.orders.models import Order, OrderStatus
 from emporium.orders.services import order_transition
 from emporium.realtime import services as realtime_services
@@ -96,7 +97,7 @@ def shipment_create(*, order: Order, device: CourierDevice, actor: User | None =
     the unique constraint is the backstop.
     """
     with transaction.atomic():
-        locked = Order.objects.select_for_update().only("pk", "order_status").get(pk=order.pk)
+        locked = order_lock(order_id=order.pk)
         if locked.order_status == OrderStatus.PAID:
             order_transition(
                 order_id=order.pk, to_status=OrderStatus.SHIPPED, actor=actor, reason="shipment"

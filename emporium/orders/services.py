@@ -26,6 +26,7 @@ from emporium.catalog import services as catalog_services
 from emporium.catalog.models import Product
 from emporium.core.errors import Conflict
 from emporium.integrations import events
+from emporium.orders.locks import order_lock
 from emporium.orders.models import Order, OrderItem, OrderStatus, OrderStatusChange
 from emporium.orders.workflow import HOLDS_STOCK, RELEASES_STOCK, can_move
 from emporium.realtime import services as realtime_services
@@ -130,7 +131,7 @@ def order_place(
     """Turns the user's cart into a pending order in one transaction.
 
     On PostgreSQL the whole checkout is one statement (``emporium_order_place``,
-    migrations orders/0004 and 0006); elsewhere the same steps run from Python.
+    defined in orders/sql/order_place.sql); elsewhere the same steps run from Python.
     Both return the order with its items attached, so nothing is read back. The
     shipping address and phone are sealed in Python before either path writes
     them (docs/adr/0022-encryption-at-rest.md).
@@ -160,6 +161,16 @@ def _sealed_at_checkout(order: Order) -> list[object]:
     return values
 
 
+# Every argument by name (orders/sql/order_place.sql): adding one cannot shift the others.
+_ORDER_PLACE_CALL = (
+    "SELECT order_id, placed_at, total, items, event_id FROM emporium_order_place("
+    "p_user_id => %(user_id)s, p_low_stock => %(low_stock)s, p_row_uuid => %(row_uuid)s,"
+    " p_shipping_address => %(shipping_address)s, p_phone => %(phone)s,"
+    " p_phone_index => %(phone_index)s, p_status => %(status)s,"
+    " p_order_placed => %(order_placed)s, p_stock_low => %(stock_low)s)"
+)
+
+
 def _order_place_postgresql(
     *, user_id: int, shipping_address: str | None = None, phone: str | None = None
 ) -> Order:
@@ -169,15 +180,23 @@ def _order_place_postgresql(
         shipping_address=shipping_address,
         phone=phone,
     )
-    arguments = [user_id, _low_stock_threshold(), order.row_uuid, *_sealed_at_checkout(order)]
+    sealed_address, sealed_phone, phone_index = _sealed_at_checkout(order)
+    # The names the database writes come from Python: the status and the event types.
+    arguments = {
+        "user_id": user_id,
+        "low_stock": _low_stock_threshold(),
+        "row_uuid": order.row_uuid,
+        "shipping_address": sealed_address,
+        "phone": sealed_phone,
+        "phone_index": phone_index,
+        "status": str(OrderStatus.PENDING_PAYMENT),
+        "order_placed": events.ORDER_PLACED,
+        "stock_low": events.STOCK_LOW,
+    }
 
     def place() -> tuple[int, datetime, str, str, int]:
         with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT order_id, placed_at, total, items, event_id"
-                " FROM emporium_order_place(%s, %s, %s, %s, %s, %s)",
-                arguments,
-            )
+            cursor.execute(_ORDER_PLACE_CALL, arguments)
             return cursor.fetchone()
 
     try:
@@ -354,7 +373,7 @@ def order_transition(
     here, in the same transaction.
     """
     with transaction.atomic():
-        order = Order.objects.select_for_update().get(pk=order_id)
+        order = order_lock(order_id=order_id)
         from_status = order.order_status
         if not can_move(from_status, to_status):
             raise IllegalTransition(
@@ -383,11 +402,8 @@ def order_transition(
                     "total_amount": str(order.total_amount),
                 },
             )
-        if to_status == OrderStatus.CANCELLED and from_status == OrderStatus.PAID:
-            # Imported here: payments depend on orders, not the other way round.
-            from emporium.payments.services import payment_refund_request
-
-            payment_refund_request(order=order)
+        # A paid order that is cancelled is refunded by the payments app, which
+        # reacts to the order.cancelled event recorded above (its "from" is "paid").
     return order
 
 
@@ -416,14 +432,14 @@ def orders_expire_unpaid(*, older_than: timedelta | None = None) -> int:
     return expired
 
 
-def order_confirmation_claim(*, order_id: int) -> bool:
-    """Marks the confirmation e-mail as sent; False if it already was (never send twice)."""
+def order_confirmation_record(*, order_id: int) -> bool:
+    """Stamps the confirmation e-mail as sent; False if it already was.
+
+    A conditional UPDATE, run after the message was handed to the mail server
+    and outside any lock: recording the same confirmation twice changes nothing.
+    """
     return bool(
         Order.objects.filter(pk=order_id, confirmation_sent_at__isnull=True).update(
             confirmation_sent_at=timezone.now()
         )
     )
-
-
-def order_confirmation_unclaim(*, order_id: int) -> None:
-    Order.objects.filter(pk=order_id).update(confirmation_sent_at=None)

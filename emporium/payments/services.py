@@ -22,7 +22,9 @@ from django.utils import timezone
 from emporium.accounts.models import User
 from emporium.core.errors import Conflict, InvalidInput
 from emporium.integrations import events
+from emporium.orders.locks import order_lock
 from emporium.orders.models import Order, OrderStatus
+from emporium.orders.services import IllegalTransition, order_transition
 from emporium.payments.models import DiscrepancyKind, Payment, PaymentDiscrepancy, PaymentStatus
 
 logger = logging.getLogger(__name__)
@@ -49,7 +51,7 @@ def payment_start(*, order: Order, user: User, payment_method: str, token: str) 
         )
     try:
         with transaction.atomic():
-            locked = Order.objects.select_for_update().get(pk=order.pk, user=user)
+            locked = order_lock(order_id=order.pk, user_id=user.pk)
             if locked.order_status != OrderStatus.PENDING_PAYMENT:
                 raise PaymentNotAllowed(
                     f"An order that is {locked.order_status} cannot be paid.",
@@ -81,8 +83,6 @@ def retry_delay(attempt: int) -> float:
 
 def payment_mark_succeeded(*, payment_id: int, provider_reference: str) -> bool:
     """Settles a pending payment as paid and the order with it; False if already settled."""
-    from emporium.orders.services import IllegalTransition, order_transition
-
     with transaction.atomic():
         moved = Payment.objects.filter(pk=payment_id, status=PaymentStatus.PENDING).update(
             status=PaymentStatus.SUCCEEDED,
@@ -195,8 +195,6 @@ def payment_mark_failed(*, payment_id: int, reason: str, outcome_unknown: bool =
     provider may still complete the charge, so a reconciliation is scheduled that
     asks it later and refunds a charge it finds.
     """
-    from emporium.orders.services import IllegalTransition, order_transition
-
     with transaction.atomic():
         moved = Payment.objects.filter(pk=payment_id, status=PaymentStatus.PENDING).update(
             status=PaymentStatus.FAILED, failure_reason=reason[:255], updated_at=timezone.now()
@@ -239,10 +237,30 @@ def payments_stuck_pending(*, older_than_seconds: int) -> list[int]:
     )
 
 
-def payment_refund_request(*, order: Order) -> None:
-    """Asks (through the outbox) for every succeeded payment of the order to be refunded."""
-    for payment in Payment.objects.filter(order=order, status=PaymentStatus.SUCCEEDED):
+def payment_refund_request(*, order_id: int) -> int:
+    """Asks (through the outbox) for every succeeded payment of the order to be refunded.
+
+    Returns how many were asked for. The refund task refunds a payment once
+    whatever the number of requests (its provider key is derived from the
+    payment id, and settling is a conditional UPDATE).
+    """
+    payments = list(
+        Payment.objects.filter(order_id=order_id, status=PaymentStatus.SUCCEEDED).order_by("pk")
+    )
+    for payment in payments:
         _refund_record(payment)
+    return len(payments)
+
+
+def payment_refund_for_cancelled_order(*, order_id: int, from_status: str) -> int:
+    """What payments do when an order is cancelled: refund it if it had been paid.
+
+    Called by the handler of the ``order.cancelled`` event, in the relay's
+    transaction; the orders app never calls payments.
+    """
+    if from_status != OrderStatus.PAID:
+        return 0
+    return payment_refund_request(order_id=order_id)
 
 
 def payment_mark_refunded(*, payment_id: int, refund_reference: str) -> bool:

@@ -166,6 +166,19 @@ def _queue_payment(event: OutboxEvent) -> None:
     payment_process.apply_async(args=(event.payload["payment_id"],))
 
 
+@events.on_event(events.ORDER_CANCELLED)
+def _refund_cancelled_order(event: OutboxEvent) -> None:
+    """A paid order was cancelled: its succeeded payments are to be refunded.
+
+    Runs in the relay's transaction, so the refund requests are recorded
+    exactly when the event is marked published; they reach the refund task
+    through the outbox like every other refund.
+    """
+    services.payment_refund_for_cancelled_order(
+        order_id=int(event.payload["order_id"]), from_status=str(event.payload.get("from", ""))
+    )
+
+
 @events.on_event(events.PAYMENT_REFUND_REQUESTED)
 def _queue_refund(event: OutboxEvent) -> None:
     payment_refund.apply_async(args=(event.payload["payment_id"],))

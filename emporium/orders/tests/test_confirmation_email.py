@@ -6,8 +6,10 @@ TCP exactly as it would to a production relay.
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -20,6 +22,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from celery.exceptions import Retry
 from django.conf import settings as django_settings
+from django.core.cache import cache
+from django.db import connection, transaction
 from django.utils import timezone
 from kombu import Connection
 
@@ -35,7 +39,7 @@ from emporium.integrations.publishers import LogPublisher
 from emporium.integrations.relay import outbox_relay_pending
 from emporium.orders import services as order_services
 from emporium.orders.models import Order
-from emporium.orders.tasks import send_confirmation_email
+from emporium.orders.tasks import _confirmation_claim_key, send_confirmation_email
 from tests.support.processes import WorkerProcess, free_port, wait_until
 
 # --- a real SMTP server -------------------------------------------------------------
@@ -50,12 +54,27 @@ class _Collector:
         return "250 Message accepted for delivery"
 
 
+class _HoldingCollector(_Collector):
+    """Accepts a message only once the test lets it: the sender waits in the DATA phase."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.receiving = threading.Event()
+        self.let_through = threading.Event()
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.receiving.set()
+        # Waits off the server's loop, so the server keeps serving while it holds.
+        await asyncio.get_running_loop().run_in_executor(None, self.let_through.wait, 30)
+        return await super().handle_DATA(server, session, envelope)
+
+
 class LocalSmtpServer:
     """aiosmtpd on a fixed port that can be stopped and started again."""
 
-    def __init__(self) -> None:
+    def __init__(self, collector: _Collector | None = None) -> None:
         self.port = free_port()
-        self.collector = _Collector()
+        self.collector = collector or _Collector()
         self._controller: Controller | None = None
 
     def start(self) -> None:
@@ -262,6 +281,66 @@ def test_with_the_smtp_server_down_nothing_is_stamped_and_it_sends_once_back(
     assert_is_the_confirmation_of(message, order, customer)
     order.refresh_from_db()
     assert order.confirmation_sent_at is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_no_lock_on_the_order_is_held_while_the_mail_server_takes_the_message(
+    database_url: str, settings: Any, customer: User, basket: tuple[Product, Product]
+) -> None:
+    """While the SMTP server holds the task in its DATA phase, another connection
+    locks the order row with NOWAIT (which fails at once on a row locked elsewhere)."""
+    collector = _HoldingCollector()
+    server = LocalSmtpServer(collector)
+    server.start()
+    _point_django_at(settings, server)
+    order = checkout(customer, (basket[0], 3), (basket[1], 1))
+    outcome: dict[str, object] = {}
+
+    def run_task() -> None:
+        try:
+            outcome["result"] = send_confirmation_email.apply(args=(order.pk,)).get()
+        finally:
+            connection.close()  # this thread's own connection
+
+    sender = threading.Thread(target=run_task)
+    sender.start()
+    try:
+        assert collector.receiving.wait(10), "the task never reached the SMTP server"
+        with transaction.atomic():
+            locked = Order.objects.select_for_update(nowait=True).get(pk=order.pk)
+            assert locked.confirmation_sent_at is None  # not stamped before it is sent
+            Order.objects.filter(pk=order.pk).update(updated_at=timezone.now())
+    finally:
+        collector.let_through.set()
+        sender.join(30)
+        server.stop()
+
+    assert outcome == {"result": "sent"}
+    assert len(collector.envelopes) == 1
+    order.refresh_from_db()
+    assert order.confirmation_sent_at is not None
+    assert cache.get(_confirmation_claim_key(order.pk)) is None  # the claim was given back
+
+
+@pytest.mark.django_db
+def test_a_run_that_finds_the_confirmation_claimed_sends_nothing_and_retries(
+    smtp_server: LocalSmtpServer, customer: User, basket: tuple[Product, Product]
+) -> None:
+    order = checkout(customer, (basket[0], 3), (basket[1], 1))
+    cache.add(_confirmation_claim_key(order.pk), "another-run", timeout=60)
+
+    with pytest.raises(Retry) as retry:
+        send_confirmation_email.apply(args=(order.pk,))
+
+    assert retry.value.when == 5
+    assert smtp_server.envelopes == []
+    order.refresh_from_db()
+    assert order.confirmation_sent_at is None
+    assert cache.get(_confirmation_claim_key(order.pk)) == "another-run"  # not taken over
+
+    cache.delete(_confirmation_claim_key(order.pk))  # that run ended without sending
+    assert send_confirmation_email.apply(args=(order.pk,)).get() == "sent"
+    assert len(smtp_server.envelopes) == 1
 
 
 # --- after checkout, through the outbox ---------------------------------------------

@@ -21,6 +21,7 @@ from emporium.core.tests.factories import (
     UserFactory,
     client_for,
 )
+from emporium.integrations.events import handlers_for
 from emporium.integrations.models import OutboxEvent
 from emporium.orders import services
 from emporium.orders.models import Order, OrderStatus, OrderStatusChange
@@ -397,7 +398,14 @@ def test_history_of_a_new_order_is_empty_and_private(customer: User, product: Pr
     assert foreign.status_code == 404
 
 
-def test_cancelling_a_paid_order_requests_a_refund_of_its_payment(
+def _relay_handlers_run(event_type: str) -> None:
+    """What the outbox relay does with each recorded event of ``event_type``: its handlers."""
+    for event in OutboxEvent.objects.filter(event_type=event_type, published_at__isnull=True):
+        for handler in handlers_for(event_type):
+            handler(event)
+
+
+def test_cancelling_a_paid_order_requests_a_refund_of_its_payment_through_the_outbox(
     customer: User, product: Product
 ) -> None:
     order = order_in(OrderStatus.PAID, customer, product)
@@ -407,6 +415,13 @@ def test_cancelling_a_paid_order_requests_a_refund_of_its_payment(
     response = client_for(customer).post(order_url(order.pk, "cancel"), format="json")
 
     assert response.status_code == 200
+    ((_, _, _, cancelled),) = outbox("order.cancelled")
+    assert (cancelled["from"], cancelled["to"]) == ("paid", "cancelled")
+    # The orders app records the cancellation only; payments react to its event.
+    assert outbox("payment.refund_requested") == []
+
+    _relay_handlers_run("order.cancelled")
+
     assert outbox("payment.refund_requested") == [
         (
             "payment.refund_requested",
@@ -415,7 +430,6 @@ def test_cancelling_a_paid_order_requests_a_refund_of_its_payment(
             {"payment_id": succeeded.pk, "order_id": order.pk, "amount": "12.75"},
         )
     ]
-    assert len(outbox("order.cancelled")) == 1
     succeeded.refresh_from_db()
     assert succeeded.status == PaymentStatus.SUCCEEDED  # refunded later, through the gateway
     assert stock_of(product) == INITIAL_STOCK
@@ -426,7 +440,9 @@ def test_cancelling_an_unpaid_order_requests_no_refund(customer: User, product: 
     PaymentFactory(order=order, amount=Decimal("12.75"), status=PaymentStatus.FAILED)
 
     client_for(customer).post(order_url(order.pk, "cancel"), format="json")
+    _relay_handlers_run("order.cancelled")
 
+    assert len(outbox("order.cancelled")) == 1
     assert outbox("payment.refund_requested") == []
 
 
