@@ -9,7 +9,9 @@ import os
 
 from django.core.wsgi import get_wsgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.embedded")
+# Production unless told otherwise: it refuses to start without its secrets, so a
+# deployment that forgets DJANGO_SETTINGS_MODULE fails instead of serving.
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
 
 django_application = get_wsgi_application()
 
