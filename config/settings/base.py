@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import django_stubs_ext
 import environ
 
 from config.settings.env import BASE_DIR, ENV, cache_config, database_config
+
+# Lets classes name the type arguments of Django's generic classes at run time
+# (``admin.ModelAdmin[Cart]``, ``models.CharField[str, str]``), as mypy's
+# disallow_any_generics asks; settings load before any model or admin module.
+django_stubs_ext.monkeypatch()
 
 EMPORIUM_PROFILE = "production" if ENV.database_url else "embedded"
 

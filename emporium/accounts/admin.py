@@ -18,7 +18,7 @@ from emporium.realtime import user_sockets_revoke
 
 
 @admin.register(User)
-class UserAdmin(DjangoUserAdmin):
+class UserAdmin(DjangoUserAdmin[User]):
     list_display = ["username", "email", "first_name", "last_name", "is_staff", "created_at"]
     list_filter = ["is_staff", "is_superuser", "is_active", "created_at"]
     search_fields = ["username", "email", "first_name", "last_name"]

@@ -10,6 +10,7 @@ from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from emporium.accounts import selectors, services, tokens
 from emporium.accounts.auth import authenticated_user
+from emporium.accounts.models import User
 from emporium.accounts.serializers import (
     AdminUserSerializer,
     AdminUserUpdateSerializer,
@@ -88,7 +89,7 @@ class MeView(APIView):
 
     @extend_schema(responses=UserSerializer)
     def get(self, request: Request) -> Response:
-        return Response(UserSerializer(request.user).data)
+        return Response(UserSerializer(authenticated_user(request)).data)
 
     @extend_schema(request=ProfileUpdateSerializer, responses=UserSerializer)
     def patch(self, request: Request) -> Response:
@@ -104,7 +105,7 @@ class UserViewSet(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.UpdateModelMixin,
-    viewsets.GenericViewSet,
+    viewsets.GenericViewSet[User],
 ):
     """Accounts: support and admins read them; admins change them."""
 

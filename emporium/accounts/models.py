@@ -17,7 +17,7 @@ class CaseInsensitiveUserManager(UserManager["User"]):
         return self.get(username_key=username_fold(username))
 
 
-class UsernameKeyField(models.CharField):
+class UsernameKeyField(models.CharField[str, str]):
     """The username's fold, computed from the instance whenever it is written.
 
     ``pre_save`` runs for ``save()`` and for ``bulk_create()`` alike, so no way of

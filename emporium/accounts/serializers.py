@@ -9,7 +9,7 @@ from emporium.accounts import services
 from emporium.accounts.models import User
 
 
-class RegisterSerializer(serializers.Serializer):
+class RegisterSerializer(serializers.Serializer[Any]):
     username = serializers.RegexField(r"^[\w.@+-]+\Z", max_length=150)
     email = serializers.EmailField(max_length=254)
     password = serializers.CharField(write_only=True, max_length=128, trim_whitespace=False)
@@ -17,7 +17,7 @@ class RegisterSerializer(serializers.Serializer):
     last_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
 
 
-class UserSerializer(serializers.ModelSerializer):
+class UserSerializer(serializers.ModelSerializer[User]):
     class Meta:
         model = User
         fields = [
@@ -33,13 +33,13 @@ class UserSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ProfileUpdateSerializer(serializers.Serializer):
+class ProfileUpdateSerializer(serializers.Serializer[Any]):
     email = serializers.EmailField(max_length=254, required=False)
     first_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
     last_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
 
 
-class AdminUserSerializer(serializers.ModelSerializer):
+class AdminUserSerializer(serializers.ModelSerializer[User]):
     class Meta:
         model = User
         fields = [
@@ -58,18 +58,18 @@ class AdminUserSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class AdminUserUpdateSerializer(serializers.Serializer):
+class AdminUserUpdateSerializer(serializers.Serializer[Any]):
     is_staff = serializers.BooleanField(required=False)
     is_active = serializers.BooleanField(required=False)
     first_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
     last_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
 
 
-class LogoutSerializer(serializers.Serializer):
+class LogoutSerializer(serializers.Serializer[Any]):
     refresh = serializers.CharField()
 
 
-class TokenPairSerializer(serializers.Serializer):
+class TokenPairSerializer(serializers.Serializer[Any]):
     access = serializers.CharField(read_only=True)
     refresh = serializers.CharField(read_only=True)
 
@@ -86,7 +86,7 @@ class LoginSerializer(TokenObtainSerializer):
         return {"refresh": pair.refresh, "access": pair.access}
 
 
-class RefreshSerializer(serializers.Serializer):
+class RefreshSerializer(serializers.Serializer[Any]):
     """Exchanges a refresh token once (rotation with reuse detection, see the service)."""
 
     refresh = serializers.CharField()

@@ -29,7 +29,9 @@ class DuplicateAccount(InvalidInput):
     default_message = "An account with these details already exists."
 
 
-def _duplicates(*, username: str | None, email: str | None, exclude_id: int | None) -> dict:
+def _duplicates(
+    *, username: str | None, email: str | None, exclude_id: int | None
+) -> dict[str, list[str]]:
     errors: dict[str, list[str]] = {}
     if username is not None and username_taken(username=username, exclude_id=exclude_id):
         errors["username"] = ["A user with that username already exists."]

@@ -3,14 +3,14 @@ from django.contrib import admin
 from emporium.carts.models import CartItem, ShoppingCart
 
 
-class CartItemInline(admin.TabularInline):
+class CartItemInline(admin.TabularInline[CartItem, ShoppingCart]):
     model = CartItem
     raw_id_fields = ["product"]
     extra = 0
 
 
 @admin.register(ShoppingCart)
-class ShoppingCartAdmin(admin.ModelAdmin):
+class ShoppingCartAdmin(admin.ModelAdmin[ShoppingCart]):
     list_display = ["id", "user", "created_at", "updated_at"]
     list_filter = ["created_at"]
     search_fields = ["user__username", "user__email"]
@@ -20,7 +20,7 @@ class ShoppingCartAdmin(admin.ModelAdmin):
 
 
 @admin.register(CartItem)
-class CartItemAdmin(admin.ModelAdmin):
+class CartItemAdmin(admin.ModelAdmin[CartItem]):
     list_display = ["id", "cart", "product", "quantity", "created_at"]
     list_filter = ["created_at"]
     search_fields = ["cart__user__username", "product__name", "product__sku"]

@@ -1,3 +1,5 @@
+from typing import Any
+
 from rest_framework import serializers
 
 from emporium.carts.models import CartItem
@@ -5,7 +7,7 @@ from emporium.catalog.models import Product
 from emporium.catalog.serializers import ProductSummarySerializer
 
 
-class CartItemSerializer(serializers.ModelSerializer):
+class CartItemSerializer(serializers.ModelSerializer[CartItem]):
     product = ProductSummarySerializer(read_only=True)
     line_total = serializers.DecimalField(max_digits=14, decimal_places=2, read_only=True)
 
@@ -15,16 +17,16 @@ class CartItemSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class CartItemCreateSerializer(serializers.Serializer):
+class CartItemCreateSerializer(serializers.Serializer[Any]):
     product = serializers.PrimaryKeyRelatedField(queryset=Product.objects.all())
     quantity = serializers.IntegerField(min_value=1, max_value=10_000, default=1)
 
 
-class CartItemUpdateSerializer(serializers.Serializer):
+class CartItemUpdateSerializer(serializers.Serializer[Any]):
     quantity = serializers.IntegerField(min_value=1, max_value=10_000)
 
 
-class CartSerializer(serializers.Serializer):
+class CartSerializer(serializers.Serializer[Any]):
     id = serializers.IntegerField()
     items = CartItemSerializer(many=True)
     item_count = serializers.IntegerField()

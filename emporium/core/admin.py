@@ -5,7 +5,7 @@ from emporium.core.models import IdempotencyKey
 
 
 @admin.register(IdempotencyKey)
-class IdempotencyKeyAdmin(admin.ModelAdmin):
+class IdempotencyKeyAdmin(admin.ModelAdmin[IdempotencyKey]):
     """Stored Idempotency-Key answers, for support: read-only, deletable to release a key."""
 
     list_display = [

@@ -210,7 +210,7 @@ def envelope_key_id_or_none(envelope: str) -> str | None:
         return None
 
 
-def row_uuid_field() -> models.UUIDField:
+def row_uuid_field() -> models.UUIDField[uuid.UUID, uuid.UUID]:
     """The per-row identifier sealed values are bound to; set in Python, before the INSERT."""
     return models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
 
@@ -239,7 +239,7 @@ class _SealedAttribute(DeferredAttribute):
         instance.__dict__[self.field.attname] = value
 
 
-class EncryptedTextField(models.TextField):
+class EncryptedTextField(models.TextField[Any, Any]):
     """Text sealed with AES-256-GCM; needs a ``row_uuid`` field (``row_uuid_field()``) on the model.
 
     NULL stays NULL (no value); every other value, the empty string included,
@@ -346,7 +346,7 @@ class EncryptedJSONField(EncryptedTextField):
         return True
 
 
-class BlindIndexField(models.CharField):
+class BlindIndexField(models.CharField[str | None, str | None]):
     """The keyed HMAC of a sealed field's plaintext, for equality lookups.
 
     Filled on every save from ``source`` (list both in ``update_fields``). Look

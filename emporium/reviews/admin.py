@@ -7,7 +7,7 @@ from emporium.reviews.models import Review
 
 
 @admin.register(Review)
-class ReviewAdmin(admin.ModelAdmin):
+class ReviewAdmin(admin.ModelAdmin[Review]):
     list_display = ["product", "user", "rating", "created_at"]
     list_filter = ["rating", "created_at"]
     search_fields = ["product__name", "product__sku", "user__username", "comment"]

@@ -17,7 +17,7 @@ from emporium.reviews.models import Review
 from emporium.reviews.serializers import ReviewSerializer, ReviewUpdateSerializer
 
 
-class ProductReviewViewSet(viewsets.ModelViewSet):
+class ProductReviewViewSet(viewsets.ModelViewSet[Review]):
     """Reviews of one product. Anyone reads them; the author, or a moderator holding
     ``reviews.change_review`` / ``reviews.delete_review``, edits or deletes one."""
 

@@ -9,7 +9,7 @@ from emporium.core.query_fields import AmountQueryField
 from emporium.search.selectors import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, QUERY_MAX_LENGTH
 
 
-class SearchParametersSerializer(serializers.Serializer):
+class SearchParametersSerializer(serializers.Serializer[Any]):
     """Query parameters of the search endpoint and page."""
 
     q = serializers.CharField(
@@ -51,7 +51,7 @@ class SearchParametersSerializer(serializers.Serializer):
         }
 
 
-class SearchHitSerializer(serializers.Serializer):
+class SearchHitSerializer(serializers.Serializer[Any]):
     id = serializers.IntegerField(source="product.id")
     name = serializers.CharField(source="product.name")
     price = serializers.DecimalField(source="product.price", max_digits=12, decimal_places=2)
@@ -71,7 +71,7 @@ class SearchHitSerializer(serializers.Serializer):
     rank = serializers.FloatField(help_text="Relevance; higher is better. Compare within a page.")
 
 
-class SearchResultsSerializer(serializers.Serializer):
+class SearchResultsSerializer(serializers.Serializer[Any]):
     query = serializers.CharField()
     match = serializers.ChoiceField(
         choices=["full_text", "fuzzy"],

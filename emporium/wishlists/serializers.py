@@ -1,3 +1,5 @@
+from typing import Any
+
 from rest_framework import serializers
 
 from emporium.catalog.models import Product
@@ -5,7 +7,7 @@ from emporium.catalog.serializers import ProductSummarySerializer
 from emporium.wishlists.models import WishlistItem
 
 
-class WishlistItemSerializer(serializers.ModelSerializer):
+class WishlistItemSerializer(serializers.ModelSerializer[WishlistItem]):
     product = ProductSummarySerializer(read_only=True)
 
     class Meta:
@@ -14,11 +16,11 @@ class WishlistItemSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class WishlistItemCreateSerializer(serializers.Serializer):
+class WishlistItemCreateSerializer(serializers.Serializer[Any]):
     product = serializers.PrimaryKeyRelatedField(queryset=Product.objects.all())
 
 
-class WishlistSerializer(serializers.Serializer):
+class WishlistSerializer(serializers.Serializer[Any]):
     id = serializers.IntegerField()
     items = WishlistItemSerializer(many=True)
     created_at = serializers.DateTimeField()
