@@ -8,7 +8,7 @@ seeded (docs/db_optimization.md shows the variables):
 1. The server CPU of one product read (the lean path's statement), read from
    /proc/<backend pid>/stat around N reads with random ids: sent as Django sends
    queries (parameters bound on the client, planned every time) against
-   ``core.prepared.fetch_prepared`` (a prepared statement), beside a trivial
+   ``core.db.prepared.fetch_prepared`` (a prepared statement), beside a trivial
    ``SELECT 1``-like statement prepared, as the floor of a round trip.
 2. For the ids query of each list page the lean path sends for the benchmark's
    paths, ``EXPLAIN (ANALYZE, BUFFERS) EXECUTE`` under a forced generic plan
@@ -40,7 +40,7 @@ def reads(count: int) -> None:
     from django.db import connection
 
     from emporium.catalog import selectors
-    from emporium.core.prepared import fetch_prepared
+    from emporium.core.db.prepared import fetch_prepared
 
     ids = list(selectors.Product.objects.values_list("id", flat=True))
     chosen = [random.choice(ids) for _ in range(count)]

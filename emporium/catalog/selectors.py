@@ -15,7 +15,7 @@ from django.db.models.expressions import Col
 
 from emporium.catalog.models import Category, Product
 from emporium.core.errors import InvalidInput
-from emporium.core.prepared import fetch_prepared
+from emporium.core.db.prepared import fetch_prepared
 
 PRODUCT_ORDERINGS = {
     "price": ("price", "id"),

@@ -19,7 +19,7 @@ from django.test import override_settings
 from pytest_django import DjangoAssertNumQueries
 
 from emporium.catalog.models import Product
-from emporium.core.prepared import fetch_prepared
+from emporium.core.db.prepared import fetch_prepared
 from emporium.core.tests.factories import CategoryFactory, ProductFactory
 
 pytestmark = pytest.mark.django_db

@@ -10,6 +10,9 @@ idle, healthy connection has nothing to read. So the check polls the socket
 without waiting; whatever it finds makes Django open a new connection, or the
 pool lend another one. docs/adr/0017-checkout-in-one-statement.md records the
 measurement.
+
+Every connection it opens, or borrows from psycopg's pool, is tuned by
+:func:`emporium.core.db.connection.connection_tune` before Django uses it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from typing import Any
 
 from django.db.backends.postgresql import base
 from psycopg.pq import TransactionStatus
+
+from emporium.core.db.connection import connection_tune
 
 
 def _socket_quiet(connection: Any) -> bool:
@@ -42,6 +47,11 @@ class DatabaseWrapper(base.DatabaseWrapper):
         return _socket_quiet(connection)
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
+        connection = self._connection_usable(conn_params)
+        connection_tune(connection=connection)
+        return connection
+
+    def _connection_usable(self, conn_params: dict[str, Any]) -> Any:
         connection = super().get_new_connection(conn_params)
         pool = self.pool
         if pool is None:
