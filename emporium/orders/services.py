@@ -131,7 +131,7 @@ def order_place(
     """Turns the user's cart into a pending order in one transaction.
 
     On PostgreSQL the whole checkout is one statement (``emporium_order_place``,
-    migrations orders/0004 and 0006); elsewhere the same steps run from Python.
+    defined in orders/sql/order_place.sql); elsewhere the same steps run from Python.
     Both return the order with its items attached, so nothing is read back. The
     shipping address and phone are sealed in Python before either path writes
     them (docs/adr/0022-encryption-at-rest.md).
@@ -161,6 +161,16 @@ def _sealed_at_checkout(order: Order) -> list[object]:
     return values
 
 
+# Every argument by name (orders/sql/order_place.sql): adding one cannot shift the others.
+_ORDER_PLACE_CALL = (
+    "SELECT order_id, placed_at, total, items, event_id FROM emporium_order_place("
+    "p_user_id => %(user_id)s, p_low_stock => %(low_stock)s, p_row_uuid => %(row_uuid)s,"
+    " p_shipping_address => %(shipping_address)s, p_phone => %(phone)s,"
+    " p_phone_index => %(phone_index)s, p_status => %(status)s,"
+    " p_order_placed => %(order_placed)s, p_stock_low => %(stock_low)s)"
+)
+
+
 def _order_place_postgresql(
     *, user_id: int, shipping_address: str | None = None, phone: str | None = None
 ) -> Order:
@@ -170,15 +180,23 @@ def _order_place_postgresql(
         shipping_address=shipping_address,
         phone=phone,
     )
-    arguments = [user_id, _low_stock_threshold(), order.row_uuid, *_sealed_at_checkout(order)]
+    sealed_address, sealed_phone, phone_index = _sealed_at_checkout(order)
+    # The names the database writes come from Python: the status and the event types.
+    arguments = {
+        "user_id": user_id,
+        "low_stock": _low_stock_threshold(),
+        "row_uuid": order.row_uuid,
+        "shipping_address": sealed_address,
+        "phone": sealed_phone,
+        "phone_index": phone_index,
+        "status": str(OrderStatus.PENDING_PAYMENT),
+        "order_placed": events.ORDER_PLACED,
+        "stock_low": events.STOCK_LOW,
+    }
 
     def place() -> tuple[int, datetime, str, str, int]:
         with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT order_id, placed_at, total, items, event_id"
-                " FROM emporium_order_place(%s, %s, %s, %s, %s, %s)",
-                arguments,
-            )
+            cursor.execute(_ORDER_PLACE_CALL, arguments)
             return cursor.fetchone()
 
     try:
