@@ -1,6 +1,6 @@
 """PostgreSQL's one-statement checkout against the portable ORM checkout, row for row.
 
-``emporium_order_place`` (orders/0004) repeats in SQL what
+``emporium_order_place`` (orders/sql/order_place.sql) repeats in SQL what
 ``_order_place_portable`` does. Each test sets up the same situation twice,
 runs one path on each, and compares everything either could write or answer,
 so a change to one that the other lacks fails here. On SQLite only the
