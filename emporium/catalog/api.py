@@ -1,9 +1,10 @@
 """Catalog endpoints. Reads are served from the versioned response cache.
 
-An anonymous product read is answered before DRF's dispatch by the lean read
-path (``fast_path``), with the same bytes and headers. Every other read passes
-through DRF's authentication, permission and content negotiation, then answers
-with the stored bytes (or 304) instead of querying and rendering.
+A cookie-less anonymous product read is answered in front of Django by the
+lean gateway (``fast_path``, ``config.wsgi``), with the same bytes and headers.
+Every other read passes through DRF's authentication, permission and content
+negotiation, then answers with the stored bytes (or 304) instead of querying
+and rendering.
 Input is validated before the cache is consulted, and the cache keeps only
 what the renderer produced from a successful read, so a 400 or 404 is never
 stored.
@@ -15,7 +16,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
@@ -25,16 +27,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
-from emporium.catalog import caching, fast_path, selectors, services
+from emporium.catalog import caching, selectors, services
+from emporium.catalog.list_query import LIST_PARAMS, product_list_query
 from emporium.catalog.models import Category, Product
+from emporium.catalog.representation import product_representation
 from emporium.catalog.serializers import (
     CategorySerializer,
     ProductFilterSerializer,
     ProductSerializer,
-    product_representation,
 )
 from emporium.core.cache import conditional_response, versioned_fetch
-from emporium.core.lean import LeanDispatchViewSet
 from emporium.core.pagination import KeysetPagination
 from emporium.core.permissions import PUBLIC, ActionPermissions, RequiredPermissions
 
@@ -56,7 +58,6 @@ _CONDITIONAL_PARAMETERS = [
 _NOT_MODIFIED = OpenApiResponse(description="Not modified: the client's copy is current.")
 
 _PAGE_PARAMS = (KeysetPagination.cursor_query_param, KeysetPagination.page_size_query_param)
-_PRODUCT_LIST_PARAMS = fast_path.LIST_PARAMS
 
 
 def _cached_json(
@@ -154,7 +155,7 @@ class CategoryViewSet(viewsets.ModelViewSet):
         services.category_delete(category=instance)
 
 
-class ProductViewSet(LeanDispatchViewSet, viewsets.ModelViewSet):
+class ProductViewSet(viewsets.ModelViewSet):
     """Products. Anyone may read them; catalog managers change them, prices and stock included."""
 
     serializer_class = ProductSerializer
@@ -172,42 +173,37 @@ class ProductViewSet(LeanDispatchViewSet, viewsets.ModelViewSet):
     def get_queryset(self) -> QuerySet[Product]:
         return selectors.product_detail_queryset()
 
-    def lean_response(
-        self, request: HttpRequest, action: str, **kwargs: Any
-    ) -> HttpResponse | None:
-        """Anonymous reads on the lean path (``fast_path``); DRF for everything else."""
-        if action == "list":
-            return fast_path.product_list(request)
-        if action == "retrieve":
-            return fast_path.product_detail(request, int(kwargs[self.lookup_field]))
-        return None
-
     @extend_schema(
         parameters=[ProductFilterSerializer, *_CONDITIONAL_PARAMETERS],
         responses={200: ProductSerializer, 304: _NOT_MODIFIED},
     )
     def list(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:  # type: ignore[override]
-        filters = ProductFilterSerializer(data=request.query_params)
-        filters.is_valid(raise_exception=True)
-        params = filters.validated_data
-        # Keyed by the raw values the list reads: the links echo them as sent.
-        key = _page_key(
-            self,
-            "products.list",
-            caching.known_params(request.query_params, _PRODUCT_LIST_PARAMS),
+        query = product_list_query(request.query_params)  # the lean path's parser: its 400s
+        params = caching.known_params(request.query_params, LIST_PARAMS)
+        paginator = self.paginator
+        assert isinstance(paginator, KeysetPagination)  # noqa: S101 - the project's default
+        # Links carry the raw values the list read, as sent, and the key names them all.
+        paginator.link_query = params
+        key = caching.list_key(
+            "products.list", base_uri=request.build_absolute_uri(request.path), params=params
         )
 
         def page() -> Any:
             queryset = selectors.product_list(
-                category_id=params.get("category"),
-                min_price=params.get("min_price"),
-                max_price=params.get("max_price"),
-                in_stock=params.get("in_stock"),
-                name_query=params.get("q"),
-                ordering=params["ordering"],
+                category_id=query.category_id,
+                min_price=query.min_price,
+                max_price=query.max_price,
+                in_stock=query.in_stock,
+                name_query=query.name_query,
+                ordering=query.ordering,
             )
-            rows = self.paginate_queryset(queryset) or []
-            return self.get_paginated_response([product_representation(row) for row in rows]).data
+            rows = paginator.paginate_at(
+                queryset, request, position=query.position, forward=query.forward, size=query.size
+            )
+            zone = timezone.get_current_timezone()
+            return paginator.get_paginated_response(
+                [product_representation(row, zone=zone) for row in rows]
+            ).data
 
         return _cached_json(
             request, key=key, namespaces=caching.product_list_namespaces(), data=page

@@ -9,6 +9,18 @@ from emporium.core.models import TimeStampedModel
 
 MAX_CATEGORY_DEPTH = 8
 
+# The sorts the product list offers, each ending in the primary key (keyset
+# pagination); Product.Meta.indexes has an index for each.
+PRODUCT_ORDERINGS = {
+    "price": ("price", "id"),
+    "-price": ("-price", "-id"),
+    "name": ("name", "id"),
+    "-name": ("-name", "-id"),
+    "created_at": ("created_at", "id"),
+    "-created_at": ("-created_at", "-id"),
+}
+DEFAULT_PRODUCT_ORDERING = "-created_at"
+
 
 def rating_average_of(*, total: int, count: int) -> Decimal | None:
     """The mean rating to two places, or None before the first review."""

@@ -1,31 +1,28 @@
 from __future__ import annotations
 
-import datetime
-import functools
-import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connection, connections
-from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db import connection
 from django.db.models import Field, QuerySet
-from django.db.models.expressions import Col
 
-from emporium.catalog.models import Category, Product
-from emporium.core.errors import InvalidInput
+from emporium.catalog.models import (
+    DEFAULT_PRODUCT_ORDERING,
+    PRODUCT_ORDERINGS,
+    Category,
+    Product,
+)
+from emporium.catalog.representation import (
+    PRODUCT_ROWS_FUNCTION,
+    RENDERED_COLUMNS,
+    RenderedRow,
+)
 from emporium.core.db.prepared import fetch_prepared
+from emporium.core.errors import InvalidInput
 
-PRODUCT_ORDERINGS = {
-    "price": ("price", "id"),
-    "-price": ("-price", "-id"),
-    "name": ("name", "id"),
-    "-name": ("-name", "-id"),
-    "created_at": ("created_at", "id"),
-    "-created_at": ("-created_at", "-id"),
-}
-DEFAULT_PRODUCT_ORDERING = "-created_at"
+__all__ = ["DEFAULT_PRODUCT_ORDERING", "PRODUCT_ORDERINGS"]
 
 
 def category_list() -> QuerySet[Category]:
@@ -76,141 +73,26 @@ def product_detail_queryset() -> QuerySet[Product]:
     return Product.objects.select_related("category")
 
 
-# -- rows for the lean read path (docs/adr/0016-lean-catalog-reads.md) -----------------
+# -- products written by PostgreSQL (docs/adr/0020-lean-gateway-and-rendered-rows.md) ----
 #
-# The product list and detail, read as plain rows with hand-written SQL: no
-# queryset to build and compile, no model instances. The columns are the ones
-# ``serializers.product_row_representation`` reads, in this order.
+# The lean read path asks PostgreSQL for a page's ids in one statement planned
+# for the request's filters, and has emporium_product_rows() (generated from
+# representation.PRODUCT_FIELDS) write the rows: representation.RenderedRow.
 
-PRODUCT_ROW_FIELDS = (
-    "id",
-    "sku",
-    "name",
-    "description",
-    "price",
-    "stock_quantity",
-    "category_id",
-    "category_name",  # from the category table
-    "attributes",
-    "review_count",
-    "rating_total",
-    "created_at",
-    "updated_at",
-)
-ProductRow = Sequence[Any]
-# Where each ordering field sits in a row (the cursor is built from these).
-PRODUCT_ROW_INDEX = {name: index for index, name in enumerate(PRODUCT_ROW_FIELDS)}
+_RENDERED = f"SELECT {', '.join(RENDERED_COLUMNS)} FROM {PRODUCT_ROWS_FUNCTION}"  # noqa: S608 - constants
 
 # Row-value comparison, (a, id) > (x, y), is the keyset condition for all six
-# orderings because each orders both of its columns the same way; it is one
-# index range on PostgreSQL and SQLite alike.
+# orderings because each orders both of its columns the same way: one index range.
 for _ordering in PRODUCT_ORDERINGS.values():
     if len({field.startswith("-") for field in _ordering}) != 1:
         raise ValueError(f"ordering {_ordering} mixes directions")
 
 
-def _product_field(name: str) -> Field[Any, Any]:
-    field = Product._meta.get_field("category" if name == "category_id" else name)
-    assert isinstance(field, Field)  # noqa: S101 - concrete columns only
-    return field
-
-
-def _columns() -> list[Col]:
-    table = Product._meta.db_table
-    columns = []
-    for name in PRODUCT_ROW_FIELDS:
-        if name == "category_name":
-            columns.append(Category._meta.get_field("name").get_col(Category._meta.db_table))
-        else:
-            columns.append(_product_field(name).get_col(table))
-    return columns
-
-
-Converter = tuple[int, list[Callable[..., Any]], Col]
-# The backend's and the fields' converters for a row (what values() would apply),
-# worked out once per connection: on PostgreSQL only the JSON column has one.
-_converters_by_connection: weakref.WeakKeyDictionary[BaseDatabaseWrapper, list[Converter]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _converters() -> list[Converter]:
-    wrapper = connections[DEFAULT_DB_ALIAS]  # this thread's, not the proxy
-    found = _converters_by_connection.get(wrapper)
-    if found is None:
-        compiler = Product.objects.all().query.get_compiler(connection=wrapper)
-        found = [
-            (index, functions, column)
-            for index, (functions, column) in compiler.get_converters(_columns()).items()
-        ]
-        _converters_by_connection[wrapper] = found
-    return found
-
-
-def _fetch(sql: str, params: Sequence[Any]) -> list[ProductRow]:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows: list[Any] = cursor.fetchall()
-    converters = _converters()
-    if not converters:
-        return rows
-    converted: list[ProductRow] = []
-    for raw in rows:
-        row = list(raw)
-        for index, functions, column in converters:
-            value = row[index]
-            for function in functions:
-                value = function(value, column, connection)
-            row[index] = value
-        converted.append(row)
-    return converted
-
-
 def _db_value(name: str, value: Any) -> Any:
-    """A Python value as the ORM would send it for this column (SQLite stores text dates)."""
-    return _product_field(name).get_db_prep_value(value, connection, prepared=False)
-
-
-@functools.cache
-def _select_sql(vendor: str) -> str:
-    quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
-    product, category = quote(Product._meta.db_table), quote(Category._meta.db_table)
-    columns = ", ".join(
-        "c.name" if name == "category_name" else f"p.{quote(name)}" for name in PRODUCT_ROW_FIELDS
-    )
-    return f"SELECT {columns} FROM {product} AS p JOIN {category} AS c ON c.id = p.category_id"  # noqa: S608 - constants only
-
-
-def _select() -> str:
-    return _select_sql(connection.vendor)
-
-
-# -- products written by PostgreSQL (docs/adr/0020-lean-gateway-and-rendered-rows.md) ----
-#
-# On PostgreSQL the lean path has emporium_product_rows() (migration
-# catalog/0003) write each product's JSON: a rendered row is the text before the
-# attributes, the attributes as stored JSON text, the text after them, then
-# price, name, created_at (microseconds since 1970: ``rendered_position``) and id
-# for the cursor.
-
-RenderedRow = Sequence[Any]
-RENDERED_INDEX = {"price": 3, "name": 4, "created_at": 5, "id": 6}
-_RENDERED = (
-    "SELECT head, attributes, tail, price, name, created_at_us, id FROM emporium_product_rows"
-)
-_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
-
-
-def rendered_position(row: RenderedRow, fields: Sequence[str]) -> list[Any]:
-    """A rendered row's values of the ordering ``fields``, as a cursor holds them."""
-    values = []
-    for field in fields:
-        name = field.lstrip("-")
-        value = row[RENDERED_INDEX[name]]
-        if name == "created_at":
-            value = _EPOCH + datetime.timedelta(microseconds=value)
-        values.append(value)
-    return values
+    """A Python value as the ORM would send it for this column."""
+    model_field = Product._meta.get_field(name)
+    assert isinstance(model_field, Field)  # noqa: S101 - the orderings name concrete columns
+    return model_field.get_db_prep_value(value, connection, prepared=False)
 
 
 def category_subtree_id_list(*, category_id: int) -> list[int]:
@@ -226,7 +108,7 @@ def category_subtree_id_list(*, category_id: int) -> list[int]:
 
 @dataclass(frozen=True)
 class ProductPage:
-    rows: list[ProductRow]
+    rows: list[Any]  # RenderedRow
     has_next: bool
     has_previous: bool
 
@@ -267,7 +149,6 @@ def product_page_rows(
     position: Sequence[Any] | None = None,
     forward: bool = True,
     size: int = 20,
-    rendered: bool = False,
 ) -> ProductPage:
     """One keyset page of the product list as rows, with what KeysetPagination would say.
 
@@ -275,7 +156,7 @@ def product_page_rows(
     ``KeysetPagination`` over it: ``position`` is the boundary row's values of
     the ordering fields (a decoded cursor), ``forward`` its direction.
     ``category_ids`` is a whole subtree (``category_subtree_id_list``).
-    ``rendered`` (PostgreSQL) gives rendered rows (``RENDERED_INDEX``).
+    PostgreSQL only: the rows are ``RenderedRow`` written by emporium_product_rows().
     """
     fields = PRODUCT_ORDERINGS[ordering]
     descending = fields[0].startswith("-")
@@ -289,12 +170,9 @@ def product_page_rows(
         if len(category_ids) == 1:
             clauses.append("p.category_id = %s")
             params.append(category_ids[0])
-        elif rendered:  # one array parameter: one statement to prepare, whatever the subtree
+        else:  # one array parameter: one statement to prepare, whatever the subtree
             clauses.append("p.category_id = ANY(%s::bigint[])")
             params.append(list(category_ids))
-        else:
-            clauses.append(f"p.category_id IN ({', '.join(['%s'] * len(category_ids))})")
-            params.extend(category_ids)
     if min_price is not None:
         clauses.append("p.price >= %s")
         params.append(_db_value("price", min_price))
@@ -315,25 +193,21 @@ def product_page_rows(
     order = ", ".join(f"p.{quote(name)} {direction}" for name in names)
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
     sql = f"{where} ORDER BY {order} LIMIT %s"
-    rows: list[ProductRow]
-    if rendered:
-        # The rows are written by the function (its query stays prepared). The ids
-        # are prepared too where one plan suits every value: the ordering's index,
-        # or a leaf category's. A price range under another ordering, or a subtree
-        # of several categories, is planned for its values: how many rows match
-        # decides between walking the ordering and sorting the matches.
-        ranged = (min_price is not None or max_price is not None) and names[0] != "price"
-        several = category_ids is not None and len(category_ids) > 1
-        ids = f"SELECT p.id FROM {quote(Product._meta.db_table)} AS p{sql}"  # noqa: S608 - constants
-        rows = list(
-            fetch_prepared(
-                f"{_RENDERED}(ARRAY({ids}))",
-                [*params, size + 1],
-                prepare=not (ranged or several),
-            )
+    # The rows are written by the function (its query stays prepared). The ids
+    # are prepared too where one plan suits every value: the ordering's index,
+    # or a leaf category's. A price range under another ordering, or a subtree
+    # of several categories, is planned for its values: how many rows match
+    # decides between walking the ordering and sorting the matches.
+    ranged = (min_price is not None or max_price is not None) and names[0] != "price"
+    several = category_ids is not None and len(category_ids) > 1
+    ids = f"SELECT p.id FROM {quote(Product._meta.db_table)} AS p{sql}"  # noqa: S608 - constants
+    make = RenderedRow._make
+    rows = [
+        make(row)
+        for row in fetch_prepared(
+            f"{_RENDERED}(ARRAY({ids}))", [*params, size + 1], prepare=not (ranged or several)
         )
-    else:
-        rows = _fetch(f"{_select()}{sql}", [*params, size + 1])
+    ]
     has_more = len(rows) > size
     rows = rows[:size]
     if not forward:
@@ -342,11 +216,7 @@ def product_page_rows(
     return ProductPage(rows=rows, has_next=has_more, has_previous=position is not None)
 
 
-def product_row(*, product_id: int, rendered: bool = False) -> ProductRow | None:
-    """One product's row, or None; ``rendered`` as for ``product_page_rows``."""
-    found: list[ProductRow]
-    if rendered:
-        found = list(fetch_prepared(f"{_RENDERED}(ARRAY[%s]::bigint[])", [product_id]))
-    else:
-        found = _fetch(f"{_select()} WHERE p.id = %s", [product_id])
-    return found[0] if found else None
+def product_row(*, product_id: int) -> Any:
+    """One product's RenderedRow, or None (PostgreSQL only, as ``product_page_rows``)."""
+    found = fetch_prepared(f"{_RENDERED}(ARRAY[%s]::bigint[])", [product_id])
+    return RenderedRow._make(found[0]) if found else None

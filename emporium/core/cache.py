@@ -389,32 +389,6 @@ def versioned_fetch(
     return Lookup(entry=entry, outcome=Outcome.MISS)
 
 
-def fresh_entry(*, key: str, namespaces: Sequence[str], policy: CachePolicy) -> CachedBytes | None:
-    """The entry ``versioned_fetch`` would answer with as a HIT, or None.
-
-    Read-only: it never computes, locks or stores, so a caller can try it
-    before doing any work and fall back to ``versioned_fetch`` on None. A
-    failing cache (or one backing off, or with bumps still pending) is a None.
-    """
-    alias = policy.alias
-    if not policy.enabled or _backing_off(alias):
-        return None
-    with _state_lock:
-        if _pending_bumps.get(alias):
-            return None  # versioned_fetch flushes them first; let it
-    try:
-        cache = caches[alias]
-        versions = _versions(cache, namespaces)
-        entry_key = f"entry:{_digest(key)}:{'.'.join(str(version) for version in versions)}"
-        current = _decode_entry(cache.get(entry_key))
-    except Exception as error:  # a failing cache is a miss
-        _mark_failed(alias, policy.backoff_seconds, error)
-        return None
-    if current is not None and current.is_fresh:
-        return current
-    return None
-
-
 def _refresh(
     cache: BaseCache,
     entry_key: str,

@@ -15,9 +15,11 @@ nothing on the full path could answer differently:
 - answered by the route's handler, which returns None for anything it does not
   take (the catalog's lean reads, ``emporium.catalog.fast_path``).
 
-Everything else, and any request whose handler raises, goes to the wrapped
-application unchanged; except when the database has no connection to give,
-which is answered 503 here rather than waited for twice. An answered request
+Everything else goes to the wrapped application unchanged. A handler that
+raises has failed, and the gateway answers as Django's ``handler500`` does
+(``core.views.server_error``): the error is logged and answered 500 in the one
+error shape, or 503 ``service_busy`` when the database had no connection to
+give; it is never tried again on Django's path. An answered request
 is finished as Django finishes it: the response phase of the header-setting
 middleware runs in Django's order, the view's default headers (``Allow``) are
 added, the request signals are sent (they return the database connection to
@@ -46,7 +48,7 @@ from django.urls import resolve
 from django.utils.module_loading import import_string
 
 from emporium.core.errors import database_overloaded
-from emporium.core.views import service_busy_response
+from emporium.core.views import server_error
 
 logger = logging.getLogger(__name__)
 
@@ -205,12 +207,16 @@ class LeanGateway:
             response = route.handler(request, **arguments)
         except SuspiciousOperation:  # a disallowed Host: Django answers 400 and logs it
             return None
-        except Exception as error:  # the full path answers it, errors included
-            if not database_overloaded(error):
-                logger.warning("lean read failed; Django's handler answers it", exc_info=True)
-                return None
-            # No connection to be had: Django's path would wait for one again.
-            response = service_busy_response()
+        except Exception as error:
+            # An error in a lean read is an error, never handed to Django to try
+            # again: logged, and answered as Django answers one (handler500): a
+            # 500 in the one error shape, or a 503 when the database has no
+            # connection to give (Django's path would only wait for one again).
+            if database_overloaded(error):
+                logger.warning("database busy, answered 503: %s", error)
+            else:
+                logger.exception("lean read failed: %s %s", request.method, request.path)
+            response = server_error(request)
         if response is None:
             return None
         for name, value in route.view_headers.items():

@@ -1,10 +1,11 @@
 """Answering chosen requests of a DRF view set before DRF's dispatch.
 
-Hot paths (anonymous catalog reads, checkout with a Bearer token) spend more
-CPU in DRF's request wrapping, authentication, negotiation and serializers
-than in their own work. A view set names them in :meth:`lean_response`;
-whatever that returns None for takes DRF's dispatch unchanged, so the rules
-and the answers of every other request stay DRF's.
+A hot path (checkout with a Bearer token) can spend more CPU in DRF's request
+wrapping, authentication, negotiation and serializers than in its own work. A
+view set names such requests in :meth:`lean_response`; whatever that returns
+None for takes DRF's dispatch unchanged, so the rules and the answers of every
+other request stay DRF's. (Anonymous catalog reads skip Django altogether:
+``core.gateway``.)
 """
 
 from __future__ import annotations

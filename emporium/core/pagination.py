@@ -152,19 +152,38 @@ class KeysetPagination(BasePagination):
     def paginate_queryset(  # type: ignore[override]
         self, queryset: QuerySet[Any], request: Request, view: APIView | None = None
     ) -> list[Any]:
-        self.request = request
-        self.size = self._page_size(request)
         ordering = tuple(str(field) for field in queryset.query.order_by)
         if not ordering or _split(ordering[-1])[0] not in ("id", "pk"):
             raise ValueError("Keyset pagination needs an ordering that ends with the primary key.")
+        size = self._page_size(request)
+        raw_cursor = request.query_params.get(self.cursor_query_param)
+        position, forward = None, True
+        if raw_cursor:
+            position, forward = cursor_position(raw_cursor, ordering=ordering, model=queryset.model)
+        return self.paginate_at(queryset, request, position=position, forward=forward, size=size)
+
+    def paginate_at(
+        self,
+        queryset: QuerySet[Any],
+        request: Request,
+        *,
+        position: Sequence[Any] | None,
+        forward: bool,
+        size: int,
+    ) -> list[Any]:
+        """The page at a position already read from the request (``cursor_position``).
+
+        For a view that parsed its page size and cursor with its other parameters.
+        """
+        ordering = tuple(str(field) for field in queryset.query.order_by)
+        if not ordering or _split(ordering[-1])[0] not in ("id", "pk"):
+            raise ValueError("Keyset pagination needs an ordering that ends with the primary key.")
+        self.request = request
+        self.size = size
         self.ordering = ordering
         self.model: type[Model] = queryset.model
-
-        raw_cursor = request.query_params.get(self.cursor_query_param)
-        forward = True
-        if raw_cursor:
-            values, forward = cursor_position(raw_cursor, ordering=ordering, model=self.model)
-            queryset = queryset.filter(keyset_filter(ordering, values, forward=forward))
+        if position is not None:
+            queryset = queryset.filter(keyset_filter(ordering, position, forward=forward))
         if not forward:
             queryset = queryset.reverse()
 
@@ -175,7 +194,7 @@ class KeysetPagination(BasePagination):
             rows.reverse()
 
         if forward:
-            self.has_next, self.has_previous = has_more, bool(raw_cursor)
+            self.has_next, self.has_previous = has_more, position is not None
         else:
             self.has_next, self.has_previous = True, has_more
         self.first_row = rows[0] if rows else None
@@ -223,16 +242,20 @@ class KeysetPagination(BasePagination):
         ]
 
     def _page_size(self, request: Request) -> int:
-        raw = request.query_params.get(self.page_size_query_param)
+        return self.size_parse(request.query_params.get(self.page_size_query_param))
+
+    @classmethod
+    def size_parse(cls, raw: str | None) -> int:
+        """The page size a ``page_size`` value asks for; raises InvalidInput on a malformed one."""
         if raw is None:
-            return self.page_size
+            return cls.page_size
         # ASCII digits only: int() would also take " 5", "+5", "1_0" and other scripts' digits.
         if not (raw.isascii() and raw.isdigit()):
             raise InvalidInput("page_size must be a whole number.", details={"page_size": [raw]})
         size = int(raw)
-        if not 1 <= size <= self.max_page_size:
+        if not 1 <= size <= cls.max_page_size:
             raise InvalidInput(
-                f"page_size must be from 1 to {self.max_page_size}.", details={"page_size": [raw]}
+                f"page_size must be from 1 to {cls.max_page_size}.", details={"page_size": [raw]}
             )
         return size
 

@@ -1,15 +1,19 @@
-"""The lean read path (rows, no DRF) against the DRF path (ORM, paginator, serializer).
+"""The lean read path (the gateway, rows PostgreSQL wrote) against the DRF path.
 
 With the response cache off, every request is built from the database, so each
-comparison is between a page built by ``fast_path`` from plain rows and the page
-the DRF path builds from model instances for the same URL. The pages are walked
-through their own ``next`` and ``previous`` links, so every cursor compared is
-one the API really hands out.
+comparison is between a page the gateway builds from rows written by
+``emporium_product_rows`` (generated from ``representation.PRODUCT_FIELDS``)
+and the page the DRF path builds from model instances (ORM, paginator, the
+declaration's Python rendering, itself held to ProductSerializer's bytes) for
+the same URL. The pages are walked through their own ``next`` and
+``previous`` links, so every cursor compared is one the API really hands out.
+On another database the lean path answers nothing: Django's path does.
 """
 
 from __future__ import annotations
 
 import datetime
+import json
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -17,19 +21,18 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 from django.db import connection
-from django.test import Client, override_settings
+from django.test import override_settings
 from django.utils import timezone
 from pytest_django import DjangoAssertNumQueries
 
-from emporium.catalog import fast_path, selectors, services
-from emporium.catalog.models import Category, Product
-from emporium.catalog.selectors import PRODUCT_ORDERINGS
+from emporium.catalog import selectors, services
+from emporium.catalog.models import PRODUCT_ORDERINGS, Category, Product
+from emporium.catalog.representation import PRODUCT_FIELD_NAMES
+from emporium.catalog.tests.conftest import Reader
 from emporium.catalog.tests.support import PRODUCT_LIST_URL, product_url
 from emporium.core.tests.factories import ProductFactory, UserFactory, client_for
 
 pytestmark = pytest.mark.django_db
-
-Answer = tuple[int, bytes, dict[str, str]]
 
 
 @pytest.fixture(autouse=True)
@@ -39,40 +42,9 @@ def _uncached() -> Iterator[None]:
 
 
 @pytest.fixture
-def lean_answers(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The paths the lean path answered itself (not handed to DRF)."""
-    answered: list[str] = []
-    for name in ("product_list", "product_detail"):
-        real = getattr(fast_path, name)
-
-        def spy(request: Any, *args: Any, real: Any = real) -> Any:
-            response = real(request, *args)
-            if response is not None:
-                answered.append(request.get_full_path())
-            return response
-
-        monkeypatch.setattr(fast_path, name, spy)
-    return answered
-
-
-def answer(url: str, **headers: str) -> Answer:
-    """Status, body and headers; Last-Modified only as present or not.
-
-    With the cache off every answer is built now, so two answers a second apart
-    differ in their Last-Modified second and in nothing else.
-    """
-    response = Client().get(url, headers=headers)
-    seen = dict(response.headers.items())
-    if "Last-Modified" in seen:
-        seen["Last-Modified"] = "present"
-    return response.status_code, response.content, seen
-
-
-def drf_answer(monkeypatch: pytest.MonkeyPatch, url: str, **headers: str) -> Answer:
-    with monkeypatch.context() as patch:
-        patch.setattr(fast_path, "product_list", lambda *args, **kwargs: None)
-        patch.setattr(fast_path, "product_detail", lambda *args, **kwargs: None)
-        return answer(url, **headers)
+def postgresql() -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL writes the lean path's rows; elsewhere Django's path answers")
 
 
 def _path(link: str) -> str:
@@ -82,14 +54,14 @@ def _path(link: str) -> str:
 
 # Stored as written (raw JSON text): numbers in spellings Python writes otherwise
 # (1.50, 1e16, 0.00001, 2.0), a big integer, escapes PostgreSQL and Python must
-# write alike, nesting. PostgreSQL writes the rest of the row (selectors._RENDERED).
+# write alike, nesting. PostgreSQL writes the rest of the row (emporium_product_rows).
 ODD_ATTRIBUTES = (
     '{"w": 1.50, "tiny": 0.00001, "big": 1e16, "two": 2.0, "neg": -0.5,'
     ' "huge": 123456789012345678901234567890, "esc": "a\\u0001b\\\\c\\"d\\u2029e\\u007f",'
     ' "list": [1, "x", null, true, {"k": []}], "": "empty key"}'
 )
 # The same without non-integer numbers: written by msgspec rather than the json
-# module (fast_path._attributes_text), which must give the same bytes.
+# module (fast_path._object_text), which must give the same bytes.
 INTEGER_ATTRIBUTES = (
     '{"neg": -7, "zero": -0, "huge": 123456789012345678901234567890,'
     ' "esc": "a\\u0001b\\\\c\\"d\\u2029e\\u007f\\ud83d\\ude00 \\t\\n",'
@@ -156,12 +128,14 @@ def _filters(catalog: dict[str, Category]) -> list[dict[str, str]]:
     ]
 
 
+def _body(answer: tuple[int, bytes, dict[str, str]]) -> Any:
+    return json.loads(answer[1])
+
+
+@pytest.mark.usefixtures("postgresql")
 @pytest.mark.parametrize("ordering", sorted(PRODUCT_ORDERINGS))
 def test_every_page_forward_and_back_is_the_drf_page_byte_for_byte(
-    monkeypatch: pytest.MonkeyPatch,
-    catalog: dict[str, Category],
-    lean_answers: list[str],
-    ordering: str,
+    reader: Reader, catalog: dict[str, Category], ordering: str
 ) -> None:
     compared = 0
     for filters in _filters(catalog):
@@ -169,12 +143,15 @@ def test_every_page_forward_and_back_is_the_drf_page_byte_for_byte(
         seen_forward: list[int] = []
         last = url
         while url:  # forward through the next links
-            lean_answers.clear()
-            lean = answer(url)
-            assert lean_answers == [url.replace("testserver", "")]
-            assert lean == drf_answer(monkeypatch, url)
+            reader.answered.clear()
+            lean = reader.lean(url)
+            assert reader.answered == [url]
+            assert lean == reader.drf(url)
             assert lean[0] == 200
-            body = Client().get(url).json()
+            body = _body(lean)
+            assert [list(row) for row in body["results"]] == [
+                list(PRODUCT_FIELD_NAMES) for _ in body["results"]
+            ]
             seen_forward += [row["id"] for row in body["results"]]
             compared += 1
             last = url
@@ -188,9 +165,9 @@ def test_every_page_forward_and_back_is_the_drf_page_byte_for_byte(
         url = last
         seen_backward: list[int] = []
         while url:  # and back through the previous links
-            lean = answer(url)
-            assert lean == drf_answer(monkeypatch, url)
-            body = Client().get(url).json()
+            lean = reader.lean(url)
+            assert lean == reader.drf(url)
+            body = _body(lean)
             seen_backward = [row["id"] for row in body["results"]] + seen_backward
             compared += 1
             url = _path(body["previous"]) if body["previous"] else ""
@@ -198,91 +175,90 @@ def test_every_page_forward_and_back_is_the_drf_page_byte_for_byte(
     assert compared > 40
 
 
+@pytest.mark.usefixtures("postgresql")
 def test_a_detail_is_the_drf_detail_byte_for_byte(
-    monkeypatch: pytest.MonkeyPatch, catalog: dict[str, Category], lean_answers: list[str]
+    reader: Reader, catalog: dict[str, Category]
 ) -> None:
     for product in Product.objects.all():
         url = product_url(product.pk)
-        lean = answer(url)
+        lean = reader.lean(url)
         assert lean[0] == 200
-        assert lean == drf_answer(monkeypatch, url)
-    assert len(lean_answers) == Product.objects.count()
+        assert list(_body(lean)) == list(PRODUCT_FIELD_NAMES)  # every declared field
+        assert lean == reader.drf(url)
+    assert len(reader.answered) == Product.objects.count()
 
 
 @pytest.mark.parametrize(
-    ("query", "status"),
+    ("query", "status", "lean"),
     [
-        ("in_stock=True", 200),  # other spellings DRF accepts
-        ("in_stock=1", 200),
-        ("min_price=007", 200),
-        ("page_size=0020", 200),
-        ("q=item", 200),  # the name filter stays on the DRF path
-        ("min_price=abc", 400),
-        ("ordering=stock", 400),
-        ("page_size=0", 400),
-        ("page_size=101", 400),
-        ("min_price=5&max_price=1", 400),
-        ("category=999999", 400),
-        ("cursor=garbage", 400),
-        ("category=", 200),  # DRF reads an empty value as absent
+        ("in_stock=True", 200, True),  # other spellings DRF accepts: the same parser
+        ("in_stock=1", 200, True),
+        ("min_price=007", 200, True),
+        ("page_size=0020", 200, True),
+        ("category=", 200, True),  # DRF reads an empty value as absent
+        ("q=item", 200, False),  # the name filter stays on the DRF path
+        ("min_price=abc", 400, False),
+        ("ordering=stock", 400, False),
+        ("page_size=0", 400, False),
+        ("page_size=101", 400, False),
+        ("min_price=5&max_price=1", 400, False),
+        ("category=999999", 400, False),
+        ("cursor=garbage", 400, False),
     ],
 )
-def test_other_spellings_and_bad_input_are_answered_by_the_drf_path(
-    monkeypatch: pytest.MonkeyPatch,
-    catalog: dict[str, Category],
-    lean_answers: list[str],
-    query: str,
-    status: int,
+def test_other_spellings_are_read_alike_and_bad_input_is_the_drf_400(
+    reader: Reader, catalog: dict[str, Category], query: str, status: int, lean: bool
 ) -> None:
     url = f"{PRODUCT_LIST_URL}?{query}"
-    served = answer(url)
-    assert lean_answers == []
-    assert served == drf_answer(monkeypatch, url)
+    served = reader.lean(url)
+    assert reader.answered == ([url] if lean and connection.vendor == "postgresql" else [])
+    assert served == reader.drf(url)
     assert served[0] == status
     if status == 400:
-        assert set(Client().get(url).json()["error"]) == {"code", "message", "details"}
+        assert set(_body(served)["error"]) == {"code", "message", "details"}
 
 
-def test_a_missing_product_is_the_drf_404(
-    monkeypatch: pytest.MonkeyPatch, lean_answers: list[str]
-) -> None:
-    served = answer(product_url(999_999))
+def test_a_missing_product_is_the_drf_404(reader: Reader) -> None:
+    served = reader.lean(product_url(999_999))
     assert served[0] == 404
-    assert lean_answers == []
-    assert served == drf_answer(monkeypatch, product_url(999_999))
+    assert reader.answered == []
+    assert served == reader.drf(product_url(999_999))
 
 
+@pytest.mark.usefixtures("postgresql")
 def test_a_read_with_a_token_takes_the_drf_path_with_the_same_bytes(
-    catalog: dict[str, Category], lean_answers: list[str]
+    reader: Reader, catalog: dict[str, Category]
 ) -> None:
     url = f"{PRODUCT_LIST_URL}?ordering=price&page_size=5"
     with_token = client_for(UserFactory()).get(url)
     assert with_token.status_code == 200
-    assert lean_answers == []
-    anonymous = answer(url)
-    assert lean_answers == [url]
+    anonymous = reader.lean(url)
+    assert reader.answered == [url]
     assert with_token.content == anonymous[1]
 
 
-def test_the_lean_path_reads_what_was_just_written(catalog: dict[str, Category]) -> None:
+def test_the_lean_path_reads_what_was_just_written(
+    reader: Reader, catalog: dict[str, Category]
+) -> None:
     product = Product.objects.order_by("pk").first()
     assert product is not None
-    before = Client().get(product_url(product.pk)).json()
+    before = _body(reader.lean(product_url(product.pk)))
     services.product_update(product=product, price=Decimal("77.70"), stock_quantity=0)
-    after = Client().get(product_url(product.pk)).json()
+    after = _body(reader.lean(product_url(product.pk)))
     assert (before["price"], after["price"]) != ("77.70", "77.70")
     assert after["price"] == "77.70"
     assert after["in_stock"] is False
     assert after["updated_at"] != before["updated_at"]
 
 
+@pytest.mark.usefixtures("postgresql")
 @pytest.mark.parametrize(
     ("query", "queries"),
     [("", 1), ("ordering=price&min_price=1&in_stock=true", 1), ("category={home}", 2)],
 )
 def test_a_lean_page_costs_one_query_plus_one_for_a_category(
+    reader: Reader,
     catalog: dict[str, Category],
-    lean_answers: list[str],
     django_assert_num_queries: DjangoAssertNumQueries,
     query: str,
     queries: int,
@@ -290,29 +266,30 @@ def test_a_lean_page_costs_one_query_plus_one_for_a_category(
     url = f"{PRODUCT_LIST_URL}?{query.format(home=catalog['home'].pk)}"
     detail = product_url(Product.objects.values_list("pk", flat=True)[0])
     with django_assert_num_queries(queries):
-        assert answer(url)[0] == 200
+        assert reader.lean(url)[0] == 200
     with django_assert_num_queries(1):
-        assert answer(detail)[0] == 200
-    assert len(lean_answers) == 2
+        assert reader.lean(detail)[0] == 200
+    assert len(reader.answered) == 2
 
 
-def test_times_render_in_the_current_time_zone_as_drf_does(
-    monkeypatch: pytest.MonkeyPatch, catalog: dict[str, Category]
+def test_in_another_time_zone_django_answers_as_drf_does(
+    reader: Reader, catalog: dict[str, Category]
 ) -> None:
+    """PostgreSQL writes times in UTC only: in another zone the lean path leaves the read."""
     product = Product.objects.order_by("pk").first()
     assert product is not None
     with timezone.override("Europe/Paris"):
-        lean = answer(product_url(product.pk))
-        assert lean == drf_answer(monkeypatch, product_url(product.pk))
+        lean = reader.lean(product_url(product.pk))
+        assert reader.answered == []
+        assert lean == reader.drf(product_url(product.pk))
     assert b"+01:00" in lean[1] or b"+02:00" in lean[1]
 
 
+@pytest.mark.usefixtures("postgresql")
 def test_on_postgresql_the_database_writes_the_rows(
-    catalog: dict[str, Category], monkeypatch: pytest.MonkeyPatch
+    reader: Reader, catalog: dict[str, Category], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The comparisons above run on rows emporium_product_rows() wrote, not on a fallback."""
-    if connection.vendor != "postgresql":
-        pytest.skip("PostgreSQL writes the rows; SQLite's come from Python")
+    """The comparisons above run on rows emporium_product_rows() wrote."""
     calls: list[str] = []
     real = selectors.fetch_prepared
 
@@ -323,20 +300,30 @@ def test_on_postgresql_the_database_writes_the_rows(
     monkeypatch.setattr(selectors, "fetch_prepared", spy)
     product = Product.objects.order_by("pk").first()
     assert product is not None
-    assert answer(product_url(product.pk))[0] == 200
-    assert answer(f"{PRODUCT_LIST_URL}?category={catalog['home'].pk}")[0] == 200
+    assert reader.lean(product_url(product.pk))[0] == 200
+    assert reader.lean(f"{PRODUCT_LIST_URL}?category={catalog['home'].pk}")[0] == 200
     assert sum("emporium_product_rows" in sql for sql in calls) == 2
-    row = selectors.product_row(product_id=product.pk, rendered=True)
+    row = selectors.product_row(product_id=product.pk)
     assert row is not None
-    assert row[0].startswith(f'{{"id":{product.pk},"sku":')
+    assert row.part_0.startswith(f'{{"id":{product.pk},"sku":')
 
 
+def test_on_other_databases_django_answers_every_read(
+    reader: Reader, catalog: dict[str, Category]
+) -> None:
+    if connection.vendor == "postgresql":
+        pytest.skip("PostgreSQL writes the rows: the lean path answers")
+    product = Product.objects.order_by("pk").first()
+    assert product is not None
+    for url in (PRODUCT_LIST_URL, product_url(product.pk)):
+        assert reader.lean(url) == reader.drf(url)
+    assert reader.answered == []
+
+
+@pytest.mark.usefixtures("postgresql")
 @pytest.mark.parametrize("ordering", ["price", "-price"])
 def test_a_cursor_beyond_a_price_bound_gives_the_drf_page(
-    monkeypatch: pytest.MonkeyPatch,
-    catalog: dict[str, Category],
-    lean_answers: list[str],
-    ordering: str,
+    reader: Reader, catalog: dict[str, Category], ordering: str
 ) -> None:
     """Cursors from the unfiltered walk, reused under bounds on either side of them.
 
@@ -347,7 +334,7 @@ def test_a_cursor_beyond_a_price_bound_gives_the_drf_page(
     cursors: list[str] = []
     url = f"{PRODUCT_LIST_URL}?{urlencode({'ordering': ordering, 'page_size': 2})}"
     while url:
-        link = Client().get(url).json()["next"]
+        link = _body(reader.drf(url))["next"]
         url = _path(link) if link else ""
         if link:
             cursors.append(dict(parse_qsl(urlsplit(link).query))["cursor"])
@@ -364,7 +351,7 @@ def test_a_cursor_beyond_a_price_bound_gives_the_drf_page(
         for bound in bounds:
             query = {**bound, "ordering": ordering, "page_size": "2", "cursor": cursor}
             url = f"{PRODUCT_LIST_URL}?{urlencode(query)}"
-            lean_answers.clear()
-            lean = answer(url)
-            assert lean_answers == [url]
-            assert lean == drf_answer(monkeypatch, url)
+            reader.answered.clear()
+            lean = reader.lean(url)
+            assert reader.answered == [url]
+            assert lean == reader.drf(url)

@@ -368,7 +368,7 @@ def test_the_configured_middleware_are_all_known() -> None:
     LeanGateway(django_application, gateway_routes())  # raises if one is not
 
 
-def test_a_failing_route_handler_leaves_the_request_to_django(
+def test_a_failing_route_handler_is_a_logged_500_not_a_second_try_on_django(
     catalog: dict[str, Any],
     django_app: CountingApplication,
     caplog: pytest.LogCaptureFixture,
@@ -383,13 +383,35 @@ def test_a_failing_route_handler_leaves_the_request_to_django(
 
     with caplog.at_level(logging.WARNING, logger="emporium.core.gateway"):
         through_gateway = call(gateway, make())
-    assert django_app.calls == 1
+    assert django_app.calls == 0
     assert any(record.exc_info for record in caplog.records)
+    assert through_gateway.status == "500 Internal Server Error"
+    assert json.loads(through_gateway.body) == {
+        "error": {
+            "code": "internal_error",
+            "message": "An unexpected error occurred.",
+            "details": {},
+        }
+    }
+    assert through_gateway.headers[("X-Content-Type-Options", "nosniff")] == 1
 
-    direct = call(django_application, make())
-    assert through_gateway == direct
-    assert through_gateway.status == "200 OK"
-    assert len(json.loads(through_gateway.body)["results"]) == len(catalog["products"])
+
+def test_a_database_without_a_connection_to_give_is_a_503(
+    catalog: dict[str, Any], django_app: CountingApplication
+) -> None:
+    PoolTimeout = pytest.importorskip("psycopg_pool").PoolTimeout
+
+    def overloaded(request: HttpRequest) -> HttpResponse | None:
+        raise PoolTimeout("no connection in time")
+
+    gateway = LeanGateway(
+        django_app, [Route(re.compile(re.escape(PRODUCT_LIST_URL)), overloaded, PRODUCT_LIST_URL)]
+    )
+    through_gateway = call(gateway, environ_for(PRODUCT_LIST_URL)())
+    assert django_app.calls == 0
+    assert through_gateway.status == "503 Service Unavailable"
+    assert json.loads(through_gateway.body)["error"]["code"] == "service_busy"
+    assert through_gateway.headers[("Retry-After", "2")] == 1
 
 
 @pytest.fixture
