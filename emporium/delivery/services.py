@@ -14,7 +14,7 @@ from emporium.core.errors import Conflict
 from emporium.dashboard.collector import telemetry_points_record
 from emporium.delivery.auth import device_token_generate, device_token_hash
 from emporium.delivery.models import CourierDevice, Shipment, ShipmentStatus
-from emporium.delivery.storage import telemetry_points_store
+from emporium.delivery.storage.ingestion import telemetry_points_store
 from emporium.delivery.validation import (
     Rejection,
     batch_clean,

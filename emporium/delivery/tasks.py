@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from emporium.delivery.storage import telemetry_partitions_maintain as maintain
+from emporium.delivery.storage.partitions import telemetry_partitions_maintain as maintain
 
 
 @shared_task(

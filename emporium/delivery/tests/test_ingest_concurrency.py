@@ -10,8 +10,8 @@ from django.db import connection
 from django.utils import timezone
 
 from conftest import require_service
-from emporium.delivery import storage
 from emporium.delivery.models import CourierDevice, DevicePosition, TelemetryMinute
+from emporium.delivery.storage import partitions
 from emporium.delivery.tests.support import device_client, make_device, point, post_json
 from tests.support.concurrency import run_concurrently
 
@@ -42,7 +42,7 @@ def test_devices_racing_into_a_day_without_a_partition_all_get_stored() -> None:
     require_service("DATABASE_URL")
     day = timezone.now().astimezone(UTC).date() - timedelta(days=6)
     with connection.cursor() as cursor:
-        cursor.execute(f"DROP TABLE IF EXISTS {storage.partition_name(day)}")
+        cursor.execute(f"DROP TABLE IF EXISTS {partitions.partition_name(day)}")
     devices = [make_device(f"racer {index}") for index in range(6)]
     moment = datetime.combine(day, time(9), tzinfo=UTC)
 
@@ -53,4 +53,4 @@ def test_devices_racing_into_a_day_without_a_partition_all_get_stored() -> None:
     results = run_concurrently(send, devices, workers=6)
 
     assert [result["accepted"] for result in results] == [1] * 6
-    assert day in storage.telemetry_partitions_list()
+    assert day in partitions.telemetry_partitions_list()

@@ -12,8 +12,9 @@ from django.db import connection
 from django.utils import timezone
 
 from conftest import require_service
-from emporium.delivery import storage, tasks
+from emporium.delivery import tasks
 from emporium.delivery.models import TelemetryMinute
+from emporium.delivery.storage import partitions
 from emporium.delivery.tests.support import (
     device_client,
     is_postgresql,
@@ -93,8 +94,8 @@ def test_on_postgresql_each_row_lives_in_the_partition_of_its_utc_day() -> None:
 
     post_json(device_client(token), [point(device, before), point(device, after)])
 
-    day_before = storage.partition_name(before.date())
-    day_after = storage.partition_name(after.date())
+    day_before = partitions.partition_name(before.date())
+    day_after = partitions.partition_name(after.date())
     assert _partition_of_each_row(device.pk) == [(day_before, before), (day_after, after)]
     assert {day_before, day_after} <= _partitions()
 
@@ -103,7 +104,7 @@ def test_on_postgresql_a_day_without_a_partition_gets_one_on_demand() -> None:
     require_service("DATABASE_URL")
     device, token = make_device()
     moment = _midnight(days_ago=5) + timedelta(hours=13)
-    name = storage.partition_name(moment.date())
+    name = partitions.partition_name(moment.date())
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE IF EXISTS {name}")
     assert name not in _partitions()
@@ -121,9 +122,9 @@ def test_on_postgresql_a_partition_dropped_after_a_batch_used_it_is_made_again()
     device, token = make_device()
     client = device_client(token)
     moment = _midnight(days_ago=6) + timedelta(hours=9)
-    name = storage.partition_name(moment.date())
+    name = partitions.partition_name(moment.date())
     assert post_json(client, [point(device, moment)]).json()["accepted"] == 1
-    assert moment.date() in storage._days_with_partition
+    assert moment.date() in partitions._days_with_partition
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE {name}")
 
@@ -141,17 +142,17 @@ def test_on_postgresql_a_partition_dropped_after_a_batch_used_it_is_made_again()
 def test_on_postgresql_partitions_have_the_unique_btree_and_the_brin_index() -> None:
     require_service("DATABASE_URL")
     day = _midnight(days_ago=3).date()
-    storage.telemetry_partitions_ensure(days=[day])
+    partitions.telemetry_partitions_ensure(days=[day])
 
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT indexdef FROM pg_indexes WHERE tablename = %s ORDER BY indexdef",
-            [storage.partition_name(day)],
+            [partitions.partition_name(day)],
         )
         definitions = [row[0] for row in cursor.fetchall()]
         cursor.execute(
             "SELECT pg_get_expr(relpartbound, oid) FROM pg_class WHERE relname = %s",
-            [storage.partition_name(day)],
+            [partitions.partition_name(day)],
         )
         bound = cursor.fetchone()[0]
 
@@ -169,15 +170,15 @@ def test_on_postgresql_ensure_creates_only_what_is_missing() -> None:
     days = [_midnight(days_ago=8).date() + timedelta(days=offset) for offset in range(3)]
     for day in days:
         with connection.cursor() as cursor:
-            cursor.execute(f"DROP TABLE IF EXISTS {storage.partition_name(day)}")
+            cursor.execute(f"DROP TABLE IF EXISTS {partitions.partition_name(day)}")
 
-    first = storage.telemetry_partitions_ensure(days=days[:2])
-    second = storage.telemetry_partitions_ensure(days=days)
+    first = partitions.telemetry_partitions_ensure(days=days[:2])
+    second = partitions.telemetry_partitions_ensure(days=days)
 
     assert first == days[:2]
     assert second == days[2:]
-    assert storage.telemetry_partitions_ensure(days=days) == []
-    assert set(days) <= set(storage.telemetry_partitions_list())
+    assert partitions.telemetry_partitions_ensure(days=days) == []
+    assert set(days) <= set(partitions.telemetry_partitions_list())
 
 
 def test_on_postgresql_maintenance_creates_days_ahead_and_drops_expired_days() -> None:
@@ -189,21 +190,21 @@ def test_on_postgresql_maintenance_creates_days_ahead_and_drops_expired_days() -
     expired = first_kept - timedelta(days=1)
     kept = first_kept
     device, _ = make_device()
-    storage.telemetry_partitions_ensure(days=[expired, kept])
+    partitions.telemetry_partitions_ensure(days=[expired, kept])
     _insert_raw(device.pk, datetime.combine(expired, time(12), tzinfo=UTC))
     _insert_raw(device.pk, datetime.combine(kept, time(12), tzinfo=UTC))
 
-    report = storage.telemetry_partitions_maintain(now=now)
+    report = partitions.telemetry_partitions_maintain(now=now)
 
     ahead = [today + timedelta(days=offset) for offset in range(4)]
     assert expired in report.dropped
     assert kept not in report.dropped
-    remaining = set(storage.telemetry_partitions_list())
+    remaining = set(partitions.telemetry_partitions_list())
     assert set(ahead) <= remaining
     assert expired not in remaining
     assert kept in remaining
     assert [row[0].date() for row in stored_points(device)] == [kept]
-    again = storage.telemetry_partitions_maintain(now=now)
+    again = partitions.telemetry_partitions_maintain(now=now)
     assert (again.created, again.dropped) == ([], [])
 
 
@@ -214,11 +215,11 @@ def test_maintenance_removes_expired_points_on_either_database() -> None:
     device, _ = make_device()
     old = datetime.combine(first_kept - timedelta(days=1), time(23, 59, 59), tzinfo=UTC)
     young = datetime.combine(first_kept, time.min, tzinfo=UTC)
-    storage.telemetry_partitions_ensure(days=[old.date(), young.date()])
+    partitions.telemetry_partitions_ensure(days=[old.date(), young.date()])
     _insert_raw(device.pk, old)
     _insert_raw(device.pk, young)
 
-    report = storage.telemetry_partitions_maintain(now=now)
+    report = partitions.telemetry_partitions_maintain(now=now)
 
     assert old.date() in report.dropped
     assert young.date() not in report.dropped
@@ -242,7 +243,7 @@ def test_maintenance_deletes_minute_rollups_past_their_own_retention() -> None:
             last_recorded_at=minute,
         )
 
-    report = storage.telemetry_partitions_maintain(now=now)
+    report = partitions.telemetry_partitions_maintain(now=now)
 
     assert report.minutes_deleted == 1
     assert list(TelemetryMinute.objects.values_list("minute", flat=True)) == [
@@ -276,8 +277,8 @@ def test_the_celery_task_runs_maintenance_and_is_scheduled_by_beat() -> None:
     }
     if is_postgresql():
         today = timezone.now().astimezone(UTC).date()
-        assert today in storage.telemetry_partitions_list()
+        assert today in partitions.telemetry_partitions_list()
 
 
 def test_partition_names_follow_the_utc_day() -> None:
-    assert storage.partition_name(date(2025, 1, 2)) == "delivery_telemetry_point_p20250102"
+    assert partitions.partition_name(date(2025, 1, 2)) == "delivery_telemetry_point_p20250102"

@@ -271,10 +271,10 @@ def test_minute_deltas_of_a_late_point_take_away_the_segment_it_splits() -> None
     first, second = deltas
     assert (first.minute, first.point_count) == (T0, 1)
     assert first.distance_m == pytest.approx(reference_distance_m((0, 0), (0, 0.001)))
-    # The next minute has no new point; its distance changes from 10->90 to 40->90,
-    # and its first/last time is one of its own, so the stored minute keeps its bounds.
+    # The next minute has no new point; its distance changes from 10->90 to 40->90.
+    # With no point it has no bounds, and adding it keeps the stored minute's.
     assert (second.minute, second.point_count) == (T0 + timedelta(minutes=1), 0)
     assert second.distance_m == pytest.approx(
         reference_distance_m((0, 0.001), (0, 0.003)) - reference_distance_m((0, 0), (0, 0.003))
     )
-    assert second.first_recorded_at == second.last_recorded_at == T0 + timedelta(seconds=90)
+    assert second.first_recorded_at is second.last_recorded_at is None

@@ -2,7 +2,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from emporium.delivery.storage import telemetry_partitions_list, telemetry_partitions_maintain
+from emporium.delivery.storage.partitions import (
+    telemetry_partitions_list,
+    telemetry_partitions_maintain,
+)
 
 
 class Command(BaseCommand):
