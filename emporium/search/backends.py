@@ -78,7 +78,7 @@ class FuzzyResult:
 
 @dataclass(frozen=True)
 class SpellingCheck:
-    """What the vocabulary says about a query's words (PostgreSQL).
+    """What the vocabulary says about a query's words.
 
     ``options`` maps each word no product name has (in any form full text
     would match) to the closest vocabulary words, best first; a word with no
@@ -112,6 +112,10 @@ class SearchBackend(Protocol):
     ) -> FuzzyResult: ...
 
     def similar_names(self, *, query: str, limit: int) -> list[str]: ...
+
+    def spelling_check(self, query: str) -> SpellingCheck:
+        """The query's words no product name has, each with the closest name words."""
+        ...
 
 
 def split_last_word(query: str) -> tuple[str, str | None]:
@@ -597,6 +601,34 @@ class SqliteSearchBackend:
         scored = self._fuzzy_candidates(query, filters)
         return FuzzyResult(hits=scored[offset : offset + limit], total=min(len(scored), cap))
 
+    def spelling_check(self, query: str) -> SpellingCheck:
+        """Words no product name has (the last also not as a prefix), with close name words.
+
+        Close means difflib's ratio of at least ``FUZZY_RATIO`` among the name
+        words of the products that share the word's first three letters, best
+        first. FTS5 has no stop words, so ``only_stop_words`` is never set.
+        """
+        words = list(dict.fromkeys(word.lower() for word in _WORD.findall(query)))
+        words = words[:MAX_QUERY_WORDS]
+        _, last = split_last_word(query)
+        typing = last.lower() if last else None
+        options: dict[str, list[str]] = {}
+        for word in words:
+            known = f'name : "{word}"' + ("*" if word == typing else "")
+            if self._count(known, SearchFilters(), 1):
+                continue
+            vocabulary = {
+                name_word.lower()
+                for hit in self._rows(f'name : "{word[:3]}"*', SearchFilters(), 0, 50)
+                for name_word in _WORD.findall(hit.name_marked)
+            }
+            close = difflib.get_close_matches(
+                word, sorted(vocabulary), n=3, cutoff=self.FUZZY_RATIO
+            )
+            if close:
+                options[word] = close
+        return SpellingCheck(options=options)
+
     def similar_names(self, *, query: str, limit: int) -> list[str]:
         names: list[str] = []
         for hit in self._fuzzy_candidates(query, SearchFilters()):
@@ -604,6 +636,10 @@ class SqliteSearchBackend:
             if name not in names:
                 names.append(name)
         return names[:limit]
+
+
+# Both backends satisfy the protocol, checked by mypy here.
+_BACKENDS: tuple[type[SearchBackend], ...] = (PostgresSearchBackend, SqliteSearchBackend)
 
 
 def search_backend() -> SearchBackend:

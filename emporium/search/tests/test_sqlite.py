@@ -7,7 +7,7 @@ from django.db import connection
 
 from emporium.catalog import services as catalog_services
 from emporium.core.tests.factories import CategoryFactory, ProductFactory
-from emporium.search.backends import SqliteSearchBackend, split_last_word
+from emporium.search.backends import SpellingCheck, SqliteSearchBackend, split_last_word
 from emporium.search.tests.support import require_vendor
 
 
@@ -72,3 +72,18 @@ def test_match_expression_quotes_every_word(query: str, expression: str | None) 
 )
 def test_split_last_word(query: str, expected: tuple[str, str | None]) -> None:
     assert split_last_word(query) == expected
+
+
+@pytest.mark.django_db
+def test_spelling_check_offers_close_name_words_for_unknown_words_only() -> None:
+    require_vendor("sqlite")
+    ProductFactory(name="Wireless Headphones")
+    ProductFactory(name="Electric Kettle")
+
+    check = SqliteSearchBackend().spelling_check("headfones kettle ele")
+
+    # "kettle" is a name word and "ele" the prefix of one being typed.
+    assert check.options == {"headfones": ["headphones"]}
+    assert check.corrected("headfones kettle ele") == "headphones kettle ele"
+    assert not check.only_stop_words
+    assert SqliteSearchBackend().spelling_check("zzzz qqqq") == SpellingCheck()
