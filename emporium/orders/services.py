@@ -210,23 +210,29 @@ def _order_place_postgresql(
         _raise_refusal(error)
         raise
     _order_built(order, order_id=order_id, placed_at=placed_at, total=Decimal(total))
+    # The rows the statement wrote, as loaded from the database (Model.from_db).
     order_items = [
-        OrderItem(
-            pk=item["id"],
-            order=order,
-            product_id=item["product_id"],
-            quantity=item["quantity"],
-            price=Decimal(item["price"]),
-            product_name=item["name"],
-            created_at=placed_at,
-            updated_at=placed_at,
+        OrderItem.from_db(
+            connection.alias,
+            _ORDER_ITEM_COLUMNS,
+            [
+                item["id"],
+                placed_at,
+                placed_at,
+                order_id,
+                item["product_id"],
+                item["quantity"],
+                Decimal(item["price"]),
+                item["name"],
+            ],
         )
         # Django has psycopg hand jsonb over as text (JSONField decodes it itself).
         for item in json.loads(items)
     ]
     for item in order_items:
-        item._state.adding = False
-        item._state.db = connection.alias
+        item.order = order
+    # Django has no public way to hand a relation the rows it would prefetch;
+    # without this the response would read back the items just written.
     order._prefetched_objects_cache = {"items": order_items}  # type: ignore[attr-defined]
     # What stock_take and event_record arrange on the portable path, after commit
     # (at once when there is no outer transaction): fresh catalog reads, relay nudge.
@@ -253,12 +259,26 @@ def _short_message(short: list[dict[str, Any]]) -> str:
     return f"Not enough stock for: {', '.join(str(entry['name']) for entry in short)}."
 
 
+_ORDER_ITEM_COLUMNS = [
+    "id",
+    "created_at",
+    "updated_at",
+    "order_id",
+    "product_id",
+    "quantity",
+    "price",
+    "product_name",
+]
+
+
 def _order_built(order: Order, *, order_id: int, placed_at: datetime, total: Decimal) -> None:
     """Gives the order the statement wrote what the database chose: id, times, total."""
     order.pk = order_id
     order.total_amount = total
     order.created_at = placed_at
     order.updated_at = placed_at
+    # Model.from_db would make a new instance; the caller's one is marked as
+    # stored in place (no public API does that for an existing instance).
     order._state.adding = False
     order._state.db = connection.alias
 
@@ -340,7 +360,8 @@ def _order_place_portable(
                     aggregate_id=line.product_id,
                     payload={"product_id": line.product_id, "stock_quantity": left},
                 )
-    # The response shows the items just written; hand them over instead of re-reading.
+    # The response shows the items just written; hand them over instead of re-reading
+    # (Django has no public way to fill a prefetch cache).
     order._prefetched_objects_cache = {"items": items}  # type: ignore[attr-defined]
     return order
 
