@@ -35,7 +35,9 @@ if not ENV.database_url:
     raise _refuse("DATABASE_URL must point at PostgreSQL in production.")
 if not ENV.jwt_private_keys:
     raise _refuse(
-        "JWT_PRIVATE_KEYS must list at least one signing key (manage.py jwt_key_generate)."
+        "JWT_PRIVATE_KEYS must list at least one signing key: python -c "
+        "\"from config.settings.jwt_keys import jwt_key_entry; print(jwt_key_entry('k1'))\" "
+        "prints one."
     )
 if not ENV.allowed_hosts:
     raise _refuse("ALLOWED_HOSTS must list the host names this deployment serves.")
