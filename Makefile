@@ -93,12 +93,26 @@ provider: install
 ## The whole test suite. Set DATABASE_URL / REDIS_URL / BROKER_URL to run it on real servers,
 ## and EMPORIUM_REQUIRE_SERVICES=1 to make a missing server a failure. Always the test settings
 ## (the embedded profile with per-run secrets), whatever DJANGO_SETTINGS_MODULE says.
+## Without DATABASE_URL the suite runs on SQLite, where the PostgreSQL functions of */sql/*.sql
+## cannot run; then, if a PostgreSQL server answers at POSTGRES_TEST_URL, their tests (each
+## function against its Python twin on the same cases, and the SQL files' lint) run there too.
+POSTGRES_TEST_URL ?= postgres://postgres:postgres@127.0.0.1:5432/emporium_test
+SQL_TESTS := emporium/orders/tests/test_place_paths.py emporium/core/tests/test_sql_files.py
 test: install-dev
 	$(BIN)/python -m pytest --ds=config.settings.test $(PYTEST_ARGS)
+	@if [ -z "$$DATABASE_URL" ]; then \
+		if $(BIN)/python -c "import sys, psycopg; psycopg.connect(sys.argv[1].rsplit('/', 1)[0] + '/postgres', connect_timeout=3).close()" "$(POSTGRES_TEST_URL)" 2>/dev/null; then \
+			echo "== the SQL functions and their Python twins, on PostgreSQL"; \
+			DATABASE_URL="$(POSTGRES_TEST_URL)" $(BIN)/python -m pytest --ds=config.settings.test $(PYTEST_ARGS) $(SQL_TESTS); \
+		else \
+			echo "note: no PostgreSQL answers at POSTGRES_TEST_URL; the SQL functions were not compared with their Python twins" >&2; \
+		fi; \
+	fi
 
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: install-dev
 	$(BIN)/ruff format .
@@ -109,6 +123,7 @@ typecheck: install-dev
 
 check: lint typecheck
 	DJANGO_SETTINGS_MODULE=config.settings.test $(BIN)/python manage.py makemigrations --check --dry-run
+	DJANGO_SETTINGS_MODULE=config.settings.test $(BIN)/python manage.py sqlmigrations --check
 	DJANGO_SETTINGS_MODULE=config.settings.test $(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
 
 migrate: install

@@ -13,8 +13,8 @@ from django.views.decorators.csrf import csrf_protect
 
 from emporium.accounts import services
 from emporium.accounts.models import User
+from emporium.accounts.revocation import user_access_revoked
 from emporium.core.throttling import login_attempt_wait
-from emporium.realtime import user_sockets_revoke
 
 
 @admin.register(User)
@@ -50,7 +50,7 @@ class UserAdmin(DjangoUserAdmin[User]):
             raise PermissionDenied(refused.message) from None
         super().save_model(request, obj, form, change)
         if change and "is_active" in form.changed_data and not obj.is_active:
-            user_sockets_revoke(user_id=obj.pk)
+            user_access_revoked(user_id=obj.pk)
 
     def delete_model(self, request: HttpRequest, obj: User) -> None:
         self.delete_queryset(request, User.objects.filter(pk=obj.pk))

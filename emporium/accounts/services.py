@@ -17,9 +17,9 @@ from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from emporium.accounts.models import TokenFamily, User
+from emporium.accounts.revocation import user_access_revoked
 from emporium.accounts.selectors import email_taken, username_taken
 from emporium.core.errors import InvalidInput, PermissionDenied
-from emporium.realtime import user_sockets_revoke
 
 FAMILY_CLAIM = "fam"  # the id of the sign-in a refresh (and its access) token descends from
 
@@ -188,7 +188,7 @@ def user_update_by_admin(
     if changed:
         user.save(update_fields=[*changed, "updated_at"])
         if "is_active" in changed and not user.is_active:
-            user_sockets_revoke(user_id=user.pk)
+            user_access_revoked(user_id=user.pk)
     return user
 
 
@@ -206,7 +206,7 @@ def user_delete(*, user: User, actor: User | None = None) -> None:
     user_id = user.pk
     with transaction.atomic():
         user.delete()
-        user_sockets_revoke(user_id=user_id)
+        user_access_revoked(user_id=user_id)
 
 
 class InvalidRefreshToken(InvalidInput):
@@ -311,7 +311,7 @@ def refresh_token_rotate(*, token: str) -> TokenPair:
             successor.outstand()
     if not won:
         if _family_revoke(family=family):
-            user_sockets_revoke(user_id=int(user_id))
+            user_access_revoked(user_id=int(user_id))
         raise TokenError("Token is blacklisted")
     return TokenPair(access=str(successor.access_token), refresh=str(successor))
 
@@ -394,6 +394,6 @@ def refresh_token_revoke(*, token: str) -> None:
         revoked = _family_revoke(family=str(refresh[FAMILY_CLAIM]))
         if revoked:
             refresh.blacklist()
-            user_sockets_revoke(user_id=int(refresh[jwt_settings.USER_ID_CLAIM]))
+            user_access_revoked(user_id=int(refresh[jwt_settings.USER_ID_CLAIM]))
     if not revoked:
         raise InvalidRefreshToken()

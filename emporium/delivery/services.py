@@ -11,8 +11,8 @@ from django.utils import timezone
 
 from emporium.accounts.models import User
 from emporium.core.errors import Conflict
-from emporium.dashboard.collector import telemetry_points_record
 from emporium.delivery.auth import device_token_generate, device_token_hash
+from emporium.delivery.hooks import points_stored_announce
 from emporium.delivery.models import CourierDevice, Shipment, ShipmentStatus
 from emporium.delivery.storage.ingestion import telemetry_points_store
 from emporium.delivery.validation import (
@@ -206,5 +206,5 @@ def telemetry_batch_ingest(
     if accepted:
         # Only the newest point matters to the realtime hook; one object, not one per point.
         realtime_services.positions_note(device_id=device.pk, points=[batch.newest()])
-    telemetry_points_record(count=accepted)  # the dashboard's points/s (in memory, no I/O)
+    points_stored_announce(count=accepted)  # the dashboard's points/s (in memory, no I/O)
     return IngestResult(accepted=accepted, duplicates=batch.valid - accepted, rejected=rejected)

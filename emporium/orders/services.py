@@ -30,6 +30,7 @@ from emporium.orders.locks import order_lock
 from emporium.orders.models import Order, OrderItem, OrderStatus, OrderStatusChange
 from emporium.orders.workflow import HOLDS_STOCK, RELEASES_STOCK, can_move
 from emporium.realtime import services as realtime_services
+from emporium.realtime.models import NotificationKind
 
 
 class CartEmpty(Conflict):
@@ -383,6 +384,26 @@ _EVENT_FOR_STATUS: dict[str, str] = {
 }
 
 
+# The changes a customer is told about in their notification stream.
+_NOTICE_FOR_STATUS: dict[str, realtime_services.OrderNotice] = {
+    OrderStatus.PAID: realtime_services.OrderNotice(
+        NotificationKind.PAYMENT_SUCCEEDED, "Payment received for order {order}"
+    ),
+    OrderStatus.PAYMENT_FAILED: realtime_services.OrderNotice(
+        NotificationKind.PAYMENT_FAILED, "Payment failed for order {order}"
+    ),
+    OrderStatus.SHIPPED: realtime_services.OrderNotice(
+        NotificationKind.ORDER_SHIPPED, "Order {order} has shipped"
+    ),
+    OrderStatus.DELIVERED: realtime_services.OrderNotice(
+        NotificationKind.ORDER_DELIVERED, "Order {order} was delivered"
+    ),
+    OrderStatus.CANCELLED: realtime_services.OrderNotice(
+        NotificationKind.ORDER_CANCELLED, "Order {order} was cancelled"
+    ),
+}
+
+
 def order_transition(
     *, order_id: int, to_status: str, actor: User | None = None, reason: str = ""
 ) -> Order:
@@ -408,7 +429,9 @@ def order_transition(
         change = OrderStatusChange.objects.create(
             order=order, from_status=from_status, to_status=to_status, actor=actor, reason=reason
         )
-        realtime_services.order_change_publish(change=change, user_id=order.user_id)
+        realtime_services.order_change_publish(
+            change=change, user_id=order.user_id, notice=_NOTICE_FOR_STATUS.get(to_status)
+        )
         event_type = _EVENT_FOR_STATUS.get(to_status)
         if event_type:
             events.event_record(

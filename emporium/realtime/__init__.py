@@ -2,12 +2,19 @@
 
 What other apps need is importable from here without pulling in models:
 :func:`broadcast`, :func:`connections_open`, :func:`transport_healthy` (for a
-readiness check) and :func:`user_sockets_revoke`.
+readiness check) and :func:`user_sockets_revoke`. What other apps plug into
+realtime (who may watch a shipment, where a courier's position goes) is
+registered in :mod:`emporium.realtime.providers`.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from django.db import transaction
+
+from emporium.realtime import transport
+from emporium.realtime.groups import REVOCATIONS
 
 
 def broadcast(group: str, payload: Any) -> None:
@@ -16,16 +23,12 @@ def broadcast(group: str, payload: Any) -> None:
     Immediate (call it after your transaction has committed, or use
     ``emporium.realtime.services.publish_after_commit``). Safe from any thread.
     """
-    from emporium.realtime.transport import dumps, publish_text
-
-    publish_text(group, dumps(payload))
+    transport.publish_text(group, transport.dumps(payload))
 
 
 def connections_open() -> int:
     """Open, authenticated WebSocket connections across all server processes."""
-    from emporium.realtime.transport import connections_open as count
-
-    return count()
+    return transport.connections_open()
 
 
 def transport_healthy() -> bool:
@@ -36,24 +39,18 @@ def transport_healthy() -> bool:
     True once reconnected, in the embedded profile (no Redis), and in a process
     that serves no WebSockets (it has no transport).
     """
-    from emporium.realtime.transport import HUB
-
-    return HUB.transport_healthy()
+    return transport.HUB.transport_healthy()
 
 
-def user_sockets_revoke(*, user_id: int) -> None:
+def user_sockets_revoke(user_id: int) -> None:
     """Closes every WebSocket of the user, in every server process, with 4401.
 
-    Call it where an account is deactivated or deleted, or its tokens are
-    revoked (logout, a revoked refresh-token family). Inside a transaction it
-    is sent when the transaction commits, never after a rollback; the client's
-    reconnection is then checked like any new one. Best effort like every
-    push; while Redis is down every socket is closed anyway (1012).
+    Registered with accounts (``accounts.revocation``): called where an account
+    is deactivated or deleted, or its tokens are revoked (logout, a revoked
+    refresh-token family). Inside a transaction it is sent when the
+    transaction commits, never after a rollback; the client's reconnection is
+    then checked like any new one. Best effort like every push; while Redis is
+    down every socket is closed anyway (1012).
     """
-    from django.db import transaction
-
-    from emporium.realtime.groups import REVOCATIONS
-    from emporium.realtime.transport import dumps, publish_text
-
-    text = dumps({"user_id": user_id})
-    transaction.on_commit(lambda: publish_text(REVOCATIONS, text))
+    text = transport.dumps({"user_id": user_id})
+    transaction.on_commit(lambda: transport.publish_text(REVOCATIONS, text))

@@ -25,8 +25,7 @@ from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
 from emporium.accounts.models import User
-from emporium.dashboard.models import VIEW_DASHBOARD
-from emporium.realtime import groups, selectors
+from emporium.realtime import groups, providers
 from emporium.realtime.auth import (
     TOKEN_SUBPROTOCOL,
     Authenticated,
@@ -251,14 +250,14 @@ class ShipmentConsumer(StreamConsumer):
 
     async def authorize(self, user: User) -> list[str] | int:
         shipment_id = int(self.scope["url_route"]["kwargs"]["shipment_id"])
-        visible = await database_sync_to_async(selectors.shipment_watchable)(
+        # The delivery app decides (providers): only those who may watch every
+        # shipment learn that one does not exist.
+        visibility = await database_sync_to_async(providers.shipment_visibility)(
             user=user, shipment_id=shipment_id
         )
-        if visible is None:
-            # Only those who may watch every shipment learn that one does not exist.
-            sees_all = await database_sync_to_async(user.has_perm)("delivery.view_shipment")
-            return CLOSE_NOT_FOUND if sees_all else CLOSE_FORBIDDEN
-        if not visible:
+        if visibility is providers.Visibility.NOT_FOUND:
+            return CLOSE_NOT_FOUND
+        if visibility is not providers.Visibility.WATCH:
             return CLOSE_FORBIDDEN
         return [groups.shipment(shipment_id)]
 
@@ -277,7 +276,10 @@ class DashboardConsumer(StreamConsumer):
         return BufferPolicy(capacity=settings.EMPORIUM_REALTIME_BUFFER_EVENTS, drop_oldest=True)
 
     async def authorize(self, user: User) -> list[str] | int:
-        allowed = await database_sync_to_async(user.has_perm)(VIEW_DASHBOARD)
+        permission = providers.stream_permission(self.stream)  # the dashboard app's
+        if permission is None:
+            return CLOSE_FORBIDDEN
+        allowed = await database_sync_to_async(user.has_perm)(permission)
         return [groups.DASHBOARD] if allowed else CLOSE_FORBIDDEN
 
 

@@ -10,8 +10,6 @@ audit history of transitions; placement is not a transition there.
 from django.conf import settings
 from django.db import models
 
-from emporium.orders.models import Order, OrderStatus
-
 
 class OrderEvent(models.Model):
     """Placement or a status change of one order, as its owner's stream shows it."""
@@ -19,9 +17,12 @@ class OrderEvent(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="order_events"
     )
-    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="realtime_events")
+    # Named, not imported: realtime sits below the orders app, which writes these rows.
+    order = models.ForeignKey(
+        "orders.Order", on_delete=models.CASCADE, related_name="realtime_events"
+    )
     from_status = models.CharField(max_length=20, blank=True)  # "" when the order was placed
-    to_status = models.CharField(max_length=20, choices=OrderStatus.choices)
+    to_status = models.CharField(max_length=20)  # an orders.OrderStatus value
     reason = models.CharField(max_length=255, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 

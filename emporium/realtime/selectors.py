@@ -1,11 +1,10 @@
-"""Reads of the real-time streams: what a reconnecting client missed, who may watch what."""
+"""Reads of the real-time streams: what a reconnecting client missed."""
 
 from __future__ import annotations
 
 from django.db.models import QuerySet
 
 from emporium.accounts.models import User
-from emporium.delivery.models import Shipment
 from emporium.realtime.models import Notification, OrderEvent
 
 
@@ -24,17 +23,3 @@ def order_events_since(*, user: User, since: int, limit: int) -> list[OrderEvent
 
 def notifications_since(*, user: User, since: int, limit: int) -> list[Notification]:
     return list(Notification.objects.filter(user=user, pk__gt=since).order_by("pk")[: limit + 1])
-
-
-def shipment_watchable(*, user: User, shipment_id: int) -> bool | None:
-    """None if the shipment does not exist; else whether ``user`` may watch it.
-
-    An account with ``delivery.view_shipment`` may watch any shipment; a
-    customer only the shipment of their own order.
-    """
-    owner_id = (
-        Shipment.objects.filter(pk=shipment_id).values_list("order__user_id", flat=True).first()
-    )
-    if owner_id is None:
-        return None
-    return bool(owner_id == user.pk or user.has_perm("delivery.view_shipment"))

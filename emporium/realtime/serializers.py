@@ -1,8 +1,15 @@
+from django.apps import apps
 from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers
 
-from emporium.orders.models import OrderStatus
 from emporium.realtime.models import NotificationKind
+
+# The order statuses as the orders app declares them, read through the app
+# registry (this module loads with the URLs, after the apps are ready):
+# realtime never imports orders, which sits above it.
+_ORDER_STATUS_CHOICES = list(
+    apps.get_model("orders", "Order")._meta.get_field("order_status").choices or []
+)
 
 
 class SinceQuerySerializer(serializers.Serializer):
@@ -19,10 +26,10 @@ class OrderEventSerializer(serializers.Serializer):
     type = serializers.ChoiceField(choices=["order.status_changed"])
     order_id = serializers.IntegerField()
     from_status = serializers.ChoiceField(
-        choices=[("", "(placed)"), *OrderStatus.choices],
+        choices=[("", "(placed)"), *_ORDER_STATUS_CHOICES],
         help_text="Empty for the placement of the order.",
     )
-    to_status = serializers.ChoiceField(choices=OrderStatus.choices)
+    to_status = serializers.ChoiceField(choices=_ORDER_STATUS_CHOICES)
     reason = serializers.CharField()
     created_at = serializers.DateTimeField()
 

@@ -14,18 +14,16 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from operator import attrgetter
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import connection, transaction
 
-from emporium.delivery.models import Shipment, ShipmentStatus
-from emporium.delivery.validation import ValidPoint
-from emporium.orders.models import Order, OrderStatus, OrderStatusChange
-from emporium.realtime import groups
-from emporium.realtime.models import Notification, NotificationKind, OrderEvent
+from emporium.realtime import groups, providers
+from emporium.realtime.models import Notification, OrderEvent
 from emporium.realtime.transport import dumps, publish_text
 
 logger = logging.getLogger(__name__)
@@ -42,6 +40,52 @@ def publish_after_commit(group: str, payload: Any) -> None:
 
 
 # -- order events ---------------------------------------------------------------------
+#
+# The orders app calls these with its own objects; realtime only needs the
+# attributes named by these protocols, so it never imports orders.
+
+
+class PlacedOrder(Protocol):
+    """What the stream needs of a just-placed order."""
+
+    @property
+    def pk(self) -> Any: ...
+
+    @property
+    def user_id(self) -> int: ...
+
+    @property
+    def order_status(self) -> str: ...
+
+    @property
+    def created_at(self) -> datetime: ...
+
+
+class StatusChange(Protocol):
+    """What the stream needs of a recorded status change of an order."""
+
+    @property
+    def order_id(self) -> int: ...
+
+    @property
+    def from_status(self) -> str: ...
+
+    @property
+    def to_status(self) -> str: ...
+
+    @property
+    def reason(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class OrderNotice:
+    """The notification that goes with a status change: its kind and title.
+
+    ``title`` may name the order as ``{order}``.
+    """
+
+    kind: str
+    title: str
 
 
 def order_event(event: OrderEvent) -> dict[str, Any]:
@@ -71,24 +115,14 @@ def _order_event_record(
     return event
 
 
-_NOTIFICATION_FOR_STATUS: dict[str, tuple[str, str]] = {
-    OrderStatus.PAID: (NotificationKind.PAYMENT_SUCCEEDED, "Payment received for order {order}"),
-    OrderStatus.PAYMENT_FAILED: (
-        NotificationKind.PAYMENT_FAILED,
-        "Payment failed for order {order}",
-    ),
-    OrderStatus.SHIPPED: (NotificationKind.ORDER_SHIPPED, "Order {order} has shipped"),
-    OrderStatus.DELIVERED: (NotificationKind.ORDER_DELIVERED, "Order {order} was delivered"),
-    OrderStatus.CANCELLED: (NotificationKind.ORDER_CANCELLED, "Order {order} was cancelled"),
-}
-
-
-def order_change_publish(*, change: OrderStatusChange, user_id: int) -> None:
+def order_change_publish(
+    *, change: StatusChange, user_id: int, notice: OrderNotice | None = None
+) -> None:
     """Announces a recorded status change to the order's owner after commit.
 
     Called inside the transaction that wrote ``change``: one ``OrderEvent``
-    row, and for the changes a customer should hear about (paid, payment
-    failed, shipped, delivered, cancelled) one notification row as well.
+    row, and with a ``notice`` (the orders app decides which changes a
+    customer should hear about) one notification row as well.
     """
     _order_event_record(
         user_id=user_id,
@@ -97,18 +131,16 @@ def order_change_publish(*, change: OrderStatusChange, user_id: int) -> None:
         to_status=change.to_status,
         reason=change.reason,
     )
-    notification = _NOTIFICATION_FOR_STATUS.get(change.to_status)
-    if notification is not None:
-        kind, title = notification
+    if notice is not None:
         notification_create(
             user_id=user_id,
-            kind=kind,
-            title=title.format(order=change.order_id),
+            kind=notice.kind,
+            title=notice.title.format(order=change.order_id),
             data={"order_id": change.order_id, "order_status": change.to_status},
         )
 
 
-def order_placed_record(*, order: Order) -> OrderEvent:
+def order_placed_record(*, order: PlacedOrder) -> OrderEvent:
     """Records the placement of ``order`` as the first event of its owner's stream.
 
     One INSERT in the checkout's transaction; the push follows the commit.
@@ -118,7 +150,7 @@ def order_placed_record(*, order: Order) -> OrderEvent:
     )
 
 
-def order_placed_announce(*, order: Order, event_id: int) -> None:
+def order_placed_announce(*, order: PlacedOrder, event_id: int) -> None:
     """Publishes a placement whose ``OrderEvent`` row was written in SQL (row ``event_id``).
 
     PostgreSQL's checkout statement (orders/0004) writes the row itself.
@@ -230,7 +262,20 @@ def close_own_connection() -> None:
         logger.exception("could not close the live positions thread's connection")
 
 
-def positions_note(*, device_id: int, points: Sequence[ValidPoint]) -> None:
+class PositionFix(Protocol):
+    """What the position stream needs of a stored telemetry point."""
+
+    @property
+    def latitude(self) -> float: ...
+
+    @property
+    def longitude(self) -> float: ...
+
+    @property
+    def recorded_at(self) -> datetime: ...
+
+
+def positions_note(*, device_id: int, points: Sequence[PositionFix]) -> None:
     """Remembers the newest of ``points`` (just stored) once the transaction commits."""
     if not points:
         return
@@ -242,19 +287,15 @@ def positions_note(*, device_id: int, points: Sequence[ValidPoint]) -> None:
 def positions_flush() -> int:
     """Publishes the positions noted since the last flush; returns how many devices moved.
 
-    One query maps the devices to their active shipments. Each shipment's
-    group gets its courier's position; the dashboard gets every device's in
-    one message.
+    The delivery app maps the devices to their active shipments (one query,
+    registered in :mod:`~emporium.realtime.providers`). Each shipment's group
+    gets its courier's position; the dashboard gets every device's in one
+    message.
     """
     latest = COALESCER.take()
     if not latest:
         return 0
-    shipments: dict[int, list[int]] = {}
-    for shipment_id, device_id in Shipment.objects.filter(
-        device_id__in=list(latest),
-        status__in=[ShipmentStatus.ASSIGNED, ShipmentStatus.IN_TRANSIT],
-    ).values_list("pk", "device_id"):
-        shipments.setdefault(device_id, []).append(shipment_id)
+    shipments = providers.position_routes(latest)
     dashboard = []
     for device_id, position in latest.items():
         entry = {
