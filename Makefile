@@ -112,7 +112,6 @@ test: install-dev
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/lint-imports
 
 format: install-dev
 	$(BIN)/ruff format .

@@ -13,6 +13,7 @@ backwards and forwards again.
 from __future__ import annotations
 
 import ast
+import os
 import re
 import sys
 from collections.abc import Iterator
@@ -189,7 +190,6 @@ def _postgresql(database_url: str) -> None:
     assert connection.vendor == "postgresql"
 
 
-
 @pytest.fixture
 def rolled_back() -> Iterator[None]:
     """A transaction undone at the end, whatever the test installed or dropped in it."""
@@ -264,10 +264,14 @@ def test_plpgsql_check_finds_no_error_in_the_sql_files() -> None:
 
     PostgreSQL itself checks only the syntax of a body when it is created; a
     misspelt column would show up when a customer checks out. .ci/run installs
-    the extension (Debian's postgresql-<version>-plpgsql-check).
+    the extension (Debian's postgresql-<version>-plpgsql-check); where the
+    servers are required (EMPORIUM_REQUIRE_SERVICES=1) its absence fails.
     """
     if not _plpgsql_check_available():
-        pytest.skip("the plpgsql_check extension is not installed on this server")
+        missing = "the plpgsql_check extension is not installed on this PostgreSQL server"
+        if os.environ.get("EMPORIUM_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"EMPORIUM_REQUIRE_SERVICES=1 but {missing}")
+        pytest.skip(missing)
     functions: set[str] = set()
     for sql_file in sql_files():
         functions |= _defined(sql_file.parts.install)[0]
