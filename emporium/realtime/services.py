@@ -153,7 +153,7 @@ def order_placed_record(*, order: PlacedOrder) -> OrderEvent:
 def order_placed_announce(*, order: PlacedOrder, event_id: int) -> None:
     """Publishes a placement whose ``OrderEvent`` row was written in SQL (row ``event_id``).
 
-    PostgreSQL's checkout statement (orders/0004) writes the row itself.
+    PostgreSQL's checkout statement (orders/sql/order_place.sql) writes the row itself.
     """
     event = OrderEvent(
         pk=event_id,
