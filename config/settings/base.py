@@ -318,7 +318,7 @@ CATALOG_CACHE_ENABLED = ENV.catalog_cache_enabled
 # The WSGI entry point answers anonymous product reads in front of Django's
 # handler (emporium.core.gateway, docs/adr/0020).
 LEAN_GATEWAY_ENABLED = ENV.lean_gateway_enabled
-# Hot reads run as server-side prepared statements (emporium.core.prepared).
+# Hot reads run as server-side prepared statements (emporium.core.db.prepared).
 DATABASE_PREPARED_STATEMENTS = ENV.database_prepared_statements
 CATALOG_CACHE_MAX_AGE = ENV.catalog_cache_max_age
 CATALOG_CACHE_STALE_WHILE_REVALIDATE = ENV.catalog_cache_stale_while_revalidate
