@@ -183,7 +183,7 @@ def _order_place_postgresql(
     )
     sealed_address, sealed_phone, phone_index = _sealed_at_checkout(order)
     # The names the database writes come from Python: the status and the event types.
-    arguments = {
+    arguments: dict[str, Any] = {
         "user_id": user_id,
         "low_stock": _low_stock_threshold(),
         "row_uuid": order.row_uuid,
