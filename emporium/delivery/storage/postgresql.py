@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from emporium.core.db.connection import server_cursor
+from emporium.delivery.locks import device_position_lock
 from emporium.delivery.rollups import DISTANCE_FIELD, MINUTE_FIELDS, haversine_sql
 from emporium.delivery.storage.encoding import (
     float8_array,
@@ -141,11 +142,6 @@ WITH batch AS (
 SELECT count(*) FROM fresh
 """  # noqa: S608 (table and column names are constants; every value is a bound parameter)
 
-_POSITION_LOCK_SQL = f"SELECT 1 FROM {POSITION_TABLE} WHERE device_id = %s FOR UPDATE"  # noqa: S608 (constant table names)
-_POSITION_CREATE_SQL = (
-    f"INSERT INTO {POSITION_TABLE} (device_id) VALUES (%s) ON CONFLICT (device_id) DO NOTHING"  # noqa: S608 (constant table names)
-)
-
 
 def points_store_postgresql(*, device_id: int, batch: PointBatch) -> int:
     """Stores a non-empty batch in the caller's transaction; returns how many points were new.
@@ -168,10 +164,7 @@ def points_store_postgresql(*, device_id: int, batch: PointBatch) -> int:
     }
     with server_cursor() as cursor:
         packed_arrays_register(cursor)
-        cursor.execute(_POSITION_LOCK_SQL, [device_id])
-        if cursor.fetchone() is None:
-            cursor.execute(_POSITION_CREATE_SQL, [device_id])
-            cursor.execute(_POSITION_LOCK_SQL, [device_id])
+        device_position_lock(device_id=device_id, cursor=cursor)
         cursor.execute(_INGEST_SQL, params)
         (inserted,) = cursor.fetchone()
     return int(inserted)

@@ -14,7 +14,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db import connection
+from django.db.models import Q
 
+from emporium.delivery.locks import device_position_lock
 from emporium.delivery.models import DevicePosition
 from emporium.delivery.rollups import (
     DISTANCE_FIELD,
@@ -133,34 +135,27 @@ def _minutes_add(device_id: int, deltas: Sequence[MinuteDelta]) -> None:
         )
 
 
-def _position_lock(device_id: int) -> DevicePosition:
-    """The device's last-position row, locked until commit (created on its first batch)."""
-    position = DevicePosition.objects.select_for_update().filter(device_id=device_id).first()
-    if position is None:
-        DevicePosition.objects.bulk_create(
-            [DevicePosition(device_id=device_id)], ignore_conflicts=True
-        )
-        position = DevicePosition.objects.select_for_update().get(device_id=device_id)
-    return position
-
-
 def points_store_sqlite(*, device_id: int, batch: PointBatch) -> int:
     """Stores a non-empty batch in the caller's transaction; returns how many points were new."""
     points = batch.points()
-    position = _position_lock(device_id)
+    with connection.cursor() as cursor:
+        device_position_lock(device_id=device_id, cursor=cursor)
     inserted, around = _insert(device_id, points)
     if not inserted:
         return 0
     _minutes_add(device_id, minute_deltas(fixes=inserted, stored=around))
     newest = max(inserted, key=lambda fix: fix.recorded_at)
-    if position.recorded_at is None or newest.recorded_at > position.recorded_at:
-        source = next(point for point in points if point.recorded_at == newest.recorded_at)
-        DevicePosition.objects.filter(device_id=device_id).update(
-            recorded_at=source.recorded_at,
-            latitude=source.latitude,
-            longitude=source.longitude,
-            speed=source.speed,
-            heading=source.heading,
-            accuracy=source.accuracy,
-        )
+    source = next(point for point in points if point.recorded_at == newest.recorded_at)
+    # Moved only forward, as PostgreSQL's statement moves it: an older batch arriving
+    # late leaves the newer position.
+    DevicePosition.objects.filter(
+        Q(recorded_at__isnull=True) | Q(recorded_at__lt=source.recorded_at), device_id=device_id
+    ).update(
+        recorded_at=source.recorded_at,
+        latitude=source.latitude,
+        longitude=source.longitude,
+        speed=source.speed,
+        heading=source.heading,
+        accuracy=source.accuracy,
+    )
     return len(inserted)
