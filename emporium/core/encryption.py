@@ -335,6 +335,9 @@ class EncryptedJSONField(EncryptedTextField):
     """A JSON value (sorted keys) sealed like :class:`EncryptedTextField`."""
 
     description = "JSON sealed with AES-256-GCM"
+    # What the Django mypy plugin reads as the types set and read (any JSON value).
+    _pyi_private_set_type: Any
+    _pyi_private_get_type: Any
 
     def encode(self, value: Any) -> str:
         return json.dumps(value, sort_keys=True, separators=(",", ":"))
