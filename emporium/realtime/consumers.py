@@ -170,12 +170,12 @@ class StreamConsumer(AsyncConsumer):
             dumps({"type": "welcome", "stream": self.stream, "user_id": authenticated.user.pk})
         )
         try:
-            await HUB.join(connection, decision)
+            still_open = await HUB.join(connection, decision)
         except TransportUnavailable:
             await self._close(CLOSE_SERVICE_RESTART)
             return
-        if connection.closing:
-            return
+        if not still_open:
+            return  # closed (revoked, or its buffer filled) while the groups were subscribed
         connection.start()
         if authenticated.expires_at is not None:
             # The token's validity bounds the socket's: the client reconnects with a fresh one.

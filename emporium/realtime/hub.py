@@ -313,10 +313,14 @@ class Hub:
         self.users.setdefault(connection.user_id, set()).add(connection)
         await self.join(connection, groups)
 
-    async def join(self, connection: Connection, groups: Iterable[str]) -> None:
-        """Adds a registered connection to more groups; returns once each is subscribed."""
+    async def join(self, connection: Connection, groups: Iterable[str]) -> bool:
+        """Adds a registered connection to more groups; returns once each is subscribed.
+
+        Returns whether the connection is still open then: a revocation or a
+        full buffer can close it while a subscription is awaited.
+        """
         if connection.closing or not connection.registered:
-            return  # revoked, or gone, meanwhile
+            return False  # revoked, or gone, meanwhile
         new = tuple(group for group in dict.fromkeys(groups) if group not in connection.groups)
         connection.groups += new
         for group in new:
@@ -328,6 +332,7 @@ class Hub:
         except TransportUnavailable:
             self.unregister(connection)
             raise
+        return not connection.closing
 
     def unregister(self, connection: Connection) -> None:
         if not connection.registered:
