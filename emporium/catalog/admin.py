@@ -10,7 +10,7 @@ from emporium.catalog import services
 from emporium.catalog.models import Category, Product
 
 
-class CategoryAdminForm(forms.ModelForm):
+class CategoryAdminForm(forms.ModelForm[Category]):
     class Meta:
         model = Category
         fields = ["name", "parent"]
@@ -27,7 +27,7 @@ class CategoryAdminForm(forms.ModelForm):
 
 
 @admin.register(Category)
-class CategoryAdmin(admin.ModelAdmin):
+class CategoryAdmin(admin.ModelAdmin[Category]):
     form = CategoryAdminForm
     list_display = ["name", "parent", "depth", "path", "created_at"]
     list_filter = ["depth"]
@@ -36,7 +36,7 @@ class CategoryAdmin(admin.ModelAdmin):
     raw_id_fields = ["parent"]
 
     def save_model(
-        self, request: HttpRequest, obj: Category, form: ModelForm, change: bool
+        self, request: HttpRequest, obj: Category, form: ModelForm[Category], change: bool
     ) -> None:
         # Paths and cycle checks live in the services; the admin goes through them too.
         if change:
@@ -58,7 +58,7 @@ class CategoryAdmin(admin.ModelAdmin):
 
 
 @admin.register(Product)
-class ProductAdmin(admin.ModelAdmin):
+class ProductAdmin(admin.ModelAdmin[Product]):
     list_display = ["name", "sku", "price", "stock_quantity", "category", "review_count"]
     list_filter = ["category__depth", "created_at"]
     search_fields = ["name", "sku"]
@@ -70,7 +70,9 @@ class ProductAdmin(admin.ModelAdmin):
         return super().get_queryset(request).select_related("category")
 
     # The admin saves products itself; these keep the catalog cache in step.
-    def save_model(self, request: HttpRequest, obj: Product, form: ModelForm, change: bool) -> None:
+    def save_model(
+        self, request: HttpRequest, obj: Product, form: ModelForm[Product], change: bool
+    ) -> None:
         super().save_model(request, obj, form, change)
         services.product_cache_invalidate(product_ids=[obj.pk])
 

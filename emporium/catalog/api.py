@@ -92,7 +92,7 @@ def _page_key(view: GenericAPIView[Any], kind: str, params: dict[str, str]) -> s
     return caching.list_key(kind, base_uri=request.build_absolute_uri(request.path), params=params)
 
 
-class CategoryViewSet(viewsets.ModelViewSet):
+class CategoryViewSet(viewsets.ModelViewSet[Category]):
     """The category tree. Anyone may read it; catalog managers change it."""
 
     serializer_class = CategorySerializer
@@ -155,7 +155,7 @@ class CategoryViewSet(viewsets.ModelViewSet):
         services.category_delete(category=instance)
 
 
-class ProductViewSet(viewsets.ModelViewSet):
+class ProductViewSet(viewsets.ModelViewSet[Product]):
     """Products. Anyone may read them; catalog managers change them, prices and stock included."""
 
     serializer_class = ProductSerializer

@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import Enum
-from typing import Any
+from typing import Any, TypeAlias
 
 from django.db import models
 from django.utils import timezone
@@ -39,6 +39,9 @@ from rest_framework import serializers
 
 from emporium.catalog.models import PRODUCT_ORDERINGS, Category, Product, rating_average_of
 from emporium.core.representation import datetime_text, decimal_text
+
+# A serializer field of whichever kind (its value and data types vary by field).
+AnyField: TypeAlias = serializers.Field[Any, Any, Any, Any]
 
 
 class Kind(Enum):
@@ -113,7 +116,7 @@ def _nullable(public: PublicField) -> bool:
 # -- the DRF path: serializer fields and the dict it renders -------------------------------
 
 
-def computed_serializer_fields() -> dict[str, tuple[type[serializers.Field], dict[str, Any]]]:
+def computed_serializer_fields() -> dict[str, tuple[type[AnyField], dict[str, Any]]]:
     """The serializer field (class, arguments) of each read-only value that is not a model field.
 
     ``ProductSerializer.build_field`` uses them; model fields are built by
@@ -121,7 +124,7 @@ def computed_serializer_fields() -> dict[str, tuple[type[serializers.Field], dic
     describes them from the model.
     """
     model_names = {found.name for found in Product._meta.concrete_fields}
-    made: dict[str, tuple[type[serializers.Field], dict[str, Any]]] = {}
+    made: dict[str, tuple[type[AnyField], dict[str, Any]]] = {}
     for public in PRODUCT_FIELDS:
         if public.writable or public.name in model_names:
             continue

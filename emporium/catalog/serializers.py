@@ -14,12 +14,13 @@ from emporium.catalog.models import (
 from emporium.catalog.representation import (
     PRODUCT_FIELD_NAMES,
     PRODUCT_READ_ONLY_FIELD_NAMES,
+    AnyField,
     computed_serializer_fields,
 )
 from emporium.core.query_fields import AmountQueryField
 
 
-class CategorySerializer(serializers.ModelSerializer):
+class CategorySerializer(serializers.ModelSerializer[Category]):
     class Meta:
         model = Category
         fields = ["id", "name", "parent", "depth", "created_at", "updated_at"]
@@ -29,14 +30,14 @@ class CategorySerializer(serializers.ModelSerializer):
         validators: list[object] = []
 
 
-class ProductCategorySerializer(serializers.ModelSerializer):
+class ProductCategorySerializer(serializers.ModelSerializer[Category]):
     class Meta:
         model = Category
         fields = ["id", "name"]
         read_only_fields = fields
 
 
-class ProductSummarySerializer(serializers.ModelSerializer):
+class ProductSummarySerializer(serializers.ModelSerializer[Product]):
     """The few product fields shown inside carts, wishlists and orders."""
 
     class Meta:
@@ -55,7 +56,7 @@ _COMPUTED_FIELDS = computed_serializer_fields()
 # the declaration's (representation.product_representation gives the same
 # output without DRF's field machinery). No docstring: it would become the
 # schema's description of the component.
-class ProductSerializer(serializers.ModelSerializer):
+class ProductSerializer(serializers.ModelSerializer[Product]):
     category = serializers.PrimaryKeyRelatedField(queryset=Category.objects.all())
     price = serializers.DecimalField(
         max_digits=12,
@@ -73,7 +74,7 @@ class ProductSerializer(serializers.ModelSerializer):
 
     def build_field(
         self, field_name: str, info: Any, model_class: Any, nested_depth: int
-    ) -> tuple[type[serializers.Field], dict[str, Any]]:
+    ) -> tuple[type[AnyField], dict[str, Any]]:
         computed = _COMPUTED_FIELDS.get(field_name)
         if computed is not None:
             field_class, arguments = computed
@@ -81,7 +82,7 @@ class ProductSerializer(serializers.ModelSerializer):
         return super().build_field(field_name, info, model_class, nested_depth)
 
 
-class ProductFilterSerializer(serializers.Serializer):
+class ProductFilterSerializer(serializers.Serializer[None]):
     """Query parameters of the product list."""
 
     category = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
@@ -93,7 +94,7 @@ class ProductFilterSerializer(serializers.Serializer):
         choices=sorted(PRODUCT_ORDERINGS), required=False, default=DEFAULT_PRODUCT_ORDERING
     )
 
-    def validate(self, attrs: dict) -> dict:
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         low, high = attrs.get("min_price"), attrs.get("max_price")
         if low is not None and high is not None and low > high:
             raise serializers.ValidationError({"max_price": ["Must not be below min_price."]})

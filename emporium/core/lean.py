@@ -10,13 +10,16 @@ other request stay DRF's. (Anonymous catalog reads skip Django altogether:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
+from django.db.models import Model
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from rest_framework.viewsets import GenericViewSet
 
+_ModelT = TypeVar("_ModelT", bound=Model)
 
-class LeanDispatchViewSet(GenericViewSet):
+
+class LeanDispatchViewSet(GenericViewSet[_ModelT]):
     def lean_response(
         self, request: HttpRequest, action: str, **kwargs: Any
     ) -> HttpResponse | None:

@@ -1,5 +1,7 @@
+from typing import TypeVar
+
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 
 from emporium.delivery import services
@@ -7,7 +9,7 @@ from emporium.delivery.models import CourierDevice, DevicePosition, Shipment, Te
 
 
 @admin.register(CourierDevice)
-class CourierDeviceAdmin(admin.ModelAdmin):
+class CourierDeviceAdmin(admin.ModelAdmin[CourierDevice]):
     """Devices are issued through the API, which shows the token once; here staff
     look them up and revoke them."""
 
@@ -29,7 +31,7 @@ class CourierDeviceAdmin(admin.ModelAdmin):
 
 
 @admin.register(Shipment)
-class ShipmentAdmin(admin.ModelAdmin):
+class ShipmentAdmin(admin.ModelAdmin[Shipment]):
     list_display = ["id", "order", "device", "status", "created_at", "delivered_at"]
     list_filter = ["status", "created_at"]
     search_fields = ["order__id", "device__name", "order__user__username"]
@@ -51,18 +53,21 @@ class ShipmentAdmin(admin.ModelAdmin):
         return False
 
 
-class _ReadOnlyAdmin(admin.ModelAdmin):
+_DerivedModel = TypeVar("_DerivedModel", bound=Model)
+
+
+class _ReadOnlyAdmin(admin.ModelAdmin[_DerivedModel]):
     """Derived from ingested points: looked at, never edited by hand."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: _DerivedModel | None = None) -> bool:
         return False
 
 
 @admin.register(TelemetryMinute)
-class TelemetryMinuteAdmin(_ReadOnlyAdmin):
+class TelemetryMinuteAdmin(_ReadOnlyAdmin[TelemetryMinute]):
     list_display = ["device", "minute", "point_count", "distance_m", "max_speed"]
     list_filter = ["minute"]
     search_fields = ["device__name"]
@@ -70,7 +75,7 @@ class TelemetryMinuteAdmin(_ReadOnlyAdmin):
 
 
 @admin.register(DevicePosition)
-class DevicePositionAdmin(_ReadOnlyAdmin):
+class DevicePositionAdmin(_ReadOnlyAdmin[DevicePosition]):
     list_display = ["device", "recorded_at", "latitude", "longitude", "speed"]
     list_filter = ["recorded_at"]
     search_fields = ["device__name"]

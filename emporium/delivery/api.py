@@ -63,7 +63,7 @@ class CourierDeviceViewSet(
     mixins.CreateModelMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
-    viewsets.GenericViewSet,
+    viewsets.GenericViewSet[CourierDevice],
 ):
     """Courier devices and their tokens, for admins. A token is shown once, when issued."""
 
@@ -109,7 +109,7 @@ class ShipmentViewSet(
     mixins.CreateModelMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
-    viewsets.GenericViewSet,
+    viewsets.GenericViewSet[Shipment],
 ):
     """Shipments: customers see those of their own orders; support sees all; admins run them."""
 

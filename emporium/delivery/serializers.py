@@ -8,17 +8,26 @@ The ingestion path does not use them: ``TelemetryPointDocSerializer`` and
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeAlias
 
 from django.utils import timezone
 from rest_framework import serializers
 
 from emporium.delivery.models import CourierDevice, Shipment
-from emporium.delivery.selectors import MAX_SUMMARY_WINDOWS, WINDOWS, summary_window_count
+from emporium.delivery.selectors import (
+    MAX_SUMMARY_WINDOWS,
+    WINDOWS,
+    Position,
+    WindowSummary,
+    summary_window_count,
+)
 from emporium.orders.models import Order
 
+# A serializer field of whichever kind (its value and data types vary by field).
+AnyField: TypeAlias = serializers.Field[Any, Any, Any, Any]
 
-class CourierDeviceSerializer(serializers.ModelSerializer):
+
+class CourierDeviceSerializer(serializers.ModelSerializer[CourierDevice]):
     metadata = serializers.DictField(
         required=False,
         allow_null=True,
@@ -43,7 +52,7 @@ class IssuedDeviceSerializer(CourierDeviceSerializer):
         read_only_fields = fields
 
 
-class ShipmentSerializer(serializers.ModelSerializer):
+class ShipmentSerializer(serializers.ModelSerializer[Shipment]):
     class Meta:
         model = Shipment
         fields = [
@@ -59,12 +68,12 @@ class ShipmentSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ShipmentCreateSerializer(serializers.Serializer):
+class ShipmentCreateSerializer(serializers.Serializer[None]):
     order = serializers.PrimaryKeyRelatedField(queryset=Order.objects.all())
     device = serializers.PrimaryKeyRelatedField(queryset=CourierDevice.objects.all())
 
 
-class PositionSerializer(serializers.Serializer):
+class PositionSerializer(serializers.Serializer[Position]):
     device_id = serializers.IntegerField()
     recorded_at = serializers.DateTimeField()
     latitude = serializers.FloatField()
@@ -74,7 +83,7 @@ class PositionSerializer(serializers.Serializer):
     accuracy = serializers.FloatField(allow_null=True, help_text="Metres.")
 
 
-class WindowSummarySerializer(serializers.Serializer):
+class WindowSummarySerializer(serializers.Serializer[WindowSummary]):
     start = serializers.DateTimeField()
     end = serializers.DateTimeField()
     count = serializers.IntegerField()
@@ -86,33 +95,33 @@ class WindowSummarySerializer(serializers.Serializer):
     max_speed = serializers.FloatField(allow_null=True, help_text="Metres per second.")
 
 
-class TelemetrySummarySerializer(serializers.Serializer):
+class TelemetrySummarySerializer(serializers.Serializer[dict[str, Any]]):
     device_id = serializers.IntegerField()
     window = serializers.ChoiceField(choices=sorted(WINDOWS))
     to = serializers.DateTimeField()
     results = WindowSummarySerializer(many=True)
 
-    def get_fields(self) -> dict[str, serializers.Field]:
+    def get_fields(self) -> dict[str, AnyField]:
         fields = super().get_fields()
         # "from" is a Python keyword, so it cannot be declared as a class attribute.
         fields["from"] = serializers.DateTimeField()
         return fields
 
 
-class ShipmentTrackSerializer(serializers.Serializer):
+class ShipmentTrackSerializer(serializers.Serializer[dict[str, Any]]):
     shipment = ShipmentSerializer()
     position = PositionSerializer(allow_null=True)
     recent = TelemetrySummarySerializer()
 
 
-class SummaryQuerySerializer(serializers.Serializer):
+class SummaryQuerySerializer(serializers.Serializer[None]):
     """Query parameters of GET /api/telemetry/summary/."""
 
     device_id = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
     window = serializers.ChoiceField(choices=sorted(WINDOWS), default="1m")
     to = serializers.DateTimeField(required=False)
 
-    def get_fields(self) -> dict[str, serializers.Field]:
+    def get_fields(self) -> dict[str, AnyField]:
         fields = super().get_fields()
         fields["from"] = serializers.DateTimeField(
             required=False, help_text="Must be earlier than 'to'; defaults to an hour before it."
@@ -136,11 +145,11 @@ class SummaryQuerySerializer(serializers.Serializer):
         return {**attrs, "from": start, "to": end}
 
 
-class LatestQuerySerializer(serializers.Serializer):
+class LatestQuerySerializer(serializers.Serializer[None]):
     device_id = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
 
 
-class TelemetryPointDocSerializer(serializers.Serializer):
+class TelemetryPointDocSerializer(serializers.Serializer[None]):
     """One point of a batch (documentation only)."""
 
     device_id = serializers.IntegerField(help_text="The sending device's own id.")
@@ -155,7 +164,7 @@ class TelemetryPointDocSerializer(serializers.Serializer):
     accuracy = serializers.FloatField(required=False, allow_null=True, min_value=0)
 
 
-class RejectionSerializer(serializers.Serializer):
+class RejectionSerializer(serializers.Serializer[dict[str, Any]]):
     index = serializers.IntegerField(
         help_text="Position in the array, or line number (from 0) in NDJSON."
     )
@@ -177,7 +186,7 @@ class RejectionSerializer(serializers.Serializer):
     message = serializers.CharField()
 
 
-class TelemetryIngestResultSerializer(serializers.Serializer):
+class TelemetryIngestResultSerializer(serializers.Serializer[dict[str, Any]]):
     accepted = serializers.IntegerField(help_text="New points stored.")
     duplicates = serializers.IntegerField(
         help_text="Points already stored, or repeated in this batch (same device and timestamp)."

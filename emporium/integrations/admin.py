@@ -4,7 +4,7 @@ from emporium.integrations.models import OutboxEvent
 
 
 @admin.register(OutboxEvent)
-class OutboxEventAdmin(admin.ModelAdmin):
+class OutboxEventAdmin(admin.ModelAdmin[OutboxEvent]):
     list_display = [
         "id",
         "event_type",

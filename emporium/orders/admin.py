@@ -3,7 +3,7 @@ from django.contrib import admin
 from emporium.orders.models import Order, OrderItem, OrderStatusChange
 
 
-class OrderItemInline(admin.TabularInline):
+class OrderItemInline(admin.TabularInline[OrderItem, Order]):
     model = OrderItem
     raw_id_fields = ["product"]
     readonly_fields = ["product", "quantity", "price"]
@@ -11,7 +11,7 @@ class OrderItemInline(admin.TabularInline):
     can_delete = False
 
 
-class OrderStatusChangeInline(admin.TabularInline):
+class OrderStatusChangeInline(admin.TabularInline[OrderStatusChange, Order]):
     model = OrderStatusChange
     fields = ["created_at", "from_status", "to_status", "actor", "reason"]
     readonly_fields = ["created_at", "from_status", "to_status", "actor", "reason"]
@@ -23,7 +23,7 @@ class OrderStatusChangeInline(admin.TabularInline):
 
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin):
+class OrderAdmin(admin.ModelAdmin[Order]):
     list_display = ["id", "user", "order_status", "total_amount", "created_at"]
     list_filter = ["order_status", "created_at"]
     search_fields = ["id", "user__username", "user__email"]
@@ -36,7 +36,7 @@ class OrderAdmin(admin.ModelAdmin):
 
 
 @admin.register(OrderItem)
-class OrderItemAdmin(admin.ModelAdmin):
+class OrderItemAdmin(admin.ModelAdmin[OrderItem]):
     list_display = ["id", "order", "product", "quantity", "price"]
     list_filter = ["created_at"]
     search_fields = ["order__id", "product__name", "product__sku"]
@@ -46,7 +46,7 @@ class OrderItemAdmin(admin.ModelAdmin):
 
 
 @admin.register(OrderStatusChange)
-class OrderStatusChangeAdmin(admin.ModelAdmin):
+class OrderStatusChangeAdmin(admin.ModelAdmin[OrderStatusChange]):
     list_display = ["order", "from_status", "to_status", "actor", "created_at"]
     list_filter = ["to_status", "from_status", "created_at"]
     search_fields = ["order__id", "actor__username", "reason"]

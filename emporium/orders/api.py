@@ -95,7 +95,7 @@ IDEMPOTENCY_PARAMETER = OpenApiParameter(
 )
 
 
-class OrderViewSet(LeanDispatchViewSet, viewsets.ReadOnlyModelViewSet):
+class OrderViewSet(LeanDispatchViewSet[Order], viewsets.ReadOnlyModelViewSet[Order]):
     """Orders with their items: customers see their own, support and admins see all.
 
     POST turns the caller's cart into an order (checkout). A customer cancels

@@ -6,7 +6,7 @@ from emporium.core.representation import datetime_text, decimal_text
 from emporium.orders.models import Order, OrderItem, OrderStatusChange, phone_normalized
 
 
-class OrderItemSerializer(serializers.ModelSerializer):
+class OrderItemSerializer(serializers.ModelSerializer[OrderItem]):
     line_total = serializers.DecimalField(max_digits=14, decimal_places=2, read_only=True)
 
     class Meta:
@@ -15,7 +15,7 @@ class OrderItemSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class OrderSerializer(serializers.ModelSerializer):
+class OrderSerializer(serializers.ModelSerializer[Order]):
     items = OrderItemSerializer(many=True, read_only=True)
 
     class Meta:
@@ -34,7 +34,7 @@ class OrderSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class OrderPlaceSerializer(serializers.Serializer):
+class OrderPlaceSerializer(serializers.Serializer[None]):
     """The checkout's optional body: where to ship and whom to call (both sealed at rest)."""
 
     shipping_address = serializers.CharField(
@@ -83,12 +83,12 @@ def order_representation(order: Order) -> dict[str, Any]:
     }
 
 
-class OrderStatusChangeSerializer(serializers.ModelSerializer):
+class OrderStatusChangeSerializer(serializers.ModelSerializer[OrderStatusChange]):
     class Meta:
         model = OrderStatusChange
         fields = ["id", "from_status", "to_status", "actor", "reason", "created_at"]
         read_only_fields = fields
 
 
-class OrderCancelSerializer(serializers.Serializer):
+class OrderCancelSerializer(serializers.Serializer[None]):
     reason = serializers.CharField(required=False, allow_blank=True, max_length=255, default="")

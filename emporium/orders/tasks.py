@@ -44,7 +44,7 @@ def _retry_countdown(retries: int) -> int:
     soft_time_limit=CONFIRMATION_TIME_LIMIT_SECONDS - 10,
     ignore_result=True,
 )
-def send_confirmation_email(self: Task, order_id: int) -> str:
+def send_confirmation_email(self: Task[[int], str], order_id: int) -> str:
     """Sends the order confirmation once, holding no database lock while SMTP talks.
 
     1. Claim: an atomic add of a short-lived entry in the shared cache (Redis

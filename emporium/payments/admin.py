@@ -1,5 +1,4 @@
 from django.contrib import admin
-from django.db.models import Model
 from django.http import HttpRequest
 
 from emporium.payments.models import Payment, PaymentDiscrepancy
@@ -15,19 +14,19 @@ _DISCREPANCY_RECORDED: tuple[str, ...] = (
 )
 
 
-class PaymentDiscrepancyInline(admin.TabularInline):
+class PaymentDiscrepancyInline(admin.TabularInline[PaymentDiscrepancy, Payment]):
     model = PaymentDiscrepancy
     extra = 0
     can_delete = False
     fields = (*_DISCREPANCY_RECORDED, "resolved", "created_at")
     readonly_fields = (*_DISCREPANCY_RECORDED, "created_at")
 
-    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+    def has_add_permission(self, request: HttpRequest, obj: Payment | None = None) -> bool:
         return False
 
 
 @admin.register(Payment)
-class PaymentAdmin(admin.ModelAdmin):
+class PaymentAdmin(admin.ModelAdmin[Payment]):
     list_display = ["id", "order", "payment_method", "amount", "status", "created_at"]
     list_filter = ["status", "payment_method", "created_at", "discrepancies__resolved"]
     search_fields = ["id", "order__id", "order__user__username", "provider_reference"]
@@ -47,7 +46,7 @@ class PaymentAdmin(admin.ModelAdmin):
 
 
 @admin.register(PaymentDiscrepancy)
-class PaymentDiscrepancyAdmin(admin.ModelAdmin):
+class PaymentDiscrepancyAdmin(admin.ModelAdmin[PaymentDiscrepancy]):
     """Charges the provider reported that did not match their payment; staff mark them
     resolved once they have settled them with the provider."""
 

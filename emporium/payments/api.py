@@ -28,7 +28,7 @@ from emporium.payments.webhooks import SIGNATURE_HEADER, signature_verify
 _REFERENCE = re.compile(r"^payment-(\d+)$")
 
 
-class PaymentViewSet(viewsets.ReadOnlyModelViewSet):
+class PaymentViewSet(viewsets.ReadOnlyModelViewSet[Payment]):
     """Payments: customers see those of their own orders, staff see all."""
 
     serializer_class = PaymentSerializer

@@ -4,7 +4,7 @@ from rest_framework import serializers
 from emporium.payments.models import Payment
 
 
-class PaymentSerializer(serializers.ModelSerializer):
+class PaymentSerializer(serializers.ModelSerializer[Payment]):
     class Meta:
         model = Payment
         fields = [
@@ -20,7 +20,7 @@ class PaymentSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class PaymentStartSerializer(serializers.Serializer):
+class PaymentStartSerializer(serializers.Serializer[None]):
     payment_method = serializers.ChoiceField(choices=[])
     token = serializers.RegexField(
         r"^[A-Za-z0-9_\-]{1,128}\Z",

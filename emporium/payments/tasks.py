@@ -49,7 +49,7 @@ def _retry_countdown(attempt: int) -> int:
 
 
 @shared_task(name="payments.process", **_PROVIDER_TASK)
-def payment_process(self: Task, payment_id: int) -> str:
+def payment_process(self: Task[[int], str], payment_id: int) -> str:
     """Charges a pending payment and settles it.
 
     Run twice (a retry, a redelivery after the worker died, a duplicate
@@ -91,7 +91,7 @@ def payment_process(self: Task, payment_id: int) -> str:
 
 
 @shared_task(name="payments.refund", **_PROVIDER_TASK)
-def payment_refund(self: Task, payment_id: int) -> str:
+def payment_refund(self: Task[[int], str], payment_id: int) -> str:
     """Refunds a succeeded payment; the refund key is derived from the payment id,
     so a second run gets the first refund back instead of refunding twice."""
     payment = Payment.objects.filter(pk=payment_id).first()
@@ -117,7 +117,7 @@ def payment_refund(self: Task, payment_id: int) -> str:
 
 
 @shared_task(name="payments.reconcile", **_PROVIDER_TASK)
-def payment_reconcile(self: Task, payment_id: int) -> str:
+def payment_reconcile(self: Task[[int], str], payment_id: int) -> str:
     """Asks the provider what became of a payment we gave up on, and refunds a late charge.
 
     Asking never charges (it is a lookup by the payment's idempotency key), and

@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.apps import apps
 from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers
@@ -12,14 +14,14 @@ _ORDER_STATUS_CHOICES = list(
 )
 
 
-class SinceQuerySerializer(serializers.Serializer):
+class SinceQuerySerializer(serializers.Serializer[None]):
     since = serializers.IntegerField(
         min_value=0, default=0, help_text="Return events whose id is greater than this."
     )
     limit = serializers.IntegerField(min_value=1, max_value=500, default=100)
 
 
-class OrderEventSerializer(serializers.Serializer):
+class OrderEventSerializer(serializers.Serializer[dict[str, Any]]):
     """Documents the order event; the dict comes from realtime.services.order_event."""
 
     id = serializers.IntegerField()
@@ -48,11 +50,11 @@ NotificationEventSerializer = inline_serializer(
 )
 
 
-class OrderEventPageSerializer(serializers.Serializer):
+class OrderEventPageSerializer(serializers.Serializer[dict[str, Any]]):
     results = OrderEventSerializer(many=True)
     has_more = serializers.BooleanField(help_text="Ask again with since=<last id> for more.")
 
 
-class NotificationPageSerializer(serializers.Serializer):
+class NotificationPageSerializer(serializers.Serializer[dict[str, Any]]):
     results = serializers.ListField(child=NotificationEventSerializer)
     has_more = serializers.BooleanField(help_text="Ask again with since=<last id> for more.")
