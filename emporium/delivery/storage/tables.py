@@ -46,6 +46,11 @@ def _merged(name: str, fold: Fold) -> str:
     )
 
 
+# The clause names only the declared minute columns; every value is a bound parameter
+# of the INSERT it ends.
+_UPSERT_HEAD = "ON CONFLICT (device_id, minute) DO UPDATE SET "
+
+
 def minute_upsert_sql() -> str:
     """``ON CONFLICT`` clause adding an inserted minute row to the stored one.
 
@@ -54,4 +59,4 @@ def minute_upsert_sql() -> str:
     """
     assignments = [f"{field.name} = {_merged(field.name, field.fold)}" for field in MINUTE_FIELDS]
     assignments.append(f"{DISTANCE_FIELD} = {_merged(DISTANCE_FIELD, Fold.SUM)}")
-    return "ON CONFLICT (device_id, minute) DO UPDATE SET " + ", ".join(assignments)
+    return _UPSERT_HEAD + ", ".join(assignments)
