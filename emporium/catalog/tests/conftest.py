@@ -19,6 +19,7 @@ from django.db import close_old_connections
 from django.test import RequestFactory
 
 from config.wsgi import django_application, lean_gateway
+from tests.support.wsgi import wsgi_call
 
 Answer = tuple[int, bytes, dict[str, str]]
 
@@ -41,23 +42,9 @@ def _call(application: Callable[..., Iterable[bytes]], environ: dict[str, Any]) 
 
 
 def _answer_of(application: Callable[..., Iterable[bytes]], environ: dict[str, Any]) -> Answer:
-    started: dict[str, Any] = {}
-
-    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        started["status"], started["headers"] = status, headers
-        return lambda data: None
-
-    result = application(environ, start_response)
-    try:
-        body = b"".join(result)
-    finally:
-        close = getattr(result, "close", None)
-        if close is not None:
-            close()
-    headers = {
-        name: "present" if name == "Last-Modified" else value for name, value in started["headers"]
-    }
-    return int(started["status"].split()[0]), body, headers
+    status, header_list, body = wsgi_call(application, environ)
+    headers = {name: "present" if name == "Last-Modified" else value for name, value in header_list}
+    return int(status.split()[0]), body, headers
 
 
 @dataclass

@@ -36,6 +36,7 @@ from emporium.catalog.tests.support import PRODUCT_LIST_URL, product_url
 from emporium.core.gateway import LeanGateway, Route
 from emporium.core.tests.factories import CategoryFactory, ProductFactory, UserFactory
 from emporium.dashboard import collector
+from tests.support.wsgi import wsgi_call
 
 pytestmark = pytest.mark.django_db
 
@@ -85,25 +86,12 @@ def environ_for(
 
 
 def call(application: Callable[..., Iterable[bytes]], environ: dict[str, Any]) -> Answer:
-    """What a WSGI server would send: status, headers (a multiset) and body; then close()."""
-    started: dict[str, Any] = {}
-
-    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        started["status"], started["headers"] = status, headers
-        return lambda data: None
-
-    result = application(environ, start_response)
-    try:
-        body = b"".join(result)
-    finally:
-        close = getattr(result, "close", None)
-        if close is not None:
-            close()
+    """What a WSGI server would send: status, headers (a multiset) and body."""
+    status, header_list, body = wsgi_call(application, environ)
     headers = Counter(
-        (name, "present" if name == "Last-Modified" else value)
-        for name, value in started["headers"]
+        (name, "present" if name == "Last-Modified" else value) for name, value in header_list
     )
-    return Answer(started["status"], headers, body)
+    return Answer(status, headers, body)
 
 
 # The catalog's lean reads answer where PostgreSQL writes the rows (docs/adr/0020);
