@@ -11,6 +11,10 @@ during one half moves both sides of the ratio::
     python -m bench.compare --base <rev> catalog -- --seconds 8 --products 100000
     python -m bench.compare --base <rev> checkout -- --seconds 15
 
+``--rounds 2`` runs base, this tree, this tree, base (and so on: ABBA) and
+averages each side, so a drift over the invocation (a warming cache, a
+growing table, other work starting) weighs on both sides alike.
+
 Both trees use the same virtual environment (this interpreter). A ratio that
 fell by more than ``--tolerance`` (5 % by default) is marked and makes the
 exit status 1.
@@ -88,6 +92,13 @@ EXTRACT: dict[str, Callable[[dict[str, Any]], Figures]] = {
 }
 
 
+def _mean(runs: list[Figures]) -> Figures:
+    names = [name for name in runs[0] if all(name in run for run in runs)]
+    return {
+        name: (sum(run[name][0] for run in runs) / len(runs), runs[0][name][1]) for name in names
+    }
+
+
 def base_tree(revision: str) -> Path:
     """A worktree of ``revision`` under var/bench-base/, made or moved there as needed."""
     commit = subprocess.run(
@@ -127,15 +138,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", required=True, help="the revision to compare with")
     parser.add_argument("--tolerance", type=float, default=0.05)
+    parser.add_argument("--rounds", type=int, default=1, help="ABBA rounds; each side averaged")
     parser.add_argument("scenario", choices=sorted(EXTRACT))
     parser.add_argument("arguments", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     arguments = [a for a in args.arguments if a != "--"]
     extract = EXTRACT[args.scenario]
-    before = extract(run(base_tree(args.base), args.scenario, arguments))
-    after = extract(run(common.ROOT, args.scenario, arguments))
+    trees = {"before": base_tree(args.base), "after": common.ROOT}
+    order = ["before", "after"] if args.rounds == 1 else ["before", "after", "after", "before"]
+    order = (order * args.rounds)[: 2 * args.rounds]
+    measured: dict[str, list[Figures]] = {"before": [], "after": []}
+    for side in order:
+        measured[side].append(extract(run(trees[side], args.scenario, arguments)))
+    before, after = _mean(measured["before"]), _mean(measured["after"])
 
-    print(f"\n{args.scenario}: ratios to same-run references, {args.base} and this tree")
+    print(
+        f"\n{args.scenario}: ratios to same-run references, {args.base} and this tree "
+        f"(order {', '.join(order)}; each side averaged)"
+    )
     print(f"{'figure':<58}{'before':>9}{'after':>9}{'change':>9}")
     regressed = []
     for name, (value, higher_is_better) in before.items():
