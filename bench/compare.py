@@ -11,7 +11,7 @@ during one half moves both sides of the ratio::
     python -m bench.compare --base <rev> catalog -- --seconds 8 --products 100000
     python -m bench.compare --base <rev> checkout -- --seconds 15
 
-``--rounds 2`` runs base, this tree, this tree, base (and so on: ABBA) and
+``--runs 4`` runs base, this tree, this tree, base (ABBA order; more runs repeat it) and
 averages each side, so a drift over the invocation (a warming cache, a
 growing table, other work starting) weighs on both sides alike.
 
@@ -138,15 +138,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", required=True, help="the revision to compare with")
     parser.add_argument("--tolerance", type=float, default=0.05)
-    parser.add_argument("--rounds", type=int, default=1, help="ABBA rounds; each side averaged")
+    parser.add_argument("--runs", type=int, default=2, help="runs in ABBA order; even")
     parser.add_argument("scenario", choices=sorted(EXTRACT))
     parser.add_argument("arguments", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     arguments = [a for a in args.arguments if a != "--"]
     extract = EXTRACT[args.scenario]
     trees = {"before": base_tree(args.base), "after": common.ROOT}
-    order = ["before", "after"] if args.rounds == 1 else ["before", "after", "after", "before"]
-    order = (order * args.rounds)[: 2 * args.rounds]
+    if args.runs < 2 or args.runs % 2:
+        parser.error("--runs must be an even number, at least 2")
+    order = (["before", "after", "after", "before"] * args.runs)[: args.runs]
     measured: dict[str, list[Figures]] = {"before": [], "after": []}
     for side in order:
         measured[side].append(extract(run(trees[side], args.scenario, arguments)))
