@@ -67,7 +67,7 @@ class ListQuery:
     size: int = KeysetPagination.page_size
 
 
-def _plain_filters(params: QueryParams) -> dict[str, Any] | None:
+def _plain_filters(params: dict[str, str]) -> dict[str, Any] | None:
     """The filters when every one present is in its plain spelling, else None."""
     if "q" in params:
         return None
@@ -95,9 +95,21 @@ def _plain_filters(params: QueryParams) -> dict[str, Any] | None:
     return found
 
 
+def _read(params: QueryParams) -> dict[str, str]:
+    """The parameters the list reads, the last value of each (as the serializer reads them).
+
+    A plain dict: a QueryDict raises and catches a KeyError for every absent key asked.
+    """
+    return {name: params[name] for name in LIST_PARAMS if name in params}
+
+
 def product_list_filters(params: QueryParams) -> dict[str, Any]:
     """The validated filters (ProductFilterSerializer's ``validated_data``); raises its 400."""
-    plain = _plain_filters(params)
+    return _filters(params, _read(params))
+
+
+def _filters(params: QueryParams, values: dict[str, str]) -> dict[str, Any]:
+    plain = _plain_filters(values)
     if plain is not None:
         return plain
     serializer = ProductFilterSerializer(data=params)
@@ -111,11 +123,12 @@ def product_list_query(params: QueryParams) -> ListQuery:
     Filters are checked first, then the page size, then the cursor, which is
     decoded against the ordering asked for.
     """
-    filters = product_list_filters(params)
-    size = KeysetPagination.size_parse(params.get(PAGE_SIZE))
+    values = _read(params)
+    filters = _filters(params, values)
+    size = KeysetPagination.size_parse(values.get(PAGE_SIZE))
     ordering = filters["ordering"]
     position, forward = None, True
-    if raw := params.get(CURSOR):
+    if raw := values.get(CURSOR):
         fields = PRODUCT_ORDERINGS[ordering]
         position, forward = cursor_position(raw, ordering=fields, model=Product)
     return ListQuery(
