@@ -144,16 +144,19 @@ def _query_string(items: list[tuple[str, str]]) -> str:
 
 
 # The columns of a rendered row that make up the product's JSON, in order, and
-# whether each is a stored object (written here) or text PostgreSQL wrote.
+# whether each is a stored object (written here) or text PostgreSQL wrote. Read
+# by their place in the row, derived from the names (20 rows a page, three
+# pieces each: an attribute lookup per piece was a tenth of an uncached page).
 _PIECES = tuple(
-    (name, name in OBJECT_COLUMNS) for name in RENDERED_COLUMNS if not name.startswith("cursor_")
+    (RENDERED_COLUMNS.index(name), name in OBJECT_COLUMNS)
+    for name in RENDERED_COLUMNS
+    if not name.startswith("cursor_")
 )
 
 
-def _product_text(row: Any) -> str:
+def _product_text(row: Sequence[Any]) -> str:
     return "".join(
-        _object_text(getattr(row, name)) if stored else getattr(row, name)
-        for name, stored in _PIECES
+        [_object_text(row[index]) if stored else row[index] for index, stored in _PIECES]
     )
 
 

@@ -1,0 +1,108 @@
+"""CPU per catalog read in one process, with no server or load generator in the way.
+
+Calls ``config.wsgi.application`` (the lean gateway in front of Django) directly,
+on the production settings, against a seeded catalog database (the one
+``python -m bench.catalog`` leaves behind, or any other) and a Redis database
+of its own, and prints the process CPU time per request for three reads:
+the default list page, a random product, a random category filtered to
+products in stock. With ``--uncached`` the catalog cache is off and every read
+is built from the database. Run it in two trees, one after the other, to see
+what a change costs per request when the wall-clock figures of the load
+scenarios are too noisy to tell. It measures the tree it is started from (the
+current directory), so the same file serves for an earlier revision's worktree::
+
+    python -m bench.wsgi_cpu --database emporium_bench_catalog --redis-db 4 [--uncached]
+    cd var/bench-base/<commit> && python ../../../bench/wsgi_cpu.py --database ... --redis-db 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import os
+import random
+import secrets
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+def _environ(path: str, query: str = "") -> dict[str, Any]:
+    return {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "HTTP_HOST": "127.0.0.1",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(),
+        "wsgi.errors": sys.stderr,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database", required=True)
+    parser.add_argument("--redis-db", type=int, required=True)
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--uncached", action="store_true")
+    args = parser.parse_args()
+    os.environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "config.settings.production",
+            "SECRET_KEY": secrets.token_urlsafe(64),
+            "ENCRYPTION_KEYS": "bench:" + base64.b64encode(secrets.token_bytes(32)).decode(),
+            "JWT_PRIVATE_KEYS": "bench:" + base64.b64encode(secrets.token_bytes(32)).decode(),
+            "ALLOWED_HOSTS": "127.0.0.1",
+            "DATABASE_URL": f"postgres://postgres:postgres@127.0.0.1:5432/{args.database}",
+            "REDIS_URL": f"redis://127.0.0.1:6379/{args.redis_db}",
+            "SECURE_SSL_REDIRECT": "false",
+            "SECURE_HSTS_SECONDS": "0",
+            "LOG_LEVEL": "WARNING",
+            "CATALOG_CACHE_ENABLED": "false" if args.uncached else "true",
+        }
+    )
+    sys.path.insert(0, os.getcwd())  # the tree to measure
+    from config.wsgi import application
+
+    statuses: list[str] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        statuses.append(status)
+        return lambda data: None
+
+    def call(environ: dict[str, Any]) -> None:
+        result = application(environ, start_response)
+        b"".join(result)
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+
+    rng = random.Random(1)
+    reads: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+        ("default list page", lambda: _environ("/api/products/")),
+        ("random product", lambda: _environ(f"/api/products/{rng.randint(1, 90_000)}/")),
+        (
+            "random category, in stock",
+            lambda: _environ("/api/products/", f"category={rng.randint(1, 126)}&in_stock=true"),
+        ),
+    ]
+    print(f"{'read':<28}{'CPU us/request':>16}  {'cache':<8}")
+    for name, make in reads:
+        for _ in range(300):  # warm-up (and, cached, fill the cache)
+            call(make())
+        statuses.clear()
+        started = time.process_time()
+        for _ in range(args.requests):
+            call(make())
+        spent = (time.process_time() - started) / args.requests * 1e6
+        answered = {status.split()[0] for status in statuses}
+        print(f"{name:<28}{spent:>16.0f}  {'off' if args.uncached else 'on':<8}{sorted(answered)}")
+
+
+if __name__ == "__main__":
+    main()
