@@ -37,7 +37,8 @@ def _backends_cpu(database: str) -> float:
             continue
         try:
             command = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
-            if f"postgres: postgres {database} ".encode() not in command:
+            # "postgres: [<cluster>: ]<user> <database> <client> <state>"
+            if not command.startswith(b"postgres: ") or f" {database} ".encode() not in command:
                 continue
             fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
