@@ -11,18 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from emporium.core.announcements import Announcement
+
 RevocationListener = Callable[[int], None]
-_listeners: list[RevocationListener] = []
+_revoked: Announcement[int] = Announcement()
 
 
 def revocation_listener_register(listener: RevocationListener) -> None:
     """Registers ``listener(user_id)``; registering the same one twice keeps one."""
-    if listener not in _listeners:
-        _listeners.append(listener)
+    _revoked.listen(listener)
 
 
 def user_access_revoked(*, user_id: int) -> None:
     """Tells every listener that ``user_id``'s sessions must end (each decides when: realtime
     closes the user's sockets once the current transaction commits)."""
-    for listener in tuple(_listeners):
-        listener(user_id)
+    _revoked.announce(user_id)

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from emporium.core.announcements import Announcement
+
 PointsStoredListener = Callable[[int], None]
-_points_stored: list[PointsStoredListener] = []
+_points_stored: Announcement[int] = Announcement()
 
 
 def points_stored_listen(listener: PointsStoredListener) -> None:
     """Registers ``listener(count)``; registering the same one twice keeps one."""
-    if listener not in _points_stored:
-        _points_stored.append(listener)
+    _points_stored.listen(listener)
 
 
 def points_stored_announce(*, count: int) -> None:
-    for listener in tuple(_points_stored):
-        listener(count)
+    _points_stored.announce(count)
