@@ -125,10 +125,7 @@ def main() -> None:
     args = parser.parse_args()
     seconds, connections = args.seconds, args.connections
 
-    database_url = (
-        f"postgres://{common.PG['user']}:{common.PG['password']}@{common.PG['host']}:"
-        f"{common.PG['port']}/{DATABASE}"
-    )
+    database_url = common.database_url(DATABASE)
     seeded = False
     if args.reuse_database:
         try:

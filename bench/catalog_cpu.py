@@ -64,10 +64,7 @@ def main() -> None:
     thread_counts = [int(value) for value in args.threads.split(",")]
     if int(common.psql("SELECT COUNT(*) FROM catalog_product", DATABASE) or 0) == 0:
         raise SystemExit("seed the catalog first: python -m bench.catalog")
-    database_url = (
-        f"postgres://{common.PG['user']}:{common.PG['password']}@{common.PG['host']}:"
-        f"{common.PG['port']}/{DATABASE}"
-    )
+    database_url = common.database_url(DATABASE)
     env = common.production_env(
         database_url, DATABASE_CONN_MAX_AGE="600", CATALOG_CACHE_ENABLED="false"
     )

@@ -15,10 +15,8 @@ tree it is started from (the current directory)::
 from __future__ import annotations
 
 import argparse
-import base64
 import io
 import os
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -54,27 +52,18 @@ def main() -> None:
     parser.add_argument("--measured", type=int, default=1500)
     parser.add_argument("--redis-db", type=int, default=13)
     args = parser.parse_args()
+    # Started by its path from another tree, this file's own tree provides bench.common;
+    # the tree measured is the current directory (put first on the path below).
+    sys.path.append(str(Path(__file__).resolve().parents[1]))
+    from bench import common
+
     tree = Path.cwd()
     os.environ.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "config.settings.production",
-            "SECRET_KEY": secrets.token_urlsafe(64),
-            "ENCRYPTION_KEYS": "bench:" + base64.b64encode(secrets.token_bytes(32)).decode(),
-            "JWT_PRIVATE_KEYS": "bench:" + base64.b64encode(secrets.token_bytes(32)).decode(),
-            "ALLOWED_HOSTS": "127.0.0.1",
-            "DATABASE_URL": f"postgres://postgres:postgres@127.0.0.1:5432/{args.database}",
-            "REDIS_URL": f"redis://127.0.0.1:6379/{args.redis_db}",
-            "BROKER_URL": "amqp://guest:guest@127.0.0.1:5672//",
-            "SECURE_SSL_REDIRECT": "false",
-            "SECURE_HSTS_SECONDS": "0",
-            "LOG_LEVEL": "ERROR",
-            "THROTTLE_USER_WRITES": "100000/min",
-            "PGPASSWORD": "postgres",
-        }
+        common.production_env(
+            common.recreate_database(args.database),
+            REDIS_URL=f"redis://127.0.0.1:6379/{args.redis_db}",
+        )
     )
-    psql = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc"]
-    subprocess.run([*psql, f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)'], check=True)
-    subprocess.run([*psql, f'CREATE DATABASE "{args.database}"'], check=True)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=tree, check=True)
     with tempfile.TemporaryDirectory() as work:
         tokens_file, initial = Path(work) / "tokens", Path(work) / "initial.json"
@@ -139,7 +128,7 @@ def main() -> None:
         f"{tree.name}: per checkout: app {app:.0f} us CPU, PostgreSQL {database:.0f} us CPU, "
         f"{wall:.0f} us wall; answers {sorted(set(statuses))}"
     )
-    subprocess.run([*psql, f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)'], check=True)
+    common.psql(f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

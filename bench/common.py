@@ -126,10 +126,14 @@ def psql(sql: str, database: str = "postgres") -> str:
     ).stdout.strip()
 
 
+def database_url(name: str) -> str:
+    return f"postgres://{PG['user']}:{PG['password']}@{PG['host']}:{PG['port']}/{name}"
+
+
 def recreate_database(name: str) -> str:
     psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     psql(f'CREATE DATABASE "{name}"')
-    return f"postgres://{PG['user']}:{PG['password']}@{PG['host']}:{PG['port']}/{name}"
+    return database_url(name)
 
 
 def production_env(database_url: str, **extra: str) -> dict[str, str]:

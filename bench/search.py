@@ -340,12 +340,7 @@ def main() -> None:
     args = parser.parse_args()
 
     database_url = (
-        common.recreate_database(DATABASE)
-        if not args.keep
-        else (
-            f"postgres://{common.PG['user']}:{common.PG['password']}@{common.PG['host']}:"
-            f"{common.PG['port']}/{DATABASE}"
-        )
+        common.database_url(DATABASE) if args.keep else common.recreate_database(DATABASE)
     )
     env = common.production_env(database_url)
     # Also with --keep: a kept database gets the migrations added since it was seeded.

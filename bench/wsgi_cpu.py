@@ -18,14 +18,13 @@ current directory), so the same file serves for an earlier revision's worktree::
 from __future__ import annotations
 
 import argparse
-import base64
 import io
 import os
 import random
-import secrets
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -51,20 +50,17 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--uncached", action="store_true")
     args = parser.parse_args()
+    # Started by its path from another tree, this file's own tree provides bench.common;
+    # the tree measured is the current directory (put first on the path below).
+    sys.path.append(str(Path(__file__).resolve().parents[1]))
+    from bench import common
+
     os.environ.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "config.settings.production",
-            "SECRET_KEY": secrets.token_urlsafe(64),
-            "ENCRYPTION_KEYS": "bench:" + base64.b64encode(secrets.token_bytes(32)).decode(),
-            "JWT_PRIVATE_KEYS": "bench:" + base64.b64encode(secrets.token_bytes(32)).decode(),
-            "ALLOWED_HOSTS": "127.0.0.1",
-            "DATABASE_URL": f"postgres://postgres:postgres@127.0.0.1:5432/{args.database}",
-            "REDIS_URL": f"redis://127.0.0.1:6379/{args.redis_db}",
-            "SECURE_SSL_REDIRECT": "false",
-            "SECURE_HSTS_SECONDS": "0",
-            "LOG_LEVEL": "WARNING",
-            "CATALOG_CACHE_ENABLED": "false" if args.uncached else "true",
-        }
+        common.production_env(
+            common.database_url(args.database),
+            REDIS_URL=f"redis://127.0.0.1:6379/{args.redis_db}",
+            CATALOG_CACHE_ENABLED="false" if args.uncached else "true",
+        )
     )
     sys.path.insert(0, os.getcwd())  # the tree to measure
     from config.wsgi import application
