@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from emporium.accounts.admin import admin_login
 from emporium.accounts.api import JwksView
 from emporium.accounts.urls import auth_urlpatterns
+from emporium.core.views import home
 
 
 class ApiDocsView(SpectacularSwaggerSplitView):
@@ -39,6 +40,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("dashboard/", include("emporium.dashboard.urls")),
     path("", include("emporium.search.page_urls")),
+    path("", home, name="home"),
 ]
 
 handler400 = "emporium.core.views.bad_request"

@@ -19,6 +19,7 @@ from tests.support.routes import Route, api_routes
 
 UNSERVED = ["TRACE", "CONNECT", "PROPFIND", "BREW"]
 PAGES = {
+    "/": "GET, HEAD",
     "/search/": "GET, HEAD",
     "/products/1/": "GET, HEAD",
     "/dashboard/": "GET, HEAD",

@@ -1,12 +1,20 @@
-"""Error views for requests that never reach an API view (unknown URLs, crashes)."""
+"""The home page, and error views for requests no API view answers (unknown URLs, crashes)."""
 
 from __future__ import annotations
 
 import sys
 
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
 
 from emporium.core.errors import ServiceBusy, database_overloaded, error_body, service_busy_headers
+
+
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    """``/``: a plain page linking the API docs, search, dashboard and admin; no external assets."""
+    return render(request, "core/home.html")
 
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
