@@ -8,6 +8,7 @@ import django_stubs_ext
 import environ
 
 from config.settings.env import BASE_DIR, ENV, cache_config, database_config
+from emporium.observability.logging import logging_settings
 
 # Lets classes name the type arguments of Django's generic classes at run time
 # (``admin.ModelAdmin[Cart]``, ``models.CharField[str, str]``), as mypy's
@@ -320,6 +321,12 @@ CATALOG_CACHE_ENABLED = ENV.catalog_cache_enabled
 LEAN_GATEWAY_ENABLED = ENV.lean_gateway_enabled
 # Hot reads run as server-side prepared statements (emporium.core.db.prepared).
 DATABASE_PREPARED_STATEMENTS = ENV.database_prepared_statements
+# Prometheus metrics (emporium.core.metrics): off removes the instrumentation.
+# GET /metrics answers clients in METRICS_ALLOWED_NETWORKS or carrying the
+# bearer METRICS_TOKEN, and is a 404 to anyone else.
+METRICS_ENABLED = ENV.metrics_enabled
+METRICS_ALLOWED_NETWORKS = ENV.metrics_allowed_networks
+METRICS_TOKEN = ENV.metrics_token
 CATALOG_CACHE_MAX_AGE = ENV.catalog_cache_max_age
 CATALOG_CACHE_STALE_WHILE_REVALIDATE = ENV.catalog_cache_stale_while_revalidate
 CATALOG_CACHE_FRESH_SECONDS = ENV.catalog_cache_fresh_seconds
@@ -345,11 +352,8 @@ else:
 EMAIL_TIMEOUT = 10
 DEFAULT_FROM_EMAIL = ENV.default_from_email
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": ENV.log_level},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
-}
+# One format for every line of a process, structlog's and the standard library's
+# (emporium.observability.logging): JSON lines in production, readable lines embedded.
+LOG_FORMAT = ENV.log_format or ("json" if EMPORIUM_PROFILE == "production" else "console")
+LOGGING_CONFIG = "emporium.observability.logging.logging_configure"
+LOGGING = logging_settings(log_format=LOG_FORMAT, level=ENV.log_level)

@@ -13,6 +13,7 @@ environment wins over the file.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import re
 import secrets
 from dataclasses import dataclass
@@ -71,6 +72,7 @@ class Environment:
     broker_url: str | None
     sqlite_path: Path
     log_level: str
+    log_format: str | None
     max_request_body_bytes: int
     throttle_login_ip: str
     throttle_login_account: str
@@ -94,6 +96,12 @@ class Environment:
     catalog_cache_enabled: bool
     lean_gateway_enabled: bool
     database_prepared_statements: bool
+    metrics_enabled: bool
+    metrics_allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    metrics_token: str | None
+    metrics_port: int | None
+    metrics_bind: str
+    prometheus_multiproc_dir: Path | None
     encryption_keys: tuple[tuple[str, bytes], ...]
 
 
@@ -125,6 +133,8 @@ def read_environment() -> Environment:
             _env.str("SQLITE_PATH", default=str(BASE_DIR / "var" / "emporium.sqlite3"))
         ),
         log_level=_env.str("LOG_LEVEL", default="INFO"),
+        # json or console; unset, the profile decides (config.settings.base.LOG_FORMAT).
+        log_format=_env.str("LOG_FORMAT", default=None) or None,
         max_request_body_bytes=_env.int("MAX_REQUEST_BODY_BYTES", default=2 * 1024 * 1024),
         throttle_login_ip=_env.str("THROTTLE_LOGIN_IP", default="30/min"),
         throttle_login_account=_env.str("THROTTLE_LOGIN_ACCOUNT", default="5/min"),
@@ -147,6 +157,24 @@ def read_environment() -> Environment:
         # transaction mode before 1.21): hot reads then go through Django's cursor.
         database_prepared_statements=_env.bool("DATABASE_PREPARED_STATEMENTS", default=True),
         encryption_keys=encryption_keys_parse(_env.str("ENCRYPTION_KEYS", default="")),
+        # Prometheus metrics (emporium.observability.metrics): off removes the instrumentation.
+        metrics_enabled=_env.bool("METRICS_ENABLED", default=True),
+        # Who may read GET /metrics: clients in these networks, or a request with the token.
+        metrics_allowed_networks=networks_parse(
+            "METRICS_ALLOWED_NETWORKS",
+            _env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"]),
+        ),
+        metrics_token=_env.str("METRICS_TOKEN", default=None) or None,
+        # A process without an HTTP port of its own (worker, beat, relay) serves
+        # /metrics here; unset, each takes its own default port.
+        metrics_port=_env.int("METRICS_PORT", default=None),
+        metrics_bind=_env.str("METRICS_BIND", default="127.0.0.1"),
+        # The web workers' shared metric files; unset, the server launcher makes one.
+        prometheus_multiproc_dir=(
+            Path(_env.str("PROMETHEUS_MULTIPROC_DIR"))
+            if _env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+            else None
+        ),
         order_payment_timeout_seconds=_env.int("ORDER_PAYMENT_TIMEOUT_SECONDS", default=1800),
         low_stock_threshold=_env.int("LOW_STOCK_THRESHOLD", default=5),
         payment_provider_url=_env.str("PAYMENT_PROVIDER_URL", default="http://127.0.0.1:8100"),
@@ -158,6 +186,19 @@ def read_environment() -> Environment:
             "DEFAULT_FROM_EMAIL", default="Emporium <orders@emporium.example>"
         ),
     )
+
+
+def networks_parse(
+    variable: str, entries: list[str]
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Comma-separated CIDRs (a bare address is a network of one); a wrong one stops startup."""
+    networks = []
+    for entry in entries:
+        try:
+            networks.append(ipaddress.ip_network(entry.strip(), strict=False))
+        except ValueError as error:
+            raise ImproperlyConfigured(f"{variable}: {entry!r} is not a network: {error}") from None
+    return tuple(networks)
 
 
 # A key id goes into every ciphertext (``v1:<kid>:...``); no ":" and no LIKE wildcard.

@@ -47,8 +47,9 @@ SECRET_KEY = ENV.secret_key or ""  # never empty: refused above
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = ENV.secure_ssl_redirect
-# Load balancers probe the app servers over plain HTTP on the private network.
-SECURE_REDIRECT_EXEMPT = [r"^health/"]
+# Load balancers probe the app servers, and Prometheus scrapes them, over plain
+# HTTP on the private network.
+SECURE_REDIRECT_EXEMPT = [r"^health/", r"^healthz$", r"^readyz$", r"^metrics$"]
 SECURE_HSTS_SECONDS = ENV.hsts_seconds
 SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 SECURE_HSTS_PRELOAD = True

@@ -156,11 +156,12 @@ def environment_problems(env: Environment, *, require_secret_key: bool) -> list[
         "REDIS_URL": env.redis_url,
         "BROKER_URL": env.broker_url,
         "EMAIL_URL": env.email_url,
+        "METRICS_TOKEN": env.metrics_token,
     }
     return retired + problems(
         values,
         required=("SECRET_KEY",) if require_secret_key else (),
-        hmac_keys={"SECRET_KEY", "PAYMENT_WEBHOOK_SECRET"},
+        hmac_keys={"SECRET_KEY", "PAYMENT_WEBHOOK_SECRET", "METRICS_TOKEN"},
         urls=SERVICE_URL_NAMES,
     )
 
