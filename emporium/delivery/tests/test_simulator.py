@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 
+from emporium.accounts.models import User
 from emporium.delivery.models import TelemetryPoint
 from emporium.delivery.simulation import MAX_SPEED_MPS, TraceGenerator, metres_between
 from emporium.delivery.tests.support import is_postgresql, make_device
@@ -181,6 +182,30 @@ def test_simulator_reads_tokens_from_a_file_and_skips_the_check_without_staff(
     assert "summary check skipped" in output
     assert "rejected 0" in output
     assert TelemetryPoint.objects.filter(device_id=device.pk).count() == 10
+
+
+@pytest.mark.django_db(transaction=True)
+def test_without_the_summary_check_issuing_devices_makes_no_staff_account(
+    live_server: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    call_command(
+        "simulate_telemetry",
+        "--devices=1",
+        "--rate=2",
+        "--duration=1",
+        "--batch-size=2",
+        "--concurrency=1",
+        "--seed=3",
+        f"--url={live_server.url}",
+        "--issue-devices",
+        "--no-summary-check",
+    )
+
+    output = capsys.readouterr().out
+    assert "summary check" not in output
+    assert not User.objects.filter(username="telemetry-simulator").exists()
+    assert not User.objects.filter(is_staff=True).exists()
+    assert TelemetryPoint.objects.count() > 0
 
 
 def test_a_rate_below_one_point_per_second_is_kept_on_average() -> None:
