@@ -55,15 +55,22 @@ WEBHOOK_SECRET = $(BIN)/python -c "from django.conf import settings; print(setti
 ## Install, migrate, load demo data and serve the API and WebSockets (uvicorn on config.asgi,
 ## through emporium.core.servers: header and keep-alive timeouts, no trust in forwarded headers)
 ## on the embedded profile, with the simulated payment provider on port $(PROVIDER_PORT) and the
-## telemetry simulator driving the demo's couriers. Ctrl-C stops all three.
+## telemetry simulator driving the demo's couriers. Once the server answers, run_banner prints
+## its URLs and the demo logins, and the telemetry simulator starts. The simulators write to
+## var/log/ (the telemetry one's duplicates and rejections are on purpose). Ctrl-C stops all.
 run: install
 	DJANGO_SETTINGS_MODULE=$(SETTINGS) $(BIN)/python manage.py migrate --no-input
 	DJANGO_SETTINGS_MODULE=$(SETTINGS) $(BIN)/python manage.py seed_demo --products $(SEED_PRODUCTS)
 	export DJANGO_SETTINGS_MODULE=$(SETTINGS); \
 	PAYMENT_WEBHOOK_SECRET="$$($(WEBHOOK_SECRET))" || exit 1; export PAYMENT_WEBHOOK_SECRET; \
-	$(BIN)/python -m simulators.payment_provider --port $(PROVIDER_PORT) & provider=$$!; \
-	( sleep 3; exec $(BIN)/python manage.py simulate_telemetry --devices 20 --rate 1 --batch-size 5 \
-	    --duration 86400 --url http://$(HOST):$(PORT) --issue-devices ) & telemetry=$$!; \
+	mkdir -p var/log; \
+	$(BIN)/python -m simulators.payment_provider --port $(PROVIDER_PORT) \
+	    >var/log/payment-provider.log 2>&1 & provider=$$!; \
+	( $(BIN)/python manage.py run_banner --url http://$(HOST):$(PORT) \
+	    --log-file var/log/payment-provider.log --log-file var/log/telemetry-simulator.log || exit 1; \
+	  exec $(BIN)/python manage.py simulate_telemetry --devices 20 --rate 1 --batch-size 5 \
+	    --duration 86400 --url http://$(HOST):$(PORT) --issue-devices --no-summary-check \
+	    >var/log/telemetry-simulator.log 2>&1 ) & telemetry=$$!; \
 	trap 'kill $$provider $$telemetry 2>/dev/null' EXIT INT TERM; \
 	PAYMENT_PROVIDER_URL=http://127.0.0.1:$(PROVIDER_PORT) \
 	$(BIN)/python -m emporium.core.servers uvicorn config.asgi:application \

@@ -6,6 +6,7 @@ embedded profile, the one profile where ``seed_demo`` gives them a known passwor
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
@@ -24,7 +25,6 @@ from emporium.demo.seeding import (
 # (label, path) of each place a new user wants, in the order the banner lists them.
 PLACES: tuple[tuple[str, str], ...] = (
     ("Home", "/"),
-    ("API", "/api/"),
     ("API docs (Swagger UI)", "/api/docs/"),
     ("OpenAPI schema", "/api/schema/"),
     ("Search page", "/search/"),
@@ -34,8 +34,8 @@ PLACES: tuple[tuple[str, str], ...] = (
     ("Liveness", "/healthz"),
     ("Readiness", "/readyz"),
 )
-# Answered by the server as soon as it serves requests, without a database query.
-POLL_PATH = "/health/live"
+# The home page: a template and no database query. Any answer below 500 means "up".
+POLL_PATH = "/"
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,7 @@ def demo_logins() -> list[Login]:
 def server_wait(base_url: str, *, timeout: float, interval: float = 0.25) -> bool:
     """Polls the server until it answers any HTTP status below 500; False after ``timeout``."""
     deadline = time.monotonic() + timeout
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per poll otherwise
     with httpx.Client(timeout=2.0) as client:
         while time.monotonic() < deadline:
             try:
