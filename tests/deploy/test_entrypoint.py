@@ -1,0 +1,343 @@
+"""deploy/docker/entrypoint.sh, the image's one entry point, run on the host.
+
+The script under test runs for real under /bin/sh. Where a role would start a
+server, a directory of stub executables (``python``, ``celery``) stands in for
+the server on PATH: each records its argv, its process id and the signals it
+gets. The ``migrate`` role also runs with the real interpreter against a
+PostgreSQL database of its own, and ``healthcheck`` against a real HTTP server.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.support.processes import free_port, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+ENTRYPOINT = ROOT / "deploy" / "docker" / "entrypoint.sh"
+
+# A stub server: writes its argv (one per line), then "pid <n>", then waits for
+# SIGTERM when STUB_WAIT is set, recording it, as a server that shuts down cleanly.
+STUB = """#!/bin/sh
+{ echo "argv0 $(basename "$0")"; for a in "$@"; do echo "arg $a"; done; echo "pid $$"; \
+  echo "settings $DJANGO_SETTINGS_MODULE"; } >> "$STUB_RECORD"
+if [ -n "${STUB_WAIT:-}" ]; then
+  trap 'echo "signal TERM" >> "$STUB_RECORD"; exit 0' TERM
+  echo ready >> "$STUB_RECORD"
+  while :; do sleep 0.05; done
+fi
+"""
+
+
+@pytest.fixture
+def stubs(tmp_path: Path) -> Path:
+    directory = tmp_path / "bin"
+    directory.mkdir()
+    for name in ("python", "celery"):
+        stub = directory / name
+        stub.write_text(STUB)
+        stub.chmod(0o755)
+    return directory
+
+
+def _environment(stubs: Path, record: Path, **extra: str) -> dict[str, str]:
+    return {
+        "PATH": f"{stubs}:/usr/bin:/bin",
+        "STUB_RECORD": str(record),
+        **extra,
+    }
+
+
+def _run(stubs: Path, record: Path, *argv: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - the script under test
+        ["/bin/sh", str(ENTRYPOINT), *argv],
+        cwd=ROOT,
+        env=_environment(stubs, record, **extra),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def _recorded(record: Path) -> tuple[str, list[str]]:
+    lines = record.read_text().splitlines()
+    program = next(line.split(" ", 1)[1] for line in lines if line.startswith("argv0 "))
+    return program, [line[4:] for line in lines if line.startswith("arg ")]
+
+
+ROLES = {
+    "web": (
+        "python",
+        [
+            "-m",
+            "emporium.core.servers",
+            "granian",
+            "--interface",
+            "wsgi",
+            "--host",
+            "0.0.0.0",  # noqa: S104 - inside a container
+            "--port",
+            "8000",
+            "--workers",
+            "2",
+            "--blocking-threads",
+            "1",
+            "config.wsgi:application",
+        ],
+    ),
+    "ws": (
+        "python",
+        [
+            "-m",
+            "emporium.core.servers",
+            "uvicorn",
+            "config.asgi:application",
+            "--host",
+            "0.0.0.0",  # noqa: S104
+            "--port",
+            "8001",
+            "--workers",
+            "1",
+        ],
+    ),
+    "worker": (
+        "celery",
+        ["-A", "config", "worker", "-Q", "payments,email,default", "--loglevel", "INFO"],
+    ),
+    "beat": (
+        "celery",
+        ["-A", "config", "beat", "--loglevel", "INFO", "--schedule", "/tmp/celerybeat-schedule"],  # noqa: S108
+    ),
+    "relay": ("python", ["manage.py", "outbox_relay"]),
+    "publisher": ("python", ["manage.py", "dashboard_publisher"]),
+    "manage": ("python", ["manage.py", "check", "--deploy"]),
+}
+
+
+@pytest.mark.parametrize("role", sorted(ROLES))
+def test_each_role_runs_its_command_in_place_of_the_script(
+    role: str, stubs: Path, tmp_path: Path
+) -> None:
+    record = tmp_path / "record"
+    extra = ["check", "--deploy"] if role == "manage" else []
+    process = subprocess.Popen(  # noqa: S603
+        ["/bin/sh", str(ENTRYPOINT), role, *extra],
+        cwd=ROOT,
+        env=_environment(stubs, record),
+    )
+    assert process.wait(timeout=30) == 0
+    program, argv = _recorded(record)
+    assert (program, argv) == ROLES[role]
+    text = record.read_text()
+    # exec: the server has the script's process id, so it gets the runtime's signals.
+    assert f"pid {process.pid}" in text
+    # Production unless the environment names another profile.
+    assert "settings config.settings.production" in text
+
+
+def test_the_environment_sets_ports_workers_queues_and_profile(stubs: Path, tmp_path: Path) -> None:
+    record = tmp_path / "record"
+    done = _run(
+        stubs,
+        record,
+        "web",
+        "--backpressure",
+        "64",
+        PORT="9000",
+        WEB_WORKERS="4",
+        DJANGO_SETTINGS_MODULE="config.settings.embedded",
+    )
+    assert done.returncode == 0, done.stderr
+    _, argv = _recorded(record)
+    assert argv[argv.index("--port") + 1] == "9000"
+    assert argv[argv.index("--workers") + 1] == "4"
+    # Extra arguments go before the application, which granian takes last.
+    assert argv[-3:] == ["--backpressure", "64", "config.wsgi:application"]
+    assert "settings config.settings.embedded" in record.read_text()
+
+    record.unlink()
+    assert _run(stubs, record, "worker", CELERY_QUEUES="payments").returncode == 0
+    _, argv = _recorded(record)
+    assert argv[argv.index("-Q") + 1] == "payments"
+
+
+def test_sigterm_reaches_the_server(stubs: Path, tmp_path: Path) -> None:
+    record = tmp_path / "record"
+    process = subprocess.Popen(  # noqa: S603
+        ["/bin/sh", str(ENTRYPOINT), "worker"],
+        cwd=ROOT,
+        env=_environment(stubs, record, STUB_WAIT="1"),
+    )
+    try:
+        assert wait_until(lambda: record.exists() and "ready" in record.read_text(), timeout=10)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert "signal TERM" in record.read_text()
+
+
+def test_no_role_is_a_usage_error_and_other_commands_run_as_given(
+    stubs: Path, tmp_path: Path
+) -> None:
+    record = tmp_path / "record"
+    done = _run(stubs, record)
+    assert done.returncode == 64
+    assert "usage:" in done.stderr
+    assert not record.exists()
+    done = _run(stubs, record, "sh", "-c", "echo shell $0", "x")
+    assert (done.returncode, done.stdout) == (0, "shell x\n")
+
+
+# -- healthcheck, against a real HTTP server --------------------------------------
+
+
+class _Health(http.server.BaseHTTPRequestHandler):
+    status = 200
+    hosts: list[tuple[str | None, str | None]] = []
+
+    def do_GET(self) -> None:
+        type(self).hosts.append((self.headers["Host"], self.headers["X-Forwarded-Proto"]))
+        code = type(self).status if self.path == "/healthz" else 404
+        self.send_response(code)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def health_server() -> Iterator[int]:
+    _Health.status = 200
+    _Health.hosts = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield int(server.server_address[1])
+    server.shutdown()
+    server.server_close()
+
+
+def _healthcheck(*argv: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603
+        ["/bin/sh", str(ENTRYPOINT), "healthcheck", *argv],
+        cwd=ROOT,
+        env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", **extra},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_healthcheck_passes_on_2xx_only(health_server: int) -> None:
+    port = str(health_server)
+    healthy = _healthcheck(PORT=port, ALLOWED_HOSTS="shop.example.com,api.example.com")
+    assert healthy.returncode == 0, healthy.stderr
+    # The first allowed host and HTTPS, so Django neither refuses nor redirects the probe.
+    assert _Health.hosts == [("shop.example.com", "https")]
+
+    _Health.status = 503
+    assert _healthcheck(PORT=port).returncode != 0
+    assert _healthcheck(f"http://127.0.0.1:{port}/elsewhere").returncode != 0
+    # Nobody listening.
+    assert _healthcheck(PORT=str(free_port())).returncode != 0
+
+
+# -- migrate, with the real interpreter on PostgreSQL -----------------------------
+
+
+def _production_environment(database_url: str) -> dict[str, str]:
+    from config.settings.jwt_keys import jwt_key_entry
+
+    return {
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": base64.urlsafe_b64encode(os.urandom(48)).decode(),
+        "ENCRYPTION_KEYS": f"t1:{base64.b64encode(os.urandom(32)).decode()}",
+        "JWT_PRIVATE_KEYS": jwt_key_entry("t1"),
+        "ALLOWED_HOSTS": "shop.example.com",
+    }
+
+
+@pytest.fixture
+def empty_database(database_url: str) -> Iterator[str]:
+    if not database_url.startswith(("postgres://", "postgresql://")):
+        pytest.skip("the migrate role needs PostgreSQL")
+    server, name = database_url.rsplit("/", 1)
+    name = f"{name.split('?')[0]}_entrypoint"
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield f"{server}/{name}"
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_migrate_waits_for_the_database_then_migrates_it(empty_database: str) -> None:
+    environment = _production_environment(empty_database)
+    started = time.monotonic()
+    done = subprocess.run(  # noqa: S603
+        ["/bin/sh", str(ENTRYPOINT), "migrate"],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    with psycopg.connect(empty_database) as connection:
+        row = connection.execute(
+            "SELECT count(*) FROM django_migrations WHERE app = 'orders'"
+        ).fetchone()
+    assert row is not None
+    assert row[0] > 0
+    # A second run has nothing to do and says so.
+    again = subprocess.run(  # noqa: S603
+        ["/bin/sh", str(ENTRYPOINT), "migrate"],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert again.returncode == 0, again.stderr
+    assert "No migrations to apply" in again.stdout
+    assert time.monotonic() - started < 300
+
+
+def test_migrate_gives_up_on_a_database_that_never_answers(database_url: str) -> None:
+    environment = _production_environment(
+        f"postgres://postgres:postgres@127.0.0.1:{free_port()}/nothing"
+    )
+    started = time.monotonic()
+    done = subprocess.run(  # noqa: S603
+        ["/bin/sh", str(ENTRYPOINT), "migrate"],
+        cwd=ROOT,
+        env={**environment, "DATABASE_WAIT_SECONDS": "2"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "did not answer in time" in done.stderr
+    assert "waiting for the database" in done.stderr
+    assert 2 <= time.monotonic() - started < 30
