@@ -14,6 +14,9 @@ tests all start servers this way, so no server runs without them.
   closed after ``HTTP_KEEP_ALIVE_TIMEOUT_SECONDS``. granian has both settings;
   uvicorn has only the second, so :class:`HttpToolsProtocolWithHeaderTimeout`
   adds the first.
+- Metrics: the server's workers share a directory of metric files
+  (``PROMETHEUS_MULTIPROC_DIR``), emptied or made anew at each start, so
+  ``/metrics`` on any worker answers for all of them.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from config.settings.env import ENV
+from emporium.observability.metrics import MULTIPROCESS_VARIABLE, multiprocess_directory_prepare
 
 
 class HttpToolsProtocolWithHeaderTimeout(HttpToolsProtocol):
@@ -100,10 +104,23 @@ def server_command(server: str, arguments: list[str]) -> list[str]:
     return [sys.executable, "-m", server, *SERVERS[server](), *arguments]
 
 
+def metrics_environment_prepare() -> None:
+    """Gives the server about to start its own empty directory of worker metric files.
+
+    Set in the environment before the server starts, so every worker's
+    prometheus-client writes there and a scrape of any worker adds up all of
+    them (``emporium.observability.metrics``).
+    """
+    if ENV.metrics_enabled:
+        directory = multiprocess_directory_prepare(server_pid=os.getpid())
+        os.environ[MULTIPROCESS_VARIABLE] = str(directory)
+
+
 def main(argv: list[str]) -> None:
     if not argv or argv[0] not in SERVERS:
         sys.exit(f"usage: python -m emporium.core.servers {{{'|'.join(SERVERS)}}} <arguments>")
     command = server_command(argv[0], argv[1:])
+    metrics_environment_prepare()  # the server keeps this process's id: exec, not fork
     os.execv(command[0], command)  # noqa: S606 - this interpreter, a fixed module
 
 
