@@ -1,0 +1,191 @@
+"""The monitoring files of deploy/: Prometheus' configuration, the alert rules and
+their unit tests (run by promtool), and the Grafana dashboards' definition.
+
+promtool comes with Debian's ``prometheus`` package (CI installs it). Without it
+these tests skip, and fail instead when EMPORIUM_REQUIRE_SERVICES=1. Whether the
+dashboards' queries return data is tests/test_dashboards_live.py's question.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PROMETHEUS = ROOT / "deploy" / "prometheus"
+GRAFANA = ROOT / "deploy" / "grafana"
+MONITORING_DOC = ROOT / "docs" / "monitoring.md"
+JOBS = {
+    "emporium-web",
+    "emporium-ws",
+    "emporium-worker",
+    "emporium-beat",
+    "emporium-relay",
+    "emporium-publisher",
+}
+
+
+def require_tool(name: str) -> str:
+    """The tool's path; skips without it, or fails when EMPORIUM_REQUIRE_SERVICES=1."""
+    path = shutil.which(name)
+    if path is None:
+        problem = f"{name} is not installed (apt-get install prometheus)"
+        if os.environ.get("EMPORIUM_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"EMPORIUM_REQUIRE_SERVICES=1 but {problem}")
+        pytest.skip(problem)
+    return path
+
+
+def promtool(*arguments: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - promtool on the repository's files
+        [require_tool("promtool"), *map(str, arguments)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    groups = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())["groups"]
+    return [rule for group in groups for rule in group["rules"] if "alert" in rule]
+
+
+def heading_anchor(heading: str) -> str:
+    """The anchor GitHub and most Markdown renderers give a heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def test_prometheus_configuration_is_valid(tmp_path: Path) -> None:
+    syntax = promtool("check", "config", "--syntax-only", PROMETHEUS / "prometheus.yml")
+    assert syntax.returncode == 0, syntax.stdout + syntax.stderr
+    # In full (rule files and the token file read too), with the token where it is installed.
+    config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
+    token = tmp_path / "token"
+    token.write_text("a-token\n")
+    for job in config["scrape_configs"]:
+        if "authorization" in job:
+            job["authorization"]["credentials_file"] = str(token)
+    shutil.copy(PROMETHEUS / "alerts.yml", tmp_path / "alerts.yml")
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    full = promtool("check", "config", tmp_path / "prometheus.yml")
+    assert full.returncode == 0, full.stdout + full.stderr
+
+
+def test_every_process_is_scraped_and_the_app_ports_with_the_token() -> None:
+    config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(jobs) == JOBS
+    for name in ("emporium-web", "emporium-ws"):
+        assert jobs[name]["authorization"]["type"] == "Bearer"
+        assert jobs[name]["authorization"]["credentials_file"].startswith("/")
+    assert config["rule_files"] == ["alerts.yml"]
+
+
+def test_alert_rules_are_valid() -> None:
+    result = promtool("check", "rules", PROMETHEUS / "alerts.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_alert_rules_pass_their_unit_tests() -> None:
+    result = promtool("test", "rules", PROMETHEUS / "alerts_test.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_alert_is_tested_firing_and_quiet() -> None:
+    """Each alert has a case where it fires and one where it must not."""
+    tests = yaml.safe_load((PROMETHEUS / "alerts_test.yml").read_text())["tests"]
+    fires: set[str] = set()
+    quiet: set[str] = set()
+    for case in tests:
+        for check in case.get("alert_rule_test", []):
+            (fires if check["exp_alerts"] else quiet).add(check["alertname"])
+    names = {rule["alert"] for rule in alert_rules()}
+    assert names - fires == set(), "alerts never shown to fire"
+    assert names - quiet == set(), "alerts never shown to stay quiet"
+
+
+def test_the_unit_tests_can_fail(tmp_path: Path) -> None:
+    """The same tests against rules whose thresholds are out of reach fail for every alert."""
+    rules = (PROMETHEUS / "alerts.yml").read_text()
+    unreachable = re.sub(r"(expr: .*?)(> [\d.]+|== [01])", r"\1> 1e12", rules)
+    unreachable = re.sub(r"(\n\s+)\) > [\d.]+\n", r"\1) > 1e12\n", unreachable)
+    (tmp_path / "alerts.yml").write_text(unreachable)
+    shutil.copy(PROMETHEUS / "alerts_test.yml", tmp_path / "alerts_test.yml")
+    result = promtool("test", "rules", tmp_path / "alerts_test.yml")
+    assert result.returncode != 0
+    for name in {rule["alert"] for rule in alert_rules()}:
+        assert f"alertname: {name}," in result.stdout + result.stderr, name
+
+
+def test_every_alert_links_its_runbook_section() -> None:
+    anchors = {
+        heading_anchor(line.lstrip("#"))
+        for line in MONITORING_DOC.read_text().splitlines()
+        if line.startswith("#")
+    }
+    for rule in alert_rules():
+        url = rule["annotations"]["runbook_url"]
+        assert url == f"docs/monitoring.md#{rule['alert'].lower()}", rule["alert"]
+        assert url.split("#", 1)[1] in anchors, f"docs/monitoring.md has no section {url}"
+        assert rule["labels"]["severity"] in {"warning", "critical"}
+
+
+# -- Grafana ---------------------------------------------------------------------------
+
+
+def dashboards() -> dict[str, dict[str, Any]]:
+    return {
+        path.name: json.loads(path.read_text())
+        for path in sorted((GRAFANA / "dashboards").glob("*.json"))
+    }
+
+
+def test_dashboard_files_are_what_their_definition_writes() -> None:
+    result = subprocess.run(  # noqa: S603 - the repository's own script
+        [sys.executable, str(GRAFANA / "dashboards.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_dashboards_use_the_provisioned_data_source_and_do_not_overlap() -> None:
+    datasources = yaml.safe_load(
+        (GRAFANA / "provisioning" / "datasources" / "prometheus.yml").read_text()
+    )["datasources"]
+    uids = {source["uid"] for source in datasources if source["type"] == "prometheus"}
+    seen_uids = set()
+    assert dashboards()
+    for name, dashboard in dashboards().items():
+        assert dashboard["uid"] not in seen_uids, name
+        seen_uids.add(dashboard["uid"])
+        cells: set[tuple[int, int]] = set()
+        ids = [panel["id"] for panel in dashboard["panels"]]
+        assert len(ids) == len(set(ids)), name
+        for panel in dashboard["panels"]:
+            grid = panel["gridPos"]
+            area = {
+                (x, y)
+                for x in range(grid["x"], grid["x"] + grid["w"])
+                for y in range(grid["y"], grid["y"] + grid["h"])
+            }
+            assert grid["x"] + grid["w"] <= 24
+            assert not area & cells, f"{name}: {panel['title']} overlaps another panel"
+            cells |= area
+            if panel["type"] != "row":
+                assert panel["targets"], f"{name}: {panel['title']} has no query"
+                for target in panel["targets"]:
+                    assert target["datasource"]["uid"] in uids
