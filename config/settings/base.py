@@ -51,6 +51,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: the request id is bound before anything logs, and the access-log
+    # line (emporium.observability.requests) sees every answer, refusals included.
+    "emporium.observability.requests.RequestContextMiddleware",
     # Outermost, so the dashboard's latency figures include every other middleware.
     "emporium.dashboard.middleware.RequestTimingMiddleware",
     "django.middleware.security.SecurityMiddleware",

@@ -44,7 +44,7 @@ from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation
 from django.core.handlers.wsgi import WSGIRequest
 from django.core.signals import request_finished, request_started
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
-from django.urls import resolve
+from django.urls import ResolverMatch, resolve
 from django.utils.module_loading import import_string
 
 from emporium.core.errors import database_overloaded
@@ -59,6 +59,8 @@ Handler = Callable[..., HttpResponse | None]
 # phase sets headers: both phases run here, as Django would run them.
 RUN = frozenset(
     {
+        # Binds the request id, sets X-Request-ID and writes the access-log line.
+        "emporium.observability.requests.RequestContextMiddleware",
         "django.middleware.security.SecurityMiddleware",
         "emporium.core.middleware.SecurityHeadersMiddleware",
         "django.middleware.common.CommonMiddleware",
@@ -77,6 +79,9 @@ SKIP = frozenset(
         "django.middleware.csrf.CsrfViewMiddleware",
         "django.contrib.auth.middleware.AuthenticationMiddleware",
         "django.contrib.messages.middleware.MessageMiddleware",
+        # Tracing's server span (emporium.observability.tracing): a span begun here
+        # would stay open if the route handed the request to Django after all.
+        "opentelemetry.instrumentation.django.middleware.otel_middleware._DjangoMiddleware",
     }
 )
 
@@ -94,6 +99,9 @@ class Route:
     handler: Handler
     view_path: str
     view_headers: dict[str, str] = field(default_factory=dict)
+    # The URL configuration's match for view_path: its route pattern names the
+    # route in the access log, as on Django's path (its arguments are view_path's).
+    view_match: ResolverMatch | None = None
 
 
 def _middleware(paths: Sequence[str]) -> tuple[list[Any], list[Any]]:
@@ -151,6 +159,7 @@ class LeanGateway:
                 route.handler,
                 route.view_path,
                 view_default_headers(route.view_path),
+                resolve(route.view_path),
             )
             for route in routes
         ]
@@ -183,6 +192,7 @@ class LeanGateway:
     ) -> list[bytes] | None:
         started = time.perf_counter()
         request = WSGIRequest(environ)
+        request.resolver_match = route.view_match
         request_started.send(sender=self.__class__, environ=environ)
         try:
             response = self._respond(request, route, arguments)

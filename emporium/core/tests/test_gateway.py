@@ -85,11 +85,18 @@ def environ_for(
     return make
 
 
+_PER_CALL_HEADERS = frozenset({"Last-Modified", "X-Request-ID"})
+
+
 def call(application: Callable[..., Iterable[bytes]], environ: dict[str, Any]) -> Answer:
-    """What a WSGI server would send: status, headers (a multiset) and body."""
+    """What a WSGI server would send: status, headers (a multiset) and body.
+
+    Last-Modified and a generated X-Request-ID differ from call to call: they
+    are compared as present or not.
+    """
     status, header_list, body = wsgi_call(application, environ)
     headers = Counter(
-        (name, "present" if name == "Last-Modified" else value) for name, value in header_list
+        (name, "present" if name in _PER_CALL_HEADERS else value) for name, value in header_list
     )
     return Answer(status, headers, body)
 
