@@ -64,6 +64,19 @@ except Exception as error:
 ' "$1"
 }
 
+# Secrets as files (compose secrets, Kubernetes secret volumes): NAME_FILE=/path
+# sets NAME to the file's content, unless NAME itself is set. A file that cannot
+# be read stops the start.
+for name in $(env | sed -n 's/^\([A-Z][A-Z0-9_]*\)_FILE=.*/\1/p'); do
+  eval "given=\${$name:-}"
+  if [ -z "$given" ]; then
+    eval "file=\${${name}_FILE}"
+    value=$(cat -- "$file") || { echo "cannot read ${name}_FILE ($file)" >&2; exit 1; }
+    export "$name=$value"
+  fi
+done
+unset name given file value
+
 [ $# -gt 0 ] || usage
 role=$1
 shift

@@ -32,7 +32,7 @@ ENTRYPOINT = ROOT / "deploy" / "docker" / "entrypoint.sh"
 # SIGTERM when STUB_WAIT is set, recording it, as a server that shuts down cleanly.
 STUB = """#!/bin/sh
 { echo "argv0 $(basename "$0")"; for a in "$@"; do echo "arg $a"; done; echo "pid $$"; \
-  echo "settings $DJANGO_SETTINGS_MODULE"; } >> "$STUB_RECORD"
+  echo "settings $DJANGO_SETTINGS_MODULE"; echo "secret ${SECRET_KEY:-}"; } >> "$STUB_RECORD"
 if [ -n "${STUB_WAIT:-}" ]; then
   trap 'echo "signal TERM" >> "$STUB_RECORD"; exit 0' TERM
   echo ready >> "$STUB_RECORD"
@@ -189,6 +189,28 @@ def test_sigterm_reaches_the_server(stubs: Path, tmp_path: Path) -> None:
         if process.poll() is None:
             process.kill()
     assert "signal TERM" in record.read_text()
+
+
+def test_secrets_come_from_files_named_by_name_file(stubs: Path, tmp_path: Path) -> None:
+    record = tmp_path / "record"
+    secret = tmp_path / "secret_key"
+    secret.write_text("from-the-file\n")
+    done = _run(stubs, record, "relay", SECRET_KEY_FILE=str(secret))
+    assert done.returncode == 0, done.stderr
+    assert "secret from-the-file\n" in record.read_text()
+    # A value given directly wins over the file.
+    record.unlink()
+    assert (
+        _run(stubs, record, "relay", SECRET_KEY_FILE=str(secret), SECRET_KEY="direct").returncode
+        == 0
+    )
+    assert "secret direct\n" in record.read_text()
+    # A file that cannot be read stops the start before any server runs.
+    record.unlink()
+    done = _run(stubs, record, "relay", SECRET_KEY_FILE=str(tmp_path / "missing"))
+    assert done.returncode != 0
+    assert "cannot read SECRET_KEY_FILE" in done.stderr
+    assert not record.exists()
 
 
 def test_no_role_is_a_usage_error_and_other_commands_run_as_given(
