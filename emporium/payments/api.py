@@ -111,7 +111,9 @@ class PaymentWebhookView(APIView):
             applied = outcome
         elif event_type == "charge.declined":
             applied = services.payment_mark_failed(
-                payment_id=payment_id, reason=f"declined: {data.get('decline_code', 'declined')}"
+                payment_id=payment_id,
+                reason=f"declined: {data.get('decline_code', 'declined')}",
+                outcome="declined",
             )
         else:
             return Response({"status": "ignored"})

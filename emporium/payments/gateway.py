@@ -20,6 +20,8 @@ import httpx
 import pybreaker
 from django.conf import settings
 
+from emporium.observability import domain_metrics
+
 logger = logging.getLogger(__name__)
 
 
@@ -56,6 +58,23 @@ class PaymentGateway(Protocol):
     def charge_outcome(self, *, idempotency_key: str) -> ChargeResult | None: ...
 
 
+class BreakerOpenGauge(pybreaker.CircuitBreakerListener):
+    """Keeps ``emporium_payment_breaker_open`` at the state this process last saw.
+
+    The state lives in Redis; pybreaker reads it before every call and tells its
+    listeners when it differs from what it had cached, so a breaker opened by
+    another worker shows here at this process's next call to the provider.
+    """
+
+    def state_change(
+        self,
+        cb: pybreaker.CircuitBreaker,
+        old_state: pybreaker.CircuitBreakerState | None,
+        new_state: pybreaker.CircuitBreakerState,
+    ) -> None:
+        domain_metrics.PAYMENT_BREAKER_OPEN.set(1 if new_state.name == pybreaker.STATE_OPEN else 0)
+
+
 @cache
 def provider_breaker() -> pybreaker.CircuitBreaker:
     storage: pybreaker.CircuitBreakerStorage
@@ -75,6 +94,7 @@ def provider_breaker() -> pybreaker.CircuitBreaker:
         # Only the provider being unwell counts against it, not declines.
         exclude=[PaymentDeclined, ProviderRejected],
         state_storage=storage,
+        listeners=[BreakerOpenGauge()],
         name="payment-provider",
     )
 

@@ -14,6 +14,7 @@ import random
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from typing import Literal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -22,6 +23,7 @@ from django.utils import timezone
 from emporium.accounts.models import User
 from emporium.core.errors import Conflict, InvalidInput
 from emporium.integrations import events
+from emporium.observability import domain_metrics
 from emporium.orders.locks import order_lock
 from emporium.orders.models import Order, OrderStatus
 from emporium.orders.services import IllegalTransition, order_transition
@@ -103,6 +105,7 @@ def payment_mark_succeeded(*, payment_id: int, provider_reference: str) -> bool:
             # the customer must get the money back.
             logger.warning("payment %s succeeded on a closed order; refunding", payment_id)
             _refund_record(payment)
+    domain_metrics.PAYMENTS.labels("succeeded").inc()
     return True
 
 
@@ -185,10 +188,22 @@ def payment_late_success(*, payment_id: int, provider_reference: str) -> bool:
             return False
         logger.warning("payment %s was charged after it was given up; refunding", payment_id)
         _refund_record(Payment.objects.get(pk=payment_id))
+    domain_metrics.PAYMENTS.labels("late_success").inc()
     return True
 
 
-def payment_mark_failed(*, payment_id: int, reason: str, outcome_unknown: bool = False) -> bool:
+# Why a payment failed, as counted by ``emporium_payments_total{outcome}``: the
+# provider declined the charge, refused our request, or never answered in time.
+FailureOutcome = Literal["declined", "rejected", "failed"]
+
+
+def payment_mark_failed(
+    *,
+    payment_id: int,
+    reason: str,
+    outcome: FailureOutcome = "failed",
+    outcome_unknown: bool = False,
+) -> bool:
     """Settles a pending payment as failed, and its pending order; False if already settled.
 
     ``outcome_unknown`` says we stopped asking without a decision (timeouts): the
@@ -210,6 +225,7 @@ def payment_mark_failed(*, payment_id: int, reason: str, outcome_unknown: bool =
             order_transition(
                 order_id=payment.order_id, to_status=OrderStatus.PAYMENT_FAILED, reason=reason[:255]
             )
+    domain_metrics.PAYMENTS.labels(outcome).inc()
     return True
 
 
@@ -264,10 +280,11 @@ def payment_refund_for_cancelled_order(*, order_id: int, from_status: str) -> in
 
 
 def payment_mark_refunded(*, payment_id: int, refund_reference: str) -> bool:
-    return bool(
-        Payment.objects.filter(pk=payment_id, status=PaymentStatus.SUCCEEDED).update(
-            status=PaymentStatus.REFUNDED,
-            refund_reference=refund_reference,
-            updated_at=timezone.now(),
-        )
+    moved = Payment.objects.filter(pk=payment_id, status=PaymentStatus.SUCCEEDED).update(
+        status=PaymentStatus.REFUNDED,
+        refund_reference=refund_reference,
+        updated_at=timezone.now(),
     )
+    if moved:
+        domain_metrics.PAYMENTS.labels("refunded").inc()
+    return bool(moved)

@@ -69,10 +69,14 @@ def payment_process(self: Task[[int], str], payment_id: int) -> str:
             reference=f"payment-{payment.pk}",
         )
     except PaymentDeclined as declined:
-        services.payment_mark_failed(payment_id=payment.pk, reason=f"declined: {declined.code}")
+        services.payment_mark_failed(
+            payment_id=payment.pk, reason=f"declined: {declined.code}", outcome="declined"
+        )
         return "declined"
     except ProviderRejected as rejected:
-        services.payment_mark_failed(payment_id=payment.pk, reason=f"rejected: {rejected}")
+        services.payment_mark_failed(
+            payment_id=payment.pk, reason=f"rejected: {rejected}", outcome="rejected"
+        )
         return "rejected"
     except ProviderUnavailable as unavailable:
         attempt = self.request.retries

@@ -36,6 +36,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from emporium.observability import domain_metrics
 from emporium.realtime import groups as group_names
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,11 @@ CLOSE_TOO_SLOW = 4408
 CLOSE_SERVICE_RESTART = 1012
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+# The metric children the fan-out touches, looked up once.
+_SENT = domain_metrics.WEBSOCKET_MESSAGES_SENT
+_DROPPED_SLOW_CLIENT = domain_metrics.WEBSOCKET_MESSAGES_DROPPED.labels("slow_client")
+_DROPPED_SUPERSEDED = domain_metrics.WEBSOCKET_MESSAGES_DROPPED.labels("superseded")
 
 
 @dataclass(frozen=True)
@@ -126,10 +132,14 @@ class Connection:
         """Queues one event; called on the hub's loop for every member of a group."""
         if self._closing:
             return
-        if not self.policy.drop_oldest and len(self.buffer) >= self.policy.capacity:
-            logger.info("closing a connection whose buffer of %s is full", self.policy.capacity)
-            self.close_soon(CLOSE_TOO_SLOW)
-            return
+        if len(self.buffer) >= self.policy.capacity:
+            if not self.policy.drop_oldest:
+                logger.info("closing a connection whose buffer of %s is full", self.policy.capacity)
+                # This event and every one still waiting: the client refetches them over REST.
+                _DROPPED_SLOW_CLIENT.inc(len(self.buffer) + 1)
+                self.close_soon(CLOSE_TOO_SLOW)
+                return
+            _DROPPED_SUPERSEDED.inc()  # the append below pushes the oldest out
         self.buffer.append(text)
         self._wake.set()
 
@@ -146,6 +156,7 @@ class Connection:
                     wake.clear()
                     await wake.wait()
                 await self._send({"type": "websocket.send", "text": buffer.popleft()})
+                _SENT.inc()
                 if interval:
                     await asyncio.sleep(interval)
         except (OSError, RuntimeError) as error:
@@ -245,6 +256,7 @@ class Hub:
                 self.groups = {}
                 self.users = {}
                 self.count = 0
+                domain_metrics.WEBSOCKET_CONNECTIONS.set(0)
                 self.subscribed = set(self.ALWAYS_SUBSCRIBED)
                 self._tasks = set()
                 self._subscription_lock = asyncio.Lock()
@@ -310,6 +322,7 @@ class Hub:
             raise RuntimeError("a connection registers once")
         connection.registered = True
         self.count += 1
+        domain_metrics.WEBSOCKET_CONNECTIONS.set(self.count)
         self.users.setdefault(connection.user_id, set()).add(connection)
         await self.join(connection, groups)
 
@@ -339,6 +352,7 @@ class Hub:
             return
         connection.registered = False
         self.count -= 1
+        domain_metrics.WEBSOCKET_CONNECTIONS.set(self.count)
         same_user = self.users.get(connection.user_id)
         if same_user is not None:
             same_user.discard(connection)
