@@ -360,3 +360,5 @@ DEFAULT_FROM_EMAIL = ENV.default_from_email
 LOG_FORMAT = ENV.log_format or ("json" if EMPORIUM_PROFILE == "production" else "console")
 LOGGING_CONFIG = "emporium.observability.logging.logging_configure"
 LOGGING = logging_settings(log_format=LOG_FORMAT, level=ENV.log_level)
+# OpenTelemetry traces (emporium.observability.tracing): on only when an endpoint is set.
+OTEL_EXPORTER_OTLP_ENDPOINT = ENV.otel_exporter_otlp_endpoint

@@ -73,6 +73,7 @@ class Environment:
     sqlite_path: Path
     log_level: str
     log_format: str | None
+    otel_exporter_otlp_endpoint: str | None
     max_request_body_bytes: int
     throttle_login_ip: str
     throttle_login_account: str
@@ -135,6 +136,8 @@ def read_environment() -> Environment:
         log_level=_env.str("LOG_LEVEL", default="INFO"),
         # json or console; unset, the profile decides (config.settings.base.LOG_FORMAT).
         log_format=_env.str("LOG_FORMAT", default=None) or None,
+        # Traces go over OTLP/HTTP to this collector; unset, tracing is off and costs nothing.
+        otel_exporter_otlp_endpoint=_env.str("OTEL_EXPORTER_OTLP_ENDPOINT", default=None) or None,
         max_request_body_bytes=_env.int("MAX_REQUEST_BODY_BYTES", default=2 * 1024 * 1024),
         throttle_login_ip=_env.str("THROTTLE_LOGIN_IP", default="30/min"),
         throttle_login_account=_env.str("THROTTLE_LOGIN_ACCOUNT", default="5/min"),
