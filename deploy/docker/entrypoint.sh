@@ -65,12 +65,14 @@ except Exception as error:
 }
 
 # Secrets as files (compose secrets, Kubernetes secret volumes): NAME_FILE=/path
-# sets NAME to the file's content, unless NAME itself is set. A file that cannot
-# be read stops the start.
-for name in $(env | sed -n 's/^\([A-Z][A-Z0-9_]*\)_FILE=.*/\1/p'); do
-  eval "given=\${$name:-}"
-  if [ -z "$given" ]; then
-    eval "file=\${${name}_FILE}"
+# sets NAME to the file's content, unless NAME itself is set. Only the secrets the
+# settings read (config/settings/env.py), never any other *_FILE variable of the
+# environment. A file that cannot be read stops the start.
+SECRET_VARIABLES="SECRET_KEY ENCRYPTION_KEYS JWT_PRIVATE_KEYS DATABASE_URL REDIS_URL BROKER_URL
+EMAIL_URL PAYMENT_WEBHOOK_SECRET PAYMENT_PROVIDER_API_KEY METRICS_TOKEN"
+for name in $SECRET_VARIABLES; do
+  eval "given=\${$name:-} file=\${${name}_FILE:-}"
+  if [ -z "$given" ] && [ -n "$file" ]; then
     value=$(cat -- "$file") || { echo "cannot read ${name}_FILE ($file)" >&2; exit 1; }
     export "$name=$value"
   fi

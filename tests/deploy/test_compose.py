@@ -1,0 +1,219 @@
+"""deploy/compose: the stack parses (``docker-compose config``, no daemon needed),
+holds every role and server, takes its secrets from files only, and the secrets
+that make-secrets.sh generates are ones the production settings accept.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "deploy" / "compose"
+ENTRYPOINT = ROOT / "deploy" / "docker" / "entrypoint.sh"
+
+APP_ROLES = {
+    "migrate": ["migrate"],
+    "web": ["web"],
+    "ws": ["ws"],
+    "worker": ["worker"],
+    "beat": ["beat"],
+    "relay": ["relay"],
+    "publisher": ["publisher"],
+}
+SERVERS = {"nginx", "postgres", "postgres-replica", "redis", "rabbitmq", "prometheus", "grafana"}
+
+
+def _secret_variables() -> list[str]:
+    text = ENTRYPOINT.read_text()
+    start = text.index('SECRET_VARIABLES="') + len('SECRET_VARIABLES="')
+    return text[start : text.index('"', start)].split()
+
+
+def _docker_compose() -> str:
+    found = shutil.which("docker-compose")
+    if found is None:
+        if os.environ.get("EMPORIUM_REQUIRE_SERVICES") == "1":
+            pytest.fail("docker-compose is required (apt-get install docker-compose)")
+        pytest.skip("docker-compose is not installed")
+    return found
+
+
+@pytest.fixture(scope="module")
+def secrets_directory(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("compose") / "secrets"
+    subprocess.run(["/bin/sh", str(COMPOSE / "make-secrets.sh"), str(directory)], check=True)  # noqa: S603
+    return directory
+
+
+def compose_config(compose_file: Path, secrets: Path) -> subprocess.CompletedProcess[str]:
+    """The validator call every test here makes: docker-compose's own parser."""
+    return subprocess.run(  # noqa: S603
+        [_docker_compose(), "-f", str(compose_file), "config"],
+        cwd=compose_file.parent,
+        env={"PATH": os.environ["PATH"], "EMPORIUM_SECRETS": str(secrets)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def config(secrets_directory: Path) -> dict[str, Any]:
+    done = compose_config(COMPOSE / "compose.yaml", secrets_directory)
+    assert done.returncode == 0, done.stderr
+    parsed: dict[str, Any] = yaml.safe_load(done.stdout)
+    return parsed
+
+
+def test_every_role_and_server_is_a_service(config: dict[str, Any]) -> None:
+    services = config["services"]
+    assert set(services) == set(APP_ROLES) | SERVERS | {"static", "provider"}
+    for name, command in APP_ROLES.items():
+        assert services[name]["command"] == command, name
+        assert services[name]["image"] == services["web"]["image"]
+    assert services["web"]["deploy"]["replicas"] == 2
+    # Nothing of the app starts before the schema is migrated.
+    for name in APP_ROLES.keys() - {"migrate"}:
+        assert services[name]["depends_on"]["migrate"] == {
+            "condition": "service_completed_successfully"
+        }
+    assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+
+def test_app_containers_are_locked_down(config: dict[str, Any]) -> None:
+    for name in [*APP_ROLES, "static", "provider"]:
+        service = config["services"][name]
+        assert service["read_only"] is True, name
+        assert service["tmpfs"] == ["/tmp"], name  # noqa: S108
+        assert "user" not in service, name  # the image's unprivileged user
+
+
+def test_secrets_reach_the_app_as_files_only(
+    config: dict[str, Any], secrets_directory: Path
+) -> None:
+    secret_variables = set(_secret_variables())
+    for name in APP_ROLES:
+        service = config["services"][name]
+        environment = service["environment"]
+        # No secret is given by value, in compose.yaml or in emporium.env.
+        assert not secret_variables & set(environment), name
+        mounted = {entry["source"] for entry in service["secrets"]}
+        for variable, path in environment.items():
+            if variable.endswith("_FILE"):
+                assert variable.removesuffix("_FILE") in secret_variables, variable
+                assert path == f"/run/secrets/{Path(path).name}"
+                assert Path(path).name in mounted, (name, variable)
+    for name, secret in config["secrets"].items():
+        assert Path(secret["file"]) == secrets_directory / name
+        assert (secrets_directory / name).is_file(), name
+    # Files committed with the stack carry no value make-secrets.sh made.
+    committed = "".join(path.read_text() for path in COMPOSE.rglob("*") if path.is_file())
+    for secret in secrets_directory.iterdir():
+        assert secret.read_text().strip() not in committed
+
+
+def test_monitoring_mounts_the_prometheus_and_grafana_files(config: dict[str, Any]) -> None:
+    services = config["services"]
+    prometheus = {
+        volume.split(":")[1]: volume.split(":")[0] for volume in _binds(services["prometheus"])
+    }
+    assert prometheus["/etc/prometheus/prometheus.yml"] == str(
+        ROOT / "deploy/prometheus/prometheus.yml"
+    )
+    grafana = {volume.split(":")[1]: volume.split(":")[0] for volume in _binds(services["grafana"])}
+    assert grafana["/etc/grafana/provisioning"] == str(ROOT / "deploy/grafana/provisioning")
+    # Every host path a service mounts exists in the repository.
+    for service in services.values():
+        for volume in _binds(service):
+            assert Path(volume.split(":")[0]).exists(), volume
+
+
+def _binds(service: dict[str, Any]) -> list[str]:
+    return [
+        volume
+        for volume in service.get("volumes", [])
+        if isinstance(volume, str) and volume.startswith("/")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("original", "broken"),
+    [
+        ("    healthcheck: {disable: true}\n", "    healthcheck: {disabled: true}\n"),
+        ("      replicas: 2\n", "      replicas: two\n"),
+        ("        condition: service_completed_successfully\n", "        condition: finished\n"),
+    ],
+)
+def test_a_broken_stack_is_rejected(
+    original: str, broken: str, secrets_directory: Path, tmp_path: Path
+) -> None:
+    text = (COMPOSE / "compose.yaml").read_text()
+    assert original in text
+    copy = tmp_path / "compose.yaml"
+    copy.write_text(text.replace(original, broken, 1))
+    shutil.copy(COMPOSE / "emporium.env", tmp_path / "emporium.env")
+    assert compose_config(copy, secrets_directory).returncode != 0
+    # The same copy without the fault passes: the fault is what was rejected.
+    copy.write_text(text)
+    assert compose_config(copy, secrets_directory).returncode == 0
+
+
+def _check_deploy(secrets: Path) -> subprocess.CompletedProcess[str]:
+    """manage.py check --deploy on the production settings, the secrets read from files."""
+    environment = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
+    for line in (COMPOSE / "emporium.env").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            environment[name] = value
+    # TLS in front, as in production: then there is nothing to warn about.
+    environment.update(SECURE_SSL_REDIRECT="true", SECURE_HSTS_SECONDS="31536000")
+    for variable in _secret_variables():
+        if (secrets / variable.lower()).is_file():
+            environment[f"{variable}_FILE"] = str(secrets / variable.lower())
+    return subprocess.run(  # noqa: S603
+        ["/bin/sh", str(ENTRYPOINT), "manage", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_generated_secrets_satisfy_the_production_settings(
+    secrets_directory: Path, tmp_path: Path
+) -> None:
+    done = _check_deploy(secrets_directory)
+    assert done.returncode == 0, done.stdout + done.stderr
+    # A weak key in the same place is refused, so the check above could fail.
+    weak = tmp_path / "weak"
+    shutil.copytree(secrets_directory, weak)
+    (weak / "secret_key").chmod(0o644)
+    (weak / "secret_key").write_text("short\n")
+    refused = _check_deploy(weak)
+    assert refused.returncode != 0
+    assert "SECRET_KEY" in refused.stderr
+
+
+def test_make_secrets_keeps_what_exists(secrets_directory: Path) -> None:
+    before = {path.name: path.read_text() for path in secrets_directory.iterdir()}
+    subprocess.run(  # noqa: S603
+        ["/bin/sh", str(COMPOSE / "make-secrets.sh"), str(secrets_directory)],
+        check=True,
+        capture_output=True,
+    )
+    assert {path.name: path.read_text() for path in secrets_directory.iterdir()} == before
+    assert secrets_directory.stat().st_mode & 0o777 == 0o700
+    # The URLs carry the passwords of the servers they name.
+    password = before["postgres_password"].strip()
+    assert f"emporium:{password}@postgres:5432/emporium" in before["database_url"]
