@@ -6,6 +6,7 @@ from emporium.accounts.admin import admin_login
 from emporium.accounts.api import JwksView
 from emporium.accounts.urls import auth_urlpatterns
 from emporium.core.views import home
+from emporium.observability import views as observability_views
 
 
 class ApiDocsView(SpectacularSwaggerSplitView):
@@ -34,8 +35,12 @@ urlpatterns = [
     path("api/", include(api_urlpatterns)),
     # The usual place token verifiers look for the keys; the same view as /api/auth/jwks/.
     path(".well-known/jwks.json", JwksView.as_view(schema=None), name="jwks"),
-    # Before the admin's own URLs: its sign-in form under the API login's limits.
     path("health/", include("emporium.observability.urls")),
+    # The spellings an orchestrator expects, and Prometheus's scrape path.
+    path("healthz", observability_views.LiveView.as_view(), name="healthz"),
+    path("readyz", observability_views.ReadyView.as_view(), name="readyz"),
+    path("metrics", observability_views.metrics, name="metrics"),
+    # Before the admin's own URLs: its sign-in form under the API login's limits.
     path("admin/login/", admin_login, name="admin-login"),
     path("admin/", admin.site.urls),
     path("dashboard/", include("emporium.dashboard.urls")),

@@ -54,6 +54,8 @@ from django.core.cache import BaseCache, caches
 from django.http import HttpRequest, HttpResponse, HttpResponseNotModified
 from django.utils.http import http_date, parse_etags, parse_http_date_safe
 
+from emporium.observability.metrics import cache_read_record, metrics_enabled
+
 logger = logging.getLogger(__name__)
 
 _ENTRY_FORMAT = 1
@@ -344,6 +346,10 @@ def _bypass(compute: Callable[[], bytes], policy: CachePolicy) -> Lookup:
     return Lookup(entry=entry, outcome=Outcome.BYPASS)
 
 
+# Outcomes answered with bytes the cache held: counted as hits, the rest as misses.
+_FROM_CACHE = frozenset({Outcome.HIT, Outcome.STALE, Outcome.WAITED})
+
+
 def versioned_fetch(
     *,
     key: str,
@@ -355,8 +361,22 @@ def versioned_fetch(
 
     ``compute`` renders the bytes from the source of truth. An exception it
     raises propagates unchanged and nothing is cached, so error responses are
-    never stored. ``key`` may hold any characters; it is hashed.
+    never stored. ``key`` may hold any characters; it is hashed. Every read is
+    counted in ``emporium_cache_requests_total`` by its narrowest namespace.
     """
+    lookup = _fetch(key=key, namespaces=namespaces, compute=compute, policy=policy)
+    if metrics_enabled():
+        cache_read_record(namespaces, hit=lookup.outcome in _FROM_CACHE)
+    return lookup
+
+
+def _fetch(
+    *,
+    key: str,
+    namespaces: Sequence[str],
+    compute: Callable[[], bytes],
+    policy: CachePolicy,
+) -> Lookup:
     alias = policy.alias
     if not policy.enabled or _backing_off(alias):
         return _bypass(compute, policy)

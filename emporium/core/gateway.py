@@ -23,9 +23,10 @@ give; it is never tried again on Django's path. An answered request
 is finished as Django finishes it: the response phase of the header-setting
 middleware runs in Django's order, the view's default headers (``Allow``) are
 added, the request signals are sent (they return the database connection to
-the pool, or keep it to ``CONN_MAX_AGE``), and ``on_answered`` is told how
-long it took (``config.wsgi`` has the live dashboard count it, as the
-timing middleware counts requests on Django's path). The middleware list is
+the pool, or keep it to ``CONN_MAX_AGE``), and ``on_answered(request,
+response, duration_ms=)`` is told how long it took (``config.wsgi`` has the
+live dashboard and Prometheus count it, as the timing middleware counts
+requests on Django's path). The middleware list is
 checked when the gateway is built: a middleware it does not know stops the
 server from starting, so a new one cannot be skipped by accident.
 """
@@ -201,7 +202,9 @@ class LeanGateway:
         if response is None:
             return None
         if self.on_answered is not None:
-            self.on_answered(duration_ms=(time.perf_counter() - started) * 1000.0)
+            self.on_answered(
+                request, response, duration_ms=(time.perf_counter() - started) * 1000.0
+            )
         cookies = [("Set-Cookie", c.output(header="")) for c in response.cookies.values()]
         status = f"{response.status_code} {response.reason_phrase}"
         start_response(status, [*response.items(), *cookies])

@@ -1,4 +1,4 @@
-"""Times every HTTP request for the live dashboard's requests/s and p95 figures."""
+"""Times every HTTP request, once, for the live dashboard and for Prometheus."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponseBase
 
 from emporium.dashboard import collector, publisher
+from emporium.observability.instrumentation import http_request_record
+from emporium.observability.metrics import db_tally_reset, metrics_enabled
 
 # Not counted: static files, WebSockets (they never reach this middleware on
 # Channels, but a plain HTTP request to the path may), and the dashboard's own
@@ -16,8 +18,22 @@ from emporium.dashboard import collector, publisher
 EXCLUDED_PREFIXES = ("/static/", "/ws/", "/dashboard/")
 
 
+def request_answered(
+    request: HttpRequest, response: HttpResponseBase, *, duration_ms: float
+) -> None:
+    """Where one answered request's measured time goes: the dashboard and Prometheus.
+
+    Called by :class:`RequestTimingMiddleware` and, for the reads it answers, by
+    the lean gateway (``config.wsgi``), so both paths are counted alike.
+    """
+    if not request.path.startswith(EXCLUDED_PREFIXES):
+        collector.request_record(duration_ms=duration_ms)
+    if metrics_enabled():
+        http_request_record(request, response, duration_seconds=duration_ms / 1000.0)
+
+
 class RequestTimingMiddleware:
-    """Records each request's duration in this process's histogram: no I/O.
+    """Measures each request's duration and hands it to :func:`request_answered`: no I/O.
 
     Synchronous like the rest of the stack (an async one would add a thread
     switch under ASGI). In an ASGI server process it also makes sure the
@@ -28,12 +44,14 @@ class RequestTimingMiddleware:
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
         self.get_response = get_response
+        self.metrics = metrics_enabled()
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
         started = time.perf_counter()
+        if self.metrics:
+            db_tally_reset()
         response = self.get_response(request)
-        if not request.path.startswith(EXCLUDED_PREFIXES):
-            collector.request_record(duration_ms=(time.perf_counter() - started) * 1000.0)
+        request_answered(request, response, duration_ms=(time.perf_counter() - started) * 1000.0)
         if isinstance(request, ASGIRequest):
             publisher.publisher_thread_ensure()
         return response

@@ -6,17 +6,21 @@ serves worse without:
 * **required**: the database. Without it nothing but cached catalog pages can
   be answered, so the process answers 503 and the balancer sends traffic to
   an instance that can reach it.
-* **degraded**: the cache (Redis) and, in a WebSocket server, the realtime
-  transport. The API keeps answering without them (rate limits fail open,
-  catalog reads go to the database, sockets are refused with 1012 until the
-  transport reconnects), and every instance shares the same Redis: failing
-  readiness on it would take every instance out of the balancer at once and
-  turn a degraded service into an outage. They are reported in the body,
-  with the overall status ``degraded``, and the answer stays 200.
+* **degraded**: the cache (Redis), the message broker (RabbitMQ, when
+  ``BROKER_URL`` is set) and, in a WebSocket server, the realtime transport.
+  The API keeps answering without them (rate limits fail open, catalog reads
+  go to the database, events wait in the outbox until the broker is back,
+  sockets are refused with 1012 until the transport reconnects), and every
+  instance shares the same Redis and broker: failing readiness on them would
+  take every instance out of the balancer at once and turn a degraded service
+  into an outage. They are reported in the body, with the overall status
+  ``degraded``, and the answer stays 200.
 
 Each probe is bounded: the database by the pool's timeout and a statement
-timeout, Redis by the cache's socket timeouts (one second), so a probe never
-hangs on a lost dependency.
+timeout, Redis by the cache's socket timeouts (one second), the broker by a
+one-second connect timeout, so a probe never hangs on a lost dependency.
+Every assessment sets ``emporium_dependency_up`` for the database, the cache
+and the broker (when configured), 1 or 0.
 """
 
 from __future__ import annotations
@@ -25,14 +29,20 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import kombu
+from django.conf import settings
 from django.core.cache import caches
 from django.db import connection
 
+from emporium.observability.metrics import DEPENDENCY_UP
 from emporium.realtime import transport_healthy
 
 logger = logging.getLogger(__name__)
 
 DATABASE_PROBE_TIMEOUT_MS = 2000
+BROKER_PROBE_TIMEOUT_SECONDS = 1.0
+# The checks whose outcome is exported as emporium_dependency_up{dependency}.
+DEPENDENCIES = frozenset({"database", "cache", "broker"})
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,8 @@ class Check:
     name: str
     required: bool
     probe: Callable[[], None]
+    # False where the dependency is not part of this deployment (no broker configured).
+    configured: Callable[[], bool] = lambda: True
 
 
 def _database() -> None:
@@ -58,6 +70,20 @@ def _cache() -> None:
         raise RuntimeError("the cache did not return what was written")
 
 
+def _broker_url() -> str | None:
+    url: str | None = settings.EMPORIUM_EVENTS_BROKER_URL
+    return url
+
+
+def _broker() -> None:
+    """An AMQP connection opened (handshake and login) and closed, once, within the timeout."""
+    url = _broker_url()
+    if url is None:  # not configured: CHECKS never asks
+        return
+    with kombu.Connection(url, connect_timeout=BROKER_PROBE_TIMEOUT_SECONDS) as broker:
+        broker.ensure_connection(max_retries=0)  # one attempt: no retry, no backoff
+
+
 def _realtime() -> None:
     if not transport_healthy():
         raise RuntimeError("the realtime transport is reconnecting to Redis")
@@ -66,6 +92,7 @@ def _realtime() -> None:
 CHECKS: tuple[Check, ...] = (
     Check("database", required=True, probe=_database),
     Check("cache", required=False, probe=_cache),
+    Check("broker", required=False, probe=_broker, configured=lambda: _broker_url() is not None),
     Check("realtime", required=False, probe=_realtime),
 )
 
@@ -83,6 +110,8 @@ def readiness_assess() -> Readiness:
     ready = True
     degraded = False
     for check in CHECKS:
+        if not check.configured():
+            continue
         try:
             check.probe()
         except Exception as error:  # any failure of a probe, whatever the client library
@@ -95,5 +124,7 @@ def readiness_assess() -> Readiness:
                 degraded = True
         else:
             results[check.name] = "ok"
+        if check.name in DEPENDENCIES:
+            DEPENDENCY_UP.labels(check.name).set(1 if results[check.name] == "ok" else 0)
     status = "not_ready" if not ready else ("degraded" if degraded else "ready")
     return Readiness(ready=ready, status=status, checks=results)

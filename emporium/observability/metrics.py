@@ -42,7 +42,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,7 @@ from prometheus_client import (
     start_http_server,
 )
 
-from config.settings.env import ENV
+from config.settings import env as environment
 
 MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -160,7 +160,7 @@ def db_connection_instrument(connection: Any, **kwargs: object) -> None:
 _NUMBERED = re.compile(r"\.\d+$")
 
 
-def cache_read_record(namespaces: tuple[str, ...] | list[str], *, hit: bool) -> None:
+def cache_read_record(namespaces: Sequence[str], *, hit: bool) -> None:
     """Counts one cached read under its narrowest namespace, without any id in it.
 
     ``("catalog", "catalog.product.42")`` is counted as ``catalog.product``, so
@@ -195,8 +195,8 @@ def multiprocess_directory_prepare(*, server_pid: int) -> Path:
     the server's process id. Directories of servers that no longer run are
     removed on the way.
     """
-    if ENV.prometheus_multiproc_dir is not None:
-        directory = ENV.prometheus_multiproc_dir
+    if environment.ENV.prometheus_multiproc_dir is not None:
+        directory = environment.ENV.prometheus_multiproc_dir
         directory.mkdir(parents=True, exist_ok=True)
         for file in directory.glob("*.db"):
             file.unlink(missing_ok=True)
@@ -213,7 +213,7 @@ def multiprocess_directory_prepare(*, server_pid: int) -> Path:
 
 
 def _multiprocess_directory() -> str | None:
-    directory = ENV.prometheus_multiproc_dir
+    directory = environment.ENV.prometheus_multiproc_dir
     return str(directory) if directory is not None else None
 
 
@@ -278,6 +278,6 @@ def metrics_serve(*, default_port: int) -> int:
     """
     if not metrics_enabled():
         return 0
-    port = ENV.metrics_port or default_port
-    start_http_server(port, addr=ENV.metrics_bind, registry=registry_for_exposition())
+    port = environment.ENV.metrics_port or default_port
+    start_http_server(port, addr=environment.ENV.metrics_bind, registry=registry_for_exposition())
     return port

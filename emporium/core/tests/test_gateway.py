@@ -28,6 +28,7 @@ from django.core.signals import request_finished, request_started
 from django.db import close_old_connections, connection
 from django.http import HttpRequest, HttpResponse
 from django.test import RequestFactory, override_settings
+from django.urls import resolve
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from config.wsgi import django_application, lean_gateway
@@ -36,6 +37,7 @@ from emporium.catalog.tests.support import PRODUCT_LIST_URL, product_url
 from emporium.core.gateway import LeanGateway, Route
 from emporium.core.tests.factories import CategoryFactory, ProductFactory, UserFactory
 from emporium.dashboard import collector
+from emporium.observability.tests.metric_samples import sample
 from tests.support.wsgi import wsgi_call
 
 pytestmark = pytest.mark.django_db
@@ -447,6 +449,25 @@ def test_the_dashboard_counts_a_request_the_gateway_answered(
     assert answer.status == "200 OK"
     assert django_app.calls == 0
     assert _counted(process_counts) == 1
+
+
+@lean_reads
+def test_prometheus_counts_a_request_the_gateway_answered_under_its_route(
+    catalog: dict[str, Any], gateway: LeanGateway, django_app: CountingApplication
+) -> None:
+    """The fast path is not invisible: counted with the pattern Django's path would name."""
+    route = resolve(product_url(catalog["products"][0].pk)).route
+    labels = {"route": route, "method": "GET", "status": "200"}
+    requests_before = sample("emporium_http_requests_total", **labels)
+    queries_before = sample("emporium_http_request_db_queries_sum", route=route)
+
+    answer = call(gateway, environ_for(product_url(catalog["products"][0].pk))())
+
+    assert answer.status == "200 OK"
+    assert django_app.calls == 0
+    assert sample("emporium_http_requests_total", **labels) == requests_before + 1
+    # The uncached read ran its statement, and the statement was counted.
+    assert sample("emporium_http_request_db_queries_sum", route=route) > queries_before
 
 
 @lean_reads

@@ -1,13 +1,21 @@
 from __future__ import annotations
 
+import socket
+import time
 from typing import Any
 
 import pytest
-from django.test import Client
+from django.conf import settings
+from django.test import Client, override_settings
+from prometheus_client import REGISTRY
 
 from emporium.observability import health
 
 pytestmark = pytest.mark.django_db
+
+
+def sample(name: str, **labels: str) -> float | None:
+    return REGISTRY.get_sample_value(name, labels)
 
 
 def test_live_answers_without_asking_any_dependency(client: Client) -> None:
@@ -19,13 +27,50 @@ def test_live_answers_without_asking_any_dependency(client: Client) -> None:
 
 
 def test_ready_reports_every_check(client: Client) -> None:
+    # The broker is checked where one is configured (BROKER_URL), as in production.
+    broker = {"broker": "ok"} if settings.EMPORIUM_EVENTS_BROKER_URL else {}
+
     response = client.get("/health/ready")
 
     assert response.status_code == 200
     assert response.json() == {
         "status": "ready",
-        "checks": {"database": "ok", "cache": "ok", "realtime": "ok"},
+        "checks": {"database": "ok", "cache": "ok", **broker, "realtime": "ok"},
     }
+    assert sample("emporium_dependency_up", dependency="database") == 1
+    assert sample("emporium_dependency_up", dependency="cache") == 1
+
+
+@pytest.mark.parametrize(
+    ("spelled", "old"), [("/healthz", "/health/live"), ("/readyz", "/health/ready")]
+)
+def test_the_probes_answer_at_the_paths_an_orchestrator_expects(
+    client: Client, spelled: str, old: str
+) -> None:
+    assert client.get(spelled).json() == client.get(old).json()
+    assert client.post(spelled).status_code == 405
+
+
+def test_an_unreachable_broker_answers_fast_and_names_the_broker(client: Client) -> None:
+    """Nothing listens on the port: the probe fails at once, and says which dependency failed."""
+    with socket.socket() as placeholder:
+        placeholder.bind(("127.0.0.1", 0))  # a port of this test's, never listened on
+        closed_port = placeholder.getsockname()[1]
+        with override_settings(
+            EMPORIUM_EVENTS_BROKER_URL=f"amqp://guest:guest@127.0.0.1:{closed_port}//"
+        ):
+            started = time.monotonic()
+            response = client.get("/readyz")
+            elapsed = time.monotonic() - started
+
+    assert elapsed < health.BROKER_PROBE_TIMEOUT_SECONDS + 1
+    # A broker outage degrades (events wait in the outbox), it does not empty the balancer.
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "degraded"
+    assert body["checks"]["broker"].startswith("failed: ")
+    assert body["checks"]["database"] == "ok"
+    assert sample("emporium_dependency_up", dependency="broker") == 0
 
 
 def _failing(name: str, required: bool) -> health.Check:

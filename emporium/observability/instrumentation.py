@@ -1,0 +1,67 @@
+"""HTTP requests and their database statements, counted for Prometheus.
+
+A request is timed once, by whatever answers it: ``RequestTimingMiddleware``
+on Django's path, the lean gateway for the reads it answers
+(``emporium.core.gateway``). Both hand the one measurement to
+``emporium.dashboard.middleware.request_answered``, which gives it to the live
+dashboard and to :func:`http_request_record` here. The route label is the URL
+pattern the request resolved to (the gateway sets the pattern of the view it
+stands in for), ``unmatched`` when none did; readiness and liveness probes are
+not counted (they are not traffic, and come every few seconds).
+
+Statements are timed by an execute wrapper on every database connection
+(``metrics.db_connection_instrument``), counted per thread from the start of
+the request (``request_started``, and again by the timing middleware, which
+under ASGI may run on another thread than the signal).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.signals import request_started
+from django.db.backends.signals import connection_created
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
+
+from emporium.observability import metrics
+
+# Readiness and liveness probes: the old spellings and the ones an orchestrator expects.
+PROBE_PATHS = frozenset({"/health/live", "/health/ready", "/healthz", "/readyz"})
+# Any other method string would be a label value a client could choose.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def route_of(request: HttpRequest) -> str:
+    match = request.resolver_match
+    return match.route if match is not None else metrics.UNMATCHED_ROUTE
+
+
+def http_request_record(
+    request: HttpRequest, response: HttpResponseBase, *, duration_seconds: float
+) -> None:
+    """Counts one answered request, its latency and its database statements."""
+    if request.path in PROBE_PATHS:
+        return
+    route = route_of(request)
+    method = request.method if request.method in _METHODS else "other"
+    queries, db_seconds = metrics.db_tally()
+    metrics.HTTP_REQUESTS.labels(route, method, str(response.status_code)).inc()
+    metrics.HTTP_REQUEST_DURATION.labels(route, method).observe(duration_seconds)
+    metrics.HTTP_REQUEST_DB_QUERIES.labels(route).observe(queries)
+    metrics.HTTP_REQUEST_DB_DURATION.labels(route).observe(db_seconds)
+
+
+def _request_began(sender: object, **kwargs: Any) -> None:
+    metrics.db_tally_reset()
+
+
+def instrumentation_install() -> None:
+    """Times database statements and marks where requests begin; once per process.
+
+    Called by the app's ``ready()`` when ``METRICS_ENABLED`` is on; with it off
+    nothing is connected and no statement is wrapped.
+    """
+    connection_created.connect(metrics.db_connection_instrument, dispatch_uid="emporium.metrics.db")
+    request_started.connect(_request_began, dispatch_uid="emporium.metrics.request")
+    metrics.worker_exit_register()
