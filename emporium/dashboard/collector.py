@@ -131,6 +131,15 @@ class SecondStore(Protocol):
 
     def read(self, seconds: Iterable[int]) -> SecondCounts: ...
 
+    def read_each(self, seconds: Iterable[int]) -> dict[int, SecondCounts]: ...
+
+
+def _total(counts: Iterable[SecondCounts]) -> SecondCounts:
+    total = SecondCounts()
+    for each in counts:
+        total.add(each)
+    return total
+
 
 def _second_key(second: int) -> str:
     return f"dashboard:second:{second}"
@@ -155,13 +164,18 @@ class RedisSecondStore:
         pipeline.execute()
 
     def read(self, seconds: Iterable[int]) -> SecondCounts:
+        return _total(self.read_each(seconds).values())
+
+    def read_each(self, seconds: Iterable[int]) -> dict[int, SecondCounts]:
+        """Each second's counts (empty where nothing was counted), in one round trip."""
+        ordered = list(seconds)
         pipeline = self._client.pipeline(transaction=False)
-        for second in seconds:
+        for second in ordered:
             pipeline.hgetall(self._cache.make_key(_second_key(second)))
-        total = SecondCounts()
-        for fields in pipeline.execute():
-            total.add(SecondCounts.from_fields(fields))
-        return total
+        return {
+            second: SecondCounts.from_fields(fields)
+            for second, fields in zip(ordered, pipeline.execute(), strict=True)
+        }
 
 
 class CacheSecondStore:
@@ -188,11 +202,15 @@ class CacheSecondStore:
             self._cache.set_many(merged, timeout=SECOND_TTL_SECONDS)
 
     def read(self, seconds: Iterable[int]) -> SecondCounts:
-        stored = self._cache.get_many([_second_key(second) for second in seconds])
-        total = SecondCounts()
-        for fields in stored.values():
-            total.add(SecondCounts.from_fields(fields))
-        return total
+        return _total(self.read_each(seconds).values())
+
+    def read_each(self, seconds: Iterable[int]) -> dict[int, SecondCounts]:
+        """Each second's counts (empty where nothing was counted)."""
+        keys = {second: _second_key(second) for second in seconds}
+        stored = self._cache.get_many(list(keys.values()))
+        return {
+            second: SecondCounts.from_fields(stored.get(key, {})) for second, key in keys.items()
+        }
 
 
 STORE_CACHE_ALIAS = "default"
@@ -321,7 +339,11 @@ def traffic_figures(
 ) -> TrafficFigures:
     """Rates and p95 over the ``window_seconds`` whole seconds ending with ``last_second``."""
     seconds = range(last_second - window_seconds + 1, last_second + 1)
-    total = (store or second_store()).read(seconds)
+    return figures_of((store or second_store()).read(seconds), window_seconds=window_seconds)
+
+
+def figures_of(total: SecondCounts, *, window_seconds: int) -> TrafficFigures:
+    """Rates and p95 of what was counted over ``window_seconds`` seconds."""
     return TrafficFigures(
         requests_per_second=sum(total.requests.values()) / window_seconds,
         p95_ms=percentile(total.requests, 0.95),

@@ -9,9 +9,17 @@ from decimal import Decimal
 from typing import Any
 
 from django.db.models import Count, Sum
+from django.db.models.functions import TruncSecond
 from redis.exceptions import RedisError
 
-from emporium.dashboard.collector import SecondStore, traffic_figures
+from emporium.dashboard.collector import (
+    SECOND_TTL_SECONDS,
+    SecondCounts,
+    SecondStore,
+    figures_of,
+    second_store,
+    traffic_figures,
+)
 from emporium.orders.models import Order
 from emporium.realtime import connections_open
 
@@ -21,6 +29,9 @@ ORDER_WINDOW = timedelta(seconds=60)
 # Requests/s, p95 and telemetry points/s are taken over this many whole seconds,
 # enough for a p95 that does not jump with every slow request.
 TRAFFIC_WINDOW_SECONDS = 5
+# The charts start with this much history: as far back as the shared store keeps every
+# second a point needs (SECOND_TTL_SECONDS), less a margin for seconds about to expire.
+HISTORY_SECONDS = SECOND_TTL_SECONDS - TRAFFIC_WINDOW_SECONDS - 10
 
 
 @dataclass(frozen=True)
@@ -95,3 +106,61 @@ def metrics_read(*, second: int, store: SecondStore | None = None) -> Metrics:
         telemetry_points_per_second=traffic.telemetry_points_per_second,
         websocket_connections=websocket_connections(),
     )
+
+
+def _orders_by_second(*, first: int, last: int) -> dict[int, tuple[int, Decimal]]:
+    """Orders placed in each whole second from ``first`` to ``last``: one grouped query."""
+    rows = (
+        Order.objects.filter(
+            created_at__gte=datetime.fromtimestamp(first, tz=UTC),
+            created_at__lt=datetime.fromtimestamp(last + 1, tz=UTC),
+        )
+        .annotate(second=TruncSecond("created_at"))
+        .values("second")
+        .annotate(orders=Count("id"), revenue=Sum("total_amount"))
+    )
+    return {
+        int(row["second"].timestamp()): (row["orders"], row["revenue"] or Decimal("0.00"))
+        for row in rows
+    }
+
+
+def metrics_history(
+    *, second: int, seconds: int = HISTORY_SECONDS, store: SecondStore | None = None
+) -> list[Metrics]:
+    """The figures as ``metrics_read`` gave them for each of the ``seconds`` seconds up to
+    ``second``, oldest first, so that the charts start with the recent past.
+
+    One grouped query for the orders and one read of the shared store for the
+    traffic, whatever the number of points. The open WebSockets of the past are
+    not kept anywhere, so they are None. An order's minute is counted by whole
+    seconds here (``metrics_read`` uses the exact time), which moves an order
+    at most one point earlier or later.
+    """
+    points = range(second - seconds + 1, second + 1)
+    order_window = int(ORDER_WINDOW.total_seconds())
+    orders = _orders_by_second(first=points[0] - order_window, last=points[-1] - 1)
+    traffic = (store or second_store()).read_each(
+        range(points[0] - TRAFFIC_WINDOW_SECONDS, points[-1])
+    )
+    history = []
+    for point in points:
+        placed = [
+            orders.get(each, (0, Decimal("0.00"))) for each in range(point - order_window, point)
+        ]
+        window = SecondCounts()
+        for each in range(point - TRAFFIC_WINDOW_SECONDS, point):
+            window.add(traffic[each])
+        figures = figures_of(window, window_seconds=TRAFFIC_WINDOW_SECONDS)
+        history.append(
+            Metrics(
+                at=datetime.fromtimestamp(point, tz=UTC),
+                orders_per_minute=sum(count for count, _ in placed),
+                revenue_per_minute=sum((revenue for _, revenue in placed), Decimal("0.00")),
+                requests_per_second=figures.requests_per_second,
+                p95_ms=figures.p95_ms,
+                telemetry_points_per_second=figures.telemetry_points_per_second,
+                websocket_connections=None,
+            )
+        )
+    return history

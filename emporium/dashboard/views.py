@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import math
+import time
 from typing import Any
 
 from django.contrib.auth.views import LoginView, LogoutView, redirect_to_login
@@ -12,16 +15,34 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+from redis.exceptions import RedisError
 
 from emporium.core.throttling import login_attempt_wait
 from emporium.dashboard.forms import StaffAuthenticationForm
 from emporium.dashboard.models import VIEW_DASHBOARD
+from emporium.dashboard.selectors import metrics_history
+
+logger = logging.getLogger(__name__)
 
 # Built by `make frontend` from frontend/src (not committed; see ADR 0015).
 BUNDLE = "dashboard/build/dashboard.js"
 SOCKET_PATH = "/ws/dashboard/"
 # How much history the charts keep in the browser.
 CHART_WINDOW_MINUTES = 15
+
+
+def history_json() -> str:
+    """The ``metrics`` events of the last minutes as JSON, for the charts to start from.
+
+    The page carries it in a data attribute (its policy allows no inline script).
+    A store that cannot be read leaves the charts to fill from the live stream.
+    """
+    try:
+        events = [metrics.as_event() for metrics in metrics_history(second=int(time.time()))]
+    except (RedisError, OSError):
+        logger.warning("could not read the dashboard's history", exc_info=True)
+        events = []
+    return json.dumps(events, separators=(",", ":"))
 
 
 def bundle_built() -> bool:
@@ -45,6 +66,7 @@ def dashboard_page(request: HttpRequest) -> HttpResponse:
             "bundle": BUNDLE,
             "socket_path": SOCKET_PATH,
             "window_minutes": CHART_WINDOW_MINUTES,
+            "history": history_json(),
         },
     )
 

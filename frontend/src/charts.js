@@ -108,21 +108,40 @@ export class MetricCharts {
 
   // Appends one metrics event to every chart and forgets points older than the window.
   add(event) {
-    const at = Date.parse(event.ts);
-    if (!Number.isFinite(at)) return;
-    for (const spec of this.specs) {
-      const chart = this.charts[spec.id];
-      if (!chart) continue;
-      spec.lines.forEach((line, index) => {
-        const data = chart.data.datasets[index].data;
-        const last = data[data.length - 1];
-        if (last && last.x >= at) return; // a repeated or late event
-        data.push({ x: at, y: numberOrNull(event[line.field]) });
-        this.#trim(data, at);
-      });
-      this.#frame(chart, at);
+    this.seed([event]);
+  }
+
+  // Appends metrics events, oldest first (the page's history, then each live one),
+  // and redraws each chart once.
+  seed(events) {
+    let latest = null;
+    for (const event of events) {
+      const at = Date.parse(event.ts);
+      if (!Number.isFinite(at)) continue;
+      latest = Math.max(latest ?? at, at);
+      for (const spec of this.specs) {
+        const chart = this.charts[spec.id];
+        if (!chart) continue;
+        spec.lines.forEach((line, index) => {
+          const data = chart.data.datasets[index].data;
+          const last = data[data.length - 1];
+          if (last && last.x >= at) return; // a repeated or late event
+          data.push({ x: at, y: numberOrNull(event[line.field]) });
+          this.#trim(data, at);
+        });
+      }
+    }
+    if (latest === null) return;
+    for (const chart of Object.values(this.charts)) {
+      this.#frame(chart, latest);
       chart.update("none");
     }
+  }
+
+  // How many points the first line of a chart holds (for people and tests looking in).
+  points(id) {
+    const chart = this.charts[id];
+    return chart ? chart.data.datasets[0].data.length : 0;
   }
 
   // Breaks the lines where the stream was interrupted, instead of joining across the gap.

@@ -28,6 +28,16 @@ function showFigures(event) {
   if (time) time.textContent = new Date(Date.parse(event.ts)).toLocaleTimeString([], { hour12: false });
 }
 
+// The metrics events of the last minutes, rendered into the page by the server.
+function historyEvents(root) {
+  try {
+    const events = JSON.parse(root.dataset.history || "[]");
+    return Array.isArray(events) ? events : [];
+  } catch {
+    return [];
+  }
+}
+
 function start() {
   const root = document.getElementById("dashboard");
   if (!root) return;
@@ -42,8 +52,13 @@ function start() {
     lastMetrics: null,
     charts: charts.charts,
     positions,
+    historyPoints: 0,
   };
   window.emporiumDashboard = state;
+  const history = historyEvents(root);
+  charts.seed(history);
+  state.historyPoints = history.length;
+  if (history.length) showFigures(history[history.length - 1]);
 
   const handlers = {
     metrics(event) {

@@ -365,3 +365,119 @@ def test_dashboard_follows_telemetry_and_orders_live(asgi_server: Server) -> Non
                 f"server log:\n{asgi_server.log()[-5000:]}"
             ) from error
     assert problems == [], asgi_server.log()
+
+
+def _telemetry(api: Api, device: Any, start: datetime, route: list[tuple[float, float]]) -> None:
+    result = api.call(
+        "POST",
+        "/api/telemetry/",
+        headers={"Authorization": f"Device {device['token']}", "Content-Type": "application/json"},
+        content=_points(device["id"], start, route),
+    )
+    assert result["accepted"] == len(route)
+
+
+def _sign_in(page: Any, server: Server) -> None:
+    page.goto(f"{server.url}/dashboard/login/?next=/dashboard/")
+    page.get_by_label("Username").fill(STAFF_USERNAME)
+    page.get_by_label("Password").fill(STAFF_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{server.url}/dashboard/")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_dashboard_starts_with_history_a_scale_bar_and_separate_labels(
+    asgi_server: Server,
+) -> None:
+    _require_bundle()
+    api = Api(asgi_server.url)
+    staff_token = api.login(STAFF_USERNAME, STAFF_PASSWORD)
+    # Traffic and telemetry before anyone opens the page: the charts must show them at once.
+    devices = [
+        api.call("POST", "/api/devices/", token=staff_token, expect=201, json={"name": name})
+        for name in ("van 20", "van 7")
+    ]
+    start = datetime.now(tz=UTC).replace(microsecond=0) - timedelta(seconds=20)
+    # Two couriers 20 m apart: at any zoom their labels would sit side by side.
+    _telemetry(api, devices[0], start, [(52.52000, 13.40500), (52.52010, 13.40510)])
+    _telemetry(api, devices[1], start, [(52.52000, 13.40530), (52.52005, 13.40540)])
+    for _ in range(5):
+        api.call("GET", "/api/categories/")
+    # Every process flushes its counts to the shared store within about a second.
+    flushed_by = datetime.now(tz=UTC) + timedelta(seconds=2.5)
+    wait_until(lambda: datetime.now(tz=UTC) >= flushed_by, timeout=10, interval=0.1)
+    opened_at_ms = datetime.now(tz=UTC).timestamp() * 1000
+
+    with browser_page() as (page, problems):
+        page.set_default_timeout(WAIT_MS)
+        try:
+            _sign_in(page, asgi_server)
+            page.wait_for_function("() => window.emporiumDashboard !== undefined")
+            history = page.evaluate("() => window.emporiumDashboard.historyPoints")
+            assert history >= 120, history
+            # The history drew points from before the page was opened: requests, p95
+            # and telemetry points per second above zero.
+            seeded = page.evaluate(
+                """(openedAt) => {
+                    const charts = window.emporiumDashboard.charts;
+                    const before = (chart, dataset) => chart.data.datasets[dataset].data
+                        .filter((point) => point.x < openedAt);
+                    return {
+                        requests: before(charts.api, 0).some((point) => point.y > 0),
+                        p95: before(charts.api, 1).some((point) => point.y > 0),
+                        telemetry: before(charts.telemetry, 0).some((point) => point.y > 0),
+                        orders: before(charts.orders, 0).length,
+                    };
+                }""",
+                opened_at_ms,
+            )
+            assert seeded["requests"], seeded
+            assert seeded["p95"], seeded
+            assert seeded["telemetry"], seeded
+            assert seeded["orders"] >= 120, seeded
+
+            # The live stream carries on from where the history ends.
+            page.wait_for_function("() => window.emporiumDashboard.metricsReceived >= 1")
+            page.wait_for_function("() => window.emporiumDashboard.connection === 'open'")
+
+            # The couriers report again, now that the page listens.
+            later = start + timedelta(seconds=10)
+            _telemetry(api, devices[0], later, [(52.52020, 13.40520)])
+            _telemetry(api, devices[1], later, [(52.52010, 13.40550)])
+            page.wait_for_function(
+                "() => document.querySelector('#positions-map').dataset.devices === '2'"
+            )
+            # The map has a scale bar with a round length, and both couriers' labels...
+            scale = page.locator("#positions-scale")
+            assert float(scale.get_attribute("data-metres") or 0) > 0
+            assert float(scale.get_attribute("data-pixels") or 0) > 20
+            assert (page.locator("#positions-scale text").first.text_content() or "").endswith(" m")
+            # ...read apart: no two label boxes overlap, and none covers a marker.
+            overlaps = page.evaluate(
+                """() => {
+                    const boxes = (selector) => [...document.querySelectorAll(selector)]
+                        .map((node) => node.getBBox());
+                    const labels = boxes("#positions-map text.marker-label");
+                    const markers = boxes("#positions-map circle.marker");
+                    const meet = (a, b) => a.x < b.x + b.width && b.x < a.x + a.width
+                        && a.y < b.y + b.height && b.y < a.y + a.height;
+                    const found = [];
+                    labels.forEach((label, i) => {
+                        labels.slice(i + 1).forEach((other) => {
+                            if (meet(label, other)) found.push(["label", i]);
+                        });
+                        markers.forEach((marker) => {
+                            if (meet(label, marker)) found.push(["marker", i]);
+                        });
+                    });
+                    return {labels: labels.length, found};
+                }"""
+            )
+            assert overlaps == {"labels": 2, "found": []}, overlaps
+        except Exception as error:
+            raise AssertionError(
+                f"{error}\nbrowser problems: {problems}\npage: {_page_state(page)}\n"
+                f"server log:\n{asgi_server.log()[-5000:]}"
+            ) from error
+    # No console error, page error or failed request from first paint to here.
+    assert problems == [], asgi_server.log()
