@@ -14,6 +14,7 @@ from typing import Any
 
 from django.db import transaction
 
+from emporium.core import correlation
 from emporium.integrations.models import OutboxEvent
 
 ORDER_PLACED = "order.placed"
@@ -59,6 +60,7 @@ def event_record(
         aggregate_type=aggregate_type,
         aggregate_id=str(aggregate_id),
         payload=payload,
+        correlation=correlation.carrier(),
     )
     event_hooks_after_commit()
     return event

@@ -22,6 +22,9 @@ class OutboxEvent(models.Model):
     published_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.CharField(max_length=500, blank=True, default="")
+    # The request id and trace context of the work that recorded the event
+    # (emporium.core.correlation): the relay and the tasks it starts continue them.
+    correlation = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["created_at", "id"]

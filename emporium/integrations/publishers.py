@@ -64,6 +64,8 @@ class BrokerPublisher:
                 serializer="json",
                 delivery_mode=2,
                 message_id=str(event.id),
+                # The request id and trace context of the work that recorded it.
+                headers=event.correlation,
                 # No content_type here: kombu only serialises the body when it picks
                 # the content type itself (the json serializer sets application/json).
                 retry=False,

@@ -9,12 +9,14 @@ unpublished and the next pass tries again (at-least-once, deduplicated by id).
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 
 from django.db import transaction
 from django.utils import timezone
 
+from emporium.core import correlation
 from emporium.integrations.events import handlers_for
 from emporium.integrations.models import OutboxEvent
 from emporium.integrations.publishers import EventPublisher, default_publisher
@@ -33,6 +35,37 @@ def _note_failure(event: OutboxEvent, error: Exception) -> int:
     return attempts
 
 
+class _Outcome(enum.Enum):
+    DONE = "done"  # published, follow-up started or parked: stamp it
+    RETRY = "retry"  # published, follow-up failed: the next pass tries again
+    BROKER_DOWN = "broker_down"  # not published: later events would fail the same way
+
+
+def _relay_one(event: OutboxEvent, *, publisher: EventPublisher) -> _Outcome:
+    try:
+        publisher.publish(event)
+    except Exception as error:
+        # The broker is unreachable: every later event would fail the same way.
+        logger.warning("outbox relay stopped at %s: %s", event.id, error)
+        _note_failure(event, error)
+        return _Outcome.BROKER_DOWN
+    try:
+        # A savepoint: a handler whose query fails must not abort the batch's
+        # transaction (PostgreSQL), or no event could be stamped or parked.
+        with transaction.atomic():
+            for handler in handlers_for(event.event_type):
+                handler(event)
+    except Exception as error:
+        # One event's follow-up failing must not hold back the others; it is
+        # retried on the next pass and parked after MAX_HANDLER_ATTEMPTS.
+        logger.warning("outbox handler for %s failed: %s", event.id, error)
+        if _note_failure(event, error) < MAX_HANDLER_ATTEMPTS:
+            return _Outcome.RETRY
+        logger.error("outbox event %s parked after %s attempts", event.id, MAX_HANDLER_ATTEMPTS)
+    logger.info("outbox event %s %s relayed", event.event_type, event.id)
+    return _Outcome.DONE
+
+
 def outbox_relay_batch(*, publisher: EventPublisher, limit: int = 200) -> int:
     """Publishes up to ``limit`` pending events in creation order; returns how many."""
     with transaction.atomic():
@@ -43,29 +76,14 @@ def outbox_relay_batch(*, publisher: EventPublisher, limit: int = 200) -> int:
         )
         published: list[OutboxEvent] = []
         for event in events:
-            try:
-                publisher.publish(event)
-            except Exception as error:
-                # The broker is unreachable: every later event would fail the same way.
-                logger.warning("outbox relay stopped at %s: %s", event.id, error)
-                _note_failure(event, error)
+            # The work that recorded the event continues here: its request id is
+            # on every line logged and every task started, its trace goes on.
+            with correlation.carried(event.correlation, span_name=f"outbox {event.event_type}"):
+                outcome = _relay_one(event, publisher=publisher)
+            if outcome is _Outcome.BROKER_DOWN:
                 break
-            try:
-                # A savepoint: a handler whose query fails must not abort the batch's
-                # transaction (PostgreSQL), or no event could be stamped or parked.
-                with transaction.atomic():
-                    for handler in handlers_for(event.event_type):
-                        handler(event)
-            except Exception as error:
-                # One event's follow-up failing must not hold back the others; it is
-                # retried on the next pass and parked after MAX_HANDLER_ATTEMPTS.
-                logger.warning("outbox handler for %s failed: %s", event.id, error)
-                if _note_failure(event, error) < MAX_HANDLER_ATTEMPTS:
-                    continue
-                logger.error(
-                    "outbox event %s parked after %s attempts", event.id, MAX_HANDLER_ATTEMPTS
-                )
-            published.append(event)
+            if outcome is _Outcome.DONE:
+                published.append(event)
         if published:
             OutboxEvent.objects.filter(pk__in=[event.pk for event in published]).update(
                 published_at=timezone.now()

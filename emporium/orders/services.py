@@ -24,6 +24,7 @@ from emporium.accounts.models import User
 from emporium.carts.models import CartItem, ShoppingCart
 from emporium.catalog import services as catalog_services
 from emporium.catalog.models import Product
+from emporium.core import correlation
 from emporium.core.errors import Conflict
 from emporium.integrations import events
 from emporium.orders.locks import order_lock
@@ -168,7 +169,8 @@ _ORDER_PLACE_CALL = (
     "p_user_id => %(user_id)s, p_low_stock => %(low_stock)s, p_row_uuid => %(row_uuid)s,"
     " p_shipping_address => %(shipping_address)s, p_phone => %(phone)s,"
     " p_phone_index => %(phone_index)s, p_status => %(status)s,"
-    " p_order_placed => %(order_placed)s, p_stock_low => %(stock_low)s)"
+    " p_order_placed => %(order_placed)s, p_stock_low => %(stock_low)s,"
+    " p_correlation => %(correlation)s::jsonb)"
 )
 
 
@@ -193,6 +195,7 @@ def _order_place_postgresql(
         "status": str(OrderStatus.PENDING_PAYMENT),
         "order_placed": events.ORDER_PLACED,
         "stock_low": events.STOCK_LOW,
+        "correlation": json.dumps(correlation.carrier()),
     }
 
     def place() -> tuple[int, datetime, str, str, int]:

@@ -307,14 +307,27 @@ def _installing_migrations() -> list[tuple[str, str]]:
 @pytest.mark.usefixtures("_postgresql", "rolled_back")
 @pytest.mark.parametrize("key", _installing_migrations(), ids="/".join)
 def test_a_sql_migration_runs_backwards_and_forwards(key: tuple[str, str]) -> None:
-    migration = MigrationLoader(None, ignore_no_migrations=True).disk_migrations[key]
+    disk_migrations = MigrationLoader(None, ignore_no_migrations=True).disk_migrations
+    migration = disk_migrations[key]
     operations = [op for op in migration.operations if isinstance(op, InstallSQL)]
     names = set()
     for operation in operations:
         for text in (operation.sql, operation.previous):
             names |= _defined(text)[0]
-    before = _function_bodies(names)
     state = ProjectState()
+    # The database as this migration left it: later versions of its files are
+    # undone first (a later one may have changed a function's signature).
+    later = [
+        op
+        for other in _installing_migrations()
+        if other[0] == key[0] and other[1] > key[1]
+        for op in disk_migrations[other].operations
+        if isinstance(op, InstallSQL) and op.name in {o.name for o in operations}
+    ]
+    with connection.schema_editor(atomic=False) as editor:
+        for operation in reversed(later):
+            operation.database_backwards(key[0], editor, state, state)
+    before = _function_bodies(names)
 
     with connection.schema_editor(atomic=False) as editor:
         for operation in reversed(operations):

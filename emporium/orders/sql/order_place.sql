@@ -11,8 +11,9 @@
 -- The caller passes what Python owns: the low-stock threshold, the order's
 -- row_uuid with the shipping address and phone already sealed with it (and the
 -- phone's blind index; the keys never reach the database), the new order's
--- status (OrderStatus.PENDING_PAYMENT) and the outbox event types
--- (events.ORDER_PLACED, events.STOCK_LOW).
+-- status (OrderStatus.PENDING_PAYMENT), the outbox event types
+-- (events.ORDER_PLACED, events.STOCK_LOW) and the events' correlation (the
+-- request id and trace context of the checkout, emporium.core.correlation).
 --
 -- Installed by the orders migrations (manage.py sqlmigrations writes them);
 -- emporium/orders/tests/test_place_paths.py runs this function and the Python
@@ -28,7 +29,8 @@ CREATE OR REPLACE FUNCTION emporium_order_place(
     p_phone_index text,
     p_status text,
     p_order_placed text,
-    p_stock_low text
+    p_stock_low text,
+    p_correlation jsonb
 )
 RETURNS TABLE (order_id bigint, placed_at timestamptz, total text, items jsonb, event_id bigint)
 LANGUAGE plpgsql
@@ -130,7 +132,7 @@ BEGIN
 
     INSERT INTO integrations_outboxevent
         (id, event_type, aggregate_type, aggregate_id, payload, created_at, published_at,
-         attempts, last_error)
+         attempts, last_error, correlation)
     VALUES (
         gen_random_uuid(), p_order_placed, 'order', v_order::text,
         jsonb_build_object(
@@ -143,16 +145,16 @@ BEGIN
                           'price', l -> 'price'))
                         FROM jsonb_array_elements(v_lines) AS l)
         ),
-        now(), NULL, 0, ''
+        now(), NULL, 0, '', p_correlation
     );
 
     -- p_stock_low once, when a line takes the stock from above the threshold to at or below it.
     INSERT INTO integrations_outboxevent
         (id, event_type, aggregate_type, aggregate_id, payload, created_at, published_at,
-         attempts, last_error)
+         attempts, last_error, correlation)
     SELECT gen_random_uuid(), p_stock_low, 'product', l.product_id::text,
            jsonb_build_object('product_id', l.product_id, 'stock_quantity', l.stock_left),
-           now(), NULL, 0, ''
+           now(), NULL, 0, '', p_correlation
       FROM jsonb_to_recordset(v_lines)
            AS l(product_id bigint, quantity integer, stock_left integer)
      WHERE l.stock_left <= p_low_stock AND p_low_stock < l.stock_left + l.quantity
@@ -164,5 +166,5 @@ $fn$;
 
 -- uninstall
 DROP FUNCTION IF EXISTS emporium_order_place(
-    bigint, integer, uuid, text, text, text, text, text, text
+    bigint, integer, uuid, text, text, text, text, text, text, jsonb
 );
