@@ -17,11 +17,14 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from prometheus_client.mmap_dict import MmapedDict, mmap_key
 
+from emporium.observability.tests.metric_samples import scraped_value
 from tests.support.processes import free_port, stop_process, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,7 +91,9 @@ def _migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
-def _start(kind: str, directory: Path) -> Server:
+def _start(
+    kind: str, directory: Path, *, workers: int = 1, environment: dict[str, str] | None = None
+) -> Server:
     port = free_port()
     target = {"uvicorn": "config.asgi:application", "granian": "config.wsgi:application"}[kind]
     arguments = (
@@ -99,9 +104,17 @@ def _start(kind: str, directory: Path) -> Server:
     log_path = directory / f"{kind}-{port}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(  # noqa: S603 - the project's own launcher
-            [sys.executable, "-m", "emporium.core.servers", kind, *arguments],
+            [
+                sys.executable,
+                "-m",
+                "emporium.core.servers",
+                kind,
+                "--workers",
+                str(workers),
+                *arguments,
+            ],
             cwd=ROOT,
-            env=_environment(directory),
+            env={**_environment(directory), **(environment or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -197,3 +210,82 @@ def test_connections_trickling_headers_are_closed_within_the_header_timeout(
     assert min(closed_after) >= HEADER_TIMEOUT_SECONDS - 0.5, closed_after
     assert app_server.process.poll() is None
     assert _answers(app_server.url)  # and the server still answers others
+
+
+# -- metrics from several workers --------------------------------------------------------
+
+ROUTE = "api/categories/$"
+
+
+def _counted_per_worker(directory: Path) -> dict[int, float]:
+    """Requests to ROUTE each worker has written into its own counter file, by process id."""
+    counts: dict[int, float] = {}
+    for file in directory.glob("counter_*.db"):
+        pid = int(file.stem.removeprefix("counter_"))
+        for key, value, _timestamp, _position in MmapedDict.read_all_values_from_file(str(file)):
+            _metric, name, labels, _help = json.loads(key)
+            if name == "emporium_http_requests_total" and labels.get("route") == ROUTE:
+                counts[pid] = counts.get(pid, 0.0) + value
+    return counts
+
+
+def _get(url: str) -> int:
+    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - a local server
+        return int(response.status)
+
+
+def test_metrics_on_any_granian_worker_add_up_every_workers_requests(
+    _migrated: Path,  # noqa: PT019 - its value is the migrated directory
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    # A file a previous server start left: the launcher must empty the directory.
+    stale = MmapedDict(str(directory / "counter_999999.db"))
+    stale.write_value(
+        mmap_key(
+            "emporium_http_requests",
+            "emporium_http_requests_total",
+            ["route", "method", "status"],
+            [ROUTE, "GET", "200"],
+            "stale",
+        ),
+        1000.0,
+        0.0,
+    )
+    stale.close()
+    server = _start(
+        "granian",
+        _migrated,
+        workers=2,
+        environment={"PROMETHEUS_MULTIPROC_DIR": str(directory)},
+    )
+    try:
+        sent = 0
+        # New connections, several at once, until both workers have answered some.
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            for _ in range(40):
+                statuses = list(pool.map(_get, [server.url + "/api/categories/"] * 16))
+                assert statuses == [200] * 16
+                sent += 16
+                if len(_counted_per_worker(directory)) >= 2:
+                    break
+        per_worker = _counted_per_worker(directory)
+        assert len(per_worker) == 2, per_worker  # both workers served and counted
+        assert sum(per_worker.values()) == sent
+
+        # Any worker's /metrics answers for both, exactly; scraped several times, so
+        # both workers answer some of the scrapes.
+        labels = {"route": ROUTE, "method": "GET", "status": "200"}
+        for _ in range(6):
+            assert scraped_value(
+                server.url + "/metrics", "emporium_http_requests_total", **labels
+            ) == float(sent)
+            assert scraped_value(
+                server.url + "/metrics",
+                "emporium_http_request_duration_seconds_count",
+                route=ROUTE,
+                method="GET",
+            ) == float(sent)
+    finally:
+        stop_process(server.process)
