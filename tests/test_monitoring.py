@@ -8,8 +8,6 @@ dashboards' queries return data is tests/test_dashboards_live.py's question.
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import shutil
 import subprocess
@@ -17,8 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
+
+from tests.support.monitoring import dashboards, require_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMETHEUS = ROOT / "deploy" / "prometheus"
@@ -32,17 +31,6 @@ JOBS = {
     "emporium-relay",
     "emporium-publisher",
 }
-
-
-def require_tool(name: str) -> str:
-    """The tool's path; skips without it, or fails when EMPORIUM_REQUIRE_SERVICES=1."""
-    path = shutil.which(name)
-    if path is None:
-        problem = f"{name} is not installed (apt-get install prometheus)"
-        if os.environ.get("EMPORIUM_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"EMPORIUM_REQUIRE_SERVICES=1 but {problem}")
-        pytest.skip(problem)
-    return path
 
 
 def promtool(*arguments: str | Path) -> subprocess.CompletedProcess[str]:
@@ -142,13 +130,6 @@ def test_every_alert_links_its_runbook_section() -> None:
 
 
 # -- Grafana ---------------------------------------------------------------------------
-
-
-def dashboards() -> dict[str, dict[str, Any]]:
-    return {
-        path.name: json.loads(path.read_text())
-        for path in sorted((GRAFANA / "dashboards").glob("*.json"))
-    }
 
 
 def test_dashboard_files_are_what_their_definition_writes() -> None:
