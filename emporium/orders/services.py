@@ -27,6 +27,7 @@ from emporium.catalog.models import Product
 from emporium.core import correlation
 from emporium.core.errors import Conflict
 from emporium.integrations import events
+from emporium.observability import domain_metrics
 from emporium.orders.locks import order_lock
 from emporium.orders.models import Order, OrderItem, OrderStatus, OrderStatusChange
 from emporium.orders.workflow import HOLDS_STOCK, RELEASES_STOCK, can_move
@@ -138,11 +139,14 @@ def order_place(
     shipping address and phone are sealed in Python before either path writes
     them (docs/adr/0022-encryption-at-rest.md).
     """
-    if connection.vendor == "postgresql":
-        return _order_place_postgresql(
-            user_id=user_id, shipping_address=shipping_address, phone=phone
-        )
-    return _order_place_portable(user_id=user_id, shipping_address=shipping_address, phone=phone)
+    place = _order_place_postgresql if connection.vendor == "postgresql" else _order_place_portable
+    try:
+        order = place(user_id=user_id, shipping_address=shipping_address, phone=phone)
+    except (CartEmpty, OutOfStock) as refusal:
+        domain_metrics.CHECKOUT_REFUSALS.labels(refusal.code).inc()
+        raise
+    domain_metrics.CHECKOUT_ORDERS.inc()
+    return order
 
 
 class InactiveUser(Exception):
