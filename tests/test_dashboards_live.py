@@ -79,8 +79,8 @@ NO_SERIES_YET = {
 DEADLINE_SECONDS = 150
 # Prometheus' graph page: the figures docs/monitoring.md shows, and the file of each.
 SCREENSHOTS = {
-    "requests-by-route.png": "sum by (route) (rate(emporium_http_requests_total[1m]))",
-    "latency-p99-by-route.png": (
+    "prometheus-requests-by-route.png": "sum by (route) (rate(emporium_http_requests_total[1m]))",
+    "prometheus-latency-p99-by-route.png": (
         "histogram_quantile(0.99, sum by (route, le) "
         "(rate(emporium_http_request_duration_seconds_bucket[1m])))"
     ),

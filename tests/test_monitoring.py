@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from tests.support.monitoring import dashboards, require_tool
+from tests.support.monitoring import dashboards, panel_queries, require_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMETHEUS = ROOT / "deploy" / "prometheus"
@@ -170,3 +170,62 @@ def test_dashboards_use_the_provisioned_data_source_and_do_not_overlap() -> None
                 assert panel["targets"], f"{name}: {panel['title']} has no query"
                 for target in panel["targets"]:
                     assert target["datasource"]["uid"] in uids
+
+
+# -- the metrics the rules and panels read ---------------------------------------------------
+
+# Named by the metrics contract and read by a rule and a panel, emitted by nothing yet.
+RESERVED = {"emporium_database_replication_lag_seconds"}
+_METRIC_NAME = re.compile(r"\bemporium_[a-z_]+\b")
+
+
+def declared_families() -> dict[str, str]:
+    """Every ``emporium_`` metric family the application declares, and its type."""
+    from prometheus_client import REGISTRY
+
+    import emporium.observability.domain_metrics
+    import emporium.observability.metrics  # noqa: F401 - declares the web processes' metrics
+
+    return {
+        family.name: family.type
+        for family in REGISTRY.collect()
+        if family.name.startswith("emporium_")
+    }
+
+
+def sample_names(family: str, kind: str) -> set[str]:
+    """The series names a family of ``kind`` is scraped as."""
+    if kind == "counter":
+        return {f"{family}_total"}
+    if kind == "histogram":
+        return {f"{family}_bucket", f"{family}_sum", f"{family}_count"}
+    return {family}
+
+
+def used_names() -> dict[str, set[str]]:
+    """Each metric name the alert rules and the dashboards' queries read, and where."""
+    uses: dict[str, set[str]] = {}
+    for rule in alert_rules():
+        for name in _METRIC_NAME.findall(rule["expr"]):
+            uses.setdefault(name, set()).add(f"alert {rule['alert']}")
+    for query in panel_queries():
+        for name in _METRIC_NAME.findall(query.expr):
+            uses.setdefault(name, set()).add(f"panel {query.dashboard} / {query.panel}")
+    return uses
+
+
+def test_rules_and_panels_read_only_metrics_the_application_declares() -> None:
+    declared = set(RESERVED)
+    for family, kind in declared_families().items():
+        declared |= sample_names(family, kind)
+    unknown = {name: sorted(where) for name, where in used_names().items() if name not in declared}
+    assert unknown == {}
+
+
+def test_every_declared_metric_is_on_a_dashboard_and_in_the_documentation() -> None:
+    used = set(used_names())
+    document = MONITORING_DOC.read_text()
+    for family, kind in declared_families().items():
+        assert sample_names(family, kind) & used, f"{family} is on no dashboard"
+        listed = f"{family}_total" if kind == "counter" else family
+        assert f"`{listed}`" in document, f"docs/monitoring.md does not list {listed}"
