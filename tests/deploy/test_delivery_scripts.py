@@ -167,3 +167,20 @@ def test_smoke_fails_a_broken_deployment(app: str, path: str, answer: tuple[int,
     done = _smoke(app)
     assert done.returncode != 0
     assert "FAILED" in done.stderr
+
+
+def test_each_step_alone_does_only_its_part(cluster: tuple[Path, dict[str, str]]) -> None:
+    directory, env = cluster
+    calls = Path(env["CALLS"])
+    assert (
+        _run(
+            directory / "deploy.sh", "migrate", IMAGE, env={**env, "JOB_SUCCEEDED": "1"}
+        ).returncode
+        == 0
+    )
+    assert "emporium-migrate" in calls.read_text()
+    assert "apply -k" not in calls.read_text()
+    calls.unlink()
+    assert _run(directory / "deploy.sh", "rollout", IMAGE, env=env).returncode == 0
+    assert "apply -k" in calls.read_text()
+    assert "emporium-migrate" not in calls.read_text()
