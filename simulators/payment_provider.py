@@ -41,6 +41,7 @@ from typing import Any
 
 DEFAULT_DECLINE_TOKENS = ("tok_declined", "tok_insufficient_funds", "tok_stolen_card")
 SIGNATURE_HEADER = "Provider-Signature"
+REQUEST_ID_HEADER = "X-Request-ID"
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -64,6 +65,9 @@ class ProviderState:
     charges: dict[str, dict[str, Any]] = field(default_factory=dict)
     refunds: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests_seen: int = 0
+    # The X-Request-ID of each charge or refund request, in order (the merchant's
+    # request id: the callback about that request sends it back).
+    request_ids: list[str] = field(default_factory=list)
 
 
 class ProviderHandler(BaseHTTPRequestHandler):
@@ -99,7 +103,16 @@ class ProviderHandler(BaseHTTPRequestHandler):
                 charges = list(state.charges.values())
                 refunds = list(state.refunds.values())
                 seen = state.requests_seen
-            self._send(200, {"charges": charges, "refunds": refunds, "requests_seen": seen})
+                request_ids = list(state.request_ids)
+            self._send(
+                200,
+                {
+                    "charges": charges,
+                    "refunds": refunds,
+                    "requests_seen": seen,
+                    "request_ids": request_ids,
+                },
+            )
         elif self.path.startswith("/v1/requests/"):
             self._lookup(self.path.removeprefix("/v1/requests/"))
         elif self.path == "/healthz":
@@ -143,8 +156,11 @@ class ProviderHandler(BaseHTTPRequestHandler):
         if not key:
             self._send(400, {"error": "idempotency_key_required"})
             return
+        request_id = self.headers.get(REQUEST_ID_HEADER)
         with state.lock:
             state.requests_seen += 1
+            if request_id:
+                state.request_ids.append(request_id)
             outage = state.outage
         self._pause()
         if outage or state.random.random() < state.failure_rate:
@@ -177,7 +193,9 @@ class ProviderHandler(BaseHTTPRequestHandler):
         self._send(status, payload)
         callback = data.get("callback_url")
         if callback and status in (201, 402):
-            threading.Thread(target=self._callback, args=(callback, payload), daemon=True).start()
+            threading.Thread(
+                target=self._callback, args=(callback, payload, request_id), daemon=True
+            ).start()
 
     # -- behaviour ------------------------------------------------------------
     def _pause(self) -> None:
@@ -224,7 +242,7 @@ class ProviderHandler(BaseHTTPRequestHandler):
             charge["refunded"] = True
         return 201, refund
 
-    def _callback(self, url: str, payload: dict[str, Any]) -> None:
+    def _callback(self, url: str, payload: dict[str, Any], request_id: str | None) -> None:
         state = self.server.state
         event = {
             "event_id": f"evt_{uuid.uuid4().hex[:24]}",
@@ -240,6 +258,7 @@ class ProviderHandler(BaseHTTPRequestHandler):
             headers={
                 "Content-Type": "application/json",
                 SIGNATURE_HEADER: sign(state.webhook_secret, int(time.time()), body),
+                **({REQUEST_ID_HEADER: request_id} if request_id else {}),
             },
         )
         # A real provider would retry a failed callback; the merchant's own task
@@ -264,6 +283,7 @@ class ProviderHandler(BaseHTTPRequestHandler):
                 state.charges.clear()
                 state.refunds.clear()
                 state.requests_seen = 0
+                state.request_ids.clear()
         self._send(
             200,
             {

@@ -99,6 +99,11 @@ def tracing_install(
     _tracing = (inject, continue_in)
 
 
+def tracing_uninstall() -> None:
+    global _tracing  # one switch per process
+    _tracing = None
+
+
 def http_headers() -> dict[str, str]:
     """The carrier as HTTP headers, for calls to other services."""
     values = carrier()

@@ -5,3 +5,15 @@ class ObservabilityConfig(AppConfig):
     name = "emporium.observability"
     label = "observability"
     verbose_name = "Observability"
+
+    def ready(self) -> None:
+        from emporium.observability import instrumentation, metrics
+        from emporium.observability.task_context import task_context_connect
+        from emporium.observability.tracing import tracing_configure
+
+        if metrics.metrics_enabled():  # off: no statement wrapper, no receiver
+            instrumentation.instrumentation_install()
+
+        task_context_connect()
+        # Web, worker and relay processes all set up Django, so all pass here.
+        tracing_configure()

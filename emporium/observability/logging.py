@@ -150,3 +150,5 @@ def logging_configure(config: MutableMapping[str, Any]) -> None:
         cache_logger_on_first_use=True,
     )
     logging.config.dictConfig(dict(config))
+    # Python's warnings (Celery's, Django's deprecations) as lines in the same format.
+    logging.captureWarnings(True)

@@ -20,6 +20,7 @@ import httpx
 import pybreaker
 from django.conf import settings
 
+from emporium.core import correlation
 from emporium.observability import domain_metrics
 
 logger = logging.getLogger(__name__)
@@ -99,6 +100,11 @@ def provider_breaker() -> pybreaker.CircuitBreaker:
     )
 
 
+def _correlation_headers_add(request: httpx.Request) -> None:
+    """Every call names the request id (and trace) that caused it, for the provider's logs."""
+    request.headers.update(correlation.http_headers())
+
+
 class HttpPaymentGateway:
     def __init__(
         self,
@@ -114,6 +120,7 @@ class HttpPaymentGateway:
             base_url=base_url,
             headers=headers,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),
+            event_hooks={"request": [_correlation_headers_add]},
         )
         self.callback_url = callback_url
         self.breaker = breaker or provider_breaker()
