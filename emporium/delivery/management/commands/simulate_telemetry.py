@@ -200,23 +200,41 @@ class Command(BaseCommand):
         options: dict[str, Any],
         wall_start: float,
     ) -> list[Future[None]]:
-        """Generates one second of points per tick and hands full batches to the pool."""
+        """Generates one second of points per tick and hands full batches to the pool.
+
+        Like real phones, the devices do not send in step: each device's first
+        batch is cut short by its place among the devices (so their batches fall
+        due in different seconds), and the batches due in one second are sent
+        spread over that second rather than all at its start. Sent together,
+        they made a burst that measured queueing, not the server.
+        """
         buffers: dict[int, list[dict[str, Any]]] = {device_id: [] for device_id in tokens}
         futures: list[Future[None]] = []
         batch_size: int = options["batch_size"]
         duration: float = options["duration"]
+        # How many points each device's next batch waits for: its phase first, then full.
+        due = {
+            device_id: batch_size - (index * batch_size) // len(tokens)
+            for index, device_id in enumerate(tokens)
+        }
         tick = 0
         last_progress = 0.0
         while tick < duration:
             tick_seconds = min(1.0, duration - tick)
             now = datetime.now(UTC)
+            ready: list[tuple[int, list[dict[str, Any]]]] = []
             for device_id, buffer in buffers.items():
                 buffer.extend(generator.points_for(device_id, start=now, seconds=tick_seconds))
-                while len(buffer) >= batch_size:
-                    batch, buffer[:] = buffer[:batch_size], buffer[batch_size:]
-                    futures.append(
-                        pool.submit(self._send, client, tokens[device_id], batch, totals)
-                    )
+                while len(buffer) >= due[device_id]:
+                    cut = due[device_id]
+                    batch, buffer[:] = buffer[:cut], buffer[cut:]
+                    due[device_id] = batch_size
+                    ready.append((device_id, batch))
+            for number, (device_id, batch) in enumerate(ready):
+                pause = wall_start + tick + tick_seconds * number / len(ready) - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+                futures.append(pool.submit(self._send, client, tokens[device_id], batch, totals))
             tick += 1
             # Pace in real time so timestamps stay close to the server's clock.
             pause = wall_start + tick - time.monotonic()
