@@ -25,6 +25,7 @@ from django.core.cache import caches
 from django.db import close_old_connections
 
 from emporium.dashboard.selectors import Metrics, metrics_read
+from emporium.observability import domain_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ async def publish_second(*, second: int, layer: Any | None = None) -> Metrics | 
     metrics = await loop.run_in_executor(database_executor(), _metrics_for, second)
     if metrics is not None:
         await metrics_send(metrics=metrics, layer=layer)
+        domain_metrics.DASHBOARD_PUBLISHES.inc()
     return metrics
 
 

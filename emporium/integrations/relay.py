@@ -9,6 +9,7 @@ unpublished and the next pass tries again (at-least-once, deduplicated by id).
 
 from __future__ import annotations
 
+import collections
 import enum
 import logging
 import time
@@ -20,6 +21,7 @@ from emporium.core import correlation
 from emporium.integrations.events import handlers_for
 from emporium.integrations.models import OutboxEvent
 from emporium.integrations.publishers import EventPublisher, default_publisher
+from emporium.observability import domain_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -36,9 +38,15 @@ def _note_failure(event: OutboxEvent, error: Exception) -> int:
 
 
 class _Outcome(enum.Enum):
-    DONE = "done"  # published, follow-up started or parked: stamp it
-    RETRY = "retry"  # published, follow-up failed: the next pass tries again
-    BROKER_DOWN = "broker_down"  # not published: later events would fail the same way
+    """What became of one event; the value is its ``emporium_outbox_events_relayed_total`` label."""
+
+    DONE = "published"  # published, follow-up started: stamp it
+    PARKED = "parked"  # published, follow-up failed MAX_HANDLER_ATTEMPTS times: stamp it
+    RETRY = "retried"  # published, follow-up failed: the next pass tries again
+    BROKER_DOWN = "broker_unavailable"  # not published: later events would fail the same way
+
+
+_STAMPED = (_Outcome.DONE, _Outcome.PARKED)
 
 
 def _relay_one(event: OutboxEvent, *, publisher: EventPublisher) -> _Outcome:
@@ -62,6 +70,7 @@ def _relay_one(event: OutboxEvent, *, publisher: EventPublisher) -> _Outcome:
         if _note_failure(event, error) < MAX_HANDLER_ATTEMPTS:
             return _Outcome.RETRY
         logger.error("outbox event %s parked after %s attempts", event.id, MAX_HANDLER_ATTEMPTS)
+        return _Outcome.PARKED
     logger.info("outbox event %s %s relayed", event.event_type, event.id)
     return _Outcome.DONE
 
@@ -75,19 +84,24 @@ def outbox_relay_batch(*, publisher: EventPublisher, limit: int = 200) -> int:
             .select_for_update(skip_locked=True)[:limit]
         )
         published: list[OutboxEvent] = []
+        outcomes: collections.Counter[_Outcome] = collections.Counter()
         for event in events:
             # The work that recorded the event continues here: its request id is
             # on every line logged and every task started, its trace goes on.
             with correlation.carried(event.correlation, span_name=f"outbox {event.event_type}"):
                 outcome = _relay_one(event, publisher=publisher)
+            outcomes[outcome] += 1
             if outcome is _Outcome.BROKER_DOWN:
                 break
-            if outcome is _Outcome.DONE:
+            if outcome in _STAMPED:
                 published.append(event)
         if published:
             OutboxEvent.objects.filter(pk__in=[event.pk for event in published]).update(
                 published_at=timezone.now()
             )
+    # Counted once the stamps are committed, once per outcome and batch.
+    for outcome, count in outcomes.items():
+        domain_metrics.OUTBOX_EVENTS_RELAYED.labels(outcome.value).inc(count)
     return len(published)
 
 

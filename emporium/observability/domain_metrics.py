@@ -110,7 +110,8 @@ OUTBOX_OLDEST_AGE = Gauge(
 )
 OUTBOX_EVENTS_RELAYED = Counter(
     "emporium_outbox_events_relayed",
-    "Outbox events handled by the relay, by outcome (published, parked, failed).",
+    "Outbox events the relay handled, by outcome: published, parked (follow-up gave up), "
+    "retried (follow-up failed), broker_unavailable (not published).",
     ["outcome"],
 )
 

@@ -269,15 +269,31 @@ def exposition() -> bytes:
     return generate_latest(registry_for_exposition())
 
 
+class MetricsPortUnavailable(OSError):
+    """The configured metrics port cannot be listened on (taken, or not allowed)."""
+
+
 def metrics_serve(*, default_port: int) -> int:
     """Serves ``/metrics`` from a daemon thread, for a process with no HTTP port of its own.
 
     Listens on ``METRICS_PORT`` (``default_port`` when unset) at
     ``METRICS_BIND``; returns the port. Does nothing and returns 0 when
-    ``METRICS_ENABLED`` is off.
+    ``METRICS_ENABLED`` is off or ``METRICS_PORT`` is 0. A port it cannot
+    listen on raises :class:`MetricsPortUnavailable` saying which and why:
+    the process is meant to stop, since one that quietly serves no metrics
+    looks to Prometheus like one that is down.
     """
-    if not metrics_enabled():
+    configured = environment.ENV.metrics_port
+    port = default_port if configured is None else configured
+    if not metrics_enabled() or port == 0:
         return 0
-    port = environment.ENV.metrics_port or default_port
-    start_http_server(port, addr=environment.ENV.metrics_bind, registry=registry_for_exposition())
+    bind = environment.ENV.metrics_bind
+    try:
+        start_http_server(port, addr=bind, registry=registry_for_exposition())
+    except OSError as error:
+        raise MetricsPortUnavailable(
+            error.errno,
+            f"cannot serve /metrics on {bind}:{port} ({error.strerror or error}); set METRICS_PORT"
+            " to a free port, or to 0 to serve no metrics from this process",
+        ) from error
     return port

@@ -277,6 +277,11 @@ def database_url_for_current_test_db() -> str:
 class WorkerProcess:
     process: subprocess.Popen[bytes]
     log_path: Path
+    metrics_port: int  # its /metrics (METRICS_PORT), 0 when told to serve none
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -320,6 +325,8 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
             "BROKER_URL": settings.CELERY_BROKER_URL,
             "PAYMENT_PROVIDER_URL": settings.PAYMENT_PROVIDER_URL,
             "PAYMENT_WEBHOOK_SECRET": settings.PAYMENT_WEBHOOK_SECRET or "",
+            # Each worker its own /metrics port: several run at once, here and in other runs.
+            "METRICS_PORT": str(free_port()),
             **(extra_env or {}),
         }
         log = log_path.open("wb")
@@ -342,6 +349,10 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
                 "--without-heartbeat",
                 "--without-mingle",
                 "--without-gossip",
+                # A node name of its own: two workers of one name on one broker (another
+                # test run's) cannot both hold the remote-control queue, and one exits.
+                "--hostname",
+                f"test-{os.getpid()}-{len(workers)}-{secrets.token_hex(3)}@%h",
                 *(["--include", include] if include else []),
             ],
             cwd=ROOT,
@@ -350,7 +361,9 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, so kill() reaches the pool too
         )
-        worker = WorkerProcess(process=process, log_path=log_path)
+        worker = WorkerProcess(
+            process=process, log_path=log_path, metrics_port=int(env["METRICS_PORT"])
+        )
         workers.append(worker)
         if not wait_until(
             lambda: "ready." in worker.log() or process.poll() is not None, timeout=60

@@ -3,6 +3,7 @@
 For deployments whose HTTP is served by WSGI processes (granian, gunicorn):
 ASGI processes start the publisher themselves on their first request. Any
 number may run; each second only one of them publishes (see ``publisher``).
+It serves /metrics on ``METRICS_PORT`` (9104 unless set; 0 serves none).
 """
 
 from __future__ import annotations
@@ -11,15 +12,25 @@ import asyncio
 import signal
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from emporium.dashboard.publisher import publisher_run
+from emporium.observability.metrics import metrics_serve
+
+# The publisher's /metrics when METRICS_PORT is unset (the Prometheus job emporium-publisher).
+METRICS_PORT = 9104
 
 
 class Command(BaseCommand):
     help = "Publish the live dashboard's figures once a second until stopped."
 
     def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            port = metrics_serve(default_port=METRICS_PORT)
+        except OSError as error:
+            raise CommandError(f"dashboard publisher: {error}") from error
+        if port:
+            self.stdout.write(f"dashboard publisher: /metrics on port {port}")
         asyncio.run(self._run())
 
     async def _run(self) -> None:

@@ -1,0 +1,100 @@
+"""Celery's metrics: each task run's outcome and time, beat's sends, and /metrics for both.
+
+:func:`task_metrics_connect` connects the receivers once per process, from
+``config.celery`` where the app is configured. Task runs are counted where
+they run (a worker's pool process, or the caller's process for tasks run
+eagerly in the embedded profile): ``task_prerun`` notes the start,
+``task_postrun`` counts the outcome from the state Celery reports and observes
+the time. A pool process killed in the middle of a task (a hard time limit, a
+crash) reports nothing; the task's redelivery is counted when it runs.
+
+A worker serves its pool processes' figures on ``METRICS_PORT`` (9101 unless
+set), added up from the multiprocess files ``config.worker_metrics`` set up
+before anything was imported; beat serves its own on 9102 and counts each
+schedule entry it sends. ``METRICS_PORT=0`` serves nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from celery import states
+from celery.signals import after_task_publish, beat_init, task_postrun, task_prerun, worker_init
+
+from emporium.observability import domain_metrics
+from emporium.observability.metrics import metrics_serve
+
+logger = logging.getLogger(__name__)
+
+WORKER_METRICS_PORT = 9101
+BEAT_METRICS_PORT = 9102
+
+_OUTCOMES = {states.SUCCESS: "succeeded", states.FAILURE: "failed", states.RETRY: "retried"}
+
+# Task id -> when it started, in this process; a pool process runs one task at a time,
+# a threaded pool several.
+_started: dict[str, float] = {}
+
+
+def _task_started(task_id: str = "", **kwargs: Any) -> None:
+    _started[task_id] = time.perf_counter()
+
+
+def _task_finished(
+    task: Any = None, task_id: str = "", state: str | None = None, **kwargs: Any
+) -> None:
+    started = _started.pop(task_id, None)
+    name = str(getattr(task, "name", None) or "unknown")
+    outcome = _OUTCOMES.get(state or "")
+    if outcome is not None:  # IGNORED and REJECTED say nothing about the task's work
+        domain_metrics.CELERY_TASKS.labels(name, outcome).inc()
+    if started is not None:
+        domain_metrics.CELERY_TASK_DURATION.labels(name).observe(time.perf_counter() - started)
+
+
+def _serve_or_exit(*, default_port: int, process: str) -> None:
+    """Serves /metrics; a port that cannot be had stops the process with the reason.
+
+    SystemExit, because Celery logs and swallows any Exception a signal
+    receiver raises, and a process that quietly serves no metrics is the failure
+    this is meant to prevent.
+    """
+    try:
+        port = metrics_serve(default_port=default_port)
+    except OSError as error:
+        raise SystemExit(f"celery {process}: {error}") from error
+    if port:
+        logger.info("celery %s serves /metrics on port %s", process, port)
+
+
+def _worker_started(**kwargs: Any) -> None:
+    _serve_or_exit(default_port=WORKER_METRICS_PORT, process="worker")
+
+
+_schedule_of_task: dict[str, str] = {}
+
+
+def _beat_started(sender: Any = None, **kwargs: Any) -> None:
+    schedule: dict[str, dict[str, Any]] = dict(sender.app.conf.beat_schedule or {})
+    for entry_name, entry in schedule.items():
+        # Two entries of one task cannot be told apart by the message; count it by task.
+        task = str(entry.get("task", ""))
+        _schedule_of_task[task] = task if task in _schedule_of_task else entry_name
+    # Only beat's own publishes are schedule sends: connected here, in beat alone.
+    after_task_publish.connect(_schedule_sent, weak=False, dispatch_uid="emporium-beat-sends")
+    _serve_or_exit(default_port=BEAT_METRICS_PORT, process="beat")
+
+
+def _schedule_sent(sender: str | None = None, **kwargs: Any) -> None:
+    task = str(sender or "")
+    domain_metrics.BEAT_SCHEDULES_SENT.labels(_schedule_of_task.get(task, task)).inc()
+
+
+def task_metrics_connect() -> None:
+    """Connects the receivers (once per process; Celery keeps receivers weakly by default)."""
+    task_prerun.connect(_task_started, weak=False, dispatch_uid="emporium-task-metrics")
+    task_postrun.connect(_task_finished, weak=False, dispatch_uid="emporium-task-metrics")
+    worker_init.connect(_worker_started, weak=False, dispatch_uid="emporium-task-metrics")
+    beat_init.connect(_beat_started, weak=False, dispatch_uid="emporium-task-metrics")
