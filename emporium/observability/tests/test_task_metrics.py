@@ -1,0 +1,129 @@
+"""A real Celery worker (prefork, two pool processes) serves its tasks' outcomes on /metrics.
+
+The tasks run in the pool processes; the main process serves the sum of what
+they counted (multiprocess files), which is what these tests read over HTTP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from kombu import Connection
+
+from conftest import require_service
+from emporium.observability.tests import metric_tasks
+from emporium.observability.tests.metric_samples import scraped
+from tests.support.processes import WorkerProcess, wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+StartWorker = Callable[..., WorkerProcess]
+
+
+@pytest.fixture(autouse=True)
+def _real_servers() -> None:
+    require_service("DATABASE_URL")
+    require_service("BROKER_URL")
+
+
+@pytest.fixture
+def queue(broker_url: str) -> Iterator[str]:
+    """A queue of this test's own: no other worker on the shared broker takes its tasks."""
+    name = f"emporium.test.metrics.{uuid.uuid4().hex[:12]}"
+    yield name
+    with Connection(broker_url, connect_timeout=5) as broker:
+        channel = broker.channel()
+        try:
+            channel.queue_delete(name)
+        except broker.channel_errors:
+            pass
+        finally:
+            if channel.is_open:
+                channel.close()
+
+
+def _task_samples(worker: WorkerProcess) -> dict[tuple[str, str], float]:
+    """(task, outcome) -> count, and (task, "runs") -> observed run times, as served."""
+    samples = {}
+    for (name, labels), value in scraped(worker.metrics_url).items():
+        label = dict(labels)
+        if name == "emporium_celery_tasks_total":
+            samples[(label["task"], label["outcome"])] = value
+        elif name == "emporium_celery_task_duration_seconds_count":
+            samples[(label["task"], "runs")] = value
+    return samples
+
+
+def test_task_outcomes_and_run_times_are_served_by_the_worker(
+    start_worker: StartWorker, queue: str
+) -> None:
+    worker = start_worker(queues=queue, include=metric_tasks.TASKS_MODULE, concurrency=2)
+    for _ in range(3):
+        metric_tasks.succeed.apply_async(queue=queue)
+    metric_tasks.fail.apply_async(queue=queue)
+    metric_tasks.retry_once.apply_async(args=(queue,), queue=queue)
+    expected = {
+        ("tests.metrics.succeed", "succeeded"): 3.0,
+        ("tests.metrics.succeed", "runs"): 3.0,
+        ("tests.metrics.fail", "failed"): 1.0,
+        ("tests.metrics.fail", "runs"): 1.0,
+        ("tests.metrics.retry_once", "retried"): 1.0,
+        ("tests.metrics.retry_once", "succeeded"): 1.0,
+        ("tests.metrics.retry_once", "runs"): 2.0,
+    }
+
+    assert wait_until(lambda: _task_samples(worker) == expected, timeout=30), (
+        _task_samples(worker),
+        worker.log(),
+    )
+    assert listening_ports(worker.process.pid) == {worker.metrics_port}
+
+
+def test_a_worker_whose_metrics_port_is_taken_stops_and_says_so(
+    start_worker: StartWorker, queue: str
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(RuntimeError, match="worker exited") as stopped:
+            start_worker(queues=queue, extra_env={"METRICS_PORT": str(port)})
+
+    assert f"cannot serve /metrics on 127.0.0.1:{port}" in str(stopped.value)
+    assert "METRICS_PORT" in str(stopped.value)
+
+
+def listening_ports(pid: int) -> set[int]:
+    """The TCP ports process ``pid`` listens on (its socket inodes matched in /proc/net)."""
+    fd_dir = Path(f"/proc/{pid}/fd")
+    inodes = set()
+    for fd in fd_dir.iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:[") : -1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def test_metrics_port_zero_serves_nothing_and_the_worker_runs(
+    start_worker: StartWorker, queue: str
+) -> None:
+    worker = start_worker(
+        queues=queue, include=metric_tasks.TASKS_MODULE, extra_env={"METRICS_PORT": "0"}
+    )
+    metric_tasks.succeed.apply_async(queue=queue)
+
+    assert wait_until(lambda: "succeeded" in worker.log(), timeout=30), worker.log()
+    assert listening_ports(worker.process.pid) == set()
