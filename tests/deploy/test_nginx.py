@@ -1,0 +1,114 @@
+"""nginx accepts both servers built on deploy/nginx/emporium-locations.conf:
+the host's TLS server (deploy/nginx/emporium.conf) and the compose stack's
+(deploy/compose/nginx.conf), by ``nginx -t`` in a prefix of the test's own.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCATIONS = ROOT / "deploy" / "nginx" / "emporium-locations.conf"
+
+
+def _nginx() -> str:
+    found = shutil.which("nginx") or shutil.which("/usr/sbin/nginx")
+    if found is None:
+        if os.environ.get("EMPORIUM_REQUIRE_SERVICES") == "1":
+            pytest.fail("nginx is required (apt-get install nginx)")
+        pytest.skip("nginx is not installed")
+    return found
+
+
+def nginx_test(prefix: Path, server_conf: str) -> subprocess.CompletedProcess[str]:
+    """``nginx -t`` on ``server_conf`` inside an http {} block, with the shared snippet."""
+    (prefix / "snippets").mkdir(parents=True, exist_ok=True)
+    (prefix / "cache").mkdir(exist_ok=True)
+    shutil.copy(LOCATIONS, prefix / "snippets" / "emporium-locations.conf")
+    (prefix / "site.conf").write_text(
+        server_conf.replace("/var/cache/nginx", str(prefix / "cache"))
+    )
+    (prefix / "nginx.conf").write_text(
+        f"pid {prefix}/nginx.pid;\nerror_log stderr;\nevents {{}}\n"
+        f"http {{\n  access_log off;\n  client_body_temp_path {prefix}/body;\n"
+        f"  proxy_temp_path {prefix}/proxy;\n  include {prefix}/site.conf;\n}}\n"
+    )
+    return subprocess.run(  # noqa: S603
+        [_nginx(), "-t", "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", "stderr"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _certificate(directory: Path) -> tuple[Path, Path]:
+    certificate, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(  # noqa: S603
+        [  # noqa: S607 - the system's openssl
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            "/CN=shop.example.com",
+            "-days",
+            "1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(certificate),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return certificate, key
+
+
+def _host_conf(tmp_path: Path) -> str:
+    certificate, key = _certificate(tmp_path)
+    text = (ROOT / "deploy" / "nginx" / "emporium.conf").read_text()
+    return text.replace(
+        "/etc/letsencrypt/live/shop.example.com/fullchain.pem", str(certificate)
+    ).replace("/etc/letsencrypt/live/shop.example.com/privkey.pem", str(key))
+
+
+def _compose_conf() -> str:
+    # nginx before 1.27.3 has no `resolve` on upstream servers, and Docker's names
+    # exist only inside the stack: the two upstream lines become loopback ones.
+    text = (ROOT / "deploy" / "compose" / "nginx.conf").read_text()
+    for line in ("server web:8000 resolve max_fails=0;", "server ws:8001 resolve max_fails=0;"):
+        assert line in text
+    return (
+        text.replace("server web:8000 resolve", "server 127.0.0.1:8000")
+        .replace("server ws:8001 resolve", "server 127.0.0.1:8001")
+        .replace("resolver 127.0.0.11 valid=10s ipv6=off;", "")
+    )
+
+
+@pytest.mark.parametrize("which", ["host", "compose"])
+def test_nginx_accepts_the_server(which: str, tmp_path: Path) -> None:
+    conf = _host_conf(tmp_path) if which == "host" else _compose_conf()
+    done = nginx_test(tmp_path / "prefix", conf)
+    assert done.returncode == 0, done.stderr
+    assert "test is successful" in done.stderr
+
+
+def test_a_broken_snippet_is_rejected(tmp_path: Path) -> None:
+    conf = _compose_conf()
+    prefix = tmp_path / "prefix"
+    assert nginx_test(prefix, conf).returncode == 0
+    # The snippet refers to the zone and map each server defines; without them it fails.
+    broken = conf.replace("keys_zone=emporium_catalog:20m", "keys_zone=other:20m")
+    done = nginx_test(prefix, broken)
+    assert done.returncode != 0
+    assert "emporium_catalog" in done.stderr
