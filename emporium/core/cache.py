@@ -361,11 +361,12 @@ def versioned_fetch(
 
     ``compute`` renders the bytes from the source of truth. An exception it
     raises propagates unchanged and nothing is cached, so error responses are
-    never stored. ``key`` may hold any characters; it is hashed. Every read is
-    counted in ``emporium_cache_requests_total`` by its narrowest namespace.
+    never stored. ``key`` may hold any characters; it is hashed. Every read of
+    an enabled cache is counted in ``emporium_cache_requests_total`` by its
+    narrowest namespace (a failing cache's reads as misses).
     """
     lookup = _fetch(key=key, namespaces=namespaces, compute=compute, policy=policy)
-    if metrics_enabled():
+    if policy.enabled and metrics_enabled():  # a cache turned off is not asked
         cache_read_record(namespaces, hit=lookup.outcome in _FROM_CACHE)
     return lookup
 

@@ -19,6 +19,7 @@ from prometheus_client import REGISTRY
 from emporium.catalog.tests.support import PRODUCT_LIST_URL, product_url
 from emporium.core.cache import local_state_reset
 from emporium.core.tests.factories import CategoryFactory, ProductFactory
+from emporium.observability.tests.metric_samples import sample
 
 pytestmark = pytest.mark.django_db
 
@@ -26,10 +27,6 @@ ROOT = Path(__file__).resolve().parents[3]
 CATEGORIES_ROUTE = "api/categories/$"
 # A token that passes the secret checks (random, long): never a real one.
 TOKEN = "pXk3vQ9-Zt7Lw2Rb8Ny5Hc1Jd6Fg4Ms0Ae3Ui8Oo2Yr7Tx5Ws9Qv1Kz6Bn4Lm0Cp"
-
-
-def sample(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 def requests_counted(route: str, status: str = "200", method: str = "GET") -> float:
