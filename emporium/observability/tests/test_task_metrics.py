@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,7 +21,7 @@ from kombu import Connection
 from conftest import require_service
 from emporium.observability.tests import metric_tasks
 from emporium.observability.tests.metric_samples import scraped
-from tests.support.processes import WorkerProcess, wait_until
+from tests.support.processes import ROOT, WorkerProcess, free_port, stop_process, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -127,3 +129,45 @@ def test_metrics_port_zero_serves_nothing_and_the_worker_runs(
 
     assert wait_until(lambda: "succeeded" in worker.log(), timeout=30), worker.log()
     assert listening_ports(worker.process.pid) == set()
+
+
+def test_beat_counts_each_schedule_entry_it_sends_on_its_metrics_port(
+    broker_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    log_path = tmp_path / "beat.log"
+    with log_path.open("wb") as log:
+        beat = subprocess.Popen(  # noqa: S603
+            [
+                *(sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO"),
+                *("--schedule", str(tmp_path / "beat-schedule")),
+            ],
+            cwd=ROOT,
+            env={
+                **os.environ,
+                "DJANGO_SETTINGS_MODULE": "config.settings.test",
+                "BROKER_URL": broker_url,
+                "METRICS_PORT": str(port),
+            },
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}/metrics"
+    sent = ("emporium_beat_schedules_sent_total", frozenset({("schedule", "outbox-relay-sweep")}))
+
+    def sweeps() -> float:
+        try:
+            return scraped(url).get(sent, 0.0)
+        except OSError:
+            return 0.0
+
+    try:
+        # The sweep is due every 5 s: two of them, and no other entry is due that soon.
+        assert wait_until(lambda: sweeps() >= 2, timeout=30), log_path.read_text()
+        assert {
+            dict(labels)["schedule"]
+            for (name, labels) in scraped(url)
+            if name == "emporium_beat_schedules_sent_total"
+        } == {"outbox-relay-sweep"}
+    finally:
+        stop_process(beat)
