@@ -14,6 +14,7 @@ disconnect) do.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
@@ -25,6 +26,7 @@ from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
 from emporium.accounts.models import User
+from emporium.core import correlation
 from emporium.realtime import groups, providers
 from emporium.realtime.auth import (
     TOKEN_SUBPROTOCOL,
@@ -45,6 +47,8 @@ from emporium.realtime.hub import (
     TransportUnavailable,
 )
 from emporium.realtime.transport import HUB, dumps
+
+logger = logging.getLogger(__name__)
 
 # An alias with no entry in CHANNEL_LAYERS: Channels then gives the consumer no
 # per-connection channel (and no task waiting on it); the hub delivers instead.
@@ -68,6 +72,17 @@ class StreamConsumer(AsyncConsumer):
         self._authenticating = False
         self._closed = False
         self._timers: list[asyncio.TimerHandle] = []
+        self.request_id = ""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # One id for the whole session (the handshake's X-Request-ID when well
+        # formed): every line the socket logs carries it, and the handshake's
+        # answer returns it.
+        headers = dict(scope.get("headers") or ())
+        raw = headers.get(correlation.HEADER.lower().encode(), b"")
+        self.request_id = correlation.request_id_accept(raw.decode("latin-1") or None)
+        correlation.request_id_bind(self.request_id, stream=self.stream)
+        await super().__call__(scope, receive, send)
 
     # -- what subclasses decide ---------------------------------------------------------
 
@@ -86,8 +101,10 @@ class StreamConsumer(AsyncConsumer):
             {
                 "type": "websocket.accept",
                 "subprotocol": TOKEN_SUBPROTOCOL if token is not None else None,
+                "headers": [(correlation.HEADER.lower().encode(), self.request_id.encode())],
             }
         )
+        logger.info("websocket opened")
         if token is not None:
             await self._authenticate(token)
             return
@@ -114,6 +131,7 @@ class StreamConsumer(AsyncConsumer):
         await self._authenticate(token)
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        logger.info("websocket closed: %s", message.get("code"))
         self._closed = True
         for timer in self._timers:
             timer.cancel()
