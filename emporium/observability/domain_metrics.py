@@ -6,8 +6,8 @@ metric is changed at the one place its event happens: checkout in
 (``payments.services``), the breaker by a listener on it, telemetry in
 ``delivery.services.telemetry_batch_ingest``, sockets in ``realtime.hub``,
 Celery tasks by signal receivers (``observability.task_metrics``), the outbox
-by its relay and the queues by the relay's sampler
-(``observability.sampling``). Hot paths count once per request or batch.
+by its relay and its backlog and the queues by the relay's sampler
+(``integrations.backlog``). Hot paths count once per request or batch.
 
 This module imports nothing of Django or of the apps, so every layer may
 import it (it sits in the lowest layer of the import contract). Under
@@ -30,7 +30,8 @@ CHECKOUT_REFUSALS = Counter(
 )
 PAYMENTS = Counter(
     "emporium_payments",
-    "Payments settled, by outcome (succeeded, declined, rejected, failed, refunded).",
+    "Payments settled, by outcome: succeeded, declined, rejected, failed (no answer in time), "
+    "refunded, late_success (charged after it was given up; refunded).",
     ["outcome"],
 )
 PAYMENT_BREAKER_OPEN = Gauge(
