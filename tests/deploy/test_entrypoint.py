@@ -345,7 +345,7 @@ def test_migrate_waits_for_the_database_then_migrates_it(empty_database: str) ->
     assert time.monotonic() - started < 300
 
 
-def test_migrate_gives_up_on_a_database_that_never_answers(database_url: str) -> None:
+def test_migrate_gives_up_on_a_database_that_never_answers() -> None:
     environment = _production_environment(
         f"postgres://postgres:postgres@127.0.0.1:{free_port()}/nothing"
     )
@@ -363,3 +363,47 @@ def test_migrate_gives_up_on_a_database_that_never_answers(database_url: str) ->
     assert "did not answer in time" in done.stderr
     assert "waiting for the database" in done.stderr
     assert 2 <= time.monotonic() - started < 30
+
+
+# -- web and ws, the real servers ---------------------------------------------------
+
+
+@pytest.mark.parametrize("role", ["web", "ws"])
+def test_the_real_server_of_a_role_answers_its_healthcheck_and_stops_on_sigterm(
+    role: str, tmp_path: Path
+) -> None:
+    port = str(free_port())
+    environment = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "DJANGO_SETTINGS_MODULE": "config.settings.embedded",
+        "SQLITE_PATH": str(tmp_path / "db.sqlite3"),
+        "SECRETS_PATH": str(tmp_path / "secrets.json"),
+        "HOST": "127.0.0.1",
+        "PORT": port,
+        "WEB_WORKERS": "1",
+        "ALLOWED_HOSTS": "shop.example.com",
+    }
+    log = (tmp_path / "server.log").open("wb")
+    process = subprocess.Popen(  # noqa: S603
+        ["/bin/sh", str(ENTRYPOINT), role], cwd=ROOT, env=environment, stdout=log, stderr=log
+    )
+    try:
+        healthy = wait_until(
+            lambda: _healthcheck(**environment).returncode == 0 or process.poll() is not None,
+            timeout=60,
+            interval=0.5,
+        )
+        assert healthy, (tmp_path / "server.log").read_text()
+        assert process.poll() is None, (tmp_path / "server.log").read_text()
+        # The server is the entry point's process: SIGTERM to it stops the server,
+        # which finishes cleanly (uvicorn then re-raises the signal: -SIGTERM).
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) in (0, -signal.SIGTERM), (
+            tmp_path / "server.log"
+        ).read_text()
+        assert _healthcheck(**environment).returncode != 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        log.close()
