@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import logging
 import multiprocessing.util
 import os
 import re
@@ -60,6 +61,8 @@ from prometheus_client import (
 )
 
 from config.settings import env as environment
+
+logger = logging.getLogger(__name__)
 
 MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -296,4 +299,20 @@ def metrics_serve(*, default_port: int) -> int:
             f"cannot serve /metrics on {bind}:{port} ({error.strerror or error}); set METRICS_PORT"
             " to a free port, or to 0 to serve no metrics from this process",
         ) from error
+    return port
+
+
+def metrics_serve_at_start(*, default_port: int, process: str) -> int:
+    """:func:`metrics_serve` for a process starting up: a port it cannot have stops it.
+
+    SystemExit with the reason, the same in a management command and in a
+    Celery signal receiver (Celery logs and swallows any Exception a receiver
+    raises, and the process would run on unwatched).
+    """
+    try:
+        port = metrics_serve(default_port=default_port)
+    except MetricsPortUnavailable as error:
+        raise SystemExit(f"{process}: {error}") from error
+    if port:
+        logger.info("%s serves /metrics on port %s", process, port)
     return port

@@ -16,7 +16,6 @@ schedule entry it sends. ``METRICS_PORT=0`` serves nothing.
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
@@ -24,9 +23,7 @@ from celery import states
 from celery.signals import after_task_publish, beat_init, task_postrun, task_prerun, worker_init
 
 from emporium.observability import domain_metrics
-from emporium.observability.metrics import metrics_serve
-
-logger = logging.getLogger(__name__)
+from emporium.observability.metrics import metrics_serve_at_start
 
 WORKER_METRICS_PORT = 9101
 BEAT_METRICS_PORT = 9102
@@ -54,23 +51,8 @@ def _task_finished(
         domain_metrics.CELERY_TASK_DURATION.labels(name).observe(time.perf_counter() - started)
 
 
-def _serve_or_exit(*, default_port: int, process: str) -> None:
-    """Serves /metrics; a port that cannot be had stops the process with the reason.
-
-    SystemExit, because Celery logs and swallows any Exception a signal
-    receiver raises, and a process that quietly serves no metrics is the failure
-    this is meant to prevent.
-    """
-    try:
-        port = metrics_serve(default_port=default_port)
-    except OSError as error:
-        raise SystemExit(f"celery {process}: {error}") from error
-    if port:
-        logger.info("celery %s serves /metrics on port %s", process, port)
-
-
 def _worker_started(**kwargs: Any) -> None:
-    _serve_or_exit(default_port=WORKER_METRICS_PORT, process="worker")
+    metrics_serve_at_start(default_port=WORKER_METRICS_PORT, process="celery worker")
 
 
 _schedule_of_task: dict[str, str] = {}
@@ -84,7 +66,7 @@ def _beat_started(sender: Any = None, **kwargs: Any) -> None:
         _schedule_of_task[task] = task if task in _schedule_of_task else entry_name
     # Only beat's own publishes are schedule sends: connected here, in beat alone.
     after_task_publish.connect(_schedule_sent, weak=False, dispatch_uid="emporium-beat-sends")
-    _serve_or_exit(default_port=BEAT_METRICS_PORT, process="beat")
+    metrics_serve_at_start(default_port=BEAT_METRICS_PORT, process="celery beat")
 
 
 def _schedule_sent(sender: str | None = None, **kwargs: Any) -> None:

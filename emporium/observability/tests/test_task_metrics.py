@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 from kombu import Connection
 
-from conftest import require_service
 from emporium.observability.tests import metric_tasks
 from emporium.observability.tests.metric_samples import scraped
 from tests.support.processes import ROOT, WorkerProcess, free_port, stop_process, wait_until
@@ -28,15 +27,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 StartWorker = Callable[..., WorkerProcess]
 
 
-@pytest.fixture(autouse=True)
-def _real_servers() -> None:
-    require_service("DATABASE_URL")
-    require_service("BROKER_URL")
-
-
 @pytest.fixture
-def queue(broker_url: str) -> Iterator[str]:
-    """A queue of this test's own: no other worker on the shared broker takes its tasks."""
+def queue(database_url: str, broker_url: str) -> Iterator[str]:
+    """A queue of this test's own: no other worker on the shared broker takes its tasks.
+
+    The workers that consume it run on the test's PostgreSQL database.
+    """
     name = f"emporium.test.metrics.{uuid.uuid4().hex[:12]}"
     yield name
     with Connection(broker_url, connect_timeout=5) as broker:

@@ -12,10 +12,10 @@ import asyncio
 import signal
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
 from emporium.dashboard.publisher import publisher_run
-from emporium.observability.metrics import metrics_serve
+from emporium.observability.metrics import metrics_serve_at_start
 
 # The publisher's /metrics when METRICS_PORT is unset (the Prometheus job emporium-publisher).
 METRICS_PORT = 9104
@@ -25,12 +25,7 @@ class Command(BaseCommand):
     help = "Publish the live dashboard's figures once a second until stopped."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        try:
-            port = metrics_serve(default_port=METRICS_PORT)
-        except OSError as error:
-            raise CommandError(f"dashboard publisher: {error}") from error
-        if port:
-            self.stdout.write(f"dashboard publisher: /metrics on port {port}")
+        metrics_serve_at_start(default_port=METRICS_PORT, process="dashboard publisher")
         asyncio.run(self._run())
 
     async def _run(self) -> None:

@@ -1,11 +1,11 @@
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandParser
 
 from emporium.integrations.backlog import BacklogSampler
 from emporium.integrations.relay import outbox_relay_forever, outbox_relay_pending
-from emporium.observability.metrics import metrics_serve
+from emporium.observability.metrics import metrics_serve_at_start
 
 # The relay's /metrics when METRICS_PORT is unset (the Prometheus job emporium-relay).
 METRICS_PORT = 9103
@@ -24,11 +24,6 @@ class Command(BaseCommand):
         if options["once"]:
             self.stdout.write(f"published {outbox_relay_pending()} events")
             return
-        try:
-            port = metrics_serve(default_port=METRICS_PORT)
-        except OSError as error:
-            raise CommandError(f"outbox relay: {error}") from error
-        if port:
-            self.stdout.write(f"outbox relay: /metrics on port {port}")
+        if metrics_serve_at_start(default_port=METRICS_PORT, process="outbox relay"):
             BacklogSampler(broker_url=settings.EMPORIUM_EVENTS_BROKER_URL).start()
         outbox_relay_forever()
