@@ -33,16 +33,18 @@ _STARTED = "_emporium_started"
 
 
 def _user_id(request: HttpRequest) -> int | None:
-    """The signed-in user's id, without loading a user nobody asked for."""
+    """The signed-in user's id, without loading a user nobody asked for.
+
+    Paths that authenticate without ``request.user`` (the lean checkout) bind
+    the id instead (``correlation.user_id_bind``).
+    """
     user = request.__dict__.get("user")
-    if user is None:
-        return None
-    if isinstance(user, SimpleLazyObject) and user._wrapped is empty:
-        return None
-    if not user.is_authenticated:
-        return None
-    pk = user.pk
-    return pk if isinstance(pk, int) else None
+    if user is not None and not (isinstance(user, SimpleLazyObject) and user._wrapped is empty):
+        pk = user.pk if user.is_authenticated else None
+        if isinstance(pk, int):
+            return pk
+    bound = structlog.contextvars.get_contextvars().get("user_id")
+    return bound if isinstance(bound, int) else None
 
 
 def _route(request: HttpRequest) -> str | None:

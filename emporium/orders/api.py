@@ -18,6 +18,7 @@ from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 
 from emporium.accounts.auth import authenticated_user
+from emporium.core import correlation
 from emporium.core.errors import ApplicationError, error_body
 from emporium.core.idempotency import HEADER as IDEMPOTENCY_HEADER
 from emporium.core.idempotency import KEY_PATTERN as IDEMPOTENCY_KEY_PATTERN
@@ -143,6 +144,7 @@ class OrderViewSet(LeanDispatchViewSet[Order], viewsets.ReadOnlyModelViewSet[Ord
         user_id = _token_user_id(request)
         if user_id is None:
             return None
+        correlation.user_id_bind(user_id)
         caller = SimpleNamespace(
             method=request.method,
             META=request.META,

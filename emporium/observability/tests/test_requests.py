@@ -12,6 +12,7 @@ from django.db import connection
 from django.test import Client
 
 from config.wsgi import django_application, lean_gateway
+from emporium.carts import services as cart_services
 from emporium.catalog.tests.support import product_url
 from emporium.core.tests.factories import ProductFactory, UserFactory, client_for
 from emporium.observability.tests.logs import CapturedLogs, logs_captured
@@ -83,6 +84,18 @@ def test_probes_get_an_id_but_no_access_line(client: Client, logs: CapturedLogs,
 
     assert GENERATED.fullmatch(response["X-Request-ID"])
     assert logs.access() == []
+
+
+def test_the_lean_checkout_names_its_user_in_the_access_line(logs: CapturedLogs) -> None:
+    user = UserFactory()
+    product = ProductFactory(stock_quantity=3)
+    cart_services.cart_item_add(user=user, product=product, quantity=1)
+
+    response = client_for(user).post("/api/orders/")
+
+    assert response.status_code == 201
+    [line] = logs.access()
+    assert (line["user_id"], line["status"], line["route"]) == (user.pk, 201, "api/orders/$")
 
 
 # The gateway ends a request as a server would, closing the database connection:
