@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 ## default to config.settings.production, which refuses to start without its secrets.
 SETTINGS := $(or $(DJANGO_SETTINGS_MODULE),config.settings.embedded)
 
-.PHONY: bench run worker beat relay dashboard-publisher provider install install-dev frontend test lint format typecheck check migrate seed lock clean
+.PHONY: bench loadtest run worker beat relay dashboard-publisher provider install install-dev frontend test lint format typecheck check migrate seed lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -153,3 +153,16 @@ SCENARIO ?= checkout
 bench: install
 	bash deploy/local/start-services.sh
 	$(BIN)/python -m bench.$(SCENARIO)
+
+## A Locust load test of any running deployment (docs/performance_tuning.md), headless:
+## `make loadtest` against `make run` here, or `make loadtest HOST=https://shop.example`.
+## USERS simulated shoppers (and one dispatcher), SPAWN_RATE a second, for DURATION.
+## Accounts come from LOADTEST_CUSTOMERS / LOADTEST_STAFF (bench/locustfile.py).
+USERS ?= 20
+SPAWN_RATE ?= 2
+DURATION ?= 60s
+LOADTEST_URL = $(if $(findstring ://,$(HOST)),$(HOST),http://$(HOST):$(PORT))
+loadtest: install-dev
+	flock /tmp/emporium-bench.lock $(BIN)/locust -f bench/locustfile.py --headless \
+	    --host $(LOADTEST_URL) --users $(USERS) --spawn-rate $(SPAWN_RATE) --run-time $(DURATION) \
+	    --stop-timeout 10 --only-summary
