@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.deploy import ENTRYPOINT, ROOT, fault_rejected, script_run, secret_variables
+
 COMPOSE = ROOT / "deploy" / "compose"
-ENTRYPOINT = ROOT / "deploy" / "docker" / "entrypoint.sh"
 
 APP_ROLES = {
     "migrate": ["migrate"],
@@ -29,12 +29,6 @@ APP_ROLES = {
     "publisher": ["publisher"],
 }
 SERVERS = {"nginx", "postgres", "postgres-replica", "redis", "rabbitmq", "prometheus", "grafana"}
-
-
-def _secret_variables() -> list[str]:
-    text = ENTRYPOINT.read_text()
-    start = text.index('SECRET_VARIABLES="') + len('SECRET_VARIABLES="')
-    return text[start : text.index('"', start)].split()
 
 
 def _docker_compose() -> str:
@@ -100,16 +94,16 @@ def test_app_containers_are_locked_down(config: dict[str, Any]) -> None:
 def test_secrets_reach_the_app_as_files_only(
     config: dict[str, Any], secrets_directory: Path
 ) -> None:
-    secret_variables = set(_secret_variables())
+    secret_names = set(secret_variables())
     for name in APP_ROLES:
         service = config["services"][name]
         environment = service["environment"]
         # No secret is given by value, in compose.yaml or in emporium.env.
-        assert not secret_variables & set(environment), name
+        assert not secret_names & set(environment), name
         mounted = {entry["source"] for entry in service["secrets"]}
         for variable, path in environment.items():
             if variable.endswith("_FILE"):
-                assert variable.removesuffix("_FILE") in secret_variables, variable
+                assert variable.removesuffix("_FILE") in secret_names, variable
                 assert path == f"/run/secrets/{Path(path).name}"
                 assert Path(path).name in mounted, (name, variable)
     for name, secret in config["secrets"].items():
@@ -156,15 +150,14 @@ def _binds(service: dict[str, Any]) -> list[str]:
 def test_a_broken_stack_is_rejected(
     original: str, broken: str, secrets_directory: Path, tmp_path: Path
 ) -> None:
-    text = (COMPOSE / "compose.yaml").read_text()
-    assert original in text
-    copy = tmp_path / "compose.yaml"
-    copy.write_text(text.replace(original, broken, 1))
     shutil.copy(COMPOSE / "emporium.env", tmp_path / "emporium.env")
-    assert compose_config(copy, secrets_directory).returncode != 0
-    # The same copy without the fault passes: the fault is what was rejected.
-    copy.write_text(text)
-    assert compose_config(copy, secrets_directory).returncode == 0
+    fault_rejected(
+        lambda copy: compose_config(copy, secrets_directory),
+        (COMPOSE / "compose.yaml").read_text(),
+        tmp_path / "compose.yaml",
+        original,
+        broken,
+    )
 
 
 def _check_deploy(secrets: Path) -> subprocess.CompletedProcess[str]:
@@ -176,17 +169,18 @@ def _check_deploy(secrets: Path) -> subprocess.CompletedProcess[str]:
             environment[name] = value
     # TLS in front, as in production: then there is nothing to warn about.
     environment.update(SECURE_SSL_REDIRECT="true", SECURE_HSTS_SECONDS="31536000")
-    for variable in _secret_variables():
+    for variable in secret_variables():
         if (secrets / variable.lower()).is_file():
             environment[f"{variable}_FILE"] = str(secrets / variable.lower())
-    return subprocess.run(  # noqa: S603
-        ["/bin/sh", str(ENTRYPOINT), "manage", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT,
+    return script_run(
+        ENTRYPOINT,
+        "manage",
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
         env=environment,
-        capture_output=True,
-        text=True,
         timeout=120,
-        check=False,
     )
 
 

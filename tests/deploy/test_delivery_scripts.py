@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.deploy import ROOT, script_run
+
 K8S = ROOT / "deploy" / "k8s"
 IMAGE = "ghcr.io/example/emporium@sha256:" + "ab" * 32
 
@@ -52,22 +53,11 @@ def cluster(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     return tmp_path / "k8s", {"PATH": f"{stubs}:/usr/bin:/bin", "CALLS": str(calls)}
 
 
-def _run(script: Path, *argv: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - the script under test
-        ["/bin/sh", str(script), *argv],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def test_deploy_migrates_first_then_rolls_out_the_image(
     cluster: tuple[Path, dict[str, str]],
 ) -> None:
     directory, env = cluster
-    done = _run(directory / "deploy.sh", IMAGE, env={**env, "JOB_SUCCEEDED": "1"})
+    done = script_run(directory / "deploy.sh", IMAGE, env={**env, "JOB_SUCCEEDED": "1"})
     assert done.returncode == 0, done.stderr
     calls = Path(env["CALLS"]).read_text()
     order = [
@@ -87,7 +77,7 @@ def test_deploy_migrates_first_then_rolls_out_the_image(
 
 def test_a_failed_migration_stops_the_rollout(cluster: tuple[Path, dict[str, str]]) -> None:
     directory, env = cluster
-    done = _run(directory / "deploy.sh", IMAGE, env={**env, "JOB_FAILED": "True"})
+    done = script_run(directory / "deploy.sh", IMAGE, env={**env, "JOB_FAILED": "True"})
     assert done.returncode != 0
     assert "the migration did not complete" in done.stderr
     calls = Path(env["CALLS"]).read_text()
@@ -98,7 +88,7 @@ def test_a_failed_migration_stops_the_rollout(cluster: tuple[Path, dict[str, str
 
 def test_rollback_undoes_every_deployment_and_waits(cluster: tuple[Path, dict[str, str]]) -> None:
     directory, env = cluster
-    assert _run(directory / "rollback.sh", env=env).returncode == 0
+    assert script_run(directory / "rollback.sh", env=env).returncode == 0
     calls = Path(env["CALLS"]).read_text().splitlines()
     assert [line for line in calls if "rollout" in line] == [
         "kubectl -n emporium rollout undo deployment.apps/emporium-web",
@@ -144,7 +134,7 @@ def app() -> Iterator[str]:
 
 
 def _smoke(url: str) -> subprocess.CompletedProcess[str]:
-    return _run(K8S / "smoke.sh", url, env={"PATH": os.environ["PATH"], "SMOKE_SECONDS": "1"})
+    return script_run(K8S / "smoke.sh", url, env={"PATH": os.environ["PATH"], "SMOKE_SECONDS": "1"})
 
 
 def test_smoke_passes_a_healthy_deployment(app: str) -> None:
@@ -173,7 +163,7 @@ def test_each_step_alone_does_only_its_part(cluster: tuple[Path, dict[str, str]]
     directory, env = cluster
     calls = Path(env["CALLS"])
     assert (
-        _run(
+        script_run(
             directory / "deploy.sh", "migrate", IMAGE, env={**env, "JOB_SUCCEEDED": "1"}
         ).returncode
         == 0
@@ -181,6 +171,6 @@ def test_each_step_alone_does_only_its_part(cluster: tuple[Path, dict[str, str]]
     assert "emporium-migrate" in calls.read_text()
     assert "apply -k" not in calls.read_text()
     calls.unlink()
-    assert _run(directory / "deploy.sh", "rollout", IMAGE, env=env).returncode == 0
+    assert script_run(directory / "deploy.sh", "rollout", IMAGE, env=env).returncode == 0
     assert "apply -k" in calls.read_text()
     assert "emporium-migrate" not in calls.read_text()

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.deploy import ROOT, fault_rejected
+
 DOCKERFILE = ROOT / "deploy" / "docker" / "Dockerfile"
 HADOLINT = Path(sys.executable).parent / "hadolint"
 
@@ -61,13 +62,7 @@ def test_hadolint_passes() -> None:
     ],
 )
 def test_a_broken_dockerfile_is_rejected(original: str, broken: str, tmp_path: Path) -> None:
-    text = DOCKERFILE.read_text()
-    assert original in text
-    copy = tmp_path / "Dockerfile"
-    copy.write_text(text.replace(original, broken, 1))
-    assert hadolint(copy).returncode != 0
-    copy.write_text(text)
-    assert hadolint(copy).returncode == 0
+    fault_rejected(hadolint, DOCKERFILE.read_text(), tmp_path / "Dockerfile", original, broken)
 
 
 def _ignored(path: str, patterns: list[str]) -> bool:

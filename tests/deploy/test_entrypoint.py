@@ -23,10 +23,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tests.support.deploy import ENTRYPOINT, ROOT, script_run
 from tests.support.processes import free_port, wait_until
-
-ROOT = Path(__file__).resolve().parents[2]
-ENTRYPOINT = ROOT / "deploy" / "docker" / "entrypoint.sh"
 
 # A stub server: writes its argv (one per line), then "pid <n>", then waits for
 # SIGTERM when STUB_WAIT is set, recording it, as a server that shuts down cleanly.
@@ -61,15 +59,7 @@ def _environment(stubs: Path, record: Path, **extra: str) -> dict[str, str]:
 
 
 def _run(stubs: Path, record: Path, *argv: str, **extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - the script under test
-        ["/bin/sh", str(ENTRYPOINT), *argv],
-        cwd=ROOT,
-        env=_environment(stubs, record, **extra),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    return script_run(ENTRYPOINT, *argv, env=_environment(stubs, record, **extra))
 
 
 def _recorded(record: Path) -> tuple[str, list[str]]:
@@ -256,14 +246,11 @@ def health_server() -> Iterator[int]:
 
 
 def _healthcheck(*argv: str, **extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603
-        ["/bin/sh", str(ENTRYPOINT), "healthcheck", *argv],
-        cwd=ROOT,
+    return script_run(
+        ENTRYPOINT,
+        "healthcheck",
+        *argv,
         env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", **extra},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
     )
 
 
@@ -314,15 +301,7 @@ def empty_database(database_url: str) -> Iterator[str]:
 def test_migrate_waits_for_the_database_then_migrates_it(empty_database: str) -> None:
     environment = _production_environment(empty_database)
     started = time.monotonic()
-    done = subprocess.run(  # noqa: S603
-        ["/bin/sh", str(ENTRYPOINT), "migrate"],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = script_run(ENTRYPOINT, "migrate", env=environment, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     with psycopg.connect(empty_database) as connection:
         row = connection.execute(
@@ -331,15 +310,7 @@ def test_migrate_waits_for_the_database_then_migrates_it(empty_database: str) ->
     assert row is not None
     assert row[0] > 0
     # A second run has nothing to do and says so.
-    again = subprocess.run(  # noqa: S603
-        ["/bin/sh", str(ENTRYPOINT), "migrate"],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    again = script_run(ENTRYPOINT, "migrate", env=environment, timeout=120)
     assert again.returncode == 0, again.stderr
     assert "No migrations to apply" in again.stdout
     assert time.monotonic() - started < 300
@@ -350,14 +321,8 @@ def test_migrate_gives_up_on_a_database_that_never_answers() -> None:
         f"postgres://postgres:postgres@127.0.0.1:{free_port()}/nothing"
     )
     started = time.monotonic()
-    done = subprocess.run(  # noqa: S603
-        ["/bin/sh", str(ENTRYPOINT), "migrate"],
-        cwd=ROOT,
-        env={**environment, "DATABASE_WAIT_SECONDS": "2"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    done = script_run(
+        ENTRYPOINT, "migrate", env={**environment, "DATABASE_WAIT_SECONDS": "2"}, timeout=60
     )
     assert done.returncode != 0
     assert "did not answer in time" in done.stderr
