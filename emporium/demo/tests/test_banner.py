@@ -31,7 +31,10 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def test_the_banner_waits_for_the_server_then_lists_every_place_and_login() -> None:
+def test_the_banner_waits_for_the_server_then_lists_every_place_and_login(
+    settings: Settings,
+) -> None:
+    settings.EMPORIUM_PROFILE = "embedded"  # the one profile with well-known demo passwords
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     server = HTTPServer(("127.0.0.1", port), _Health)
