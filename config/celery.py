@@ -24,7 +24,6 @@ from celery import Celery, bootsteps
 from kombu import Exchange, Queue
 
 from config.settings.env import ENV
-from emporium.observability.task_metrics import task_metrics_connect
 
 # Production unless told otherwise: it refuses to start without its secrets, so a
 # deployment that forgets DJANGO_SETTINGS_MODULE fails instead of serving. The
@@ -100,6 +99,4 @@ app.conf.update(
     },
 )
 app.steps["consumer"].add(DeadLetterTopology)
-# Task outcomes and run times, beat's sends, and /metrics for worker and beat.
-task_metrics_connect()
 app.autodiscover_tasks()

@@ -9,11 +9,15 @@ class ObservabilityConfig(AppConfig):
     def ready(self) -> None:
         from emporium.observability import instrumentation, metrics
         from emporium.observability.task_context import task_context_connect
+        from emporium.observability.task_metrics import task_metrics_connect
         from emporium.observability.tracing import tracing_configure
 
         if metrics.metrics_enabled():  # off: no statement wrapper, no receiver
             instrumentation.instrumentation_install()
 
         task_context_connect()
+        # Task outcomes and run times, beat's sends, /metrics for worker and beat: a
+        # worker and beat set up Django before their worker_init and beat_init.
+        task_metrics_connect()
         # Web, worker and relay processes all set up Django, so all pass here.
         tracing_configure()

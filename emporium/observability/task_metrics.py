@@ -1,9 +1,10 @@
 """Celery's metrics: each task run's outcome and time, beat's sends, and /metrics for both.
 
 :func:`task_metrics_connect` connects the receivers once per process, from
-``config.celery`` where the app is configured. Task runs are counted where
-they run (a worker's pool process, or the caller's process for tasks run
-eagerly in the embedded profile): ``task_prerun`` notes the start,
+``ObservabilityConfig.ready``: worker and beat set up Django before they send
+``worker_init`` and ``beat_init``. Task runs are counted where they run (a
+worker's pool process, or the caller's process for tasks run eagerly in the
+embedded profile): ``task_prerun`` notes the start,
 ``task_postrun`` counts the outcome from the state Celery reports and observes
 the time. A pool process killed in the middle of a task (a hard time limit, a
 crash) reports nothing; the task's redelivery is counted when it runs.
