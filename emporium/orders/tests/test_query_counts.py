@@ -1,0 +1,68 @@
+"""How many statements ``GET /api/orders/`` and ``GET /api/orders/{id}/`` cost, pinned.
+
+A customer with 30 orders of two lines each (the bench's customer, bench/orders.py):
+the first page and one order's detail each take four statements, whatever the
+number of orders or lines: the token's user, the user's permissions (the view
+checks ``orders.view_order`` to choose between everyone's orders and one's
+own), the orders, and all their lines in one prefetch. A change that adds one
+fails here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from emporium.core.tests.factories import (
+    OrderFactory,
+    OrderItemFactory,
+    ProductFactory,
+    UserFactory,
+    client_for,
+)
+
+pytestmark = pytest.mark.django_db
+
+ORDERS = 30
+LIST_STATEMENTS = 4
+DETAIL_STATEMENTS = 4
+
+
+def _customer_with_orders(orders: int) -> tuple[Any, list[Any]]:
+    customer = UserFactory()
+    products = [ProductFactory() for _ in range(2)]
+    made = []
+    for _ in range(orders):
+        order = OrderFactory(user=customer)
+        for product in products:
+            OrderItemFactory(order=order, product=product)
+        made.append(order)
+    return customer, made
+
+
+@pytest.mark.parametrize("orders", [3, ORDERS])
+def test_the_first_page_of_my_orders_takes_a_fixed_number_of_statements(
+    orders: int, django_assert_num_queries: Any
+) -> None:
+    customer, _ = _customer_with_orders(orders)
+    client = client_for(customer)
+
+    with django_assert_num_queries(LIST_STATEMENTS):
+        response = client.get("/api/orders/")
+
+    assert response.status_code == 200
+    page = response.json()["results"]
+    assert len(page) == min(orders, 20)
+    assert all(len(order["items"]) == 2 for order in page)
+
+
+def test_one_order_takes_a_fixed_number_of_statements(django_assert_num_queries: Any) -> None:
+    customer, orders = _customer_with_orders(ORDERS)
+    client = client_for(customer)
+
+    with django_assert_num_queries(DETAIL_STATEMENTS):
+        response = client.get(f"/api/orders/{orders[0].pk}/")
+
+    assert response.status_code == 200
+    assert len(response.json()["items"]) == 2
