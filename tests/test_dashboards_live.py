@@ -77,12 +77,15 @@ NO_SERIES_YET = {
     "which no deployment runs yet",
 }
 DEADLINE_SECONDS = 150
-# Prometheus' graph page: the figures docs/monitoring.md shows, and the file of each.
+SCREENSHOT_TRAFFIC_SECONDS = 120
+# Prometheus' graph page for these panels (dashboard, panel), each in its file, over
+# one-minute windows (the panels' five would hardly move in a test's few minutes).
 SCREENSHOTS = {
-    "prometheus-requests-by-route.png": "sum by (route) (rate(emporium_http_requests_total[1m]))",
-    "prometheus-latency-p99-by-route.png": (
-        "histogram_quantile(0.99, sum by (route, le) "
-        "(rate(emporium_http_request_duration_seconds_bucket[1m])))"
+    "prometheus-requests-by-route.png": ("Emporium API", "Requests by route"),
+    "prometheus-latency-p99-by-route.png": ("Emporium API", "p99 latency by route"),
+    "prometheus-task-runs.png": (
+        "Emporium queues, outbox and tasks",
+        "Task runs by task and outcome",
     ),
 }
 
@@ -391,6 +394,11 @@ def test_every_panel_of_every_dashboard_returns_data(
             problems = _evaluate(prometheus, queries)
         down = _targets_down(prometheus)
         if os.environ.get("EMPORIUM_MONITORING_SCREENSHOTS"):
+            # A couple of minutes of traffic, so that the graphs have a shape.
+            until = time.monotonic() + SCREENSHOT_TRAFFIC_SECONDS
+            while time.monotonic() < until:
+                _traffic_round(shop)
+                time.sleep(0.5)
             _screenshots(prometheus, Path(os.environ["EMPORIUM_MONITORING_SCREENSHOTS"]))
     finally:
         socket.close()
@@ -410,9 +418,11 @@ def _screenshots(prometheus: PrometheusServer, directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     with browser_page() as (page, _problems):
         page.set_viewport_size({"width": 1280, "height": 800})
-        for name, expr in SCREENSHOTS.items():
+        exprs = {(query.dashboard, query.panel): query.expr for query in panel_queries()}
+        for name, panel in SCREENSHOTS.items():
+            expr = exprs[panel].replace("[5m]", "[1m]")
             parameters = urllib.parse.urlencode(
-                {"g0.expr": expr, "g0.tab": "0", "g0.range_input": "5m"}
+                {"g0.expr": expr, "g0.tab": "0", "g0.range_input": "3m"}
             )
             page.goto(f"{prometheus.url}/graph?{parameters}")
             page.wait_for_timeout(3000)

@@ -65,7 +65,8 @@ class Dashboard:
 
 def rate(metric: str, selector: str = "", by: str = "") -> str:
     grouping = f" by ({by})" if by else ""
-    return f"sum{grouping} (rate({metric}{{{selector}}}[{WINDOW}]))"
+    matchers = f"{{{selector}}}" if selector else ""
+    return f"sum{grouping} (rate({metric}{matchers}[{WINDOW}]))"
 
 
 def quantile(value: float, histogram: str, selector: str = "", by: str = "") -> str:
