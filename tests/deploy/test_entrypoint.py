@@ -372,3 +372,58 @@ def test_the_real_server_of_a_role_answers_its_healthcheck_and_stops_on_sigterm(
             process.kill()
             process.wait()
         log.close()
+
+
+def test_background_roles_serve_the_metrics_their_liveness_probes_read(
+    empty_database: str, redis_url: str, broker_url: str, tmp_path: Path
+) -> None:
+    """worker, relay and publisher, for real on the production profile: compose and
+    Kubernetes call them alive while GET /metrics on METRICS_PORT answers."""
+    environment = {
+        **_production_environment(empty_database),
+        "REDIS_URL": redis_url,
+        "BROKER_URL": broker_url,
+        # A queue of this test's own: the broker is shared with other test runs.
+        "CELERY_QUEUES": f"deploy-test-{os.getpid()}",
+    }
+    migrated = script_run(ENTRYPOINT, "migrate", env=environment, timeout=300)
+    assert migrated.returncode == 0, migrated.stderr
+    # The worker's node name is this test's own too (its control queue is exclusive).
+    for role, extra in (
+        ("worker", ["-n", f"deploy-test-{os.getpid()}@%h"]),
+        ("relay", []),
+        ("publisher", []),
+    ):
+        _metrics_answer_until_sigterm([role, *extra], environment, tmp_path / f"{role}.log")
+
+
+def _metrics_answer_until_sigterm(
+    argv: list[str], environment: dict[str, str], log_path: Path
+) -> None:
+    port = str(free_port())
+    metrics = f"http://127.0.0.1:{port}/metrics"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(  # noqa: S603
+            ["/bin/sh", str(ENTRYPOINT), *argv],
+            cwd=ROOT,
+            env={**environment, "METRICS_PORT": port},
+            stdout=log,
+            stderr=log,
+        )
+    try:
+        alive = wait_until(
+            lambda: (
+                script_run(ENTRYPOINT, "healthcheck", metrics, env=environment).returncode == 0
+                or process.poll() is not None
+            ),
+            timeout=60,
+            interval=0.5,
+        )
+        assert alive, log_path.read_text()
+        assert process.poll() is None, log_path.read_text()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) in (0, -signal.SIGTERM), log_path.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
