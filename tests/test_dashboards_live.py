@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import math
 import os
 import secrets
 import subprocess
@@ -363,9 +364,21 @@ def _evaluate(prometheus: PrometheusServer, queries: list[PanelQuery]) -> dict[P
         answer = prometheus.query(query.expr)
         if answer.get("status") != "success":
             problems[query] = f"error: {answer.get('error')}"
-        elif not answer["data"]["result"] and query.panel not in NO_SERIES_YET:
+        elif query.panel in NO_SERIES_YET:
+            continue
+        elif not answer["data"]["result"]:
             problems[query] = "no series"
+        elif all(math.isnan(float(series["value"][1])) for series in answer["data"]["result"]):
+            problems[query] = "no number (NaN in every series)"
     return problems
+
+
+def _rule_problems(prometheus: PrometheusServer) -> dict[str, str]:
+    """The alert rules Prometheus could not evaluate on the real series, and why."""
+    groups = prometheus.api("/api/v1/rules")["data"]["groups"]
+    rules = [rule for group in groups for rule in group["rules"]]
+    assert rules
+    return {rule["name"]: rule.get("lastError", "") for rule in rules if rule["health"] != "ok"}
 
 
 def _targets_down(prometheus: PrometheusServer) -> dict[str, str]:
@@ -393,6 +406,7 @@ def test_every_panel_of_every_dashboard_returns_data(
             time.sleep(1)
             problems = _evaluate(prometheus, queries)
         down = _targets_down(prometheus)
+        rule_problems = _rule_problems(prometheus)
         if os.environ.get("EMPORIUM_MONITORING_SCREENSHOTS"):
             # A couple of minutes of traffic, so that the graphs have a shape.
             until = time.monotonic() + SCREENSHOT_TRAFFIC_SECONDS
@@ -409,6 +423,7 @@ def test_every_panel_of_every_dashboard_returns_data(
         f"targets not up: {down}\n{emporium.logs()}"
     )
     assert down == {}
+    assert rule_problems == {}
     assert socket.received > 0
 
 

@@ -451,7 +451,13 @@ LIVE = Dashboard(
             (
                 Panel(
                     "Open connections",
-                    (Query("sum by (instance) (emporium_websocket_connections)", "{{instance}}"),),
+                    (
+                        Query(
+                            'sum by (instance) (emporium_websocket_connections{job="emporium-ws"})',
+                            "{{instance}}",
+                        ),
+                    ),
+                    description="Per WebSocket server (every process exports the gauge, at 0).",
                 ),
                 Panel(
                     "Messages sent",
