@@ -38,6 +38,10 @@ read_secret() { tr -d '\n' < "$directory/$1"; }
 write database_url "postgres://emporium:$(read_secret postgres_password)@postgres:5432/emporium"
 write redis_url "redis://:$(read_secret redis_password)@redis:6379/0"
 write broker_url "amqp://emporium:$(read_secret rabbitmq_password)@rabbitmq:5672/%2F"
+# The stack's mail catcher takes mail without a login; an SMTP server with one goes
+# here as smtp+tls://user:password@host:587 (the root file system is read-only, so
+# the embedded profile's mail files are not an option).
+write email_url "smtp://mail:1025"
 write rabbitmq_conf "default_user = emporium
 default_pass = $(read_secret rabbitmq_password)"
 write redis_conf "requirepass $(read_secret redis_password)"
