@@ -89,21 +89,39 @@ def _pods() -> dict[str, dict[str, Any]]:
 
 def test_one_pod_per_role_running_the_entrypoint_role_locked_down() -> None:
     pods = _pods()
-    assert set(pods) == ROLES
+    assert set(pods) == ROLES | {"static"}
     for role, pod in pods.items():
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["automountServiceAccountToken"] is False
+        for container in pod.get("initContainers", []) + pod["containers"]:
+            security = container["securityContext"]
+            assert security["readOnlyRootFilesystem"] is True
+            assert security["allowPrivilegeEscalation"] is False
+            assert security["capabilities"]["drop"] == ["ALL"]
+            for kind in ("requests", "limits"):
+                assert set(container["resources"][kind]) == {"cpu", "memory"}, role
+        if role == "static":
+            continue
         (container,) = pod["containers"]
         assert container["image"] == "emporium"
         assert container["args"] == [role]
-        assert pod["securityContext"]["runAsNonRoot"] is True
-        assert pod["automountServiceAccountToken"] is False
-        security = container["securityContext"]
-        assert security["readOnlyRootFilesystem"] is True
-        assert security["allowPrivilegeEscalation"] is False
-        assert security["capabilities"]["drop"] == ["ALL"]
-        for kind in ("requests", "limits"):
-            assert set(container["resources"][kind]) == {"cpu", "memory"}, role
         mounts = {mount["mountPath"] for mount in container["volumeMounts"]}
         assert "/tmp" in mounts  # noqa: S108 - the one writable path
+
+
+def test_static_files_come_from_the_release_image() -> None:
+    pod = _pods()["static"]
+    (collect,) = pod["initContainers"]
+    (nginx,) = pod["containers"]
+    assert collect["image"] == "emporium"
+    copied_to = next(m["mountPath"] for m in collect["volumeMounts"] if m["name"] == "static")
+    assert f"/app/staticfiles/. {copied_to}/" in collect["args"][-1]
+    served = next(m for m in nginx["volumeMounts"] if m["name"] == "static")
+    assert served == {
+        "name": "static",
+        "mountPath": "/usr/share/nginx/html/static",
+        "readOnly": True,
+    }
 
 
 def test_http_roles_probe_healthz_and_readyz_as_an_allowed_host() -> None:
@@ -129,7 +147,10 @@ def test_secrets_are_referenced_never_given() -> None:
     assert not secret_names & set(config)
     files = {name.removesuffix("_FILE") for name in config if name.endswith("_FILE")}
     assert files == secret_names
-    for pod in _pods().values():
+    for role, pod in _pods().items():
+        if role == "static":
+            assert not [v for v in pod["volumes"] if "secret" in v]  # needs none
+            continue
         (volume,) = [v for v in pod["volumes"] if "secret" in v]
         assert volume["secret"]["secretName"] == "emporium-secrets"
         (container,) = pod["containers"]
@@ -168,4 +189,8 @@ def test_services_hpas_pdbs_and_ingress_point_at_what_exists() -> None:
         for rule in ingress["spec"]["rules"]
         for path in rule["http"]["paths"]
     }
-    assert paths == {"/ws/": "emporium-ws", "/": "emporium-web"}
+    assert paths == {
+        "/ws/": "emporium-ws",
+        "/static/": "emporium-static",
+        "/": "emporium-web",
+    }
