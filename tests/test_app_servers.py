@@ -270,9 +270,11 @@ def test_metrics_on_any_granian_worker_add_up_every_workers_requests(
                 sent += 16
                 if len(_counted_per_worker(directory)) >= 2:
                     break
+                time.sleep(0.1)
+        # Each worker writes its counts into its file within a second (metrics.FLUSH_SECONDS).
+        assert wait_until(lambda: sum(_counted_per_worker(directory).values()) == sent, timeout=10)
         per_worker = _counted_per_worker(directory)
         assert len(per_worker) == 2, per_worker  # both workers served and counted
-        assert sum(per_worker.values()) == sent
 
         # Any worker's /metrics answers for both, exactly; scraped several times, so
         # both workers answer some of the scrapes.

@@ -19,6 +19,7 @@ from prometheus_client import REGISTRY
 from emporium.catalog.tests.support import PRODUCT_LIST_URL, product_url
 from emporium.core.cache import local_state_reset
 from emporium.core.tests.factories import CategoryFactory, ProductFactory
+from emporium.observability import metrics
 from emporium.observability.tests.metric_samples import sample
 
 pytestmark = pytest.mark.django_db
@@ -226,3 +227,47 @@ def test_with_metrics_off_no_statement_is_wrapped() -> None:
         results[enabled] = completed.stdout.strip().splitlines()[-1]
 
     assert results == {"true": "1", "false": "0"}
+
+
+# -- several processes: counts added up in memory, written once a second ---------------------
+
+
+def test_buffered_counts_are_written_as_observe_would_write_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(metrics._pending, "buffering", True)
+    route = "test/buffered/"
+    key = (route, "GET", 200)
+
+    for seconds in (0.0004, 0.003, 0.003, 7.0, 30.0):
+        metrics.http_request_count(key, seconds=seconds, queries=2, db_seconds=0.002)
+    metrics.cache_read_record(["catalog", "catalog.product.7"], hit=True)
+    hits_before = sample("emporium_cache_requests_total", namespace="catalog.product", result="hit")
+
+    assert sample("emporium_http_requests_total", route=route, method="GET", status="200") == 0
+
+    metrics.pending_flush()
+
+    assert sample("emporium_http_requests_total", route=route, method="GET", status="200") == 5
+
+    def duration(suffix: str, **labels: str) -> float:
+        return sample(
+            f"emporium_http_request_duration_seconds{suffix}", route=route, method="GET", **labels
+        )
+
+    assert duration("_count") == 5
+    assert duration("_sum") == pytest.approx(37.0064)
+    assert duration("_bucket", le="0.001") == 1
+    assert duration("_bucket", le="0.0025") == 1
+    assert duration("_bucket", le="0.005") == 3
+    assert duration("_bucket", le="10.0") == 4
+    assert duration("_bucket", le="+Inf") == 5
+    assert sample("emporium_http_request_db_queries_bucket", route=route, le="1.0") == 0
+    assert sample("emporium_http_request_db_queries_bucket", route=route, le="2.0") == 5
+    assert sample("emporium_http_request_db_duration_seconds_sum", route=route) == pytest.approx(
+        0.01
+    )
+    assert (
+        sample("emporium_cache_requests_total", namespace="catalog.product", result="hit")
+        == hits_before + 1
+    )
