@@ -57,7 +57,7 @@ from tests.support.monitoring import (
     PrometheusServer,
     panel_queries,
     require_tool,
-    scrape_configuration,
+    scrape_configuration_write,
     start_prometheus,
 )
 from tests.support.processes import (
@@ -246,8 +246,10 @@ def _answers(url: str) -> bool:
 
 @pytest.fixture
 def prometheus(emporium: Emporium, tmp_path: Path) -> Iterator[PrometheusServer]:
-    config = scrape_configuration(emporium.targets, tmp_path / "metrics-token")
-    yield from start_prometheus(tmp_path / "prometheus", config)
+    configuration = scrape_configuration_write(
+        tmp_path / "prometheus", emporium.targets, tmp_path / "metrics-token", interval="1s"
+    )
+    yield from start_prometheus(configuration)
 
 
 # -- traffic --------------------------------------------------------------------------------

@@ -55,18 +55,17 @@ def heading_anchor(heading: str) -> str:
 
 
 def test_prometheus_configuration_is_valid(tmp_path: Path) -> None:
-    syntax = promtool("check", "config", "--syntax-only", PROMETHEUS / "prometheus.yml")
-    assert syntax.returncode == 0, syntax.stdout + syntax.stderr
-    # In full (rule files and the token file read too), with the token where it is installed.
+    committed = promtool("check", "config", "--syntax-only", PROMETHEUS / "prometheus.yml")
+    assert committed.returncode == 0, committed.stdout + committed.stderr
+    # In full (the rule file, the targets files and the token file read too), as installed.
+    (tmp_path / "token").write_text("a-token\n")
+    shutil.copytree(PROMETHEUS, tmp_path / "prometheus")
     config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
-    token = tmp_path / "token"
-    token.write_text("a-token\n")
     for job in config["scrape_configs"]:
         if "authorization" in job:
-            job["authorization"]["credentials_file"] = str(token)
-    shutil.copy(PROMETHEUS / "alerts.yml", tmp_path / "alerts.yml")
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    full = promtool("check", "config", tmp_path / "prometheus.yml")
+            job["authorization"]["credentials_file"] = str(tmp_path / "token")
+    (tmp_path / "prometheus" / "prometheus.yml").write_text(yaml.safe_dump(config))
+    full = promtool("check", "config", tmp_path / "prometheus" / "prometheus.yml")
     assert full.returncode == 0, full.stdout + full.stderr
 
 
@@ -74,6 +73,11 @@ def test_every_process_is_scraped_and_the_app_ports_with_the_token() -> None:
     config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert set(jobs) == JOBS
+    for name, job in jobs.items():
+        files = [file for discovery in job["file_sd_configs"] for file in discovery["files"]]
+        assert files == [f"targets/{name}.yml"]
+        groups = yaml.safe_load((PROMETHEUS / files[0]).read_text())
+        assert [target for group in groups for target in group["targets"]], name
     for name in ("emporium-web", "emporium-ws"):
         assert jobs[name]["authorization"]["type"] == "Bearer"
         assert jobs[name]["authorization"]["credentials_file"].startswith("/")

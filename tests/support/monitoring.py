@@ -3,8 +3,8 @@
 ``start_prometheus`` runs the real ``prometheus`` of Debian's package on a free
 loopback port with a temporary data directory, on a configuration derived
 from the committed ``deploy/prometheus/prometheus.yml``: the same jobs, paths
-and rule file, with the test's ports, a token file of the test's own, and a
-one-second scrape interval.
+and rule file, with target files naming the test's ports, a token file of the
+test's own, and a one-second scrape interval.
 """
 
 from __future__ import annotations
@@ -72,19 +72,26 @@ def panel_queries() -> list[PanelQuery]:
     return queries
 
 
-def scrape_configuration(
-    targets: dict[str, str], token_file: Path, *, interval: str = "1s"
-) -> dict[str, Any]:
-    """The committed configuration with each job pointed at ``targets[job]`` (host:port)."""
+def scrape_configuration_write(
+    directory: Path, targets: dict[str, str], token_file: Path, *, interval: str = "15s"
+) -> Path:
+    """The committed configuration in ``directory``, each job's targets file naming
+    ``targets[job]`` (host:port); the rule files are the committed ones. Returns its path."""
     config: dict[str, Any] = yaml.safe_load((PROMETHEUS_DIRECTORY / "prometheus.yml").read_text())
     config["global"]["scrape_interval"] = interval
     config["global"]["evaluation_interval"] = interval
     config["rule_files"] = [str(PROMETHEUS_DIRECTORY / name) for name in config["rule_files"]]
     for job in config["scrape_configs"]:
-        job["static_configs"] = [{"targets": [targets[job["job_name"]]]}]
         if "authorization" in job:
             job["authorization"]["credentials_file"] = str(token_file)
-    return config
+        for discovery in job["file_sd_configs"]:
+            for name in discovery["files"]:
+                path = directory / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(yaml.safe_dump([{"targets": [targets[job["job_name"]]]}]))
+    path = directory / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config))
+    return path
 
 
 @dataclass
@@ -111,17 +118,17 @@ class PrometheusServer:
         return self.log_path.read_text(errors="replace")
 
 
-def start_prometheus(directory: Path, config: dict[str, Any]) -> Iterator[PrometheusServer]:
+def start_prometheus(configuration: Path) -> Iterator[PrometheusServer]:
+    """Prometheus on ``configuration``, its data and log beside it."""
     executable = require_tool("prometheus")
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "prometheus.yml").write_text(yaml.safe_dump(config))
+    directory = configuration.parent
     port = free_port()
     log_path = directory / "prometheus.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(  # noqa: S603 - Debian's prometheus
             [
                 executable,
-                f"--config.file={directory / 'prometheus.yml'}",
+                f"--config.file={configuration}",
                 f"--storage.tsdb.path={directory / 'data'}",
                 f"--web.listen-address=127.0.0.1:{port}",
                 "--log.level=warn",
