@@ -16,6 +16,7 @@ continues that trace. When it is off, nothing here imports OpenTelemetry.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import re
 import secrets
 from collections.abc import Callable, Iterator, Mapping
@@ -30,6 +31,10 @@ MAX_LENGTH = 128
 # Letters, digits and the punctuation request-id generators use (UUIDs, ULIDs,
 # base64url, "<host>/<n>"); nothing that could split a log line or a header.
 _VALID = re.compile(rf"[A-Za-z0-9._:/+=@-]{{1,{MAX_LENGTH}}}")
+
+_user_id: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "emporium_user_id", default=None
+)
 
 # Set by emporium.observability.tracing when a trace exporter is configured:
 # (put the current trace context into a carrier, run work in a carrier's context).
@@ -51,12 +56,20 @@ def request_id_bind(request_id: str, **values: object) -> None:
     """Starts a new context (a request, a task, a session): only these values are bound."""
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id, **values)
+    _user_id.set(None)
 
 
 def user_id_bind(user_id: int) -> None:
     """Names the signed-in user on the rest of the request's lines (and its access line),
     for paths that authenticate without setting ``request.user``."""
     structlog.contextvars.bind_contextvars(user_id=user_id)
+    _user_id.set(user_id)
+
+
+def user_id_current() -> int | None:
+    """The id :func:`user_id_bind` gave in this context (a variable of its own: cheaper to
+    read than structlog's whole context)."""
+    return _user_id.get()
 
 
 def request_id_current() -> str | None:

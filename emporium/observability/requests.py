@@ -43,8 +43,7 @@ def _user_id(request: HttpRequest) -> int | None:
         pk = user.pk if user.is_authenticated else None
         if isinstance(pk, int):
             return pk
-    bound = structlog.contextvars.get_contextvars().get("user_id")
-    return bound if isinstance(bound, int) else None
+    return correlation.user_id_current()
 
 
 def _route(request: HttpRequest) -> str | None:
