@@ -13,7 +13,9 @@ import pytest
 from django.core.management import call_command
 
 from emporium.accounts.models import User
-from emporium.delivery.models import TelemetryPoint
+from emporium.delivery.auth import device_token_hash
+from emporium.delivery.management.commands.simulate_telemetry import issue_devices
+from emporium.delivery.models import CourierDevice, TelemetryPoint
 from emporium.delivery.simulation import MAX_SPEED_MPS, TraceGenerator, metres_between
 from emporium.delivery.tests.support import is_postgresql, make_device
 
@@ -206,6 +208,19 @@ def test_without_the_summary_check_issuing_devices_makes_no_staff_account(
     assert not User.objects.filter(username="telemetry-simulator").exists()
     assert not User.objects.filter(is_staff=True).exists()
     assert TelemetryPoint.objects.count() > 0
+
+
+@pytest.mark.django_db
+def test_issuing_again_takes_the_same_devices_with_new_tokens() -> None:
+    first, _ = issue_devices(3, staff_token=False)
+    second, _ = issue_devices(3, staff_token=False)
+
+    assert list(second) == list(first)
+    assert all(second[device] != first[device] for device in first)
+    assert CourierDevice.objects.count() == 3
+    # Each device now answers to its new token only.
+    stored = dict(CourierDevice.objects.values_list("pk", "token_hash"))
+    assert stored == {device: device_token_hash(token) for device, token in second.items()}
 
 
 def test_a_rate_below_one_point_per_second_is_kept_on_average() -> None:

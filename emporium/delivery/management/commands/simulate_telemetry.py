@@ -81,16 +81,26 @@ def read_tokens(path: Path) -> dict[int, str]:
 
 
 def issue_devices(count: int, *, staff_token: bool = True) -> tuple[dict[int, str], str]:
-    """Devices, and a staff access token unless not asked for ("" then), made in this database."""
+    """Devices, and a staff access token unless not asked for ("" then), made in this database.
+
+    An active device already named ``simulated courier N`` (from an earlier run) is
+    taken again with a new token, so that restarting the simulator does not pile up
+    devices; a second simulator issuing the same names takes them over.
+    """
     from rest_framework_simplejwt.tokens import RefreshToken
 
     from emporium.accounts.models import User
     from emporium.accounts.roles import Role, user_role_assign
-    from emporium.delivery.services import device_issue
+    from emporium.delivery.models import CourierDevice
+    from emporium.delivery.services import device_issue, device_token_rotate
 
     tokens: dict[int, str] = {}
     for number in range(count):
-        issued = device_issue(name=f"simulated courier {number + 1}")
+        name = f"simulated courier {number + 1}"
+        earlier = CourierDevice.objects.filter(name=name, is_active=True).order_by("pk").first()
+        issued = (
+            device_token_rotate(device=earlier) if earlier is not None else device_issue(name=name)
+        )
         tokens[issued.device.pk] = issued.token
     if not staff_token:
         return tokens, ""
