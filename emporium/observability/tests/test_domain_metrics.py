@@ -11,6 +11,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+import pybreaker
 import pytest
 from rest_framework.test import APIClient
 
@@ -125,6 +126,29 @@ def test_the_breaker_gauge_follows_the_breaker() -> None:
         assert sample("emporium_payment_breaker_open") == 0
     finally:
         breaker.close()
+        provider_breaker.cache_clear()
+
+
+def test_a_breaker_opened_by_another_process_shows_at_this_ones_next_call(
+    redis_url: str, settings: Any
+) -> None:
+    from emporium.observability import domain_metrics
+
+    settings.EMPORIUM_BREAKER_REDIS_URL = redis_url
+    provider_breaker.cache_clear()
+    here = provider_breaker()
+    elsewhere = provider_breaker.__wrapped__()  # another worker's breaker on the same Redis state
+    try:
+        here.close()
+        elsewhere.open()
+        domain_metrics.PAYMENT_BREAKER_OPEN.set(0)  # as this process last saw it: closed
+
+        with pytest.raises(pybreaker.CircuitBreakerError):
+            here.call(lambda: None)
+
+        assert sample("emporium_payment_breaker_open") == 1
+    finally:
+        here.close()
         provider_breaker.cache_clear()
 
 
