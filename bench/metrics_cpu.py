@@ -6,8 +6,10 @@ catalog database (the one ``python -m bench.catalog`` leaves behind, or any
 other) and a Redis database of its own. For each read, cached and uncached, it
 runs blocks of requests alternately with the instrumentation on and off (ABBA
 order, so drift in the machine's load weighs on both alike) and prints the
-median CPU per request of each side. Off is what ``METRICS_ENABLED=false``
-gives: no statement wrapper, no signal receiver, nothing recorded::
+median CPU per request of each side and the median of each round's
+difference (on minus off, the steadier figure on a busy machine). Off is what
+``METRICS_ENABLED=false`` gives: no statement wrapper, no signal receiver,
+nothing recorded::
 
     python -m bench.metrics_cpu --database emporium_bench_catalog --redis-db 4
 """
@@ -45,8 +47,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database", required=True)
     parser.add_argument("--redis-db", type=int, required=True)
-    parser.add_argument("--requests", type=int, default=400, help="requests per block")
-    parser.add_argument("--rounds", type=int, default=4, help="ABBA rounds (4 blocks each)")
+    parser.add_argument("--requests", type=int, default=150, help="requests per block")
+    parser.add_argument("--rounds", type=int, default=15, help="ABBA rounds (4 blocks each)")
     args = parser.parse_args()
     from bench import common
 
@@ -94,13 +96,14 @@ def main() -> None:
             lambda: _environ("/api/products/", f"category={rng.randint(1, 126)}&in_stock=true"),
         ),
     ]
-    print(f"{'read':<22}{'cache':<7}{'on us':>8}{'off us':>8}{'cost':>8}  blocks on / off")
+    print(f"{'read':<22}{'cache':<7}{'on us':>8}{'off us':>8}{'on - off us':>13}{'cost':>8}")
     for cached in (True, False):
         settings.CATALOG_CACHE_ENABLED = cached
         for name, make in reads:
             for _ in range(300):  # warm-up (and, cached, fill the cache)
                 call(make())
             spent: dict[bool, list[float]] = {True: [], False: []}
+            differences: list[float] = []
             for _ in range(args.rounds):
                 for on in (True, False, False, True):
                     metrics_switch(on)
@@ -108,13 +111,15 @@ def main() -> None:
                     for _ in range(args.requests):
                         call(make())
                     spent[on].append((time.process_time() - started) / args.requests * 1e6)
+                differences.append(
+                    (spent[True][-1] + spent[True][-2] - spent[False][-1] - spent[False][-2]) / 2
+                )
             metrics_switch(True)
-            on_us, off_us = statistics.median(spent[True]), statistics.median(spent[False])
+            off_us = statistics.median(spent[False])
+            difference = statistics.median(differences)
             print(
-                f"{name:<22}{'on' if cached else 'off':<7}{on_us:>8.0f}{off_us:>8.0f}"
-                f"{(on_us / off_us - 1) * 100:>7.1f}%  "
-                f"{' '.join(f'{v:.0f}' for v in spent[True])} / "
-                f"{' '.join(f'{v:.0f}' for v in spent[False])}",
+                f"{name:<22}{'on' if cached else 'off':<7}{statistics.median(spent[True]):>8.0f}"
+                f"{off_us:>8.0f}{difference:>13.1f}{difference / off_us * 100:>7.1f}%",
                 flush=True,
             )
     print(f"answers {sorted(statuses)}")
