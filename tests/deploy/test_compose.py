@@ -21,7 +21,8 @@ COMPOSE = ROOT / "deploy" / "compose"
 
 APP_ROLES = {
     "migrate": ["migrate"],
-    "web": ["web"],
+    "web-1": ["web"],
+    "web-2": ["web"],
     "ws": ["ws"],
     "worker": ["worker"],
     "beat": ["beat"],
@@ -82,8 +83,7 @@ def test_every_role_and_server_is_a_service(config: dict[str, Any]) -> None:
     assert set(services) == set(APP_ROLES) | SERVERS | {"static", "provider"}
     for name, command in APP_ROLES.items():
         assert services[name]["command"] == command, name
-        assert services[name]["image"] == services["web"]["image"]
-    assert services["web"]["deploy"]["replicas"] == 2
+        assert services[name]["image"] == services["web-1"]["image"]
     # Nothing of the app starts before the schema is migrated.
     for name in APP_ROLES.keys() - {"migrate"}:
         assert services[name]["depends_on"]["migrate"] == {
@@ -149,6 +149,38 @@ def test_monitoring_mounts_the_prometheus_and_grafana_files(config: dict[str, An
             assert Path(volume.split(":")[0]).exists(), volume
 
 
+def test_prometheus_scrapes_every_process_of_the_stack(config: dict[str, Any]) -> None:
+    """The stack's targets name its own services, one target per process, on the
+    port each serves /metrics on (an app server's PORT; for the others the port
+    their own health check reads /metrics from); one file for each scrape job."""
+    services = config["services"]
+    mounted = {v.split(":")[1]: v.split(":")[0] for v in _binds(services["prometheus"])}
+    targets_directory = Path(mounted["/etc/prometheus/targets"])
+    scrape = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    jobs = {job["job_name"] for job in scrape["scrape_configs"]}
+    assert {path.stem for path in targets_directory.glob("*.yml")} == jobs
+
+    def metrics_address(name: str, service: dict[str, Any]) -> str:
+        if "PORT" in service["environment"]:
+            return f"{name}:{service['environment']['PORT']}"
+        probe = service["healthcheck"]["test"][-1]
+        assert probe.startswith("http://127.0.0.1:"), name
+        assert probe.endswith("/metrics"), name
+        return f"{name}:{probe.split(':')[2].split('/')[0]}"
+
+    for job in jobs:
+        role = job.removeprefix("emporium-")
+        groups = yaml.safe_load((targets_directory / f"{job}.yml").read_text())
+        scraped = sorted(target for group in groups for target in group["targets"])
+        expected = sorted(
+            metrics_address(name, service)
+            for name, service in services.items()
+            if service.get("command") == [role]
+        )
+        assert expected, job
+        assert scraped == expected, job
+
+
 def _binds(service: dict[str, Any]) -> list[str]:
     return [
         volume
@@ -161,7 +193,7 @@ def _binds(service: dict[str, Any]) -> list[str]:
     ("original", "broken"),
     [
         ("    healthcheck: {disable: true}\n", "    healthcheck: {disabled: true}\n"),
-        ("      replicas: 2\n", "      replicas: two\n"),
+        ('      PORT: "8000"\n', "      PORT: [8000]\n"),
         ("        condition: service_completed_successfully\n", "        condition: finished\n"),
     ],
 )

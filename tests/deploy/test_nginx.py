@@ -86,10 +86,15 @@ def _compose_conf() -> str:
     # nginx before 1.27.3 has no `resolve` on upstream servers, and Docker's names
     # exist only inside the stack: the two upstream lines become loopback ones.
     text = (ROOT / "deploy" / "compose" / "nginx.conf").read_text()
-    for line in ("server web:8000 resolve max_fails=0;", "server ws:8001 resolve max_fails=0;"):
+    for line in (
+        "server web-1:8000 resolve max_fails=0;",
+        "server web-2:8000 resolve max_fails=0;",
+        "server ws:8001 resolve max_fails=0;",
+    ):
         assert line in text
     return (
-        text.replace("server web:8000 resolve", "server 127.0.0.1:8000")
+        text.replace("server web-1:8000 resolve", "server 127.0.0.1:8000")
+        .replace("server web-2:8000 resolve", "server 127.0.0.2:8000")
         .replace("server ws:8001 resolve", "server 127.0.0.1:8001")
         .replace("resolver 127.0.0.11 valid=10s ipv6=off;", "")
     )
