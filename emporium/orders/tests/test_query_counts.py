@@ -21,6 +21,8 @@ from emporium.core.tests.factories import (
     UserFactory,
     client_for,
 )
+from emporium.orders.models import Order
+from emporium.orders.serializers import OrderSerializer
 
 pytestmark = pytest.mark.django_db
 
@@ -66,3 +68,21 @@ def test_one_order_takes_a_fixed_number_of_statements(django_assert_num_queries:
 
     assert response.status_code == 200
     assert len(response.json()["items"]) == 2
+
+
+def test_the_list_and_the_detail_render_each_order_as_its_serializer_does() -> None:
+    customer, orders = _customer_with_orders(3)
+    orders[1].shipping_address = "1 Bench Street"
+    orders[1].phone = "+49 30 1234567"
+    orders[1].save()
+    client = client_for(customer)
+    expected = {
+        order.pk: OrderSerializer(Order.objects.prefetch_related("items").get(pk=order.pk)).data
+        for order in orders
+    }
+
+    listed = client.get("/api/orders/").json()["results"]
+    one = client.get(f"/api/orders/{orders[1].pk}/").json()
+
+    assert {order["id"]: order for order in listed} == expected
+    assert one == expected[orders[1].pk]
