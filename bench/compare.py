@@ -83,12 +83,20 @@ def _fanout(saved: dict[str, Any]) -> Figures:
     }
 
 
+def _orders(saved: dict[str, Any]) -> Figures:
+    return {
+        "(a) my orders / /api/auth/me/": (saved["ratio_list_to_reference"], True),
+        "(b) one order / /api/auth/me/": (saved["ratio_detail_to_reference"], True),
+    }
+
+
 EXTRACT: dict[str, Callable[[dict[str, Any]], Figures]] = {
     "catalog": _catalog,
     "checkout": _checkout,
     "ingest": _ingest,
     "search": _search,
     "fanout": _fanout,
+    "orders": _orders,
 }
 
 
