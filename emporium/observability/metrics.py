@@ -18,7 +18,9 @@ Several processes, one set of figures
     (:func:`multiprocess_directory_prepare`); without one (the test client,
     ``runserver``) the values are this process's own. The directory must be
     set before prometheus-client is first imported, which is why the launcher
-    sets it in the environment of the server it starts.
+    sets it in the environment of the server it starts. Each process adds up its
+    requests' samples in memory and writes them into its files once a second
+    (:func:`pending_flush`, below).
 
     A gauge of a worker that has exited must stop counting: its files are
     removed when it exits (:func:`worker_exit_register`), and any left by a
@@ -36,6 +38,7 @@ from __future__ import annotations
 import atexit
 import bisect
 import functools
+import glob
 import logging
 import multiprocessing.util
 import os
@@ -385,12 +388,25 @@ def exited_workers_forget(directory: str) -> None:
             multiprocess.mark_process_dead(pid, directory)
 
 
+def _sized(path: str) -> bool:
+    try:
+        return os.path.getsize(path) > 0
+    except FileNotFoundError:  # a dead worker's live-gauge file, removed meanwhile
+        return False
+
+
 class _ServerCollector(multiprocess.MultiProcessCollector):
-    """Every worker's files added up, after forgetting the gauges of workers that died."""
+    """Every worker's files added up, after forgetting the gauges of workers that died.
+
+    A process that has just created its file has not sized it yet (a new pool
+    process or worker counting for the first time): an empty file holds no
+    samples, and prometheus-client would fail the whole scrape reading it.
+    """
 
     def collect(self) -> Any:
         exited_workers_forget(self._path)
-        return super().collect()
+        files = [path for path in glob.glob(os.path.join(self._path, "*.db")) if _sized(path)]
+        return self.merge(files, accumulate=True)
 
 
 @functools.cache  # once per process
