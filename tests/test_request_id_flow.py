@@ -20,11 +20,20 @@ from kombu import Connection
 from rest_framework.test import APIClient
 
 from conftest import require_service
-from emporium.core.tests.factories import PASSWORD, ProductFactory, UserFactory
+from emporium.core import correlation
+from emporium.core.tests.factories import (
+    PASSWORD,
+    OrderFactory,
+    PaymentFactory,
+    ProductFactory,
+    UserFactory,
+)
 from emporium.integrations.models import OutboxEvent
 from emporium.integrations.relay import outbox_relay_pending
-from emporium.observability.tests.logs import logs_captured
+from emporium.observability.tests.logs import CapturedLogs, logs_captured
+from emporium.payments.gateway import provider_breaker
 from emporium.payments.models import Payment, PaymentStatus
+from emporium.payments.tasks import payment_process
 from tests.support.processes import ProviderProcess, WorkerProcess, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -119,4 +128,26 @@ def test_a_checkout_and_its_payment_are_found_by_their_request_ids(
     }, worker.log()
     # What the payment task recorded, and what it asked the provider, carry the id too.
     assert OutboxEvent.objects.get(event_type="order.paid").correlation["request_id"] == PAYMENT_ID
+    assert payment_provider.ledger()["request_ids"] == [PAYMENT_ID]
+
+
+def test_the_providers_callback_arrives_under_the_payments_request_id(
+    payment_provider: ProviderProcess, live_server: Any, settings: Any
+) -> None:
+    """The payment task's call sends its id; the provider's signed callback brings it back."""
+    settings.PAYMENT_CALLBACK_URL = f"{live_server.url}/api/payments/webhook/"
+    provider_breaker.cache_clear()
+    order = OrderFactory(total_amount=Decimal("18.00"))
+    payment = PaymentFactory(order=order, amount=Decimal("18.00"), provider_token="tok_visa")
+
+    def callbacks(logs: CapturedLogs) -> list[dict[str, Any]]:
+        return [line for line in logs.access() if line["path"] == "/api/payments/webhook/"]
+
+    with logs_captured() as logs:
+        with correlation.carried({"request_id": PAYMENT_ID}):
+            assert payment_process.apply(args=(payment.pk,)).get() == "succeeded"
+        assert wait_until(lambda: callbacks(logs) != [], timeout=15), logs.text
+
+    [callback] = callbacks(logs)
+    assert (callback["status"], callback["request_id"]) == (200, PAYMENT_ID)
     assert payment_provider.ledger()["request_ids"] == [PAYMENT_ID]
