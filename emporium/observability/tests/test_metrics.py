@@ -7,6 +7,7 @@ directory in tests) and compared before and after.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 from django.test import Client, override_settings
 from prometheus_client import REGISTRY
+from prometheus_client.mmap_dict import MmapedDict, mmap_key
 
 from emporium.catalog.tests.support import PRODUCT_LIST_URL, product_url
 from emporium.core.cache import local_state_reset
@@ -271,3 +273,58 @@ def test_buffered_counts_are_written_as_observe_would_write_them(
         sample("emporium_cache_requests_total", namespace="catalog.product", result="hit")
         == hits_before + 1
     )
+
+
+def _finished_process_id() -> int:
+    """The id of a process that has run and exited."""
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(finished.stdout)
+
+
+def _gauge_file(directory: Path, pid: int) -> Path:
+    path = directory / f"gauge_livesum_{pid}.db"
+    file = MmapedDict(str(path))
+    file.write_value(mmap_key("g", "g", [], [], "a gauge"), 1.0, 0.0)
+    file.close()
+    return path
+
+
+def test_a_scrape_forgets_the_live_gauges_of_processes_that_no_longer_run(
+    tmp_path: Path,
+) -> None:
+    dead = _gauge_file(tmp_path, _finished_process_id())
+    alive = _gauge_file(tmp_path, os.getpid())
+
+    metrics.exited_workers_forget(str(tmp_path))
+
+    assert not dead.exists()
+    assert alive.exists()
+
+
+def test_each_server_start_gets_an_empty_directory_and_dead_servers_lose_theirs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(metrics.tempfile, "gettempdir", lambda: str(tmp_path))
+    monkeypatch.setattr(
+        metrics.environment,
+        "ENV",
+        dataclasses.replace(metrics.environment.ENV, prometheus_multiproc_dir=None),
+    )
+    stale = tmp_path / f"emporium-metrics-{_finished_process_id()}"
+    stale.mkdir()
+    running = tmp_path / f"emporium-metrics-{os.getppid()}"
+    running.mkdir()
+    (tmp_path / f"emporium-metrics-{os.getpid()}").mkdir()
+    (tmp_path / f"emporium-metrics-{os.getpid()}" / "counter_1.db").write_bytes(b"old")
+
+    directory = metrics.multiprocess_directory_prepare(server_pid=os.getpid())
+
+    assert directory == tmp_path / f"emporium-metrics-{os.getpid()}"
+    assert list(directory.iterdir()) == []
+    assert not stale.exists()
+    assert running.exists()
