@@ -91,6 +91,8 @@ class UnservedMethodMiddleware:
     DRF authenticates before it looks at the method, so a TRACE used to get a 401
     or 403 on protected routes, and a function view without a method decorator
     would treat it as a GET. ``Allow`` lists what the resolved view answers.
+    A view marked ``answers_every_method`` answers them itself (``/metrics``
+    answers 404 to anything it does not serve, as if it did not exist).
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -106,7 +108,7 @@ class UnservedMethodMiddleware:
         view_args: tuple[Any, ...],
         view_kwargs: dict[str, Any],
     ) -> HttpResponse | None:
-        if request.method in SERVED_METHODS:
+        if request.method in SERVED_METHODS or getattr(view_func, "answers_every_method", False):
             return None
         response = JsonResponse(
             error_body("method_not_allowed", f'Method "{request.method}" not allowed.'),

@@ -101,3 +101,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
     response = HttpResponse(exposition(), content_type=CONTENT_TYPE)
     add_never_cache_headers(response)
     return response
+
+
+# Every other method is a 404 here too, TRACE included (core.middleware.UnservedMethodMiddleware).
+metrics.answers_every_method = True  # type: ignore[attr-defined]

@@ -126,6 +126,8 @@ def test_metrics_are_a_404_like_any_unknown_path_to_anyone_else(client: Client) 
     assert refused.status_code == 404
     assert refused.json() == unknown.json()
     assert client.post("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 404
+    for method in ("TRACE", "BREW", "OPTIONS"):  # not even a 405 tells it is there
+        assert client.generic(method, "/metrics", REMOTE_ADDR="203.0.113.9").status_code == 404
 
 
 @override_settings(METRICS_TOKEN=TOKEN)
