@@ -32,6 +32,7 @@ from emporium.core.tests.factories import ProductFactory, UserFactory, client_fo
 from emporium.integrations.models import OutboxEvent
 from emporium.integrations.relay import outbox_relay_pending
 from emporium.observability import tracing
+from emporium.observability.tests.logs import logs_captured
 from emporium.payments.gateway import provider_breaker
 from emporium.payments.models import Payment, PaymentStatus
 from tests.support.processes import ProviderProcess
@@ -78,14 +79,15 @@ def test_a_payment_request_its_relay_and_its_task_are_one_trace(
     cart_services.cart_item_add(user=user, product=product, quantity=1)
     client: APIClient = client_for(user)
 
-    order_id = client.post("/api/orders/").json()["id"]
-    paying = client.post(
-        f"/api/orders/{order_id}/payments/",
-        {"payment_method": "card", "token": "tok_visa"},
-        format="json",
-    )
-    assert paying.status_code == 201, paying.content
-    outbox_relay_pending()
+    with logs_captured() as logs:
+        order_id = client.post("/api/orders/").json()["id"]
+        paying = client.post(
+            f"/api/orders/{order_id}/payments/",
+            {"payment_method": "card", "token": "tok_visa"},
+            format="json",
+        )
+        assert paying.status_code == 201, paying.content
+        outbox_relay_pending()
 
     finished = list(spans.get_finished_spans())
     checkout = _server_span(finished, route="api/orders/$")
@@ -125,6 +127,11 @@ def test_a_payment_request_its_relay_and_its_task_are_one_trace(
         for span in finished
     ), "the task's database statements are spans of the task"
     assert Payment.objects.get(order_id=order_id).status == PaymentStatus.SUCCEEDED
+    # Log lines name the span they were written in.
+    relayed = [
+        line for line in logs.lines() if line["event"].startswith("outbox event payment.requested")
+    ]
+    assert [line["trace_id"] for line in relayed] == [f"{payment_request.context.trace_id:032x}"]
 
 
 def test_without_an_endpoint_tracing_stays_off(settings: Any) -> None:

@@ -37,8 +37,16 @@ _user_id: contextvars.ContextVar[int | None] = contextvars.ContextVar(
 )
 
 # Set by emporium.observability.tracing when a trace exporter is configured:
-# (put the current trace context into a carrier, run work in a carrier's context).
-_tracing: tuple[Callable[[dict[str, str]], None], Callable[..., Any]] | None = None
+# (put the current trace context into a carrier, run work in a carrier's context,
+# the current span's trace and span ids as hex or None).
+_tracing: (
+    tuple[
+        Callable[[dict[str, str]], None],
+        Callable[..., Any],
+        Callable[[], tuple[str, str] | None],
+    ]
+    | None
+) = None
 
 
 def request_id_new() -> str:
@@ -111,11 +119,18 @@ def carried(values: Mapping[str, object] | None, *, span_name: str | None = None
 
 
 def tracing_install(
-    inject: Callable[[dict[str, str]], None], continue_in: Callable[..., Any]
+    inject: Callable[[dict[str, str]], None],
+    continue_in: Callable[..., Any],
+    current_ids: Callable[[], tuple[str, str] | None],
 ) -> None:
     """Called once by the tracing setup; ``continue_in(carrier, name)`` is a context manager."""
     global _tracing  # one switch per process, set at startup
-    _tracing = (inject, continue_in)
+    _tracing = (inject, continue_in, current_ids)
+
+
+def trace_ids() -> tuple[str, str] | None:
+    """The current span's (trace id, span id) in hex; None without tracing or a span."""
+    return _tracing[2]() if _tracing is not None else None
 
 
 def tracing_uninstall() -> None:

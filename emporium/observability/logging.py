@@ -26,6 +26,8 @@ from typing import Any
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from emporium.core import correlation
+
 LOG_FORMATS = ("json", "console")
 REDACTED = "[redacted]"
 
@@ -96,10 +98,20 @@ def sensitive_keys_redact(
     return event_dict
 
 
+def trace_ids_add(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """With tracing on, the current span's ``trace_id`` and ``span_id``, to find its trace."""
+    ids = correlation.trace_ids()
+    if ids is not None:
+        event_dict.setdefault("trace_id", ids[0])
+        event_dict.setdefault("span_id", ids[1])
+    return event_dict
+
+
 def _shared_processors() -> list[Processor]:
     """What every line goes through, whether structlog or the standard library made it."""
     return [
         structlog.contextvars.merge_contextvars,
+        trace_ids_add,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.ExtraAdder(),

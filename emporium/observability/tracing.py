@@ -86,6 +86,12 @@ def tracing_start(provider: TracerProvider) -> None:
         finally:
             context.detach(token)
 
+    def current_ids() -> tuple[str, str] | None:
+        span_context = trace.get_current_span().get_span_context()
+        if not span_context.is_valid:
+            return None
+        return f"{span_context.trace_id:032x}", f"{span_context.span_id:016x}"
+
     DjangoInstrumentor().instrument(tracer_provider=provider, excluded_urls=UNTRACED_URLS)
     PsycopgInstrumentor().instrument(tracer_provider=provider, skip_dep_check=True)
     RedisInstrumentor().instrument(tracer_provider=provider)
@@ -96,7 +102,7 @@ def tracing_start(provider: TracerProvider) -> None:
         RedisInstrumentor(),
         CeleryInstrumentor(),
     ]
-    correlation.tracing_install(inject, continue_in)
+    correlation.tracing_install(inject, continue_in, current_ids)
 
 
 def tracing_stop() -> None:
