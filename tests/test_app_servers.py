@@ -234,7 +234,9 @@ def _get(url: str) -> int:
         return int(response.status)
 
 
-def test_metrics_on_any_granian_worker_add_up_every_workers_requests(
+@pytest.mark.parametrize("kind", ["granian", "uvicorn"])
+def test_metrics_on_any_worker_add_up_every_workers_requests(
+    kind: str,
     _migrated: Path,  # noqa: PT019 - its value is the migrated directory
     tmp_path: Path,
 ) -> None:
@@ -255,7 +257,7 @@ def test_metrics_on_any_granian_worker_add_up_every_workers_requests(
     )
     stale.close()
     server = _start(
-        "granian",
+        kind,
         _migrated,
         workers=2,
         environment={"PROMETHEUS_MULTIPROC_DIR": str(directory)},
