@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import urllib.request
 
 import pytest
 
@@ -52,3 +53,12 @@ def test_a_session_without_a_good_id_gets_its_own(live_ws: LiveServer) -> None:
 
     assert all(re.fullmatch(r"[0-9a-f]{32}", value) for value in ids)
     assert ids[0] != ids[1]
+
+
+def test_http_through_the_asgi_application_keeps_the_id(live_ws: LiveServer) -> None:
+    url = live_ws.http("/api/products/")
+    request = urllib.request.Request(url, headers={"X-Request-ID": "asgi-req-3"})  # noqa: S310
+    with logs_captured() as logs, urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        assert response.headers["X-Request-ID"] == "asgi-req-3"
+
+    assert [(line["request_id"], line["status"]) for line in logs.access()] == [("asgi-req-3", 200)]
