@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -37,17 +36,11 @@ CARD_TOKEN = "tok_visa"
 WRONG_PASSWORD = "not-the-password-Zq81x"
 
 
-@pytest.fixture
-def tasks_in_process() -> Iterator[None]:
-    """The payment task runs here, so its lines are captured with the rest."""
-    eager = current_app.conf.task_always_eager
-    current_app.conf.task_always_eager = True
-    yield
-    current_app.conf.task_always_eager = eager
-
-
-@pytest.mark.usefixtures("tasks_in_process")
-def test_a_whole_purchase_logs_no_secret(payment_provider: ProviderProcess) -> None:
+def test_a_whole_purchase_logs_no_secret(
+    payment_provider: ProviderProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The payment task runs here, so its lines are captured with the rest.
+    monkeypatch.setitem(current_app.conf, "task_always_eager", True)
     provider_breaker.cache_clear()
     user = UserFactory()
     product = ProductFactory(price=Decimal("31.00"), stock_quantity=4)

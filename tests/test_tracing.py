@@ -45,13 +45,9 @@ def spans() -> Iterator[InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
     provider = tracing.tracer_provider_make(SimpleSpanProcessor(exporter))
     tracing.tracing_start(provider)
-    # Tasks run here, in this process: their span is the worker's, without a worker.
-    eager = current_app.conf.task_always_eager
-    current_app.conf.task_always_eager = True
     try:
         yield exporter
     finally:
-        current_app.conf.task_always_eager = eager
         tracing.tracing_stop()
         provider.shutdown()
 
@@ -70,8 +66,13 @@ def _server_span(spans: list[ReadableSpan], *, route: str) -> ReadableSpan:
 
 
 def test_a_payment_request_its_relay_and_its_task_are_one_trace(
-    spans: InMemorySpanExporter, payment_provider: ProviderProcess, settings: Any
+    spans: InMemorySpanExporter,
+    payment_provider: ProviderProcess,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Tasks run here, in this process: their span is the worker's, without a worker.
+    monkeypatch.setitem(current_app.conf, "task_always_eager", True)
     settings.PAYMENT_BREAKER_FAIL_MAX = 50
     provider_breaker.cache_clear()
     user = UserFactory()
