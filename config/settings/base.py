@@ -357,7 +357,7 @@ DEFAULT_FROM_EMAIL = ENV.default_from_email
 
 # One format for every line of a process, structlog's and the standard library's
 # (emporium.observability.logging): JSON lines in production, readable lines embedded.
-LOG_FORMAT = ENV.log_format or ("json" if EMPORIUM_PROFILE == "production" else "console")
+LOG_FORMAT = ENV.log_format
 LOGGING_CONFIG = "emporium.observability.logging.logging_configure"
 LOGGING = logging_settings(log_format=LOG_FORMAT, level=ENV.log_level)
 # OpenTelemetry traces (emporium.observability.tracing): on only when an endpoint is set.

@@ -72,7 +72,7 @@ class Environment:
     broker_url: str | None
     sqlite_path: Path
     log_level: str
-    log_format: str | None
+    log_format: str
     otel_exporter_otlp_endpoint: str | None
     max_request_body_bytes: int
     throttle_login_ip: str
@@ -134,8 +134,11 @@ def read_environment() -> Environment:
             _env.str("SQLITE_PATH", default=str(BASE_DIR / "var" / "emporium.sqlite3"))
         ),
         log_level=_env.str("LOG_LEVEL", default="INFO"),
-        # json or console; unset, the profile decides (config.settings.base.LOG_FORMAT).
-        log_format=_env.str("LOG_FORMAT", default=None) or None,
+        # json or console: unset, JSON lines where a database server is configured
+        # (production), readable lines in the embedded profile.
+        log_format=_env.str(
+            "LOG_FORMAT", default="json" if _env.str("DATABASE_URL", default="") else "console"
+        ),
         # Traces go over OTLP/HTTP to this collector; unset, tracing is off and costs nothing.
         otel_exporter_otlp_endpoint=_env.str("OTEL_EXPORTER_OTLP_ENDPOINT", default=None) or None,
         max_request_body_bytes=_env.int("MAX_REQUEST_BODY_BYTES", default=2 * 1024 * 1024),
