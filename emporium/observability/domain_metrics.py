@@ -7,7 +7,9 @@ metric is changed at the one place its event happens: checkout in
 ``delivery.services.telemetry_batch_ingest``, sockets in ``realtime.hub``,
 Celery tasks by signal receivers (``observability.task_metrics``), the outbox
 by its relay and its backlog and the queues by the relay's sampler
-(``integrations.backlog``). Hot paths count once per request or batch.
+(``integrations.backlog``). Hot paths count once per request or batch: an
+increment costs about 0.3 µs in one process and 0.6 µs in multiprocess mode,
+so they count whether or not ``METRICS_ENABLED`` is on.
 
 This module imports nothing of Django or of the apps, so every layer may
 import it (it sits in the lowest layer of the import contract). Under
