@@ -293,3 +293,27 @@ def test_metrics_on_any_worker_add_up_every_workers_requests(
             ) == float(sent)
     finally:
         stop_process(server.process)
+
+
+@pytest.mark.parametrize("kind", ["granian", "uvicorn"])
+def test_every_line_a_server_writes_is_a_json_line(
+    kind: str,
+    _migrated: Path,  # noqa: PT019 - its value is the migrated directory
+) -> None:
+    """The server's own lines (startup, shutdown) and the application's, in one format."""
+    server = _start(kind, _migrated, environment={"LOG_FORMAT": "json"})
+    try:
+        request = urllib.request.Request(  # noqa: S310 - the test's own server
+            server.url + "/api/categories/", headers={"X-Request-ID": f"{kind}-lines-1"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            assert response.headers["X-Request-ID"] == f"{kind}-lines-1"
+        assert wait_until(lambda: f"{kind}-lines-1" in server.log(), timeout=10), server.log()
+    finally:
+        stop_process(server.process)
+
+    lines = [json.loads(line) for line in server.log().splitlines() if line.strip()]
+    if kind == "granian":  # uvicorn is started at --log-level warning: it says nothing
+        assert "_granian" in {line["logger"] for line in lines}  # the server's own lines
+    [access] = [line for line in lines if line.get("request_id") == f"{kind}-lines-1"]
+    assert (access["logger"], access["status"]) == ("emporium.access", 200)

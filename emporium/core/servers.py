@@ -14,6 +14,8 @@ tests all start servers this way, so no server runs without them.
   closed after ``HTTP_KEEP_ALIVE_TIMEOUT_SECONDS``. granian has both settings;
   uvicorn has only the second, so :class:`HttpToolsProtocolWithHeaderTimeout`
   adds the first.
+- Logs: the servers configure their logging from ``config/server_logging.json``,
+  which sends their lines through the application's formatter.
 - Metrics: the server's workers share a directory of metric files
   (``PROMETHEUS_MULTIPROC_DIR``), emptied or made anew at each start, so
   ``/metrics`` on any worker answers for all of them.
@@ -28,7 +30,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from config.settings.env import ENV
+from config.settings.env import BASE_DIR, ENV
 from emporium.observability.metrics import MULTIPROCESS_VARIABLE, multiprocess_directory_prepare
 
 
@@ -80,8 +82,16 @@ class HttpToolsProtocolWithHeaderTimeout(HttpToolsProtocol):
             self.transport.close()
 
 
+# The servers' own lines (startup, errors) in the application's format, through the
+# same formatter (emporium.observability.logging); their access lines are left to
+# the application's access log.
+SERVER_LOGGING = BASE_DIR / "config" / "server_logging.json"
+
+
 def uvicorn_options() -> list[str]:
     return [
+        "--log-config",
+        str(SERVER_LOGGING),
         "--no-proxy-headers",
         "--http",
         f"emporium.core.servers:{HttpToolsProtocolWithHeaderTimeout.__name__}",
@@ -93,7 +103,12 @@ def uvicorn_options() -> list[str]:
 def granian_options() -> list[str]:
     # granian reads no forwarded headers; its header clock is in milliseconds (1..60000).
     header_timeout_ms = max(1, min(60_000, round(ENV.http_header_timeout_seconds * 1000)))
-    return ["--http1-header-read-timeout", str(header_timeout_ms)]
+    return [
+        "--log-config",
+        str(SERVER_LOGGING),
+        "--http1-header-read-timeout",
+        str(header_timeout_ms),
+    ]
 
 
 SERVERS = {"uvicorn": uvicorn_options, "granian": granian_options}

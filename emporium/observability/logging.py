@@ -107,6 +107,14 @@ def trace_ids_add(logger: WrappedLogger, method_name: str, event_dict: EventDict
     return event_dict
 
 
+def _terminal_colours_drop(
+    logger: WrappedLogger, method_name: str, event_dict: EventDict
+) -> EventDict:
+    """uvicorn passes its message again with terminal colour codes; the line needs it once."""
+    event_dict.pop("color_message", None)
+    return event_dict
+
+
 def _shared_processors() -> list[Processor]:
     """What every line goes through, whether structlog or the standard library made it."""
     return [
@@ -115,6 +123,7 @@ def _shared_processors() -> list[Processor]:
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.ExtraAdder(),
+        _terminal_colours_drop,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         sensitive_keys_redact,
     ]
@@ -129,8 +138,8 @@ def _renderer(log_format: str) -> Processor:
     )
 
 
-def logging_settings(*, log_format: str, level: str) -> dict[str, Any]:
-    """The ``LOGGING`` dictionary: one handler on stderr, one formatter for every record."""
+def formatter_make(*, log_format: str) -> structlog.stdlib.ProcessorFormatter:
+    """The one formatter: every record through the shared processors, rendered as ``log_format``."""
     if log_format not in LOG_FORMATS:
         raise ValueError(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}")
     final: list[Processor] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
@@ -138,16 +147,29 @@ def logging_settings(*, log_format: str, level: str) -> dict[str, Any]:
         # Tracebacks as text inside the one JSON object, never as extra lines.
         final.append(structlog.processors.format_exc_info)
     final.append(_renderer(log_format))
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=_shared_processors(), processors=final
+    )
+
+
+def formatter_from_environment() -> structlog.stdlib.ProcessorFormatter:
+    """:func:`formatter_make` for ``LOG_FORMAT``, for the app servers' own logging.
+
+    ``config/server_logging.json`` names it: uvicorn and granian configure their
+    logging from that file before any Django setting is read.
+    """
+    from config.settings.env import ENV
+
+    return formatter_make(log_format=ENV.log_format)
+
+
+def logging_settings(*, log_format: str, level: str) -> dict[str, Any]:
+    """The ``LOGGING`` dictionary: one handler on stderr, one formatter for every record."""
+    formatter_make(log_format=log_format)  # refuses an unknown format at startup
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {
-            "structured": {
-                "()": structlog.stdlib.ProcessorFormatter,
-                "foreign_pre_chain": _shared_processors(),
-                "processors": final,
-            }
-        },
+        "formatters": {"structured": {"()": formatter_make, "log_format": log_format}},
         "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "structured"}},
         "root": {"handlers": ["console"], "level": level},
         "loggers": {
