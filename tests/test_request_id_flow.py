@@ -31,9 +31,9 @@ from emporium.core.tests.factories import (
 from emporium.integrations.models import OutboxEvent
 from emporium.integrations.relay import outbox_relay_pending
 from emporium.observability.tests.logs import CapturedLogs, logs_captured
-from emporium.payments.gateway import provider_breaker
+from emporium.payments import services as payment_services
+from emporium.payments.gateway import default_gateway, provider_breaker
 from emporium.payments.models import Payment, PaymentStatus
-from emporium.payments.tasks import payment_process
 from tests.support.processes import ProviderProcess, WorkerProcess, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -134,7 +134,8 @@ def test_a_checkout_and_its_payment_are_found_by_their_request_ids(
 def test_the_providers_callback_arrives_under_the_payments_request_id(
     payment_provider: ProviderProcess, live_server: Any, settings: Any
 ) -> None:
-    """The payment task's call sends its id; the provider's signed callback brings it back."""
+    """A charge sends the request id it is made under; the provider's signed callback
+    brings it back, and the callback's access line carries it."""
     settings.PAYMENT_CALLBACK_URL = f"{live_server.url}/api/payments/webhook/"
     provider_breaker.cache_clear()
     order = OrderFactory(total_amount=Decimal("18.00"))
@@ -145,9 +146,16 @@ def test_the_providers_callback_arrives_under_the_payments_request_id(
 
     with logs_captured() as logs:
         with correlation.carried({"request_id": PAYMENT_ID}):
-            assert payment_process.apply(args=(payment.pk,)).get() == "succeeded"
+            default_gateway().charge(
+                idempotency_key=payment_services.provider_idempotency_key(payment.pk),
+                amount=payment.amount,
+                currency="EUR",
+                token="tok_visa",
+                reference=f"payment-{payment.pk}",
+            )
         assert wait_until(lambda: callbacks(logs) != [], timeout=15), logs.text
 
     [callback] = callbacks(logs)
-    assert (callback["status"], callback["request_id"]) == (200, PAYMENT_ID)
+    assert (callback["status"], callback["request_id"]) == (200, PAYMENT_ID), logs.text
     assert payment_provider.ledger()["request_ids"] == [PAYMENT_ID]
+    assert Payment.objects.get(pk=payment.pk).status == PaymentStatus.SUCCEEDED
