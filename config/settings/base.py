@@ -51,6 +51,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # The probes and the scrape, answered before Host validation and everything
+    # else (emporium.observability.operational).
+    "emporium.observability.operational.OperationalEndpointsMiddleware",
     # First: the request id is bound before anything logs, and the access-log
     # line (emporium.observability.requests) sees every answer, refusals included.
     "emporium.observability.requests.RequestContextMiddleware",

@@ -73,6 +73,8 @@ RUN = frozenset(
 # middleware's work is done by the gateway itself.
 SKIP = frozenset(
     {
+        # Answers only the probes and the scrape, never a gateway route.
+        "emporium.observability.operational.OperationalEndpointsMiddleware",
         "emporium.dashboard.middleware.RequestTimingMiddleware",
         "emporium.core.middleware.BodySizeLimitMiddleware",
         "emporium.core.middleware.UnservedMethodMiddleware",

@@ -26,9 +26,8 @@ from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
 from emporium.observability import metrics
+from emporium.observability.operational import OPERATIONAL_PATHS
 
-# Readiness and liveness probes: the old spellings and the ones an orchestrator expects.
-PROBE_PATHS = frozenset({"/health/live", "/health/ready", "/healthz", "/readyz"})
 # Any other method string would be a label value a client could choose.
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -42,7 +41,7 @@ def http_request_record(
     request: HttpRequest, response: HttpResponseBase, *, duration_seconds: float
 ) -> None:
     """Counts one answered request, its latency and its database statements."""
-    if request.path in PROBE_PATHS:
+    if request.path_info in OPERATIONAL_PATHS:
         return
     method = request.method if request.method in _METHODS else "other"
     queries, db_seconds = metrics.db_tally()

@@ -5,9 +5,9 @@ client's ``X-Request-ID`` when well formed (``emporium.core.correlation``),
 else makes one, binds it for every line the request logs, returns it in the
 response's ``X-Request-ID``, and writes one ``request`` line on the
 ``emporium.access`` logger when the response leaves: method, route pattern,
-status, user id, latency. Probes and scrapes (``/health/*``, ``/healthz``,
-``/readyz``, ``/metrics``) get an id but no line: they come every few seconds
-and say nothing about users.
+status, user id, latency. Probes and scrapes (``operational.OPERATIONAL_PATHS``)
+are answered before this middleware runs, and would get no line if they reached
+it: they come every few seconds and say nothing about users.
 
 It is written as a request phase and a response phase so that the lean
 gateway (``emporium.core.gateway``) runs it for the reads it answers too.
@@ -24,11 +24,10 @@ from django.http.response import HttpResponseBase
 from django.utils.functional import SimpleLazyObject, empty
 
 from emporium.core import correlation
+from emporium.observability.operational import OPERATIONAL_PATHS
 
 access_log = structlog.get_logger("emporium.access")
 
-UNLOGGED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
-UNLOGGED_PREFIX = "/health/"
 _STARTED = "_emporium_started"
 
 
@@ -72,7 +71,7 @@ class RequestContextMiddleware:
         if request_id is not None:
             response[correlation.HEADER] = request_id
         path = request.path_info
-        if path in UNLOGGED_PATHS or path.startswith(UNLOGGED_PREFIX):
+        if path in OPERATIONAL_PATHS:
             return response
         started = getattr(request, _STARTED, None)
         access_log.info(

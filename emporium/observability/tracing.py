@@ -20,6 +20,7 @@ its hot reads are the ones tracing would cost the most.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -31,8 +32,10 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
 SERVICE_NAME = "emporium"
-# Neither probes nor scrapes make a trace.
-UNTRACED_URLS = "health/,healthz,readyz,metrics"
+# Neither probes nor scrapes make a trace: OperationalEndpointsMiddleware answers
+# them, so the tracing middleware goes right after it (the instrumentation reads
+# its place from this variable; by default it would go first).
+OPERATIONAL_MIDDLEWARE = "emporium.observability.operational.OperationalEndpointsMiddleware"
 
 _instrumentors: list[Any] = []
 
@@ -92,7 +95,12 @@ def tracing_start(provider: TracerProvider) -> None:
             return None
         return f"{span_context.trace_id:032x}", f"{span_context.span_id:016x}"
 
-    DjangoInstrumentor().instrument(tracer_provider=provider, excluded_urls=UNTRACED_URLS)
+    if OPERATIONAL_MIDDLEWARE in settings.MIDDLEWARE:
+        os.environ.setdefault(
+            "OTEL_PYTHON_DJANGO_MIDDLEWARE_POSITION",
+            str(settings.MIDDLEWARE.index(OPERATIONAL_MIDDLEWARE) + 1),
+        )
+    DjangoInstrumentor().instrument(tracer_provider=provider)
     PsycopgInstrumentor().instrument(tracer_provider=provider, skip_dep_check=True)
     RedisInstrumentor().instrument(tracer_provider=provider)
     CeleryInstrumentor().instrument(tracer_provider=provider)

@@ -79,10 +79,10 @@ def test_a_path_no_pattern_matches_is_counted_as_unmatched_not_by_its_path(
     assert "page-12345" not in client.get("/metrics").content.decode()
 
 
-def test_probes_are_not_counted(client: Client) -> None:
+def test_probes_and_scrapes_are_not_counted(client: Client) -> None:
     before = total_requests_counted()
 
-    for path in ("/healthz", "/readyz", "/health/live", "/health/ready"):
+    for path in ("/healthz", "/readyz", "/health/live", "/health/ready", "/metrics"):
         assert client.get(path).status_code == 200, path
 
     assert total_requests_counted() == before
