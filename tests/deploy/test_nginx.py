@@ -7,9 +7,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,8 +30,8 @@ def _nginx() -> str:
     return found
 
 
-def nginx_test(prefix: Path, server_conf: str) -> subprocess.CompletedProcess[str]:
-    """``nginx -t`` on ``server_conf`` inside an http {} block, with the shared snippet."""
+def nginx_prefix(prefix: Path, server_conf: str) -> Path:
+    """A prefix holding ``server_conf`` inside an http {} block, with the shared snippet."""
     (prefix / "snippets").mkdir(parents=True, exist_ok=True)
     (prefix / "cache").mkdir(exist_ok=True)
     shutil.copy(LOCATIONS, prefix / "snippets" / "emporium-locations.conf")
@@ -38,8 +43,14 @@ def nginx_test(prefix: Path, server_conf: str) -> subprocess.CompletedProcess[st
         f"http {{\n  access_log off;\n  client_body_temp_path {prefix}/body;\n"
         f"  proxy_temp_path {prefix}/proxy;\n  include {prefix}/site.conf;\n}}\n"
     )
+    return prefix / "nginx.conf"
+
+
+def nginx_test(prefix: Path, server_conf: str) -> subprocess.CompletedProcess[str]:
+    """``nginx -t`` on ``server_conf`` inside an http {} block, with the shared snippet."""
+    conf = nginx_prefix(prefix, server_conf)
     return subprocess.run(  # noqa: S603
-        [_nginx(), "-t", "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", "stderr"],
+        [_nginx(), "-t", "-p", str(prefix), "-c", str(conf), "-e", "stderr"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -117,3 +128,64 @@ def test_a_broken_snippet_is_rejected(tmp_path: Path) -> None:
     done = nginx_test(prefix, broken)
     assert done.returncode != 0
     assert "emporium_catalog" in done.stderr
+
+
+def test_metrics_is_not_served_through_nginx(tmp_path: Path) -> None:
+    """The compose server, run for real in front of an upstream that would answer
+    anything 200: /metrics is nginx's 404 in the one error shape, / is proxied."""
+    upstream = ThreadingHTTPServer(("127.0.0.1", 0), _Answers200)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    port = _free_port()
+    conf = (
+        _compose_conf()
+        .replace("server 127.0.0.1:8000", f"server 127.0.0.1:{upstream.server_address[1]}")
+        .replace("server 127.0.0.2:8000", f"server 127.0.0.1:{upstream.server_address[1]}")
+        .replace("listen 80 default_server;", f"listen 127.0.0.1:{port} default_server;")
+    )
+    prefix = tmp_path / "prefix"
+    nginx_conf = nginx_prefix(prefix, conf)
+    (prefix / "logs").mkdir(exist_ok=True)
+    server = subprocess.Popen(  # noqa: S603
+        [_nginx(), "-p", str(prefix), "-c", str(nginx_conf), "-e", "stderr", "-g", "daemon off;"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                root = httpx.get(f"{base}/", timeout=2)
+                break
+            except httpx.TransportError:
+                assert server.poll() is None, server.stderr.read() if server.stderr else ""
+                assert time.monotonic() < deadline, "nginx did not start"
+                time.sleep(0.1)
+        assert root.status_code == 200
+        assert root.text == "upstream"
+        scraped = httpx.get(f"{base}/metrics", timeout=2)
+        assert scraped.status_code == 404
+        assert scraped.json()["error"]["code"] == "not_found"
+        assert httpx.get(f"{base}/metrics/", timeout=2).text == "upstream"  # only that path
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        upstream.shutdown()
+
+
+class _Answers200(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"upstream"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
