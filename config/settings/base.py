@@ -362,6 +362,6 @@ DEFAULT_FROM_EMAIL = ENV.default_from_email
 # (emporium.observability.logging): JSON lines in production, readable lines embedded.
 LOG_FORMAT = ENV.log_format
 LOGGING_CONFIG = "emporium.observability.logging.logging_configure"
-LOGGING = logging_settings(log_format=LOG_FORMAT, level=ENV.log_level)
+LOGGING = logging_settings(log_format=LOG_FORMAT, level=ENV.log_level, access_log=ENV.access_log)
 # OpenTelemetry traces (emporium.observability.tracing): on only when an endpoint is set.
 OTEL_EXPORTER_OTLP_ENDPOINT = ENV.otel_exporter_otlp_endpoint

@@ -73,6 +73,7 @@ class Environment:
     sqlite_path: Path
     log_level: str
     log_format: str
+    access_log: bool
     otel_exporter_otlp_endpoint: str | None
     max_request_body_bytes: int
     throttle_login_ip: str
@@ -139,6 +140,10 @@ def read_environment() -> Environment:
         log_format=_env.str(
             "LOG_FORMAT", default="json" if _env.str("DATABASE_URL", default="") else "console"
         ),
+        # One line per request on the emporium.access logger: on where a database
+        # server is configured; off in the embedded profile, whose simulated couriers
+        # send several requests a second that would bury everything else.
+        access_log=_env.bool("ACCESS_LOG", default=bool(_env.str("DATABASE_URL", default=""))),
         # Traces go over OTLP/HTTP to this collector; unset, tracing is off and costs nothing.
         otel_exporter_otlp_endpoint=_env.str("OTEL_EXPORTER_OTLP_ENDPOINT", default=None) or None,
         max_request_body_bytes=_env.int("MAX_REQUEST_BODY_BYTES", default=2 * 1024 * 1024),

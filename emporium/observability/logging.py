@@ -163,8 +163,12 @@ def formatter_from_environment() -> structlog.stdlib.ProcessorFormatter:
     return formatter_make(log_format=ENV.log_format)
 
 
-def logging_settings(*, log_format: str, level: str) -> dict[str, Any]:
-    """The ``LOGGING`` dictionary: one handler on stderr, one formatter for every record."""
+def logging_settings(*, log_format: str, level: str, access_log: bool = True) -> dict[str, Any]:
+    """The ``LOGGING`` dictionary: one handler on stderr, one formatter for every record.
+
+    Without ``access_log`` the ``emporium.access`` logger keeps only warnings, so the
+    request lines are neither formatted nor written (``ACCESS_LOG``).
+    """
     formatter_make(log_format=log_format)  # refuses an unknown format at startup
     return {
         "version": 1,
@@ -176,6 +180,7 @@ def logging_settings(*, log_format: str, level: str) -> dict[str, Any]:
             "django.db.backends": {"level": "INFO"},
             # The access log (emporium.observability.requests) says the same, once per request.
             "django.server": {"level": "WARNING"},
+            **({} if access_log else {"emporium.access": {"level": "WARNING"}}),
         },
     }
 

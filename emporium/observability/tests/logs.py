@@ -29,7 +29,11 @@ class CapturedLogs:
 
 @contextmanager
 def logs_captured(level: int = logging.DEBUG) -> Iterator[CapturedLogs]:
-    """Adds a JSON handler on the root logger at ``level`` for the block's duration."""
+    """Adds a JSON handler on the root logger at ``level`` for the block's duration.
+
+    The access log is let through whatever ``ACCESS_LOG`` says (the embedded
+    profile keeps it to warnings).
+    """
     formatter_config = dict(
         logging_settings(log_format="json", level="DEBUG")["formatters"]["structured"]
     )
@@ -38,11 +42,14 @@ def logs_captured(level: int = logging.DEBUG) -> Iterator[CapturedLogs]:
     handler = logging.StreamHandler(captured.stream)
     handler.setFormatter(factory(**formatter_config))
     root = logging.getLogger()
-    previous_level = root.level
+    access = logging.getLogger("emporium.access")
+    previous_level, previous_access_level = root.level, access.level
     root.addHandler(handler)
     root.setLevel(level)
+    access.setLevel(logging.NOTSET)
     try:
         yield captured
     finally:
         root.removeHandler(handler)
         root.setLevel(previous_level)
+        access.setLevel(previous_access_level)

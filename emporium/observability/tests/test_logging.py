@@ -18,13 +18,21 @@ SCRIPT = (
 )
 
 
-def _run(**environment: str) -> list[str]:
+ACCESS_SCRIPT = (
+    "import django, structlog; django.setup(); "
+    "structlog.get_logger('emporium.access').info('request', status=200)"
+)
+
+
+def _run(script: str = SCRIPT, **environment: str) -> list[str]:
     env = {
-        key: value for key, value in os.environ.items() if key not in ("LOG_FORMAT", "DATABASE_URL")
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("LOG_FORMAT", "DATABASE_URL", "ACCESS_LOG")
     }
     env.update(DJANGO_SETTINGS_MODULE="config.settings.test", **environment)
     finished = subprocess.run(  # noqa: S603 - this interpreter, a fixed script
-        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
     )
     assert finished.returncode == 0, finished.stderr
     return finished.stderr.splitlines()
@@ -40,6 +48,17 @@ def test_json_lines_in_production_format() -> None:
     )
     assert (ours["event"], ours["order_id"], ours["logger"]) == ("from structlog", 7, "emporium.x")
     assert ours["timestamp"].endswith("Z")
+
+
+def test_the_access_log_is_off_in_the_embedded_profile_unless_asked_for() -> None:
+    assert _run(ACCESS_SCRIPT) == []
+    [line] = _run(ACCESS_SCRIPT, ACCESS_LOG="true", LOG_FORMAT="json")
+    assert json.loads(line)["logger"] == "emporium.access"
+    # Where a database server is configured (production), it is on unless turned off.
+    server = "postgres://nobody@127.0.0.1:1/none"
+    [line] = _run(ACCESS_SCRIPT, DATABASE_URL=server)
+    assert json.loads(line)["status"] == 200
+    assert _run(ACCESS_SCRIPT, DATABASE_URL=server, ACCESS_LOG="false") == []
 
 
 def test_readable_lines_in_the_embedded_profile_by_default() -> None:
