@@ -301,7 +301,7 @@ def test_every_line_a_server_writes_is_a_json_line(
     _migrated: Path,  # noqa: PT019 - its value is the migrated directory
 ) -> None:
     """The server's own lines (startup, shutdown) and the application's, in one format."""
-    server = _start(kind, _migrated, environment={"LOG_FORMAT": "json"})
+    server = _start(kind, _migrated, environment={"LOG_FORMAT": "json", "ACCESS_LOG": "true"})
     try:
         request = urllib.request.Request(  # noqa: S310 - the test's own server
             server.url + "/api/categories/", headers={"X-Request-ID": f"{kind}-lines-1"}

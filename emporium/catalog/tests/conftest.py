@@ -66,6 +66,9 @@ class Reader:
         request = RequestFactory().get(url, headers=headers or None)
         environ = dict(request.environ)
         environ.pop("HTTP_COOKIE", None)  # a client without cookies sends no header
+        # Both paths return the client's request id; the same one on both makes the
+        # answers comparable (each would otherwise make up its own).
+        environ.setdefault("HTTP_X_REQUEST_ID", "catalog-read-compared")
         return environ
 
     def lean(self, url: str, **headers: str) -> Answer:
