@@ -214,7 +214,7 @@ def test_connections_trickling_headers_are_closed_within_the_header_timeout(
 
 # -- metrics from several workers --------------------------------------------------------
 
-ROUTE = "api/categories/$"
+ROUTE = "api/categories/"
 
 
 def _counted_per_worker(directory: Path) -> dict[int, float]:

@@ -30,7 +30,7 @@ DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
 WINDOW = "5m"
 QUANTILES = (0.5, 0.95, 0.99)
 # The checkout is POST on the order list route.
-CHECKOUT = 'route="api/orders/$", method="POST"'
+CHECKOUT = 'route="api/orders/", method="POST"'
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ under ASGI may run on another thread than the signal).
 
 from __future__ import annotations
 
+import functools
+import re
 from typing import Any
 
 from django.core.signals import request_started
@@ -32,9 +34,26 @@ from emporium.observability.operational import OPERATIONAL_PATHS
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
+# A named group of a regular-expression route, e.g. DRF's router's (?P<pk>[^/.]+).
+_NAMED_GROUP = re.compile(r"\(\?P<(\w+)>[^)]*\)")
+
+
+@functools.lru_cache(maxsize=512)
+def route_label(pattern: str) -> str:
+    """The URL pattern as the metrics and the access log name it.
+
+    ``path()`` patterns stay as written (``api/orders/<int:order_pk>/payments/``);
+    the regular expressions of DRF's routers read the same way
+    (``api/orders/(?P<pk>\\d+)/$`` is ``api/orders/<pk>/``). Patterns are few, so
+    their labels are cached.
+    """
+    return _NAMED_GROUP.sub(r"<\1>", pattern).removeprefix("^").removesuffix("$")
+
+
 def route_of(request: HttpRequest) -> str:
-    match = request.resolver_match
-    return match.route if match is not None else metrics.UNMATCHED_ROUTE
+    """The request's route label, ``unmatched`` when no pattern matched its path."""
+    match = getattr(request, "resolver_match", None)
+    return route_label(match.route) if match is not None else metrics.UNMATCHED_ROUTE
 
 
 def http_request_record(

@@ -24,6 +24,7 @@ from django.http.response import HttpResponseBase
 from django.utils.functional import SimpleLazyObject, empty
 
 from emporium.core import correlation
+from emporium.observability.instrumentation import route_of
 from emporium.observability.operational import OPERATIONAL_PATHS
 
 access_log = structlog.get_logger("emporium.access")
@@ -43,11 +44,6 @@ def _user_id(request: HttpRequest) -> int | None:
         if isinstance(pk, int):
             return pk
     return correlation.user_id_current()
-
-
-def _route(request: HttpRequest) -> str | None:
-    match = getattr(request, "resolver_match", None)
-    return match.route if match is not None else None
 
 
 class RequestContextMiddleware:
@@ -78,7 +74,7 @@ class RequestContextMiddleware:
             "request",
             method=request.method,
             path=path,
-            route=_route(request),
+            route=route_of(request),
             status=response.status_code,
             user_id=_user_id(request),
             duration_ms=(

@@ -37,6 +37,7 @@ from emporium.catalog.tests.support import PRODUCT_LIST_URL, product_url
 from emporium.core.gateway import LeanGateway, Route
 from emporium.core.tests.factories import CategoryFactory, ProductFactory, UserFactory
 from emporium.dashboard import collector
+from emporium.observability.instrumentation import route_label
 from emporium.observability.tests.metric_samples import sample
 from tests.support.wsgi import wsgi_call
 
@@ -456,7 +457,7 @@ def test_prometheus_counts_a_request_the_gateway_answered_under_its_route(
     catalog: dict[str, Any], gateway: LeanGateway, django_app: CountingApplication
 ) -> None:
     """The fast path is not invisible: counted with the pattern Django's path would name."""
-    route = resolve(product_url(catalog["products"][0].pk)).route
+    route = route_label(resolve(product_url(catalog["products"][0].pk)).route)
     labels = {"route": route, "method": "GET", "status": "200"}
     requests_before = sample("emporium_http_requests_total", **labels)
     queries_before = sample("emporium_http_request_db_queries_sum", route=route)

@@ -22,12 +22,13 @@ from emporium.catalog.tests.support import PRODUCT_LIST_URL, product_url
 from emporium.core.cache import local_state_reset
 from emporium.core.tests.factories import CategoryFactory, ProductFactory
 from emporium.observability import metrics
+from emporium.observability.instrumentation import route_label
 from emporium.observability.tests.metric_samples import sample
 
 pytestmark = pytest.mark.django_db
 
 ROOT = Path(__file__).resolve().parents[3]
-CATEGORIES_ROUTE = "api/categories/$"
+CATEGORIES_ROUTE = "api/categories/"
 # A token that passes the secret checks (random, long): never a real one.
 TOKEN = "pXk3vQ9-Zt7Lw2Rb8Ny5Hc1Jd6Fg4Ms0Ae3Ui8Oo2Yr7Tx5Ws9Qv1Kz6Bn4Lm0Cp"
 
@@ -77,6 +78,19 @@ def test_a_path_no_pattern_matches_is_counted_as_unmatched_not_by_its_path(
 
     assert requests_counted("unmatched", status="404") == before + 1
     assert "page-12345" not in client.get("/metrics").content.decode()
+
+
+@pytest.mark.parametrize(
+    ("pattern", "label"),
+    [
+        ("api/categories/$", "api/categories/"),
+        (r"api/orders/(?P<pk>\d+)/$", "api/orders/<pk>/"),
+        ("^api/products/(?P<pk>[^/.]+)/$", "api/products/<pk>/"),
+        ("api/orders/<int:order_pk>/payments/", "api/orders/<int:order_pk>/payments/"),
+    ],
+)
+def test_routes_are_labelled_as_patterns_read(pattern: str, label: str) -> None:
+    assert route_label(pattern) == label
 
 
 def test_probes_and_scrapes_are_not_counted(client: Client) -> None:

@@ -37,7 +37,7 @@ def test_a_well_formed_incoming_id_is_kept_and_returned(client: Client, logs: Ca
     [line] = logs.access()
     assert line["request_id"] == "edge-7f3a/42"
     assert line["method"] == "GET"
-    assert line["route"] == "api/products/$"
+    assert line["route"] == "api/products/"
     assert line["status"] == 200
     assert line["user_id"] is None
     assert isinstance(line["duration_ms"], float)
@@ -74,7 +74,7 @@ def test_the_access_line_names_the_signed_in_user_and_the_route_pattern(
     assert response.status_code == 404
     [line] = logs.access()
     assert line["user_id"] == user.pk
-    assert line["route"] == r"api/orders/(?P<pk>\d+)/$"
+    assert line["route"] == "api/orders/<pk>/"
     assert line["status"] == 404
     assert line["request_id"] == response["X-Request-ID"]
 
@@ -99,7 +99,7 @@ def test_the_lean_checkout_names_its_user_in_the_access_line(logs: CapturedLogs)
 
     assert response.status_code == 201
     [line] = logs.access()
-    assert (line["user_id"], line["status"], line["route"]) == (user.pk, 201, "api/orders/$")
+    assert (line["user_id"], line["status"], line["route"]) == (user.pk, 201, "api/orders/")
 
 
 # The gateway ends a request as a server would, closing the database connection:
@@ -131,7 +131,7 @@ def test_a_read_the_gateway_answers_is_logged_once_with_its_id(logs: CapturedLog
     assert ("X-Request-ID", "from-the-edge-1") in headers
     [line] = logs.access()
     assert line["request_id"] == "from-the-edge-1"
-    assert line["route"] == r"api/products/(?P<pk>\d+)/$"
+    assert line["route"] == "api/products/<pk>/"
     assert line["status"] == 200
     # On PostgreSQL the gateway answers itself; elsewhere Django does (docs/adr/0020).
     assert handed_on == ([] if connection.vendor == "postgresql" else [product_url(product.pk)])
