@@ -15,7 +15,6 @@ tree it is started from (the current directory)::
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import subprocess
 import sys
@@ -94,26 +93,14 @@ def main() -> None:
         return lambda data: None
 
     def checkout(token: str) -> None:
-        environ = {
-            "REQUEST_METHOD": "POST",
-            "PATH_INFO": "/api/orders/",
-            "QUERY_STRING": "",
-            "SERVER_NAME": "127.0.0.1",
-            "SERVER_PORT": "8000",
-            "HTTP_HOST": "127.0.0.1",
-            "SERVER_PROTOCOL": "HTTP/1.1",
-            "CONTENT_TYPE": "application/json",
-            "CONTENT_LENGTH": "2",
-            "HTTP_AUTHORIZATION": f"Bearer {token}",
-            "wsgi.url_scheme": "http",
-            "wsgi.input": io.BytesIO(b"{}"),
-            "wsgi.errors": sys.stderr,
-        }
-        result = application(environ, start_response)
-        b"".join(result)
-        close = getattr(result, "close", None)
-        if close is not None:
-            close()
+        environ = common.wsgi_environ(
+            "/api/orders/",
+            method="POST",
+            body=b"{}",
+            CONTENT_TYPE="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {token}",
+        )
+        common.wsgi_call(application, environ, start_response)
 
     for token in tokens[:warm]:
         checkout(token)

@@ -8,6 +8,7 @@ is shared and noisy: ratios travel between machines better than raw numbers.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import platform
@@ -134,6 +135,42 @@ def recreate_database(name: str) -> str:
     psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     psql(f'CREATE DATABASE "{name}"')
     return database_url(name)
+
+
+def wsgi_environ(
+    path: str, query: str = "", *, method: str = "GET", body: bytes = b"", **headers: str
+) -> dict[str, Any]:
+    """A WSGI environ for a request to 127.0.0.1, for the scripts that call the app in-process.
+
+    ``headers`` are CGI names (``HTTP_AUTHORIZATION``, ``CONTENT_TYPE``).
+    """
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "HTTP_HOST": "127.0.0.1",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": sys.stderr,
+        **headers,
+    }
+    if body:
+        environ["CONTENT_LENGTH"] = str(len(body))
+    return environ
+
+
+def wsgi_call(
+    application: Callable[..., Any], environ: dict[str, Any], start_response: Callable[..., Any]
+) -> None:
+    """Calls the application as a server would: reads the whole answer, then closes it."""
+    result = application(environ, start_response)
+    b"".join(result)
+    close = getattr(result, "close", None)
+    if close is not None:
+        close()
 
 
 def production_env(database_url: str, **extra: str) -> dict[str, str]:

@@ -17,30 +17,13 @@ nothing recorded::
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import random
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
-
-
-def _environ(path: str, query: str = "") -> dict[str, Any]:
-    return {
-        "REQUEST_METHOD": "GET",
-        "PATH_INFO": path,
-        "QUERY_STRING": query,
-        "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "8000",
-        "HTTP_HOST": "127.0.0.1",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(),
-        "wsgi.errors": sys.stderr,
-    }
 
 
 def main() -> None:
@@ -73,11 +56,7 @@ def main() -> None:
         return lambda data: None
 
     def call(environ: dict[str, Any]) -> None:
-        result = application(environ, start_response)
-        b"".join(result)
-        close = getattr(result, "close", None)
-        if close is not None:
-            close()
+        common.wsgi_call(application, environ, start_response)
 
     def metrics_switch(on: bool) -> None:
         settings.METRICS_ENABLED = on
@@ -89,11 +68,13 @@ def main() -> None:
     rng = random.Random(1)
     hot_products = [rng.randint(1, 90_000) for _ in range(100)]
     reads: list[tuple[str, Callable[[], dict[str, Any]]]] = [
-        ("default list page", lambda: _environ("/api/products/")),
-        ("product", lambda: _environ(f"/api/products/{rng.choice(hot_products)}/")),
+        ("default list page", lambda: common.wsgi_environ("/api/products/")),
+        ("product", lambda: common.wsgi_environ(f"/api/products/{rng.choice(hot_products)}/")),
         (
             "category, in stock",
-            lambda: _environ("/api/products/", f"category={rng.randint(1, 126)}&in_stock=true"),
+            lambda: common.wsgi_environ(
+                "/api/products/", f"category={rng.randint(1, 126)}&in_stock=true"
+            ),
         ),
     ]
     print(f"{'read':<22}{'cache':<7}{'on us':>8}{'off us':>8}{'on - off us':>13}{'cost':>8}")

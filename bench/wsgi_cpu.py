@@ -18,7 +18,6 @@ current directory), so the same file serves for an earlier revision's worktree::
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import random
 import sys
@@ -26,21 +25,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-
-def _environ(path: str, query: str = "") -> dict[str, Any]:
-    return {
-        "REQUEST_METHOD": "GET",
-        "PATH_INFO": path,
-        "QUERY_STRING": query,
-        "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "8000",
-        "HTTP_HOST": "127.0.0.1",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(),
-        "wsgi.errors": sys.stderr,
-    }
 
 
 def main() -> None:
@@ -72,19 +56,17 @@ def main() -> None:
         return lambda data: None
 
     def call(environ: dict[str, Any]) -> None:
-        result = application(environ, start_response)
-        b"".join(result)
-        close = getattr(result, "close", None)
-        if close is not None:
-            close()
+        common.wsgi_call(application, environ, start_response)
 
     rng = random.Random(1)
     reads: list[tuple[str, Callable[[], dict[str, Any]]]] = [
-        ("default list page", lambda: _environ("/api/products/")),
-        ("random product", lambda: _environ(f"/api/products/{rng.randint(1, 90_000)}/")),
+        ("default list page", lambda: common.wsgi_environ("/api/products/")),
+        ("random product", lambda: common.wsgi_environ(f"/api/products/{rng.randint(1, 90_000)}/")),
         (
             "random category, in stock",
-            lambda: _environ("/api/products/", f"category={rng.randint(1, 126)}&in_stock=true"),
+            lambda: common.wsgi_environ(
+                "/api/products/", f"category={rng.randint(1, 126)}&in_stock=true"
+            ),
         ),
     ]
     print(f"{'read':<28}{'CPU us/request':>16}  {'cache':<8}")
