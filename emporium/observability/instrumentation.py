@@ -6,8 +6,8 @@ on Django's path, the lean gateway for the reads it answers
 ``emporium.dashboard.middleware.request_answered``, which gives it to the live
 dashboard and to :func:`http_request_record` here. The route label is the URL
 pattern the request resolved to (the gateway sets the pattern of the view it
-stands in for), ``unmatched`` when none did; readiness and liveness probes are
-not counted (they are not traffic, and come every few seconds).
+stands in for), ``unmatched`` when none did. Probes and scrapes are answered
+before the timing middleware (``operational``), so they are never counted.
 
 Statements are timed by an execute wrapper on every database connection
 (``metrics.db_connection_instrument``), counted per thread from the start of
@@ -28,7 +28,6 @@ from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
 from emporium.observability import metrics
-from emporium.observability.operational import OPERATIONAL_PATHS
 
 # Any other method string would be a label value a client could choose.
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -60,8 +59,6 @@ def http_request_record(
     request: HttpRequest, response: HttpResponseBase, *, duration_seconds: float
 ) -> None:
     """Counts one answered request, its latency and its database statements."""
-    if request.path_info in OPERATIONAL_PATHS:
-        return
     method = request.method if request.method in _METHODS else "other"
     queries, db_seconds = metrics.db_tally()
     metrics.http_request_count(

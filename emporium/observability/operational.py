@@ -1,9 +1,9 @@
 """The paths machines call, not people: the orchestrator's probes and Prometheus' scrape.
 
-One definition of them serves everything that treats them apart: they are not
-counted as traffic (``instrumentation``), get no access-log line (``requests``)
-and no trace (``tracing``), and :class:`OperationalEndpointsMiddleware` answers
-them before the rest of the middleware.
+:class:`OperationalEndpointsMiddleware`, first in ``MIDDLEWARE``, answers them
+before the rest of the middleware runs, and so they are neither counted as
+traffic (the timing middleware), nor logged (the request context's access
+line), nor traced (``tracing`` puts its middleware right after this one).
 
 It answers them early because of who asks. A kubelet probes a pod by its
 address, and Prometheus scrapes each app server by the name or address it

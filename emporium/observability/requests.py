@@ -1,13 +1,14 @@
 """Each request's id, and its one access-log line.
 
-:class:`RequestContextMiddleware` comes first in ``MIDDLEWARE``. It takes the
+:class:`RequestContextMiddleware` comes first in ``MIDDLEWARE`` after the probes'
+middleware. It takes the
 client's ``X-Request-ID`` when well formed (``emporium.core.correlation``),
 else makes one, binds it for every line the request logs, returns it in the
 response's ``X-Request-ID``, and writes one ``request`` line on the
 ``emporium.access`` logger when the response leaves: method, route pattern,
 status, user id, latency. Probes and scrapes (``operational.OPERATIONAL_PATHS``)
-are answered before this middleware runs, and would get no line if they reached
-it: they come every few seconds and say nothing about users.
+are answered before this middleware runs, so they get no line: they come every
+few seconds and say nothing about users.
 
 It is written as a request phase and a response phase so that the lean
 gateway (``emporium.core.gateway``) runs it for the reads it answers too.
@@ -25,7 +26,6 @@ from django.utils.functional import SimpleLazyObject, empty
 
 from emporium.core import correlation
 from emporium.observability.instrumentation import route_of
-from emporium.observability.operational import OPERATIONAL_PATHS
 
 access_log = structlog.get_logger("emporium.access")
 
@@ -66,14 +66,11 @@ class RequestContextMiddleware:
         request_id = getattr(request, "request_id", None)
         if request_id is not None:
             response[correlation.HEADER] = request_id
-        path = request.path_info
-        if path in OPERATIONAL_PATHS:
-            return response
         started = getattr(request, _STARTED, None)
         access_log.info(
             "request",
             method=request.method,
-            path=path,
+            path=request.path_info,
             route=route_of(request),
             status=response.status_code,
             user_id=_user_id(request),
