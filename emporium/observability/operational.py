@@ -38,9 +38,9 @@ class OperationalEndpointsMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
         if request.path_info not in OPERATIONAL_PATHS:
             return self.get_response(request)
-        match = resolve(request.path_info)
-        request.resolver_match = match
         try:
+            match = resolve(request.path_info)
+            request.resolver_match = match
             response = match.func(request, *match.args, **match.kwargs)
             render = getattr(response, "render", None)
             if callable(render):  # DRF's Response, as Django's handler renders it
