@@ -98,8 +98,8 @@ def _compose_conf() -> str:
     # exist only inside the stack: the two upstream lines become loopback ones.
     text = (ROOT / "deploy" / "compose" / "nginx.conf").read_text()
     for line in (
-        "server web-1:8000 resolve max_fails=0;",
-        "server web-2:8000 resolve max_fails=0;",
+        "server web-1:8000 resolve max_fails=3 fail_timeout=10s;",
+        "server web-2:8000 resolve max_fails=3 fail_timeout=10s;",
         "server ws:8001 resolve max_fails=0;",
     ):
         assert line in text
