@@ -333,6 +333,8 @@ DATABASE_PREPARED_STATEMENTS = ENV.database_prepared_statements
 METRICS_ENABLED = ENV.metrics_enabled
 METRICS_ALLOWED_NETWORKS = ENV.metrics_allowed_networks
 METRICS_TOKEN = ENV.metrics_token
+# /readyz answers 503 when one of these is lost (emporium.observability.health).
+READINESS_REQUIRED = ENV.readiness_required
 CATALOG_CACHE_MAX_AGE = ENV.catalog_cache_max_age
 CATALOG_CACHE_STALE_WHILE_REVALIDATE = ENV.catalog_cache_stale_while_revalidate
 CATALOG_CACHE_FRESH_SECONDS = ENV.catalog_cache_fresh_seconds

@@ -101,6 +101,7 @@ class Environment:
     metrics_enabled: bool
     metrics_allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     metrics_token: str | None
+    readiness_required: frozenset[str]
     metrics_port: int | None
     metrics_bind: str
     prometheus_multiproc_dir: Path | None
@@ -176,6 +177,11 @@ def read_environment() -> Environment:
             _env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"]),
         ),
         metrics_token=_env.str("METRICS_TOKEN", default=None) or None,
+        # The dependencies whose loss makes /readyz answer 503 (the others: 200
+        # "degraded"); emporium.observability.health checks the names.
+        readiness_required=frozenset(
+            _env.list("READINESS_REQUIRED", default=["database", "cache", "broker"])
+        ),
         # A process without an HTTP port of its own (worker, beat, relay) serves
         # /metrics here; unset, each takes its own default port.
         metrics_port=_env.int("METRICS_PORT", default=None),

@@ -7,7 +7,8 @@ class ObservabilityConfig(AppConfig):
     verbose_name = "Observability"
 
     def ready(self) -> None:
-        from emporium.observability import instrumentation, metrics
+        # health registers the system check of READINESS_REQUIRED.
+        from emporium.observability import health, instrumentation, metrics  # noqa: F401
         from emporium.observability.task_context import task_context_connect
         from emporium.observability.task_metrics import task_metrics_connect
         from emporium.observability.tracing import tracing_configure

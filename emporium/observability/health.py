@@ -1,20 +1,24 @@
 """Liveness and readiness, as a load balancer or an orchestrator asks for them.
 
-Readiness separates what this process cannot serve without from what it only
-serves worse without:
+``/readyz`` probes the database, the cache (Redis), the message broker
+(RabbitMQ, when ``BROKER_URL`` is set) and, in a WebSocket server, the realtime
+transport. Which of them readiness requires is the setting
+``READINESS_REQUIRED`` (environment variable of the same name):
 
-* **required**: the database. Without it nothing but cached catalog pages can
-  be answered, so the process answers 503 and the balancer sends traffic to
-  an instance that can reach it.
-* **degraded**: the cache (Redis), the message broker (RabbitMQ, when
-  ``BROKER_URL`` is set) and, in a WebSocket server, the realtime transport.
-  The API keeps answering without them (rate limits fail open, catalog reads
-  go to the database, events wait in the outbox until the broker is back,
-  sockets are refused with 1012 until the transport reconnects), and every
-  instance shares the same Redis and broker: failing readiness on them would
-  take every instance out of the balancer at once and turn a degraded service
-  into an outage. They are reported in the body, with the overall status
-  ``degraded``, and the answer stays 200.
+* a failed **required** dependency makes the answer 503 (``not_ready``), with
+  ``Retry-After`` and the name of each failed check, so the balancer sends
+  traffic elsewhere. By default the database, the cache and the broker are
+  required.
+* a failed dependency that is **not required** is reported in the body, with
+  the overall status ``degraded``, and the answer stays 200. The API keeps
+  answering without the cache and the broker (rate limits fail open, catalog
+  reads go to the database, events wait in the outbox, sockets are refused with
+  1012 until the transport reconnects).
+
+Every instance shares the same Redis and broker, so requiring them takes every
+instance out of the balancer together when one of them is lost; a deployment
+that would rather serve degraded than not at all sets
+``READINESS_REQUIRED=database`` (docs/monitoring.md weighs the two).
 
 Each probe is bounded: the database by the pool's timeout and a statement
 timeout, Redis by the cache's socket timeouts (one second), the broker by a
@@ -28,10 +32,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import kombu
 from django.conf import settings
 from django.core.cache import caches
+from django.core.checks import CheckMessage, Error, register
 from django.db import connection
 
 from emporium.observability.metrics import DEPENDENCY_UP
@@ -48,7 +54,6 @@ DEPENDENCIES = frozenset({"database", "cache", "broker"})
 @dataclass(frozen=True)
 class Check:
     name: str
-    required: bool
     probe: Callable[[], None]
     # False where the dependency is not part of this deployment (no broker configured).
     configured: Callable[[], bool] = lambda: True
@@ -90,11 +95,27 @@ def _realtime() -> None:
 
 
 CHECKS: tuple[Check, ...] = (
-    Check("database", required=True, probe=_database),
-    Check("cache", required=False, probe=_cache),
-    Check("broker", required=False, probe=_broker, configured=lambda: _broker_url() is not None),
-    Check("realtime", required=False, probe=_realtime),
+    Check("database", probe=_database),
+    Check("cache", probe=_cache),
+    Check("broker", probe=_broker, configured=lambda: _broker_url() is not None),
+    Check("realtime", probe=_realtime),
 )
+
+
+@register()
+def readiness_required_check(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """``READINESS_REQUIRED`` names only checks that exist: a typo never goes unnoticed."""
+    known = {check.name for check in CHECKS}
+    unknown = sorted(set(settings.READINESS_REQUIRED) - known)
+    if not unknown:
+        return []
+    return [
+        Error(
+            f"READINESS_REQUIRED names {', '.join(unknown)}, which readiness does not check.",
+            hint=f"Choose among {', '.join(sorted(known))}.",
+            id="emporium.E002",
+        )
+    ]
 
 
 @dataclass(frozen=True)
@@ -106,6 +127,7 @@ class Readiness:
 
 def readiness_assess() -> Readiness:
     """Runs every check once; a failed required check makes the process not ready."""
+    required: frozenset[str] = settings.READINESS_REQUIRED
     results: dict[str, str] = {}
     ready = True
     degraded = False
@@ -118,7 +140,7 @@ def readiness_assess() -> Readiness:
             # The exception's type only: a message may carry a host name or a DSN.
             results[check.name] = f"failed: {type(error).__name__}"
             logger.warning("readiness check %s failed: %s", check.name, type(error).__name__)
-            if check.required:
+            if check.name in required:
                 ready = False
             else:
                 degraded = True

@@ -64,28 +64,47 @@ def test_an_unreachable_broker_answers_fast_and_names_the_broker(client: Client)
             elapsed = time.monotonic() - started
 
     assert elapsed < health.BROKER_PROBE_TIMEOUT_SECONDS + 1
-    # A broker outage degrades (events wait in the outbox), it does not empty the balancer.
-    assert response.status_code == 200
-    body = response.json()
-    assert body["status"] == "degraded"
-    assert body["checks"]["broker"].startswith("failed: ")
-    assert body["checks"]["database"] == "ok"
+    # The broker is required by default: not ready, and the answer names it.
+    assert response.status_code == 503
+    checks = response.json()["error"]["details"]["checks"]
+    assert checks["broker"].startswith("failed: ")
+    assert checks["database"] == "ok"
     assert sample("emporium_dependency_up", dependency="broker") == 0
 
 
-def _failing(name: str, required: bool) -> health.Check:
+def _failing(name: str) -> health.Check:
     def probe() -> None:
         raise ConnectionError("secret-host:6379 refused")
 
-    return health.Check(name, required=required, probe=probe)
+    return health.Check(name, probe=probe)
 
 
-def test_a_failed_degradable_check_is_degraded_but_ready(
-    client: Client, monkeypatch: pytest.MonkeyPatch
+def test_the_database_cache_and_broker_are_required_by_default() -> None:
+    assert settings.READINESS_REQUIRED == {"database", "cache", "broker"}
+
+
+@pytest.mark.parametrize("name", ["cache", "broker"])
+def test_a_lost_required_dependency_is_503_naming_it(
+    client: Client, monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
     # The probe, not the dependency, is replaced: what is under test is how the
-    # view weighs a failure. Real outages are in realtime/tests/test_outage.py.
-    monkeypatch.setattr(health, "CHECKS", (*health.CHECKS[:1], _failing("cache", False)))
+    # view weighs a failure. Real outages are in tests/test_readiness_outages.py.
+    monkeypatch.setattr(health, "CHECKS", (*health.CHECKS[:1], _failing(name)))
+
+    response = client.get("/health/ready")
+
+    assert response.status_code == 503
+    assert response.json()["error"]["details"]["checks"] == {
+        "database": "ok",
+        name: "failed: ConnectionError",
+    }
+
+
+@override_settings(READINESS_REQUIRED=frozenset({"database"}))
+def test_a_failed_check_that_is_not_required_is_degraded_but_ready(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(health, "CHECKS", (*health.CHECKS[:1], _failing("cache")))
 
     response = client.get("/health/ready")
 
@@ -96,10 +115,24 @@ def test_a_failed_degradable_check_is_degraded_but_ready(
     }
 
 
+@pytest.mark.parametrize(
+    ("required", "errors"),
+    [({"database", "cache"}, []), ({"database", "redis"}, ["emporium.E002"])],
+)
+def test_readiness_required_may_name_only_real_checks(
+    required: set[str], errors: list[str]
+) -> None:
+    with override_settings(READINESS_REQUIRED=frozenset(required)):
+        found = health.readiness_required_check()
+    assert [error.id for error in found] == errors
+    if errors:
+        assert "redis" in found[0].msg
+
+
 def test_a_failed_required_check_is_503_with_retry_after_and_no_detail_leak(
     client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(health, "CHECKS", (_failing("database", True), *health.CHECKS[1:]))
+    monkeypatch.setattr(health, "CHECKS", (_failing("database"), *health.CHECKS[1:]))
 
     response = client.get("/health/ready")
 
