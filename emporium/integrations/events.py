@@ -27,6 +27,9 @@ PAYMENT_FAILED = "payment.failed"
 PAYMENT_REFUND_REQUESTED = "payment.refund_requested"
 PAYMENT_RECONCILE_REQUESTED = "payment.reconcile_requested"
 STOCK_LOW = "stock.low"
+# A product got cheaper, or became available after having none: wishlists hear of it.
+PRODUCT_PRICE_DROPPED = "product.price_dropped"
+PRODUCT_BACK_IN_STOCK = "product.back_in_stock"
 
 EventHandler = Callable[[OutboxEvent], None]
 _handlers: dict[str, list[EventHandler]] = {}
