@@ -88,7 +88,13 @@ class Environment:
     payment_webhook_secret: str | None
     payment_callback_url: str | None
     email_url: str | None
+    email_failover_url: str | None
     default_from_email: str
+    push_provider_url: str | None
+    push_project_id: str
+    push_provider_access_token: str | None
+    notification_email_rate: int
+    notification_push_rate: int
     hsts_seconds: int
     trusted_proxy_count: int
     celery_delivery_limit: int
@@ -199,6 +205,13 @@ def read_environment() -> Environment:
         payment_webhook_secret=_env.str("PAYMENT_WEBHOOK_SECRET", default=None),
         payment_callback_url=_env.str("PAYMENT_CALLBACK_URL", default=None) or None,
         email_url=_env.str("EMAIL_URL", default=None) or None,
+        email_failover_url=_env.str("EMAIL_FAILOVER_URL", default=None) or None,
+        push_provider_url=_env.str("PUSH_PROVIDER_URL", default=None) or None,
+        push_project_id=_env.str("PUSH_PROJECT_ID", default="emporium"),
+        push_provider_access_token=_env.str("PUSH_PROVIDER_ACCESS_TOKEN", default=None) or None,
+        # Messages a second the providers accept from this shop (0: no limit).
+        notification_email_rate=_env.int("NOTIFICATION_EMAIL_RATE", default=2000),
+        notification_push_rate=_env.int("NOTIFICATION_PUSH_RATE", default=10000),
         default_from_email=_env.str(
             "DEFAULT_FROM_EMAIL", default="Emporium <orders@emporium.example>"
         ),
