@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "emporium.realtime",
     "emporium.dashboard",
     "emporium.observability",
+    "emporium.notifications.channels",
 ]
 
 MIDDLEWARE = [
@@ -251,6 +252,10 @@ CELERY_BEAT_SCHEDULE = {
     "payments-recover-stuck": {"task": "payments.recover_stuck", "schedule": 300.0},
     "token-families-prune": {"task": "accounts.token_families_prune", "schedule": 3600.0},
     "outstanding-tokens-prune": {"task": "accounts.outstanding_tokens_prune", "schedule": 3600.0},
+    "notification-deliveries-sweep": {
+        "task": "notification_channels.deliveries_sweep",
+        "schedule": 15.0,
+    },
     "telemetry-partitions-maintain": {
         "task": "delivery.telemetry_partitions_maintain",
         "schedule": 3600.0,
@@ -359,6 +364,51 @@ else:
     EMAIL_FILE_PATH = BASE_DIR / "var" / "mail"
 EMAIL_TIMEOUT = 10
 DEFAULT_FROM_EMAIL = ENV.default_from_email
+
+# Notification channels (emporium.notifications.channels, docs/notifications.md): the SMTP
+# endpoints notification e-mail goes through, in order (EMAIL_URL, then EMAIL_FAILOVER_URL);
+# none in the embedded profile, whose e-mail goes to the backend above (files).
+NOTIFICATION_EMAIL_ENDPOINTS = [
+    {
+        "HOST": _endpoint.get("EMAIL_HOST", "localhost"),
+        "PORT": _endpoint.get("EMAIL_PORT", 25),
+        "USER": _endpoint.get("EMAIL_HOST_USER", ""),
+        "PASSWORD": _endpoint.get("EMAIL_HOST_PASSWORD", ""),
+        "USE_TLS": _endpoint.get("EMAIL_USE_TLS", False),
+        "USE_SSL": _endpoint.get("EMAIL_USE_SSL", False),
+    }
+    for _url in (ENV.email_url, ENV.email_failover_url)
+    if _url
+    for _endpoint in [environ.Env.email_url_config(_url)]
+    if _endpoint["EMAIL_BACKEND"] == "django.core.mail.backends.smtp.EmailBackend"
+]
+# An endpoint that failed is tried last for this long.
+NOTIFICATION_EMAIL_ENDPOINT_COOLDOWN_SECONDS = 30
+# Push: an FCM HTTP v1 endpoint (the simulator in simulators/push in development);
+# unset, push messages are appended to NOTIFICATION_PUSH_FILE_PATH.
+PUSH_PROVIDER_URL = ENV.push_provider_url
+PUSH_PROJECT_ID = ENV.push_project_id
+PUSH_PROVIDER_ACCESS_TOKEN = ENV.push_provider_access_token
+PUSH_PROVIDER_TIMEOUT_SECONDS = 10.0
+NOTIFICATION_PUSH_FILE_PATH = BASE_DIR / "var" / "push" / "messages.jsonl"
+# Per channel: rows per batch task, the queue, the provider's rate (messages a second,
+# shared by every worker; 0 is unlimited) and requests in flight per worker (push).
+NOTIFICATION_CHANNELS = {
+    "email": {"QUEUE": "email", "BATCH_SIZE": 200, "RATE_PER_SECOND": ENV.notification_email_rate},
+    "push": {
+        "QUEUE": "push",
+        "BATCH_SIZE": 500,
+        "RATE_PER_SECOND": ENV.notification_push_rate,
+        "CONCURRENCY": 64,
+    },
+}
+NOTIFICATION_CHANNELS_MAX_ATTEMPTS = 8
+NOTIFICATION_CHANNELS_RETRY_BASE_SECONDS = 2.0
+NOTIFICATION_CHANNELS_RETRY_CAP_SECONDS = 900.0
+# A claimed row whose worker died is sent again once this lease has run out.
+NOTIFICATION_CHANNELS_CLAIM_SECONDS = 120
+# The sweep leaves a due row this long to its own retry task before queueing it.
+NOTIFICATION_CHANNELS_SWEEP_GRACE_SECONDS = 30
 
 # One format for every line of a process, structlog's and the standard library's
 # (emporium.observability.logging): JSON lines in production, readable lines embedded.
