@@ -13,6 +13,7 @@ from emporium.catalog import caching
 from emporium.catalog.models import MAX_CATEGORY_DEPTH, Category, Product
 from emporium.core.cache import namespace_bump
 from emporium.core.errors import InvalidInput
+from emporium.integrations import events
 
 # A rename bumps each product of the category; past this many it is cheaper
 # to bump the whole catalog namespace at once.
@@ -235,16 +236,53 @@ PRODUCT_EDITABLE_FIELDS = (
 
 
 def product_update(*, product: Product, **changes: Any) -> Product:
+    """Saves the changed fields; a lower price or a restock from zero records its event."""
     unknown = set(changes) - set(PRODUCT_EDITABLE_FIELDS)
     if unknown:
         raise ValueError(f"not editable: {sorted(unknown)}")
     fields = [field for field, value in changes.items() if getattr(product, field) != value]
+    old_price, old_stock = product.price, product.stock_quantity
     for field in fields:
         setattr(product, field, changes[field])
     if fields:
-        product.save(update_fields=[*fields, "updated_at"])
+        with transaction.atomic():
+            product.save(update_fields=[*fields, "updated_at"])
+            product_changes_record(product=product, old_price=old_price, old_stock=old_stock)
         product_cache_invalidate(product_ids=[product.pk])
     return product
+
+
+def product_changes_record(*, product: Product, old_price: Decimal, old_stock: int) -> None:
+    """Records product.price_dropped / product.back_in_stock for a change just saved.
+
+    Called inside the transaction that saved it (the outbox), so a rolled-back
+    change announces nothing and a committed one is never lost.
+    """
+    if Decimal(product.price) < Decimal(old_price):
+        events.event_record(
+            event_type=events.PRODUCT_PRICE_DROPPED,
+            aggregate_type="product",
+            aggregate_id=product.pk,
+            payload={
+                "product_id": product.pk,
+                "name": product.name,
+                "old_price": str(old_price),
+                "new_price": str(product.price),
+            },
+        )
+    if old_stock <= 0 < product.stock_quantity:
+        product_back_in_stock_record(
+            product_id=product.pk, name=product.name, stock_quantity=product.stock_quantity
+        )
+
+
+def product_back_in_stock_record(*, product_id: int, name: str, stock_quantity: int) -> None:
+    events.event_record(
+        event_type=events.PRODUCT_BACK_IN_STOCK,
+        aggregate_type="product",
+        aggregate_id=product_id,
+        payload={"product_id": product_id, "name": name, "stock_quantity": stock_quantity},
+    )
 
 
 def product_delete(*, product: Product) -> None:
