@@ -123,3 +123,19 @@ OUTBOX_EVENTS_RELAYED = Counter(
 DASHBOARD_PUBLISHES = Counter(
     "emporium_dashboard_publishes", "Seconds of dashboard figures published."
 )
+
+# -- database replicas (emporium.core.db.replicas; every process that routes reads) ---------
+
+REPLICA_LAG = Gauge(
+    "emporium_database_replica_lag_seconds",
+    "Replay lag of a read replica at its last probe: 0 when it has replayed all it received "
+    "while streaming, else the age of the newest transaction it replayed.",
+    ["replica"],
+    multiprocess_mode="mostrecent",
+)
+REPLICA_UP = Gauge(
+    "emporium_database_replica_up",
+    "1 if the last probe found the replica usable for reads (up, a replica, lag within bound).",
+    ["replica"],
+    multiprocess_mode="mostrecent",
+)
