@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "emporium.orders",
     "emporium.payments",
     "emporium.integrations",
+    "emporium.integrations.webhooks",
     "emporium.delivery",
     "emporium.demo",
     "emporium.realtime",
@@ -247,6 +248,7 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BEAT_SCHEDULE = {
     "outbox-relay-sweep": {"task": "integrations.outbox_relay", "schedule": 5.0},
+    "webhooks-dispatch-due": {"task": "webhooks.dispatch_due", "schedule": 5.0},
     "idempotency-keys-purge": {"task": "core.idempotency_keys_purge", "schedule": 3600.0},
     "orders-expire-unpaid": {"task": "orders.expire_unpaid", "schedule": 60.0},
     "payments-recover-stuck": {"task": "payments.recover_stuck", "schedule": 300.0},
@@ -288,6 +290,24 @@ PAYMENT_RECONCILE_MAX_ATTEMPTS = 20
 PAYMENT_BREAKER_FAIL_MAX = 5
 PAYMENT_BREAKER_RESET_SECONDS = 30
 EMPORIUM_BREAKER_REDIS_URL = ENV.redis_url
+
+# Outgoing webhooks (emporium.integrations.webhooks, docs/api.md). Targets must be
+# https and resolve only to public addresses; the embedded profile allows others.
+WEBHOOKS_REQUIRE_HTTPS = True
+WEBHOOKS_ALLOW_PRIVATE_TARGETS = False
+WEBHOOKS_TIMEOUT_SECONDS = 10.0
+WEBHOOKS_CONNECT_TIMEOUT_SECONDS = 3.0
+# Retries: exponential backoff with jitter from BASE, capped; Retry-After is honoured up to its cap.
+WEBHOOKS_MAX_ATTEMPTS = 12
+WEBHOOKS_RETRY_BASE_SECONDS = 10.0
+WEBHOOKS_RETRY_CAP_SECONDS = 3600.0
+WEBHOOKS_RETRY_AFTER_CAP_SECONDS = 3600.0
+# A circuit breaker per endpoint (in Redis with EMPORIUM_BREAKER_REDIS_URL).
+WEBHOOKS_BREAKER_FAIL_MAX = 5
+WEBHOOKS_BREAKER_RESET_SECONDS = 60
+# An endpoint failing this long is disabled and staff are e-mailed.
+WEBHOOKS_DISABLE_AFTER_SECONDS = 3 * 24 * 3600
+WEBHOOKS_ROTATION_MAX_GRACE_SECONDS = 7 * 24 * 3600
 
 # Delivery telemetry: batch limit, clock tolerance, raw-point retention (whole UTC
 # days, dropped as partitions) and how many daily partitions exist ahead of time.
