@@ -42,3 +42,6 @@ PAYMENT_WEBHOOK_SECRET = ENV.payment_webhook_secret or _INSTALLATION.get("PAYMEN
 EMPORIUM_ENCRYPTION_KEYS = ENV.encryption_keys or encryption_keys_local(
     BASE_DIR / "var" / "encryption.keys"
 )
+# Webhooks may reach a receiver on this machine or the local network, over plain http.
+WEBHOOKS_REQUIRE_HTTPS = False
+WEBHOOKS_ALLOW_PRIVATE_TARGETS = True
