@@ -27,6 +27,7 @@ api_urlpatterns: list[URLPattern | URLResolver] = [
     path("", include("emporium.orders.urls")),
     path("", include("emporium.payments.urls")),
     path("", include("emporium.delivery.urls")),
+    path("", include("emporium.integrations.webhooks.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", ApiDocsView.as_view(url_name="schema"), name="api-docs"),
 ]
