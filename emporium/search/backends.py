@@ -113,6 +113,10 @@ class SearchBackend(Protocol):
 
     def similar_names(self, *, query: str, limit: int) -> list[str]: ...
 
+    def completions(self, *, word: str, limit: int) -> list[str]:
+        """Product-name words that complete ``word`` (lowercase), then close ones."""
+        ...
+
     def spelling_check(self, query: str) -> SpellingCheck:
         """The query's words no product name has, each with the closest name words."""
         ...
@@ -134,6 +138,65 @@ def split_last_word(query: str) -> tuple[str, str | None]:
     if previous == "or":
         return query, None
     return head.strip(), last
+
+
+_LAST_WORD = re.compile(r"[^\W_]+$")
+# Completions tolerate a typo only after the first letters, which must be right:
+# they pick the candidates (an index range), and a typo there is rare.
+COMPLETION_FIXED_LETTERS = 2
+COMPLETION_TYPO_FROM = 3
+COMPLETION_CANDIDATES = 2_000
+
+
+def last_word(text: str) -> str | None:
+    """The word ``text`` ends in (letters and digits), or None when it ends otherwise."""
+    found = _LAST_WORD.search(text)
+    return found.group() if found else None
+
+
+def _edit_distance(left: str, right: str) -> int:
+    """Optimal string alignment distance: insertions, deletions, substitutions, swaps."""
+    previous_previous: list[int] = []
+    previous = list(range(len(right) + 1))
+    for i, left_char in enumerate(left, 1):
+        current = [i]
+        for j, right_char in enumerate(right, 1):
+            cost = 0 if left_char == right_char else 1
+            value = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
+            if i > 1 and j > 1 and left_char == right[j - 2] and left[i - 2] == right_char:
+                value = min(value, previous_previous[j - 2] + 1)
+            current.append(value)
+        previous_previous, previous = previous, current
+    return previous[-1]
+
+
+def completion_typo_allowance(typed: str) -> int:
+    """How many edits a word being typed may be from a completion's start."""
+    if len(typed) < COMPLETION_TYPO_FROM or any(character.isdigit() for character in typed):
+        return 0
+    return 1 if len(typed) <= 6 else 2
+
+
+def close_completions(typed: str, candidates: list[str]) -> list[str]:
+    """Candidates (in their order) whose start is within the typo allowance of ``typed``.
+
+    The start is compared at the typed length, one letter shorter and one
+    longer, so a dropped or doubled letter counts as one edit.
+    """
+    allowance = completion_typo_allowance(typed)
+    if not allowance:
+        return []
+    size = len(typed)
+    return [
+        candidate
+        for candidate in candidates
+        if min(
+            _edit_distance(typed, candidate[:length])
+            for length in (size - 1, size, size + 1)
+            if 0 < length <= len(candidate)
+        )
+        <= allowance
+    ]
 
 
 class PostgresSearchBackend:
@@ -497,6 +560,31 @@ class PostgresSearchBackend:
             )
             return [row[0] for row in cursor.fetchall()]
 
+    def completions(self, *, word: str, limit: int) -> list[str]:
+        """Vocabulary words starting with ``word``, most products first, then close ones.
+
+        Both statements read a range of the vocabulary's ``text_pattern_ops``
+        index: the words starting with ``word``, and only when those are too
+        few, the words sharing its first letters, whose starts are compared
+        with it here.
+        """
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT word FROM search_vocabulary WHERE word LIKE %s"
+                " ORDER BY documents DESC, word LIMIT %s",
+                [word + "%", limit],  # _WORD has no LIKE wildcards
+            )
+            found = [row[0] for row in cursor.fetchall()]
+            if len(found) >= limit or not completion_typo_allowance(word):
+                return found
+            cursor.execute(
+                "SELECT word FROM search_vocabulary WHERE word LIKE %s AND word NOT LIKE %s"
+                " ORDER BY documents DESC, word LIMIT %s",
+                [word[:COMPLETION_FIXED_LETTERS] + "%", word + "%", COMPLETION_CANDIDATES],
+            )
+            candidates = [row[0] for row in cursor.fetchall()]
+        return [*found, *close_completions(word, candidates)][:limit]
+
 
 class SqliteSearchBackend:
     """FTS5 on the trigger-maintained ``search_product_fts`` table (embedded profile).
@@ -636,6 +724,33 @@ class SqliteSearchBackend:
             if name not in names:
                 names.append(name)
         return names[:limit]
+
+    def completions(self, *, word: str, limit: int) -> list[str]:
+        """Name words of products sharing ``word``'s first letters, most frequent first.
+
+        The candidates are the names of at most FUZZY_CANDIDATES products
+        found by an FTS5 prefix query on those letters (the tokens are
+        stemmed, so the word itself may not be a prefix of any), their words
+        counted here: words starting with ``word`` first, then close ones.
+        """
+        fixed = word[:COMPLETION_FIXED_LETTERS]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT name FROM search_product_fts WHERE search_product_fts MATCH %s LIMIT %s",
+                [f'name : "{fixed}"*', self.FUZZY_CANDIDATES],
+            )
+            names = [row[0] for row in cursor.fetchall()]
+        counts: dict[str, int] = {}
+        for name in names:
+            for name_word in {token.lower() for token in _WORD.findall(name)}:
+                if name_word.startswith(fixed):
+                    counts[name_word] = counts.get(name_word, 0) + 1
+        ordered = sorted(counts, key=lambda candidate: (-counts[candidate], candidate))
+        found = [candidate for candidate in ordered if candidate.startswith(word)]
+        if len(found) < limit:
+            others = [candidate for candidate in ordered if not candidate.startswith(word)]
+            found.extend(close_completions(word, others))
+        return found[:limit]
 
 
 # Both backends satisfy the protocol, checked by mypy here.

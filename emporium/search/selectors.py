@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from emporium.catalog.models import Product
+from django.db.models import Q
+
+from emporium.catalog.models import Category, Product
 from emporium.core.errors import InvalidInput
-from emporium.search.backends import RawHit, SearchFilters, search_backend
+from emporium.search.backends import RawHit, SearchFilters, last_word, search_backend
 from emporium.search.highlighting import highlight_markup
 
 QUERY_MAX_LENGTH = 200
@@ -65,6 +67,11 @@ class SearchResults:
         return max(1, -(-self.total // self.page_size))
 
 
+def normalized_query(query: str) -> str:
+    """The query as it is searched: runs of whitespace collapsed, none at either end."""
+    return " ".join(query.split())
+
+
 def page_bounds_check(*, page: int, page_size: int) -> None:
     if page < 1 or not 1 <= page_size <= PAGE_SIZE_MAX:
         raise InvalidInput(
@@ -95,7 +102,7 @@ def product_search(
     find products when nothing is found at all.
     Raises InvalidInput for an unknown category or a page outside the window.
     """
-    query = " ".join(query.split())
+    query = normalized_query(query)
     if len(query) > QUERY_MAX_LENGTH:
         raise InvalidInput(
             f"The query is longer than {QUERY_MAX_LENGTH} characters.",
@@ -150,4 +157,62 @@ def product_search(
         match=match,
         suggestions=suggestions,
         corrected_query=corrected_query,
+    )
+
+
+# -- autocomplete ----------------------------------------------------------------------
+
+SUGGEST_MAX_LENGTH = 100
+COMPLETIONS_MAX = 8
+CATEGORY_MATCHES_MAX = 5
+
+
+@dataclass(frozen=True)
+class CategoryMatch:
+    id: int
+    name: str
+
+
+@dataclass(frozen=True)
+class Suggestions:
+    query: str
+    # Whole queries: the words before the last, then a completion of the last one.
+    completions: list[str]
+    categories: list[CategoryMatch]
+
+
+def search_suggest(*, prefix: str) -> Suggestions:
+    """Completions of the word being typed (the query's last), and the categories it may name.
+
+    The last word is completed from the words of product names, those most
+    products have first (an exact word counts as its own completion); when
+    fewer than COMPLETIONS_MAX words start with it, words that start with its
+    first two letters and are one edit from it (two past six letters) follow,
+    so "lapm" still offers "lamp". The categories are those with a name word
+    starting with it. What comes before the last word is kept as typed; a
+    query that does not end in a word (punctuation) gets nothing.
+    """
+    prefix = normalized_query(prefix)
+    typing = last_word(prefix)
+    if typing is None:
+        return Suggestions(query=prefix, completions=[], categories=[])
+    typed_before = prefix[: len(prefix) - len(typing)]
+    word = typing.lower()
+    completions = [
+        typed_before + completion
+        for completion in search_backend().completions(word=word, limit=COMPLETIONS_MAX)
+    ]
+    categories = [
+        CategoryMatch(id=category_id, name=name)
+        for category_id, name in category_names_starting(word=word, limit=CATEGORY_MATCHES_MAX)
+    ]
+    return Suggestions(query=prefix, completions=completions, categories=categories)
+
+
+def category_names_starting(*, word: str, limit: int) -> list[tuple[int, str]]:
+    """Categories with a name word starting with ``word``, shallow ones first, then by name."""
+    return list(
+        Category.objects.filter(Q(name__istartswith=word) | Q(name__icontains=f" {word}"))
+        .order_by("depth", "name", "id")
+        .values_list("id", "name")[:limit]
     )

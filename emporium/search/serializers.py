@@ -6,7 +6,13 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from emporium.core.query_fields import AmountQueryField
-from emporium.search.selectors import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, QUERY_MAX_LENGTH
+from emporium.search.selectors import (
+    PAGE_SIZE_DEFAULT,
+    PAGE_SIZE_MAX,
+    QUERY_MAX_LENGTH,
+    SUGGEST_MAX_LENGTH,
+    normalized_query,
+)
 
 
 class SearchParametersSerializer(serializers.Serializer[Any]):
@@ -41,7 +47,7 @@ class SearchParametersSerializer(serializers.Serializer[Any]):
         """The validated parameters as ``product_search`` keywords (API and page alike)."""
         data = self.validated_data
         return {
-            "query": data["q"],
+            "query": normalized_query(data["q"]),
             "category_id": data.get("category"),
             "min_price": data.get("min_price"),
             "max_price": data.get("max_price"),
@@ -109,3 +115,30 @@ class SearchResultsSerializer(serializers.Serializer[Any]):
     @extend_schema_field({"type": "string", "format": "uri", "nullable": True})
     def get_previous(self, results: object) -> str | None:
         return self.context.get("previous")
+
+
+class SuggestParametersSerializer(serializers.Serializer[Any]):
+    """Query parameters of the autocomplete endpoint."""
+
+    q = serializers.CharField(
+        max_length=SUGGEST_MAX_LENGTH,
+        trim_whitespace=True,
+        help_text="What has been typed so far; the last word is completed.",
+    )
+
+    def prefix(self) -> str:
+        return normalized_query(self.validated_data["q"])
+
+
+class CategoryMatchSerializer(serializers.Serializer[Any]):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+
+
+class SuggestionsSerializer(serializers.Serializer[Any]):
+    query = serializers.CharField(help_text="The text completed, whitespace collapsed.")
+    completions = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Whole queries, most common first: the text with its last word completed.",
+    )
+    categories = CategoryMatchSerializer(many=True, help_text="Categories it may name.")

@@ -1,4 +1,4 @@
-"""The server-rendered search page and product page (no scripts, no external assets)."""
+"""The server-rendered search page and product page (local assets only)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,19 @@ from urllib.parse import urlencode
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
+from django.template.loader import render_to_string
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET
 
+from emporium.catalog import caching as catalog_caching
 from emporium.catalog.selectors import category_list, product_detail_queryset
+from emporium.core.cache import conditional_response, versioned_fetch
 from emporium.core.errors import InvalidInput
+from emporium.search import caching
 from emporium.search.selectors import SearchResults, product_search
 from emporium.search.serializers import SearchParametersSerializer
 
+_TEMPLATE = "search/search.html"
 _FILTER_FIELDS = ("q", "category", "min_price", "max_price", "in_stock", "page_size")
 
 
@@ -26,11 +31,15 @@ def _error_messages(errors: dict[str, Any]) -> list[str]:
     return messages
 
 
-@require_GET
-def search_page(request: HttpRequest) -> HttpResponse:
-    raw = {key: request.GET[key] for key in _FILTER_FIELDS if request.GET.get(key, "") != ""}
-    if "page" in request.GET:
-        raw["page"] = request.GET["page"]
+class _PageError(Exception):
+    """Raised while building a page that answers 400 (never cached)."""
+
+    def __init__(self, messages: list[str]) -> None:
+        super().__init__(messages)
+        self.messages = messages
+
+
+def _page_context(raw: dict[str, str]) -> dict[str, Any]:
     context: dict[str, Any] = {
         "form": {key: raw.get(key, "") for key in _FILTER_FIELDS},
         "categories": [
@@ -40,39 +49,66 @@ def search_page(request: HttpRequest) -> HttpResponse:
         "errors": [],
         "results": None,
     }
-    status = 200
-    if raw.get("q", "").strip():
-        parameters = SearchParametersSerializer(data=raw)
-        if parameters.is_valid():
-            try:
-                results: SearchResults = product_search(**parameters.search_arguments())
-            except InvalidInput as error:
-                context["errors"] = [error.message]
-                status = 400
-            else:
-                context["results"] = results
-                context["first_position"] = (results.page - 1) * results.page_size + 1
-                context["hits"] = [
-                    {
-                        "hit": hit,
-                        "name": mark_safe(hit.name_highlighted),  # noqa: S308 - escaped, only <mark>
-                        "snippet": mark_safe(hit.snippet),  # noqa: S308 - escaped, only <mark>
-                    }
-                    for hit in results.hits
-                ]
-                base = {key: value for key, value in raw.items() if key != "page"}
-                if results.has_previous:
-                    context["previous_url"] = "?" + urlencode({**base, "page": results.page - 1})
-                if results.has_next:
-                    context["next_url"] = "?" + urlencode({**base, "page": results.page + 1})
-                context["suggestion_links"] = [
-                    {"name": name, "url": "?" + urlencode({"q": name})}
-                    for name in results.suggestions
-                ]
-        else:
-            context["errors"] = _error_messages(parameters.errors)
-            status = 400
-    return render(request, "search/search.html", context, status=status)
+    if not raw.get("q", "").strip():
+        return context
+    parameters = SearchParametersSerializer(data=raw)
+    if not parameters.is_valid():
+        raise _PageError(_error_messages(parameters.errors))
+    try:
+        results: SearchResults = product_search(**parameters.search_arguments())
+    except InvalidInput as error:
+        raise _PageError([error.message]) from error
+    context["results"] = results
+    context["first_position"] = (results.page - 1) * results.page_size + 1
+    context["hits"] = [
+        {
+            "hit": hit,
+            "name": mark_safe(hit.name_highlighted),  # noqa: S308 - escaped, only <mark>
+            "snippet": mark_safe(hit.snippet),  # noqa: S308 - escaped, only <mark>
+        }
+        for hit in results.hits
+    ]
+    base = {key: value for key, value in raw.items() if key != "page"}
+    if results.has_previous:
+        context["previous_url"] = "?" + urlencode({**base, "page": results.page - 1})
+    if results.has_next:
+        context["next_url"] = "?" + urlencode({**base, "page": results.page + 1})
+    context["suggestion_links"] = [
+        {"name": name, "url": "?" + urlencode({"q": name})} for name in results.suggestions
+    ]
+    return context
+
+
+@require_GET
+def search_page(request: HttpRequest) -> HttpResponse:
+    """The page, from the catalog's response cache; a page with errors is rendered afresh.
+
+    The page shows nothing per user or per session (no form token: it is a GET
+    form), so it is rendered without the request and its bytes are shared.
+    """
+    raw = {key: request.GET[key] for key in _FILTER_FIELDS if request.GET.get(key, "") != ""}
+    if "page" in request.GET:
+        raw["page"] = request.GET["page"]
+    try:
+        lookup = versioned_fetch(
+            key=caching.search_key(
+                caching.PAGE, base_uri=request.build_absolute_uri(request.path), arguments=raw
+            ),
+            namespaces=caching.page_namespaces(),
+            compute=lambda: render_to_string(_TEMPLATE, _page_context(raw)).encode(),
+            policy=catalog_caching.cache_policy(),
+        )
+    except _PageError as error:
+        context = _page_context({key: value for key, value in raw.items() if key != "q"})
+        context["form"] = {key: raw.get(key, "") for key in _FILTER_FIELDS}
+        context["errors"] = error.messages
+        return render(request, _TEMPLATE, context, status=400)
+    return conditional_response(
+        request,
+        lookup.entry,
+        content_type="text/html; charset=utf-8",
+        cache_control=catalog_caching.cache_control(),
+    )
 
 
 @require_GET

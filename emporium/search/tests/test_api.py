@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -15,6 +17,21 @@ from emporium.core.tests.factories import CategoryFactory, ProductFactory, make_
 from emporium.search.selectors import PAGE_SIZE_MAX, RESULT_WINDOW
 
 pytestmark = pytest.mark.django_db
+
+Committed = Callable[[], AbstractContextManager[Any]]
+
+
+@pytest.fixture
+def committed(django_capture_on_commit_callbacks: Any) -> Committed:
+    """A block whose on-commit hooks (the cache bumps) run when it ends, as after a commit."""
+
+    @contextmanager
+    def block() -> Iterator[None]:
+        with django_capture_on_commit_callbacks(execute=True):
+            yield
+
+    return block
+
 
 URL = "/api/search/"
 
@@ -123,36 +140,48 @@ def test_unknown_category_is_a_400(api_client: APIClient) -> None:
     assert response.json()["error"]["code"] == "validation_error"
 
 
-def test_index_follows_product_updates_and_deletes(api_client: APIClient) -> None:
+def test_index_follows_product_updates_and_deletes(
+    api_client: APIClient, committed: Committed
+) -> None:
     product = ProductFactory(name="Espresso machine", description="Makes coffee.")
-    catalog_services.product_update(product=product, name="Grinder", description="Burrs.")
+    assert ids(search(api_client, q="espresso")) == [product.pk]  # cached now
+    with committed():
+        catalog_services.product_update(product=product, name="Grinder", description="Burrs.")
     assert ids(search(api_client, q="espresso")) == []
     assert ids(search(api_client, q="grinder")) == [product.pk]
     assert ids(search(api_client, q="burrs")) == [product.pk]
 
     moved_to = CategoryFactory(name="Kitchen")
-    catalog_services.product_update(product=product, category=moved_to)
+    with committed():
+        catalog_services.product_update(product=product, category=moved_to)
     assert ids(search(api_client, q="kitchen")) == [product.pk]
 
-    catalog_services.product_delete(product=product)
+    with committed():
+        catalog_services.product_delete(product=product)
     assert ids(search(api_client, q="grinder")) == []
 
 
-def test_index_follows_category_rename(api_client: APIClient) -> None:
+def test_index_follows_category_rename(api_client: APIClient, committed: Committed) -> None:
     category = CategoryFactory(name="Footwear")
     product = ProductFactory(name="Trail runner", description="", category=category)
     assert ids(search(api_client, q="footwear")) == [product.pk]
 
-    catalog_services.category_update(category=category, name="Shoes")
+    with committed():
+        catalog_services.category_update(category=category, name="Shoes")
     assert ids(search(api_client, q="footwear")) == []
     body = search(api_client, q="shoes")
     assert ids(body) == [product.pk]
     assert body["results"][0]["category_name"] == "Shoes"
 
 
-def test_bulk_updates_reach_the_index(api_client: APIClient) -> None:
+def test_bulk_updates_reach_the_index(api_client: APIClient, committed: Committed) -> None:
     product = ProductFactory(name="Umbrella", description="")
-    Product.objects.filter(pk=product.pk).update(name="Parasol")
+    assert ids(search(api_client, q="umbrella")) == [product.pk]
+    # A bulk write invalidates the whole catalog, as imports do (docs/caching.md).
+    with committed():
+        Product.objects.filter(pk=product.pk).update(name="Parasol")
+        catalog_services.catalog_cache_invalidate()
+    assert ids(search(api_client, q="umbrella")) == []
     assert ids(search(api_client, q="parasol")) == [product.pk]
 
 

@@ -16,6 +16,13 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
+def _uncached(settings: Any) -> None:
+    """These tests write with factories between searches and look at the engine itself;
+    the response cache in front of it, invalidated by the services, is tested in test_cache.py."""
+    settings.CATALOG_CACHE_ENABLED = False
+
+
+@pytest.fixture(autouse=True)
 def _postgresql() -> None:
     require_postgresql()
 
