@@ -102,6 +102,8 @@ class Environment:
     catalog_cache_stale_while_revalidate: int
     catalog_cache_fresh_seconds: int
     catalog_cache_enabled: bool
+    catalog_import_dir: Path
+    catalog_import_max_bytes: int
     lean_gateway_enabled: bool
     database_prepared_statements: bool
     metrics_enabled: bool
@@ -169,6 +171,12 @@ def read_environment() -> Environment:
         catalog_cache_fresh_seconds=_env.int("CATALOG_CACHE_FRESH_SECONDS", default=60),
         # Off only for benchmarks of the uncached read path.
         catalog_cache_enabled=_env.bool("CATALOG_CACHE_ENABLED", default=True),
+        # Uploaded catalog files wait here for the import task: web and worker processes
+        # must share it. Larger uploads are refused with 413.
+        catalog_import_dir=Path(
+            _env.str("CATALOG_IMPORT_DIR", default=str(BASE_DIR / "var" / "imports"))
+        ),
+        catalog_import_max_bytes=_env.int("CATALOG_IMPORT_MAX_BYTES", default=1024**3),
         # Off only to measure Django's full request cycle against it (docs/adr/0020).
         lean_gateway_enabled=_env.bool("LEAN_GATEWAY_ENABLED", default=True),
         # False behind a pooler that cannot keep prepared statements (PgBouncer in
