@@ -368,6 +368,16 @@ CATALOG_CACHE_LOCK_SECONDS = 5
 CATALOG_CACHE_WAIT_SECONDS = 0.5
 CATALOG_CACHE_FAILURE_BACKOFF_SECONDS = 2
 
+# Bulk catalog import (docs/api.md, "Bulk catalog import"). The upload path has its
+# own body limit instead of MAX_REQUEST_BODY_BYTES, and streams to CATALOG_IMPORT_DIR.
+CATALOG_IMPORT_DIR = ENV.catalog_import_dir
+CATALOG_IMPORT_MAX_BYTES = ENV.catalog_import_max_bytes
+CATALOG_IMPORT_CHUNK_ROWS = 5_000
+CATALOG_IMPORT_MAX_STORED_ERRORS = 100_000
+# A task applies chunks for this long, then queues its continuation.
+CATALOG_IMPORT_TASK_SECONDS = 60
+EMPORIUM_STREAMED_UPLOAD_LIMITS = {"/api/products/imports/": CATALOG_IMPORT_MAX_BYTES}
+
 # E-mail: SMTP from EMAIL_URL (smtp://user:pass@host:port, smtp+tls://... for STARTTLS) in
 # production; files under var/mail in the embedded profile.
 if ENV.email_url:
