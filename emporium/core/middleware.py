@@ -20,14 +20,25 @@ class BodySizeLimitMiddleware:
     DRF's parsers read the raw stream and so bypass DATA_UPLOAD_MAX_MEMORY_SIZE;
     checking Content-Length here covers every parser. A body sent without a
     length (chunked) is cut at the limit by reading at most limit + 1 bytes.
+
+    A path in EMPORIUM_STREAMED_UPLOAD_LIMITS has its own limit instead, and a
+    chunked body there is left to its view, which streams it to disk and
+    enforces the same limit as it reads.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
         self.limit: int = settings.EMPORIUM_MAX_REQUEST_BODY_BYTES
+        self.streamed: dict[str, int] = dict(
+            getattr(settings, "EMPORIUM_STREAMED_UPLOAD_LIMITS", None) or {}
+        )
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.method in _BODY_METHODS:
+            limit, streamed = self.limit, False
+            for prefix, own_limit in self.streamed.items():
+                if request.path_info.startswith(prefix):
+                    limit, streamed = own_limit, True
             raw_length = request.META.get("CONTENT_LENGTH") or ""
             try:
                 length = int(raw_length) if raw_length else None
@@ -35,10 +46,11 @@ class BodySizeLimitMiddleware:
                 return JsonResponse(
                     error_body("bad_request", "Content-Length is not a number."), status=400
                 )
-            if length is not None and length > self.limit:
-                return _too_large(self.limit)
+            if length is not None and length > limit:
+                return _too_large(limit)
             if (
-                length is None
+                not streamed
+                and length is None
                 and request.META.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked"
             ):
                 body = request.read(self.limit + 1)
