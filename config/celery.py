@@ -1,6 +1,6 @@
 """The Celery application and its RabbitMQ topology.
 
-Three work queues (payments, email, default) are durable quorum queues: a
+Four work queues (payments, email, push, default) are durable quorum queues: a
 message is dead-lettered to ``emporium.dead`` after ``x-delivery-limit``
 deliveries, so a task that keeps killing its worker is parked instead of
 looping forever. Tasks acknowledge late and are re-queued if the worker
@@ -55,6 +55,7 @@ def _work_queue(name: str) -> Queue:
 TASK_QUEUES = (
     _work_queue("payments"),
     _work_queue("email"),
+    _work_queue("push"),
     _work_queue("default"),
 )
 # Parked messages wait here for a person. It is kept out of ``task_queues``:

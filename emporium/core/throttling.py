@@ -127,16 +127,17 @@ _local_lock = threading.Lock()
 _gcra: Any = None
 
 
-def gcra_take(key: str, *, limit: int, period: float, now: float) -> float:
-    """Takes one request of ``limit`` per ``period`` for ``key``; seconds to wait, 0 if allowed.
+def gcra_take(key: str, *, limit: int, period: float, now: float, cost: int = 1) -> float:
+    """Takes ``cost`` requests of ``limit`` per ``period`` for ``key``; seconds to wait, 0 if allowed.
 
     ``limit`` requests may come at once; after that one every ``period / limit``.
+    A ``cost`` above 1 takes that many at once (a batch of messages), all or none.
     On Redis (django-redis as the default cache) this is one atomic script call,
     shared by every process; on another cache the same arithmetic runs under a
     process lock, which is exact for the single process of the embedded profile.
     """
     cache = caches["default"]
-    interval = period / limit
+    interval = period / limit * cost
     raw = getattr(getattr(cache, "client", None), "get_client", None)
     if raw is not None:
         global _gcra

@@ -1,0 +1,290 @@
+"""E-mail: templated messages sent over one SMTP session per batch, with failover.
+
+Each delivery is rendered from Django templates ``notification_channels/email/
+<kind>.txt`` and ``.html`` (``default.txt`` / ``default.html`` for a kind
+without its own). With SMTP endpoints configured (``EMAIL_URL`` and
+``EMAIL_FAILOVER_URL``) a batch opens one session and sends every message
+through it; where the server offers PIPELINING (RFC 2920) the MAIL, RCPT and
+DATA commands of a message go in one write. A reply of 4xx or a lost
+connection is transient (retried with backoff), 5xx is permanent (parked).
+When the first endpoint cannot be reached the second is used, and the first
+is left alone for ``NOTIFICATION_EMAIL_ENDPOINT_COOLDOWN_SECONDS``.
+
+Without SMTP endpoints (the embedded profile) the messages go to Django's
+e-mail backend, files under var/mail.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import smtplib
+import socket
+import ssl
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from email.utils import parseaddr
+from typing import Any
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives, get_connection
+from django.template import TemplateDoesNotExist
+from django.template.loader import select_template
+
+from emporium.notifications.channels.models import Delivery
+from emporium.notifications.channels.outcomes import Outcome, OutcomeResult
+
+logger = logging.getLogger(__name__)
+
+TEMPLATE_DIRECTORY = "notification_channels/email"
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+@dataclass(frozen=True)
+class SmtpEndpoint:
+    host: str
+    port: int
+    username: str = ""
+    password: str = ""
+    use_tls: bool = False
+    use_ssl: bool = False
+    timeout: float = 10.0
+
+    @classmethod
+    def from_setting(cls, value: dict[str, Any]) -> SmtpEndpoint:
+        return cls(
+            host=str(value["HOST"]),
+            port=int(value["PORT"]),
+            username=str(value.get("USER") or ""),
+            password=str(value.get("PASSWORD") or ""),
+            use_tls=bool(value.get("USE_TLS")),
+            use_ssl=bool(value.get("USE_SSL")),
+            timeout=float(value.get("TIMEOUT") or settings.EMAIL_TIMEOUT or 10),
+        )
+
+
+def smtp_endpoints() -> list[SmtpEndpoint]:
+    return [SmtpEndpoint.from_setting(value) for value in settings.NOTIFICATION_EMAIL_ENDPOINTS]
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    delivery_id: int
+    recipient: str
+    message: EmailMultiAlternatives
+
+
+def _message_id(delivery: Delivery) -> str:
+    # Stable across retries, so a receiving system can drop a duplicate.
+    domain = parseaddr(settings.DEFAULT_FROM_EMAIL)[1].rpartition("@")[2] or "emporium.local"
+    return f"<notification.{delivery.id}@{domain}>"
+
+
+def email_render(delivery: Delivery) -> RenderedEmail:
+    payload = delivery.payload or {}
+    context = {
+        "kind": delivery.kind,
+        "title": payload.get("title", ""),
+        "body": payload.get("body", ""),
+        "data": payload.get("data") or {},
+        "recipient": delivery.recipient,
+    }
+    text = _template(delivery.kind, "txt").render(context)
+    html = _template(delivery.kind, "html").render(context)
+    message = EmailMultiAlternatives(
+        subject=str(context["title"]) or "Emporium",
+        body=text,
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[delivery.recipient.email],
+        headers={"Message-ID": _message_id(delivery), "X-Emporium-Kind": delivery.kind},
+    )
+    message.attach_alternative(html, "text/html")
+    return RenderedEmail(delivery_id=delivery.id, recipient=delivery.recipient.email, message=message)
+
+
+_templates: dict[tuple[str, str], Any] = {}
+
+
+def _template(kind: str, extension: str) -> Any:
+    key = (kind, extension)
+    found = _templates.get(key)
+    if found is None:
+        found = select_template(
+            [f"{TEMPLATE_DIRECTORY}/{kind}.{extension}", f"{TEMPLATE_DIRECTORY}/default.{extension}"]
+        )
+        if len(_templates) < 1000:  # kinds are a short, fixed list; bound it anyway
+            _templates[key] = found
+    return found
+
+
+class SmtpReplyError(Exception):
+    def __init__(self, code: int, text: str) -> None:
+        super().__init__(f"{code} {text}")
+        self.code = code
+        self.text = text
+
+
+class PipeliningSMTP(smtplib.SMTP):
+    """smtplib's client plus one mail transaction per call, pipelined where offered."""
+
+    def transaction(self, sender: str, recipient: str, data: bytes) -> tuple[int, str]:
+        commands = [f"MAIL FROM:<{sender}>", f"RCPT TO:<{recipient}>", "DATA"]
+        expected = [(250,), (250, 251), (354,)]
+        replies: list[tuple[int, bytes]] = []
+        if self.does_esmtp and self.has_extn("pipelining"):
+            self.send("".join(command + "\r\n" for command in commands))
+            replies = [self.getreply() for _ in commands]
+        else:
+            for command, accepted in zip(commands, expected, strict=True):
+                self.send(command + "\r\n")
+                replies.append(self.getreply())
+                if replies[-1][0] not in accepted:
+                    break
+        for (code, text), accepted in zip(replies, expected, strict=False):
+            if code not in accepted:
+                if replies[-1][0] == 354:  # DATA was accepted after a refused step
+                    self.send(b".\r\n")
+                    self.getreply()
+                self._reset()
+                return code, text.decode("utf-8", "replace")
+        self.send(_LEADING_DOT.sub(b"..", data) + b"\r\n.\r\n")
+        code, text = self.getreply()
+        if code == 421:
+            raise smtplib.SMTPServerDisconnected(text.decode("utf-8", "replace"))
+        return code, text.decode("utf-8", "replace")
+
+    def _reset(self) -> None:
+        try:
+            self.rset()
+        except smtplib.SMTPException:
+            pass
+
+
+_down_until: dict[SmtpEndpoint, float] = {}
+
+
+def _connect(endpoints: Sequence[SmtpEndpoint]) -> PipeliningSMTP:
+    """A session on the first endpoint that answers; endpoints that just failed go last."""
+    now = time.monotonic()
+    ordered = sorted(endpoints, key=lambda endpoint: _down_until.get(endpoint, 0.0) > now)
+    last_error: Exception | None = None
+    for endpoint in ordered:
+        try:
+            return _open(endpoint)
+        except (OSError, smtplib.SMTPException) as error:
+            last_error = error
+            _down_until[endpoint] = time.monotonic() + float(
+                settings.NOTIFICATION_EMAIL_ENDPOINT_COOLDOWN_SECONDS
+            )
+            logger.warning("SMTP endpoint %s:%s unavailable: %s", endpoint.host, endpoint.port, error)
+    raise ConnectionError(f"no SMTP endpoint answered: {last_error}")
+
+
+def _open(endpoint: SmtpEndpoint) -> PipeliningSMTP:
+    if endpoint.use_ssl:
+        client: PipeliningSMTP = _PipeliningSMTPSSL(
+            endpoint.host, endpoint.port, timeout=endpoint.timeout, context=ssl.create_default_context()
+        )
+    else:
+        client = PipeliningSMTP(endpoint.host, endpoint.port, timeout=endpoint.timeout)
+    try:
+        code, text = client.ehlo()
+        if code != 250:
+            raise SmtpReplyError(code, text.decode("utf-8", "replace"))
+        if endpoint.use_tls:
+            client.starttls(context=ssl.create_default_context())
+            client.ehlo()
+        if endpoint.username:
+            client.login(endpoint.username, endpoint.password)
+    except (SmtpReplyError, smtplib.SMTPException, OSError):
+        client.close()
+        raise
+    return client
+
+
+class _PipeliningSMTPSSL(PipeliningSMTP, smtplib.SMTP_SSL):
+    pass
+
+
+def _quit(client: smtplib.SMTP | None) -> None:
+    if client is None:
+        return
+    try:
+        client.quit()
+    except (smtplib.SMTPException, OSError):
+        client.close()
+
+
+def deliveries_send(deliveries: list[Delivery], report: Callable[[Outcome], None]) -> None:
+    """Renders and sends one batch, reporting an outcome for every delivery."""
+    rendered: list[RenderedEmail] = []
+    for delivery in deliveries:
+        if not delivery.recipient.email:
+            report(Outcome(delivery.id, OutcomeResult.SKIPPED, "the recipient has no e-mail address"))
+            continue
+        try:
+            rendered.append(email_render(delivery))
+        except TemplateDoesNotExist as error:
+            report(Outcome(delivery.id, OutcomeResult.PERMANENT, f"template missing: {error}"))
+    if not rendered:
+        return
+    endpoints = smtp_endpoints()
+    if endpoints:
+        _send_smtp(rendered, endpoints, report)
+    else:
+        _send_backend(rendered, report)
+
+
+def _send_backend(rendered: list[RenderedEmail], report: Callable[[Outcome], None]) -> None:
+    """Django's configured backend (files in the embedded profile): all or none."""
+    try:
+        get_connection(fail_silently=False).send_messages([item.message for item in rendered])
+    except (OSError, smtplib.SMTPException) as error:
+        for item in rendered:
+            report(Outcome(item.delivery_id, OutcomeResult.TRANSIENT, f"backend: {error}"))
+        return
+    for item in rendered:
+        report(Outcome(item.delivery_id, OutcomeResult.SENT))
+
+
+def _send_smtp(
+    rendered: list[RenderedEmail],
+    endpoints: Sequence[SmtpEndpoint],
+    report: Callable[[Outcome], None],
+) -> None:
+    sender = parseaddr(settings.DEFAULT_FROM_EMAIL)[1]
+    client: PipeliningSMTP | None = None
+    index = 0
+    try:
+        while index < len(rendered):
+            item = rendered[index]
+            if client is None:
+                try:
+                    client = _connect(endpoints)
+                except ConnectionError as error:
+                    for rest in rendered[index:]:
+                        report(Outcome(rest.delivery_id, OutcomeResult.TRANSIENT, str(error)))
+                    return
+            try:
+                data = item.message.message().as_bytes(linesep="\r\n")
+                code, text = client.transaction(sender, item.recipient, data)
+            except (smtplib.SMTPServerDisconnected, OSError, socket.timeout) as error:
+                # The message may or may not have been taken; the connection is gone.
+                client.close()
+                client = None
+                report(Outcome(item.delivery_id, OutcomeResult.TRANSIENT, f"connection: {error}"))
+                index += 1
+                continue
+            if code == 421:  # the server is closing the session: next message, new session
+                _quit(client)
+                client = None
+            if 200 <= code < 300:
+                report(Outcome(item.delivery_id, OutcomeResult.SENT))
+            elif 400 <= code < 500:
+                report(Outcome(item.delivery_id, OutcomeResult.TRANSIENT, f"SMTP {code} {text}"))
+            else:
+                report(Outcome(item.delivery_id, OutcomeResult.PERMANENT, f"SMTP {code} {text}"))
+            index += 1
+    finally:
+        _quit(client)

@@ -1,0 +1,481 @@
+"""Delivery of notifications by e-mail and push: enqueue, send in batches, park, replay.
+
+The notifications app decides who gets what and calls
+:func:`channel_deliveries_enqueue`; this module stores one ``Delivery`` row per
+(channel, dedup key) with a set-based insert and, after commit, hands the new
+rows to Celery in batches (one task per batch, never one per message). A batch
+task claims its rows, waits for the channel's rate limit, sends them through
+the channel's adapter and records each outcome (see ``models`` for the states).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Case, F, Q, Value, When
+from django.utils import timezone
+
+from emporium.core.errors import InvalidInput, NotFound
+from emporium.notifications.channels import email_adapter, push_adapter, rate_limits
+from emporium.notifications.channels.models import (
+    Channel,
+    Delivery,
+    DeliveryStatus,
+    DevicePlatform,
+    DeviceToken,
+)
+from emporium.notifications.channels.outcomes import Outcome, OutcomeResult
+
+logger = logging.getLogger(__name__)
+
+DELIVER_BATCH_TASK = "notification_channels.deliver_batch"
+MAX_TITLE_LENGTH = 200
+MAX_BODY_LENGTH = 4000
+MAX_DEDUP_KEY_LENGTH = 200
+MAX_KIND_LENGTH = 64
+# Rows per INSERT statement: large enough to amortise the round trip, small
+# enough to keep one statement's parameters well under PostgreSQL's limit.
+_INSERT_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class DeliveryRequest:
+    recipient_id: int
+    kind: str
+    channel: str  # "email" | "push"
+    title: str
+    body: str
+    data: dict[str, Any]
+    dedup_key: str
+    critical: bool
+
+
+def _request_problems(request: DeliveryRequest) -> list[str]:
+    problems = []
+    if request.channel not in Channel.values:
+        problems.append(f"unknown channel {request.channel!r}")
+    if not request.kind or len(request.kind) > MAX_KIND_LENGTH:
+        problems.append("kind must be 1 to 64 characters")
+    if not request.dedup_key or len(request.dedup_key) > MAX_DEDUP_KEY_LENGTH:
+        problems.append("dedup_key must be 1 to 200 characters")
+    if len(request.title) > MAX_TITLE_LENGTH:
+        problems.append("title is longer than 200 characters")
+    if len(request.body) > MAX_BODY_LENGTH:
+        problems.append("body is longer than 4000 characters")
+    if not isinstance(request.data, dict):
+        problems.append("data must be an object")
+    return problems
+
+
+def channel_deliveries_enqueue(*, requests: Sequence[DeliveryRequest]) -> int:
+    """Stores the deliveries that do not exist yet and sends them after commit.
+
+    Idempotent on (channel, dedup key): a request whose key is already stored,
+    in any state, is ignored, so a re-delivered event or a retried broadcast
+    batch never sends twice. Returns how many deliveries were new. Every
+    request is validated first; one bad request refuses the lot (``InvalidInput``)
+    and nothing is written. Call it inside the caller's transaction: the rows
+    commit with it, and the batches are queued only once it has committed.
+    """
+    problems = {
+        index: found for index, request in enumerate(requests) if (found := _request_problems(request))
+    }
+    if problems:
+        raise InvalidInput("Some deliveries are invalid.", details={"requests": problems})
+    if not requests:
+        return 0
+    now = timezone.now()
+    new: dict[str, list[int]] = {}
+    with transaction.atomic():
+        for start in range(0, len(requests), _INSERT_CHUNK):
+            for delivery_id, channel in _insert_ignoring_duplicates(
+                requests[start : start + _INSERT_CHUNK], now=now
+            ):
+                new.setdefault(channel, []).append(delivery_id)
+        if new:
+            transaction.on_commit(lambda: deliveries_dispatch(ids_by_channel=new))
+    return sum(len(ids) for ids in new.values())
+
+
+def _insert_ignoring_duplicates(
+    requests: Sequence[DeliveryRequest], *, now: datetime
+) -> list[tuple[int, str]]:
+    """One INSERT ... ON CONFLICT DO NOTHING RETURNING for the chunk: (id, channel) of new rows."""
+    table = Delivery._meta.db_table
+    json_cast = "::jsonb" if connection.vendor == "postgresql" else ""
+    row = f"(%s, %s, %s, %s{json_cast}, %s, %s, %s, 0, %s, '', %s{json_cast}, %s)"
+    values = []
+    parameters: list[Any] = []
+    seen: set[tuple[str, str]] = set()
+    for request in requests:
+        identity = (request.channel, request.dedup_key)
+        if identity in seen:  # ON CONFLICT cannot touch the same row twice in one statement
+            continue
+        seen.add(identity)
+        values.append(row)
+        parameters += [
+            request.channel,
+            request.recipient_id,
+            request.kind,
+            json.dumps({"title": request.title, "body": request.body, "data": request.data}),
+            request.critical,
+            request.dedup_key,
+            DeliveryStatus.PENDING.value,
+            now,
+            "[]",
+            now,
+        ]
+    sql = (
+        f"INSERT INTO {table} (channel, recipient_id, kind, payload, critical, dedup_key,"
+        " status, attempts, next_attempt_at, last_error, sent_to, created_at)"
+        f" VALUES {', '.join(values)}"
+        " ON CONFLICT (channel, dedup_key) DO NOTHING RETURNING id, channel"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, parameters)
+        return [(int(found[0]), str(found[1])) for found in cursor.fetchall()]
+
+
+def _batch_size(channel: str) -> int:
+    return int(settings.NOTIFICATION_CHANNELS[channel]["BATCH_SIZE"])
+
+
+def deliveries_dispatch(*, ids_by_channel: dict[str, list[int]]) -> int:
+    """Queues the deliveries in batches, one task per batch; returns how many batches.
+
+    With tasks in-process (the embedded profile) each batch is sent right here.
+    A batch that is queued twice costs one extra claim: only one run claims a row.
+    """
+    from celery import current_app
+
+    batches = 0
+    for channel, ids in ids_by_channel.items():
+        size = _batch_size(channel)
+        for start in range(0, len(ids), size):
+            chunk = ids[start : start + size]
+            batches += 1
+            if settings.CELERY_TASK_ALWAYS_EAGER:
+                deliveries_send(channel=channel, delivery_ids=chunk)
+            else:
+                current_app.send_task(
+                    DELIVER_BATCH_TASK,
+                    args=(channel, chunk),
+                    queue=settings.NOTIFICATION_CHANNELS[channel]["QUEUE"],
+                )
+    return batches
+
+
+def deliveries_retry_schedule(*, channel: str, delivery_ids: list[int], delay: float) -> None:
+    """Queues one task for the rows put back for a retry, due once the last of them is."""
+    if not delivery_ids or settings.CELERY_TASK_ALWAYS_EAGER:
+        return  # in-process: the sweep (deliveries_due_dispatch) picks them up
+    from celery import current_app
+
+    current_app.send_task(
+        DELIVER_BATCH_TASK,
+        args=(channel, delivery_ids),
+        queue=settings.NOTIFICATION_CHANNELS[channel]["QUEUE"],
+        countdown=max(0.0, delay),
+    )
+
+
+def _claimable(now: datetime) -> Q:
+    return Q(status=DeliveryStatus.PENDING, next_attempt_at__lte=now) | Q(
+        status=DeliveryStatus.CLAIMED, claimed_until__lt=now
+    )
+
+
+def deliveries_claim(
+    *, channel: str, delivery_ids: Sequence[int], now: datetime | None = None
+) -> list[Delivery]:
+    """Takes the lease on those of the rows that are due and not held; returns them.
+
+    One conditional UPDATE (rows locked with SKIP LOCKED first, so two workers
+    handed the same batch split it instead of waiting on each other). Each claim
+    counts as an attempt.
+    """
+    now = now or timezone.now()
+    lease = timedelta(seconds=settings.NOTIFICATION_CHANNELS_CLAIM_SECONDS)
+    with transaction.atomic():
+        ids = list(
+            Delivery.objects.select_for_update(skip_locked=True)
+            .filter(_claimable(now), channel=channel, id__in=list(delivery_ids))
+            .order_by("id")
+            .values_list("id", flat=True)
+        )
+        if not ids:
+            return []
+        Delivery.objects.filter(id__in=ids).update(
+            status=DeliveryStatus.CLAIMED, claimed_until=now + lease, attempts=F("attempts") + 1
+        )
+    return list(
+        Delivery.objects.filter(id__in=ids).select_related("recipient").order_by("id")
+    )
+
+
+def retry_delay(*, attempts: int, retry_after: float | None = None) -> float:
+    """Exponential backoff with full jitter; never sooner than the provider's Retry-After."""
+    base = float(settings.NOTIFICATION_CHANNELS_RETRY_BASE_SECONDS)
+    cap = float(settings.NOTIFICATION_CHANNELS_RETRY_CAP_SECONDS)
+    ceiling = min(cap, base * 2 ** max(0, attempts - 1))
+    delay = random.uniform(ceiling / 2, ceiling)
+    return max(delay, retry_after or 0.0)
+
+
+@dataclass
+class OutcomeRecorder:
+    """Writes outcomes as they come: sent rows every ``flush_every`` or ``flush_seconds``.
+
+    A row is marked sent only after its provider accepted it, so a worker killed
+    mid-batch leaves the rows it had not recorded claimed until their lease runs
+    out; the rows it had recorded are never sent again.
+    """
+
+    channel: str
+    by_id: dict[int, Delivery]
+    flush_every: int = 100
+    flush_seconds: float = 0.2
+    sent: list[int] = field(default_factory=list)
+    pending_outcomes: list[Outcome] = field(default_factory=list)
+    retried: list[int] = field(default_factory=list)
+    dead_tokens: list[int] = field(default_factory=list)
+    retry_delay_max: float = 0.0
+    counts: dict[str, int] = field(default_factory=dict)
+    _last_flush: float = field(default_factory=time.monotonic)
+
+    def report(self, outcome: Outcome) -> None:
+        self.counts[outcome.result] = self.counts.get(outcome.result, 0) + 1
+        if outcome.result == OutcomeResult.SENT:
+            self.sent.append(outcome.delivery_id)
+            self.dead_tokens.extend(outcome.dead_tokens)
+        else:
+            self.pending_outcomes.append(outcome)
+        if (
+            len(self.sent) + len(self.pending_outcomes) >= self.flush_every
+            or time.monotonic() - self._last_flush >= self.flush_seconds
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        self._last_flush = time.monotonic()
+        now = timezone.now()
+        if self.sent:
+            Delivery.objects.filter(id__in=self.sent, status=DeliveryStatus.CLAIMED).update(
+                status=DeliveryStatus.SENT, finished_at=now, claimed_until=None, last_error=""
+            )
+            self.sent = []
+        if self.dead_tokens:
+            device_tokens_remove_dead(token_ids=self.dead_tokens)
+            self.dead_tokens = []
+        if self.pending_outcomes:
+            self._record_others(self.pending_outcomes, now=now)
+            self.pending_outcomes = []
+
+    def _record_others(self, outcomes: list[Outcome], *, now: datetime) -> None:
+        max_attempts = int(settings.NOTIFICATION_CHANNELS_MAX_ATTEMPTS)
+        changes: dict[int, dict[str, Any]] = {}
+        dead_tokens: list[int] = []
+        for outcome in outcomes:
+            delivery = self.by_id[outcome.delivery_id]
+            dead_tokens.extend(outcome.dead_tokens)
+            sent_to = sorted(set(delivery.sent_to or []) | set(outcome.sent_to))
+            if outcome.result == OutcomeResult.SENT:
+                change = {"status": DeliveryStatus.SENT, "last_error": "", "finished_at": now}
+            elif outcome.result == OutcomeResult.SKIPPED:
+                change = {
+                    "status": DeliveryStatus.SKIPPED,
+                    "last_error": outcome.error,
+                    "finished_at": now,
+                }
+            elif outcome.result == OutcomeResult.TRANSIENT and delivery.attempts < max_attempts:
+                delay = retry_delay(attempts=delivery.attempts, retry_after=outcome.retry_after)
+                self.retried.append(delivery.id)
+                self.retry_delay_max = max(self.retry_delay_max, delay)
+                change = {
+                    "status": DeliveryStatus.PENDING,
+                    "last_error": outcome.error,
+                    "next_attempt_at": now + timedelta(seconds=delay),
+                    "finished_at": None,
+                }
+            else:  # permanent, or transient with the attempts spent: a dead letter
+                change = {
+                    "status": DeliveryStatus.DEAD,
+                    "last_error": outcome.error[:2000],
+                    "finished_at": now,
+                }
+            change["sent_to"] = sent_to
+            change["claimed_until"] = None
+            changes[delivery.id] = change
+        _rows_update(changes)
+        if dead_tokens:
+            device_tokens_remove_dead(token_ids=dead_tokens)
+
+
+def _rows_update(changes: dict[int, dict[str, Any]]) -> None:
+    """One UPDATE with a CASE per column for rows that each get their own values."""
+    if not changes:
+        return
+    columns = sorted({name for change in changes.values() for name in change})
+    assignments: dict[str, Any] = {}
+    for name in columns:
+        whens = [
+            When(id=delivery_id, then=Value(change[name], output_field=Delivery._meta.get_field(name)))
+            for delivery_id, change in changes.items()
+            if name in change
+        ]
+        assignments[name] = Case(*whens, default=F(name))
+    Delivery.objects.filter(id__in=list(changes), status=DeliveryStatus.CLAIMED).update(
+        **assignments
+    )
+
+
+_ADAPTERS: dict[str, Callable[[list[Delivery], Callable[[Outcome], None]], None]] = {
+    Channel.EMAIL: email_adapter.deliveries_send,
+    Channel.PUSH: push_adapter.deliveries_send,
+}
+
+
+def deliveries_send(
+    *, channel: str, delivery_ids: Sequence[int], now: datetime | None = None
+) -> dict[str, int]:
+    """Claims, rate-limits, sends and records one batch; returns the count of each outcome.
+
+    Safe to run twice or concurrently for the same ids: only rows that are due
+    and not held are claimed, and only claimed rows are recorded.
+    """
+    deliveries = deliveries_claim(channel=channel, delivery_ids=delivery_ids, now=now)
+    if not deliveries:
+        return {}
+    recorder = OutcomeRecorder(channel=channel, by_id={d.id: d for d in deliveries})
+    send = _ADAPTERS[channel]
+    size = rate_limits.chunk_size(channel)
+    try:
+        for start in range(0, len(deliveries), size):
+            chunk = deliveries[start : start + size]
+            rate_limits.acquire(channel=channel, count=len(chunk))
+            send(chunk, recorder.report)
+    finally:
+        recorder.flush()
+    deliveries_retry_schedule(
+        channel=channel, delivery_ids=recorder.retried, delay=recorder.retry_delay_max
+    )
+    return recorder.counts
+
+
+def deliveries_due_dispatch(*, now: datetime | None = None, limit: int = 20_000) -> int:
+    """The sweep: queues rows whose retry is due or whose claim's lease ran out.
+
+    The retry tasks normally do this; the sweep catches rows whose task was
+    lost (a broker outage) or whose worker died holding them. It waits a grace
+    period past each row's due time so it does not race the retry task.
+    """
+    now = now or timezone.now()
+    grace = timedelta(seconds=settings.NOTIFICATION_CHANNELS_SWEEP_GRACE_SECONDS)
+    due = (
+        Delivery.objects.filter(_claimable(now - grace))
+        .order_by("next_attempt_at")
+        .values_list("id", "channel")[:limit]
+    )
+    by_channel: dict[str, list[int]] = {}
+    for delivery_id, channel in due:
+        by_channel.setdefault(channel, []).append(delivery_id)
+    if not by_channel:
+        return 0
+    deliveries_dispatch(ids_by_channel=by_channel)
+    return sum(len(ids) for ids in by_channel.values())
+
+
+# -- dead letters ------------------------------------------------------------------------
+
+
+def dead_letters_replay(*, delivery_ids: Iterable[int] | None = None, channel: str | None = None,
+                        error_contains: str | None = None) -> int:
+    """Puts dead letters back to pending (attempts reset) and queues them; returns how many.
+
+    Idempotent: only rows still ``dead`` are moved, in one conditional UPDATE,
+    so a second replay of the same rows finds nothing and sends nothing.
+    """
+    rows = Delivery.objects.filter(status=DeliveryStatus.DEAD)
+    if delivery_ids is not None:
+        rows = rows.filter(id__in=list(delivery_ids))
+    if channel:
+        rows = rows.filter(channel=channel)
+    if error_contains:
+        rows = rows.filter(last_error__icontains=error_contains)
+    now = timezone.now()
+    by_channel: dict[str, list[int]] = {}
+    with transaction.atomic():
+        ids = list(rows.select_for_update(skip_locked=True).values_list("id", "channel"))
+        for delivery_id, found_channel in ids:
+            by_channel.setdefault(found_channel, []).append(delivery_id)
+        if ids:
+            Delivery.objects.filter(
+                id__in=[delivery_id for delivery_id, _ in ids], status=DeliveryStatus.DEAD
+            ).update(
+                status=DeliveryStatus.PENDING,
+                attempts=0,
+                next_attempt_at=now,
+                finished_at=None,
+                claimed_until=None,
+            )
+            transaction.on_commit(lambda: deliveries_dispatch(ids_by_channel=by_channel))
+    return len(ids)
+
+
+def dead_letter_replay(*, delivery_id: int) -> bool:
+    """Replays one dead letter; False when it is no longer dead (already replayed)."""
+    if not Delivery.objects.filter(id=delivery_id).exists():
+        raise NotFound("No such delivery.")
+    return dead_letters_replay(delivery_ids=[delivery_id]) == 1
+
+
+# -- device tokens ------------------------------------------------------------------------
+
+MAX_TOKEN_LENGTH = 512
+
+
+def device_token_validate(*, token: str, platform: str) -> None:
+    problems: dict[str, str] = {}
+    if platform not in DevicePlatform.values:
+        problems["platform"] = f"must be one of {', '.join(DevicePlatform.values)}"
+    if not isinstance(token, str) or not (20 <= len(token) <= MAX_TOKEN_LENGTH):
+        problems["token"] = "must be 20 to 512 characters"
+    elif not all(c.isascii() and (c.isalnum() or c in "-_:.") for c in token):
+        problems["token"] = "may contain only letters, digits and - _ : ."
+    if problems:
+        raise InvalidInput("The device token is invalid.", details=problems)
+
+
+def device_token_register(*, user_id: int, token: str, platform: str) -> DeviceToken:
+    """Registers (or moves to this user, or refreshes) a device token.
+
+    A token identifies one app install: if another account used the device
+    before, the token now belongs to this user only.
+    """
+    device_token_validate(token=token, platform=platform)
+    row, _ = DeviceToken.objects.update_or_create(
+        token=token, defaults={"user_id": user_id, "platform": platform}
+    )
+    return row
+
+
+def device_token_unregister(*, user_id: int, token: str) -> bool:
+    deleted, _ = DeviceToken.objects.filter(user_id=user_id, token=token).delete()
+    return deleted > 0
+
+
+def device_tokens_remove_dead(*, token_ids: Iterable[int]) -> int:
+    """Removes tokens the provider reported unregistered."""
+    deleted, _ = DeviceToken.objects.filter(id__in=list(set(token_ids))).delete()
+    if deleted:
+        logger.info("removed %d unregistered device tokens", deleted)
+    return deleted
