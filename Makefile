@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 ## default to config.settings.production, which refuses to start without its secrets.
 SETTINGS := $(or $(DJANGO_SETTINGS_MODULE),config.settings.embedded)
 
-.PHONY: bench loadtest run worker beat relay dashboard-publisher provider install install-dev frontend test lint format typecheck check migrate seed lock clean
+.PHONY: cluster cluster-status cluster-stop bench loadtest run worker beat relay dashboard-publisher provider install install-dev frontend test lint format typecheck check migrate seed lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -147,6 +147,21 @@ lock: install-dev
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
+
+## The whole production topology on loopback (deploy/cluster/cluster.py, docs/load_balancing.md):
+## nginx with TLS and HTTP/2 in front of CLUSTER_APP_SERVERS granian app servers (default 2)
+## and a uvicorn WebSocket server, a PostgreSQL primary and streaming replica, Redis, the
+## Celery worker and beat, the outbox relay, the dashboard publisher, the payment provider
+## simulator and Prometheus; RabbitMQ is the broker at CLUSTER_BROKER_URL (or BROKER_URL)
+## on a virtual host of its own. All state is under var/cluster/; cluster-stop removes it.
+cluster: install
+	$(BIN)/python deploy/cluster/cluster.py start
+
+cluster-status:
+	@$(BIN)/python deploy/cluster/cluster.py status
+
+cluster-stop:
+	$(BIN)/python deploy/cluster/cluster.py stop
 
 ## Benchmarks on the production profile (PostgreSQL, Redis, gunicorn), with a same-run reference.
 ## Results are printed and kept in bench/results/ (git-ignored).
