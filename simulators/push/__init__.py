@@ -1,0 +1,1 @@
+"""The simulated push provider (FCM HTTP v1 shape); see ``server``."""

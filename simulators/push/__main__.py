@@ -1,0 +1,3 @@
+from simulators.push.server import main
+
+main()
