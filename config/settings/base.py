@@ -7,7 +7,13 @@ from datetime import timedelta
 import django_stubs_ext
 import environ
 
-from config.settings.env import BASE_DIR, ENV, cache_config, database_config
+from config.settings.env import (
+    BASE_DIR,
+    ENV,
+    cache_config,
+    database_config,
+    replica_database_configs,
+)
 from emporium.observability.logging import logging_settings
 
 # Lets classes name the type arguments of Django's generic classes at run time
@@ -59,6 +65,9 @@ MIDDLEWARE = [
     # First: the request id is bound before anything logs, and the access-log
     # line (emporium.observability.requests) sees every answer, refusals included.
     "emporium.observability.requests.RequestContextMiddleware",
+    # Whether this request may read from a replica; pins a client that writes
+    # to the primary (emporium.core.db.replicas). Before anything reads the database.
+    "emporium.core.db.replicas.ReplicaRoutingMiddleware",
     # Outermost, so the dashboard's latency figures include every other middleware.
     "emporium.dashboard.middleware.RequestTimingMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -110,6 +119,15 @@ DATABASES = {
         pool_timeout=ENV.database_pool_timeout,
     )
 }
+# Streaming replicas serve reads (emporium.core.db.replicas, docs/distributed_systems.md).
+DATABASES.update(replica_database_configs(ENV.database_replica_urls, primary=DATABASES["default"]))
+DATABASE_REPLICA_ALIASES = tuple(alias for alias in DATABASES if alias != "default")
+DATABASE_ROUTERS = (
+    ["emporium.core.db.replicas.PrimaryReplicaRouter"] if DATABASE_REPLICA_ALIASES else []
+)
+DATABASE_REPLICA_MAX_LAG_SECONDS = ENV.database_replica_max_lag_seconds
+DATABASE_REPLICA_HEALTH_SECONDS = ENV.database_replica_health_seconds
+DATABASE_REPLICA_PIN_SECONDS = ENV.database_replica_pin_seconds
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {

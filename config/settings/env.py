@@ -65,6 +65,10 @@ class Environment:
     database_pool_min_size: int
     database_pool_max_size: int
     database_pool_timeout: float
+    database_replica_urls: tuple[str, ...]
+    database_replica_max_lag_seconds: float
+    database_replica_health_seconds: float
+    database_replica_pin_seconds: float
     secrets_path: Path
     http_header_timeout_seconds: float
     http_keep_alive_timeout_seconds: int
@@ -133,6 +137,22 @@ def read_environment() -> Environment:
         database_pool_max_size=_env.int("DATABASE_POOL_MAX_SIZE", default=8),
         # Seconds a request waits for a pooled connection before it is answered 503.
         database_pool_timeout=_env.float("DATABASE_POOL_TIMEOUT", default=5.0),
+        # Streaming replicas that serve reads (emporium.core.db.replicas), comma-separated URLs.
+        database_replica_urls=tuple(
+            url.strip() for url in _env.list("DATABASE_REPLICA_URLS", default=[]) if url.strip()
+        ),
+        # A replica further behind than this is skipped; its probe runs this often.
+        database_replica_max_lag_seconds=_env.float(
+            "DATABASE_REPLICA_MAX_LAG_SECONDS", default=2.0
+        ),
+        database_replica_health_seconds=_env.float("DATABASE_REPLICA_HEALTH_SECONDS", default=1.0),
+        # A client that wrote reads from the primary this long (read-your-writes);
+        # unset, the lag bound plus two probe intervals.
+        database_replica_pin_seconds=replica_pin_seconds(
+            pin=_env.float("DATABASE_REPLICA_PIN_SECONDS", default=None),
+            max_lag=_env.float("DATABASE_REPLICA_MAX_LAG_SECONDS", default=2.0),
+            health=_env.float("DATABASE_REPLICA_HEALTH_SECONDS", default=1.0),
+        ),
         # The embedded profile's generated keys (config.settings.secret_keys).
         secrets_path=Path(_env.str("SECRETS_PATH", default=str(BASE_DIR / "var" / "secrets.json"))),
         # Read by the app servers' launcher (emporium.core.servers), not by Django.
@@ -224,6 +244,24 @@ def read_environment() -> Environment:
             "DEFAULT_FROM_EMAIL", default="Emporium <orders@emporium.example>"
         ),
     )
+
+
+def replica_pin_seconds(*, pin: float | None, max_lag: float, health: float) -> float:
+    """The read-your-writes window; one shorter than a replica may lag refuses to start.
+
+    A replica is used only while its lag, measured at most ``health`` seconds
+    ago, is within ``max_lag``: a write is on it ``max_lag + health`` seconds
+    after it committed at the latest.
+    """
+    least = max_lag + health
+    if pin is None:
+        return max_lag + 2 * health
+    if pin < least:
+        raise ImproperlyConfigured(
+            f"DATABASE_REPLICA_PIN_SECONDS={pin} is shorter than DATABASE_REPLICA_MAX_LAG_SECONDS "
+            f"+ DATABASE_REPLICA_HEALTH_SECONDS ({least}): a client could miss its own write."
+        )
+    return pin
 
 
 def networks_parse(
@@ -337,6 +375,49 @@ def database_config(
             ),
         },
     }
+
+
+# How long a request waits for a replica connection before reading from the primary.
+REPLICA_POOL_TIMEOUT_SECONDS = 1.0
+REPLICA_CONNECT_TIMEOUT_SECONDS = 1
+
+
+def replica_database_configs(
+    urls: tuple[str, ...], *, primary: dict[str, object]
+) -> dict[str, dict[str, object]]:
+    """One alias per replica URL (``replica_0``, ...), tuned like the primary's.
+
+    Each has the pool sizes of the primary (a process holds at most that many
+    connections per replica), a one-second connect and pool timeout, and the
+    replica backend, which reads from the primary when the replica cannot be
+    reached (emporium.core.db_backends.postgresql_replica). Tests use the
+    primary's test database for it.
+    """
+    if urls and primary.get("ENGINE") != "emporium.core.db_backends.postgresql":
+        raise ImproperlyConfigured("DATABASE_REPLICA_URLS needs DATABASE_URL on PostgreSQL.")
+    configs: dict[str, dict[str, object]] = {}
+    for index, url in enumerate(urls):
+        config: dict[str, object] = environ.Env.db_url_config(url)
+        if config.get("ENGINE") != "django.db.backends.postgresql":
+            raise ImproperlyConfigured(f"DATABASE_REPLICA_URLS: entry {index} is not PostgreSQL.")
+        options: dict[str, object] = dict(config.get("OPTIONS") or {})  # type: ignore[call-overload]
+        primary_options: dict[str, object] = primary["OPTIONS"]  # type: ignore[assignment]
+        pool = primary_options.get("pool")
+        if isinstance(pool, dict):
+            options["pool"] = {
+                **pool,
+                "timeout": min(pool["timeout"], REPLICA_POOL_TIMEOUT_SECONDS),
+            }
+        options.setdefault("connect_timeout", REPLICA_CONNECT_TIMEOUT_SECONDS)
+        config.update(
+            ENGINE="emporium.core.db_backends.postgresql_replica",
+            OPTIONS=options,
+            CONN_MAX_AGE=primary["CONN_MAX_AGE"],
+            CONN_HEALTH_CHECKS=primary["CONN_HEALTH_CHECKS"],
+            TEST={"MIRROR": "default"},
+        )
+        configs[f"replica_{index}"] = config
+    return configs
 
 
 def cache_config(

@@ -62,6 +62,8 @@ RUN = frozenset(
     {
         # Binds the request id, sets X-Request-ID and writes the access-log line.
         "emporium.observability.requests.RequestContextMiddleware",
+        # Lets the anonymous read go to a replica (emporium.core.db.replicas).
+        "emporium.core.db.replicas.ReplicaRoutingMiddleware",
         "django.middleware.security.SecurityMiddleware",
         "emporium.core.middleware.SecurityHeadersMiddleware",
         "django.middleware.common.CommonMiddleware",

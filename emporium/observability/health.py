@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import kombu
@@ -40,6 +40,7 @@ from django.core.cache import caches
 from django.core.checks import CheckMessage, Error, register
 from django.db import connection
 
+from emporium.core.db.replicas import replicas_status
 from emporium.observability.metrics import DEPENDENCY_UP
 from emporium.realtime import transport_healthy
 
@@ -123,6 +124,9 @@ class Readiness:
     ready: bool
     status: str  # "ready", "degraded" or "not_ready"
     checks: dict[str, str]  # name -> "ok" or "failed: <exception type>"
+    # Read replicas' status and lag: information only. A lost or lagging replica
+    # never fails readiness: the router sends its reads to the primary.
+    replicas: dict[str, dict[str, object]] = field(default_factory=dict)
 
 
 def readiness_assess() -> Readiness:
@@ -149,4 +153,4 @@ def readiness_assess() -> Readiness:
         if check.name in DEPENDENCIES:
             DEPENDENCY_UP.labels(check.name).set(1 if results[check.name] == "ok" else 0)
     status = "not_ready" if not ready else ("degraded" if degraded else "ready")
-    return Readiness(ready=ready, status=status, checks=results)
+    return Readiness(ready=ready, status=status, checks=results, replicas=replicas_status())

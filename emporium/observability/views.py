@@ -57,7 +57,10 @@ class ReadyView(HealthView):
     def get(self, request: Request) -> Response:
         readiness = readiness_assess()
         if readiness.ready:
-            return Response({"status": readiness.status, "checks": readiness.checks})
+            body: dict[str, object] = {"status": readiness.status, "checks": readiness.checks}
+            if readiness.replicas:
+                body["replicas"] = readiness.replicas
+            return Response(body)
         return Response(
             error_body(
                 "not_ready",

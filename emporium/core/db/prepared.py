@@ -20,19 +20,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import connections
 
 from emporium.core.db.connection import server_cursor
+from emporium.core.db.replicas import read_alias
 
 
 def fetch_prepared(
-    sql: str, params: Sequence[Any], *, prepare: bool = True, using: str = DEFAULT_DB_ALIAS
+    sql: str, params: Sequence[Any], *, prepare: bool = True, using: str | None = None
 ) -> list[tuple[Any, ...]]:
     """All rows of ``sql`` (psycopg placeholders, ``%%`` for a literal percent sign).
+
+    Without ``using`` it runs where the router sends reads (a replica when the
+    request may read from one, :func:`emporium.core.db.replicas.read_alias`).
 
     ``prepare=False`` sends it unprepared, for a query whose best plan depends on
     its values: PostgreSQL plans it for them, as it does Django's queries.
     """
+    using = using or read_alias()
     if connections[using].vendor != "postgresql":
         with connections[using].cursor() as cursor:
             cursor.execute(sql, params)
