@@ -85,18 +85,21 @@ class LogoutView(APIView):
 
 
 class MeView(APIView):
+    """The caller's own account, read from its row (the request's user carries only its state)."""
+
     permission_classes = [IsAuthenticated]
 
     @extend_schema(responses=UserSerializer)
     def get(self, request: Request) -> Response:
-        return Response(UserSerializer(authenticated_user(request)).data)
+        return Response(UserSerializer(selectors.user_get(pk=authenticated_user(request).pk)).data)
 
     @extend_schema(request=ProfileUpdateSerializer, responses=UserSerializer)
     def patch(self, request: Request) -> Response:
         serializer = ProfileUpdateSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         user = services.user_update_profile(
-            user=authenticated_user(request), **serializer.validated_data
+            user=selectors.user_get(pk=authenticated_user(request).pk),
+            **serializer.validated_data,
         )
         return Response(UserSerializer(user).data)
 

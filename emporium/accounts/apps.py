@@ -11,6 +11,9 @@ class AccountsConfig(AppConfig):
         from emporium.accounts import tokens
 
         tokens.install()  # every simplejwt token is signed and read by the key ring
+        from emporium.accounts import access
+
+        access.signals_connect()  # account changes forget the cached authentication state
         from emporium.accounts.roles import roles_sync_after_migrate
 
         post_migrate.connect(roles_sync_after_migrate, dispatch_uid="emporium.accounts.roles")

@@ -6,6 +6,11 @@ from emporium.accounts.models import User
 from emporium.core.usernames import username_fold
 
 
+def user_get(*, pk: int) -> User:
+    """One account by id; ``User.DoesNotExist`` when it is gone."""
+    return User.objects.get(pk=pk)
+
+
 def user_list() -> QuerySet[User]:
     return User.objects.order_by("id")
 
