@@ -97,6 +97,14 @@ provider: install
 	PAYMENT_WEBHOOK_SECRET="$$($(WEBHOOK_SECRET))" || exit 1; export PAYMENT_WEBHOOK_SECRET; \
 	exec $(BIN)/python -m simulators.payment_provider --port $(PROVIDER_PORT)
 
+## The simulated push provider (FCM HTTP v1 shape, simulators/push): point PUSH_PROVIDER_URL
+## at it. PUSH_PROVIDER_ARGS adds latency, failures and dead tokens (--help lists them).
+PUSH_PROVIDER_PORT ?= 8200
+PUSH_PROVIDER_ARGS ?=
+.PHONY: push-provider
+push-provider: install
+	exec $(BIN)/python -m simulators.push --port $(PUSH_PROVIDER_PORT) $(PUSH_PROVIDER_ARGS)
+
 ## The whole test suite. Set DATABASE_URL / REDIS_URL / BROKER_URL to run it on real servers,
 ## and EMPORIUM_REQUIRE_SERVICES=1 to make a missing server a failure. Always the test settings
 ## (the embedded profile with per-run secrets), whatever DJANGO_SETTINGS_MODULE says.
