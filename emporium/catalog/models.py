@@ -114,3 +114,106 @@ class Product(TimeStampedModel):
     @property
     def in_stock(self) -> bool:
         return self.stock_quantity > 0
+
+
+class ProductImportStatus(models.TextChoices):
+    QUEUED = "queued", "queued"
+    RUNNING = "running", "running"
+    COMPLETED = "completed", "completed"
+    CANCELLED = "cancelled", "cancelled"
+    FAILED = "failed", "failed"
+
+
+class ProductImportFormat(models.TextChoices):
+    CSV = "csv", "CSV"
+    NDJSON = "ndjson", "NDJSON"
+
+
+# An import in one of these states answers a second upload of the same file;
+# a cancelled or failed one does not, so the file can be sent again.
+PRODUCT_IMPORT_LIVE_STATUSES = (
+    ProductImportStatus.QUEUED,
+    ProductImportStatus.RUNNING,
+    ProductImportStatus.COMPLETED,
+)
+
+
+class ProductImport(TimeStampedModel):
+    """One uploaded catalog file and how far its processing got (emporium.catalog.imports).
+
+    The file is processed in chunks, each one transaction that also moves
+    ``byte_offset`` and the counters, so a run that dies resumes after the last
+    committed chunk and never applies a row twice.
+    """
+
+    created_by = models.ForeignKey(
+        "accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    file_name = models.CharField(max_length=255, blank=True)
+    file_format = models.CharField(max_length=8, choices=ProductImportFormat.choices)
+    encoding = models.CharField(max_length=16)
+    content_sha256 = models.CharField(max_length=64)
+    size_bytes = models.BigIntegerField()
+    # Where the stored upload is, relative to CATALOG_IMPORT_DIR.
+    stored_name = models.CharField(max_length=255)
+    # The CSV header as read at upload, so a later chunk can start mid-file.
+    columns = models.JSONField(default=list, blank=True)
+    status = models.CharField(
+        max_length=16, choices=ProductImportStatus.choices, default=ProductImportStatus.QUEUED
+    )
+    cancel_requested = models.BooleanField(default=False)
+    byte_offset = models.BigIntegerField(default=0)
+    # Records read so far (the CSV header counts as the first), for row numbers.
+    records_read = models.BigIntegerField(default=0)
+    chunks_done = models.PositiveIntegerField(default=0)
+    rows_processed = models.BigIntegerField(default=0)
+    rows_created = models.BigIntegerField(default=0)
+    rows_updated = models.BigIntegerField(default=0)
+    rows_unchanged = models.BigIntegerField(default=0)
+    rows_failed = models.BigIntegerField(default=0)
+    categories_created = models.PositiveIntegerField(default=0)
+    # Errors past CATALOG_IMPORT_MAX_STORED_ERRORS are counted in rows_failed, not kept.
+    errors_stored = models.PositiveIntegerField(default=0)
+    failure = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["content_sha256"],
+                condition=Q(status__in=PRODUCT_IMPORT_LIVE_STATUSES),
+                name="product_import_one_live_per_content",
+            ),
+            models.CheckConstraint(
+                condition=Q(byte_offset__gte=0) & Q(byte_offset__lte=F("size_bytes")),
+                name="product_import_offset_within_file",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"import {self.pk} ({self.file_name or self.content_sha256[:12]})"
+
+
+class ProductImportError(models.Model):
+    """One rejected row of an import: where it is and what is wrong with it."""
+
+    product_import = models.ForeignKey(
+        ProductImport, on_delete=models.CASCADE, related_name="errors"
+    )
+    row_number = models.BigIntegerField()
+    column = models.CharField(max_length=64, blank=True)
+    message = models.CharField(max_length=255)
+    value = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["product_import", "row_number", "id"]
+        indexes = [
+            models.Index(
+                fields=["product_import", "row_number"], name="product_import_error_row_idx"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"row {self.row_number}: {self.column} {self.message}"
