@@ -1,0 +1,304 @@
+"""Reads on a real streaming replica: where they land, read-your-writes, and faults.
+
+The module starts a PostgreSQL primary of its own (``initdb``), migrates the
+application's database on it, makes a streaming replica with
+``pg_basebackup -R`` and runs a granian app server on the production settings
+with ``DATABASE_REPLICA_URLS`` naming the replica. Where a statement ran is
+read from ``pg_stat_statements`` on each server, so a read that lands on the
+primary instead of the replica (or the other way round) fails the test.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from django.db import transaction
+from django.test import RequestFactory
+
+from conftest import require_service
+from deploy.postgres import pgcluster
+from emporium.core.db import replicas
+from tests.support.postgres import (
+    APP_DATABASE,
+    AppServer,
+    app_database_create,
+    app_environment,
+    app_server_start,
+    require_postgres_binaries,
+    scratch_directory,
+    seed,
+    statement_calls,
+    statements_reset,
+)
+from tests.support.processes import free_port, wait_until
+
+pytestmark = pytest.mark.cluster
+
+MAX_LAG_SECONDS = 3.0
+HEALTH_SECONDS = 0.2
+PRODUCT_READS = "%product%"
+ORDER_STATEMENTS = "%order%"
+
+
+@dataclass
+class Topology:
+    primary: pgcluster.Cluster
+    replica: pgcluster.Cluster
+    server: AppServer
+    product: int
+    tokens: list[str]
+
+    def get(self, path: str, token: str | None = None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.get(self.server.url + path, headers=headers, timeout=10)
+
+    def post(self, path: str, token: str, body: dict[str, Any] | None = None) -> httpx.Response:
+        return httpx.post(
+            self.server.url + path,
+            json=body,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+
+    def replica_status(self) -> dict[str, Any]:
+        body = httpx.get(self.server.url + "/readyz", timeout=10).json()
+        status: dict[str, Any] = body["replicas"]["replica_0"]
+        return status
+
+    def replica_becomes(self, status: str, timeout: float = 20) -> bool:
+        return wait_until(lambda: self.replica_status()["status"] == status, timeout=timeout)
+
+    def replica_caught_up(self) -> bool:
+        primary_lsn = self.primary.sql("SELECT pg_current_wal_lsn()")
+        return (
+            self.replica.sql(f"SELECT pg_last_wal_replay_lsn() >= '{primary_lsn}'::pg_lsn") == "t"
+        )
+
+
+@pytest.fixture(scope="module")
+def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
+    require_service("REDIS_URL")
+    require_postgres_binaries()
+    logs = tmp_path_factory.mktemp("replicas")
+    with scratch_directory() as base:
+        primary = pgcluster.primary_create(base / "primary", port=free_port())
+        replica: pgcluster.Cluster | None = None
+        server: AppServer | None = None
+        try:
+            environment = app_environment(primary.url(APP_DATABASE))
+            app_database_create(primary, environment)
+            seeded = seed(environment, buyers=6)
+            replica = pgcluster.replica_create(
+                base / "replica", port=free_port(), primary_port=primary.port
+            )
+            assert pgcluster.replica_wait_streaming(primary)
+            server = app_server_start(
+                {
+                    **environment,
+                    "DATABASE_REPLICA_URLS": replica.url(APP_DATABASE),
+                    "DATABASE_REPLICA_MAX_LAG_SECONDS": str(MAX_LAG_SECONDS),
+                    "DATABASE_REPLICA_HEALTH_SECONDS": str(HEALTH_SECONDS),
+                },
+                logs / "granian.log",
+            )
+            yield Topology(
+                primary=primary,
+                replica=replica,
+                server=server,
+                product=int(seeded["product"]),  # type: ignore[call-overload]
+                tokens=list(seeded["tokens"]),  # type: ignore[call-overload]
+            )
+        finally:
+            if server is not None:
+                server.stop()
+            if replica is not None:
+                replica.stop(mode="immediate")
+            primary.stop(mode="immediate")
+
+
+@pytest.fixture
+def healthy(topology: Topology) -> Topology:
+    """The replica running, streaming, replaying and found usable by the app server."""
+    if not topology.replica.running():
+        topology.replica.start()
+    topology.replica.sql("SELECT pg_wal_replay_resume()")
+    assert wait_until(topology.replica_caught_up, timeout=20)
+    assert topology.replica_becomes("ok")
+    return topology
+
+
+def _stock(response: httpx.Response) -> int:
+    assert response.status_code == 200, response.text
+    return int(response.json()["stock_quantity"])
+
+
+def test_anonymous_and_signed_in_reads_land_on_the_replica(healthy: Topology) -> None:
+    statements_reset(healthy.primary, healthy.replica)
+    token = healthy.tokens[0]
+    for _ in range(10):
+        assert healthy.get("/api/products/").status_code == 200  # the lean gateway
+        assert healthy.get(f"/api/products/{healthy.product}/", token).status_code == 200  # DRF
+
+    assert statement_calls(healthy.replica, PRODUCT_READS) >= 20
+    assert statement_calls(healthy.primary, PRODUCT_READS) == 0
+
+
+def test_checkout_and_its_reads_stay_on_the_primary_and_the_writer_reads_its_order(
+    healthy: Topology,
+) -> None:
+    token = healthy.tokens[1]
+    before = _stock(healthy.get(f"/api/products/{healthy.product}/"))
+    statements_reset(healthy.primary, healthy.replica)
+
+    added = healthy.post("/api/cart/items/", token, {"product": healthy.product, "quantity": 3})
+    assert added.status_code == 201, added.text
+    placed = healthy.post("/api/orders/", token)
+    assert placed.status_code == 201, placed.text
+    # The writer, at once: its own order and its cart as it left it.
+    orders = healthy.get("/api/orders/", token)
+    assert orders.status_code == 200
+    assert [order["id"] for order in orders.json()["results"]] == [placed.json()["id"]]
+    assert healthy.get("/api/cart/", token).json()["items"] == []
+
+    assert statement_calls(healthy.replica, ORDER_STATEMENTS) == 0
+    assert statement_calls(healthy.primary, ORDER_STATEMENTS) > 0
+    assert wait_until(
+        lambda: _stock(healthy.get(f"/api/products/{healthy.product}/")) == before - 3
+    )
+
+
+def test_a_writer_reads_its_writes_from_a_stale_replica_that_others_read(
+    healthy: Topology,
+) -> None:
+    """Replay paused: the replica is stale but within the lag bound, so it is still used."""
+    writer, other = healthy.tokens[2], healthy.tokens[3]
+    before = _stock(healthy.get(f"/api/products/{healthy.product}/"))
+    healthy.replica.sql("SELECT pg_wal_replay_pause()")
+    try:
+        assert wait_until(
+            lambda: healthy.replica.sql("SELECT pg_get_wal_replay_pause_state()") == "paused"
+        )
+        added = healthy.post(
+            "/api/cart/items/", writer, {"product": healthy.product, "quantity": 2}
+        )
+        assert added.status_code == 201
+        placed = healthy.post("/api/orders/", writer)
+        assert placed.status_code == 201
+        written_at = time.monotonic()
+
+        # Within the pin window the writer sees its order and the stock it took, at once...
+        mine = healthy.get("/api/orders/", writer).json()["results"]
+        assert placed.json()["id"] in [order["id"] for order in mine]
+        assert _stock(healthy.get(f"/api/products/{healthy.product}/", writer)) == before - 2
+        # ...while another client still reads the stale replica (the proof that it is used).
+        assert _stock(healthy.get(f"/api/products/{healthy.product}/", other)) == before
+        assert _stock(healthy.get(f"/api/products/{healthy.product}/")) == before
+        assert time.monotonic() - written_at < MAX_LAG_SECONDS  # all of it inside the bound
+
+        # Past the bound the replica is skipped: everyone reads the primary.
+        assert healthy.replica_becomes("lagging", timeout=MAX_LAG_SECONDS + 5)
+        statements_reset(healthy.replica)
+        assert _stock(healthy.get(f"/api/products/{healthy.product}/", other)) == before - 2
+        assert _stock(healthy.get(f"/api/products/{healthy.product}/")) == before - 2
+        assert statement_calls(healthy.replica, PRODUCT_READS) == 0
+    finally:
+        healthy.replica.sql("SELECT pg_wal_replay_resume()")
+    # Replay resumed: the replica is used again, by itself.
+    assert healthy.replica_becomes("ok")
+    statements_reset(healthy.replica)
+    assert _stock(healthy.get(f"/api/products/{healthy.product}/")) == before - 2
+    assert statement_calls(healthy.replica, PRODUCT_READS) > 0
+
+
+def test_a_stopped_replica_degrades_to_the_primary_without_an_error_and_comes_back(
+    healthy: Topology,
+) -> None:
+    token = healthy.tokens[4]
+    healthy.replica.stop(mode="fast")
+    # At once, before any probe noticed: every read is answered (from the primary).
+    answers = [healthy.get("/api/products/").status_code for _ in range(20)]
+    answers += [
+        healthy.get(f"/api/products/{healthy.product}/", token).status_code for _ in range(20)
+    ]
+    assert answers == [200] * 40
+
+    ready = httpx.get(healthy.server.url + "/readyz", timeout=10)
+    assert ready.status_code == 200  # a lost replica never fails readiness
+    assert ready.json()["replicas"]["replica_0"]["status"] == "down"
+    metrics = httpx.get(healthy.server.url + "/metrics", timeout=10).text
+    assert 'emporium_database_replica_up{replica="replica_0"} 0.0' in metrics
+
+    healthy.replica.start()
+    assert healthy.replica_becomes("ok")
+    statements_reset(healthy.primary, healthy.replica)
+    for _ in range(5):
+        assert healthy.get("/api/products/").status_code == 200
+    assert statement_calls(healthy.replica, PRODUCT_READS) >= 5
+    assert statement_calls(healthy.primary, PRODUCT_READS) == 0
+    metrics = httpx.get(healthy.server.url + "/metrics", timeout=10).text
+    assert 'emporium_database_replica_up{replica="replica_0"} 1.0' in metrics
+    assert 'emporium_database_replica_lag_seconds{replica="replica_0"}' in metrics
+
+
+# -- the router's decisions, in this process -------------------------------------------------
+
+
+@pytest.fixture
+def one_usable_replica(settings: Any) -> Iterator[str]:
+    """A replica alias the router believes usable (its last probe said so, recently)."""
+    alias = "replica_under_test"
+    settings.DATABASE_REPLICA_ALIASES = (alias,)
+    settings.DATABASE_REPLICA_HEALTH_SECONDS = 3600
+    replicas.monitors_reset()
+    replicas._monitor(alias)._record("ok", 0.0)
+    yield alias
+    replicas.monitors_reset()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reads_in_a_transaction_after_a_write_or_outside_a_safe_request_go_to_the_primary(
+    one_usable_replica: str,
+) -> None:
+    router = replicas.PrimaryReplicaRouter()
+    assert router.db_for_read(None) == "default"  # no request: tasks, commands
+    with replicas.replica_reads():
+        assert router.db_for_read(None) == one_usable_replica
+        with transaction.atomic():
+            assert router.db_for_read(None) == "default"
+        assert router.db_for_read(None) == one_usable_replica
+        assert router.db_for_write(None) == "default"
+        assert router.db_for_read(None) == "default"  # the rest of the request
+
+
+def test_the_middleware_allows_replica_reads_only_for_safe_requests_of_clients_not_pinned(
+    one_usable_replica: str,
+) -> None:
+    seen: list[str] = []
+
+    def view(request: Any) -> Any:
+        from django.http import HttpResponse
+
+        seen.append(replicas.read_alias())
+        return HttpResponse()
+
+    middleware = replicas.ReplicaRoutingMiddleware(view)
+    factory = RequestFactory()
+    token = {"HTTP_AUTHORIZATION": "Bearer one-client"}
+    middleware(factory.get("/api/products/", **token))
+    middleware(factory.post("/api/orders/", **token))
+    middleware(factory.get("/api/orders/", **token))  # pinned by the write
+    middleware(factory.get("/api/orders/", HTTP_AUTHORIZATION="Bearer another-client"))
+    middleware(factory.get("/api/products/"))
+    assert seen == [
+        one_usable_replica,
+        "default",
+        "default",
+        one_usable_replica,
+        one_usable_replica,
+    ]
+    assert replicas.read_alias() == "default"  # nothing leaks out of the request
