@@ -126,7 +126,7 @@ MATERIALS = [
 ]
 
 
-def seed(products: int) -> None:
+def seed(products: int, database: str = DATABASE) -> None:
     adjectives = "ARRAY[" + ",".join(f"'{word}'" for word in ADJECTIVES) + "]"
     nouns = "ARRAY[" + ",".join(f"'{word}'" for word in NOUNS) + "]"
     materials = "ARRAY[" + ",".join(f"'{word}'" for word in MATERIALS) + "]"
@@ -136,7 +136,7 @@ def seed(products: int) -> None:
     common.psql(
         "DROP INDEX search_product_vector_idx; DROP INDEX search_product_name_trgm_idx;"
         "ALTER TABLE catalog_product DISABLE TRIGGER search_vocabulary_inserted;",
-        DATABASE,
+        database,
     )
     common.psql(
         """
@@ -154,7 +154,7 @@ def seed(products: int) -> None:
                catalog_category AS parent WHERE parent.id = p;
         SELECT setval(pg_get_serial_sequence('catalog_category', 'id'), 1110);
         """,
-        DATABASE,
+        database,
     )
     common.psql(
         f"""
@@ -170,22 +170,22 @@ def seed(products: int) -> None:
           FROM generate_series(1, {products}) AS i,
                (SELECT {adjectives} AS a, {nouns} AS n, {materials} AS m) AS words
         """,
-        DATABASE,
+        database,
     )
     common.psql(
         "CREATE INDEX search_product_vector_idx ON catalog_product USING gin (search_vector);"
         "CREATE INDEX search_product_name_trgm_idx ON catalog_product "
         "USING gin (name gin_trgm_ops);",
-        DATABASE,
+        database,
     )
     common.psql(
         "SELECT search_vocabulary_rebuild();"
         "ALTER TABLE catalog_product ENABLE TRIGGER search_vocabulary_inserted;",
-        DATABASE,
+        database,
     )
     # VACUUM cannot share psql's implicit transaction with other statements.
-    common.psql("VACUUM ANALYZE catalog_product", DATABASE)
-    common.psql("ANALYZE catalog_category; ANALYZE search_vocabulary", DATABASE)
+    common.psql("VACUUM ANALYZE catalog_product", database)
+    common.psql("ANALYZE catalog_category; ANALYZE search_vocabulary", database)
 
 
 def queries(count: int, words: int, rng: random.Random) -> list[str]:

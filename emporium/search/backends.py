@@ -144,7 +144,7 @@ _LAST_WORD = re.compile(r"[^\W_]+$")
 # Completions tolerate a typo only after the first letters, which must be right:
 # they pick the candidates (an index range), and a typo there is rare.
 COMPLETION_FIXED_LETTERS = 2
-COMPLETION_TYPO_FROM = 3
+COMPLETION_TYPO_FROM = 4
 COMPLETION_CANDIDATES = 2_000
 
 
@@ -174,29 +174,33 @@ def completion_typo_allowance(typed: str) -> int:
     """How many edits a word being typed may be from a completion's start."""
     if len(typed) < COMPLETION_TYPO_FROM or any(character.isdigit() for character in typed):
         return 0
-    return 1 if len(typed) <= 6 else 2
+    return 1 if len(typed) <= 6 else 2  # one edit up to six letters, two past
 
 
 def close_completions(typed: str, candidates: list[str]) -> list[str]:
-    """Candidates (in their order) whose start is within the typo allowance of ``typed``.
+    """Candidates whose start is within the typo allowance of ``typed``, closest first.
 
     The start is compared at the typed length, one letter shorter and one
-    longer, so a dropped or doubled letter counts as one edit.
+    longer, so a dropped or doubled letter counts as one edit. Equally close
+    candidates keep their order (the most common first).
     """
     allowance = completion_typo_allowance(typed)
     if not allowance:
         return []
     size = len(typed)
-    return [
-        candidate
-        for candidate in candidates
-        if min(
-            _edit_distance(typed, candidate[:length])
-            for length in (size - 1, size, size + 1)
-            if 0 < length <= len(candidate)
+    distances = {
+        candidate: min(
+            (
+                _edit_distance(typed, candidate[:length])
+                for length in (size - 1, size, size + 1)
+                if 0 < length <= len(candidate)
+            ),
+            default=allowance + 1,
         )
-        <= allowance
-    ]
+        for candidate in candidates
+    }
+    close = [candidate for candidate in candidates if distances[candidate] <= allowance]
+    return sorted(close, key=lambda candidate: distances[candidate])
 
 
 class PostgresSearchBackend:
