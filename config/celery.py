@@ -1,6 +1,6 @@
 """The Celery application and its RabbitMQ topology.
 
-Four work queues (payments, email, push, default) are durable quorum queues: a
+Five work queues (payments, email, push, notifications, default) are durable quorum queues: a
 message is dead-lettered to ``emporium.dead`` after ``x-delivery-limit``
 deliveries, so a task that keeps killing its worker is parked instead of
 looping forever. Tasks acknowledge late and are re-queued if the worker
@@ -56,6 +56,7 @@ TASK_QUEUES = (
     _work_queue("payments"),
     _work_queue("email"),
     _work_queue("push"),
+    _work_queue("notifications"),
     _work_queue("default"),
 )
 # Parked messages wait here for a person. It is kept out of ``task_queues``:
@@ -97,6 +98,8 @@ app.conf.update(
     task_routes={
         "payments.*": {"queue": "payments", "routing_key": "payments"},
         "orders.send_confirmation_email": {"queue": "email", "routing_key": "email"},
+        # Event triggers and broadcast batches: their own queue, scaled on its own.
+        "notifications.*": {"queue": "notifications", "routing_key": "notifications"},
     },
 )
 app.steps["consumer"].add(DeadLetterTopology)

@@ -25,6 +25,7 @@ api_urlpatterns: list[URLPattern | URLResolver] = [
     path("", include("emporium.wishlists.urls")),
     path("", include("emporium.realtime.urls")),
     path("", include("emporium.notifications.channels.urls")),
+    path("", include("emporium.notifications.urls")),
     path("", include("emporium.orders.urls")),
     path("", include("emporium.payments.urls")),
     path("", include("emporium.delivery.urls")),

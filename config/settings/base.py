@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "emporium.realtime",
     "emporium.dashboard",
     "emporium.observability",
+    "emporium.notifications",
     "emporium.notifications.channels",
 ]
 
@@ -245,7 +246,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "OrderStatusEnum": "emporium.orders.models.OrderStatus.choices",
         "PaymentStatusEnum": "emporium.payments.models.PaymentStatus.choices",
-        "NotificationKindEnum": "emporium.realtime.models.NotificationKind.choices",
+        "NotificationKindEnum": "emporium.notifications.models.NotificationKind.choices",
     },
 }
 
@@ -272,6 +273,12 @@ CELERY_BEAT_SCHEDULE = {
     "payments-recover-stuck": {"task": "payments.recover_stuck", "schedule": 300.0},
     "token-families-prune": {"task": "accounts.token_families_prune", "schedule": 3600.0},
     "outstanding-tokens-prune": {"task": "accounts.outstanding_tokens_prune", "schedule": 3600.0},
+    "notifications-digests-release": {"task": "notifications.digests_release", "schedule": 60.0},
+    "notifications-prune": {"task": "notifications.prune", "schedule": 3600.0},
+    "notifications-broadcasts-resume": {
+        "task": "notifications.broadcasts_resume",
+        "schedule": 60.0,
+    },
     "notification-deliveries-sweep": {
         "task": "notification_channels.deliveries_sweep",
         "schedule": 15.0,
@@ -457,6 +464,20 @@ NOTIFICATION_CHANNELS_RETRY_CAP_SECONDS = 900.0
 NOTIFICATION_CHANNELS_CLAIM_SECONDS = 120
 # The sweep leaves a due row this long to its own retry task before queueing it.
 NOTIFICATION_CHANNELS_SWEEP_GRACE_SECONDS = 30
+
+# The inbox and broadcasts (emporium.notifications, docs/notifications.md). A user gets at
+# most THROTTLE_MAX non-critical notifications per channel per THROTTLE_WINDOW; the rest
+# wait for one digest at the end of the window. Read notifications older than
+# READ_RETENTION_DAYS are pruned; the unread count stops counting at UNREAD_COUNT_CAP.
+EMPORIUM_NOTIFICATIONS_THROTTLE_MAX = 10
+EMPORIUM_NOTIFICATIONS_THROTTLE_WINDOW_SECONDS = 3600
+EMPORIUM_NOTIFICATIONS_READ_RETENTION_DAYS = 90
+EMPORIUM_NOTIFICATIONS_UNREAD_COUNT_CAP = 999
+EMPORIUM_NOTIFICATIONS_BODY_MAX = 4000
+# Users per broadcast batch (one INSERT ... SELECT, one task), and how long a running
+# broadcast may go without a finished batch before its batches are queued again.
+EMPORIUM_NOTIFICATIONS_BROADCAST_BATCH = 10_000
+EMPORIUM_NOTIFICATIONS_BROADCAST_STALL_SECONDS = 120
 
 # One format for every line of a process, structlog's and the standard library's
 # (emporium.observability.logging): JSON lines in production, readable lines embedded.

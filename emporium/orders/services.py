@@ -32,7 +32,6 @@ from emporium.orders.locks import order_lock
 from emporium.orders.models import Order, OrderItem, OrderStatus, OrderStatusChange
 from emporium.orders.workflow import HOLDS_STOCK, RELEASES_STOCK, can_move
 from emporium.realtime import services as realtime_services
-from emporium.realtime.models import NotificationKind
 
 
 class CartEmpty(Conflict):
@@ -106,10 +105,21 @@ def stock_take(*, lines: list[_Line]) -> tuple[dict[int, _Taken], list[dict[str,
 
 
 def stock_release(*, lines: list[_Line]) -> None:
+    """Puts the lines' quantities back; a product that had none left records back-in-stock."""
     for line in sorted(lines, key=lambda line: line.product_id):
         Product.objects.filter(pk=line.product_id).update(
             stock_quantity=F("stock_quantity") + line.quantity, updated_at=timezone.now()
         )
+    released: dict[int, int] = {}
+    for line in lines:
+        released[line.product_id] = released.get(line.product_id, 0) + line.quantity
+    for product_id, name, stock in Product.objects.filter(pk__in=released).values_list(
+        "pk", "name", "stock_quantity"
+    ):
+        if stock - released[product_id] <= 0 < stock:
+            catalog_services.product_back_in_stock_record(
+                product_id=product_id, name=name, stock_quantity=stock
+            )
     catalog_services.product_cache_invalidate(product_ids=[line.product_id for line in lines])
 
 
@@ -391,26 +401,6 @@ _EVENT_FOR_STATUS: dict[str, str] = {
 }
 
 
-# The changes a customer is told about in their notification stream.
-_NOTICE_FOR_STATUS: dict[str, realtime_services.OrderNotice] = {
-    OrderStatus.PAID: realtime_services.OrderNotice(
-        NotificationKind.PAYMENT_SUCCEEDED, "Payment received for order {order}"
-    ),
-    OrderStatus.PAYMENT_FAILED: realtime_services.OrderNotice(
-        NotificationKind.PAYMENT_FAILED, "Payment failed for order {order}"
-    ),
-    OrderStatus.SHIPPED: realtime_services.OrderNotice(
-        NotificationKind.ORDER_SHIPPED, "Order {order} has shipped"
-    ),
-    OrderStatus.DELIVERED: realtime_services.OrderNotice(
-        NotificationKind.ORDER_DELIVERED, "Order {order} was delivered"
-    ),
-    OrderStatus.CANCELLED: realtime_services.OrderNotice(
-        NotificationKind.ORDER_CANCELLED, "Order {order} was cancelled"
-    ),
-}
-
-
 def order_transition(
     *, order_id: int, to_status: str, actor: User | None = None, reason: str = ""
 ) -> Order:
@@ -436,9 +426,8 @@ def order_transition(
         change = OrderStatusChange.objects.create(
             order=order, from_status=from_status, to_status=to_status, actor=actor, reason=reason
         )
-        realtime_services.order_change_publish(
-            change=change, user_id=order.user_id, notice=_NOTICE_FOR_STATUS.get(to_status)
-        )
+        # The customer's notifications follow from the domain event recorded below.
+        realtime_services.order_change_publish(change=change, user_id=order.user_id)
         event_type = _EVENT_FOR_STATUS.get(to_status)
         if event_type:
             events.event_record(

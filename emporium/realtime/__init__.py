@@ -1,10 +1,10 @@
 """Real-time delivery over WebSockets: see docs/realtime.md.
 
 What other apps need is importable from here without pulling in models:
-:func:`broadcast`, :func:`connections_open`, :func:`transport_healthy` (for a
-readiness check) and :func:`user_sockets_revoke`. What other apps plug into
-realtime (who may watch a shipment, where a courier's position goes) is
-registered in :mod:`emporium.realtime.providers`.
+:func:`broadcast`, :func:`connections_open`, :func:`groups_listened`,
+:func:`transport_healthy` (for a readiness check) and :func:`user_sockets_revoke`.
+What other apps plug into realtime (who may watch a shipment, where a courier's
+position goes) is registered in :mod:`emporium.realtime.providers`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,11 @@ def broadcast(group: str, payload: Any) -> None:
     ``emporium.realtime.services.publish_after_commit``). Safe from any thread.
     """
     transport.publish_text(group, transport.dumps(payload))
+
+
+def groups_listened(group_names: list[str]) -> set[str]:
+    """Those of ``group_names`` that some open socket, in any server process, has joined."""
+    return transport.groups_listened(group_names)
 
 
 def connections_open() -> int:

@@ -17,11 +17,7 @@ from rest_framework.views import APIView
 
 from emporium.accounts.auth import authenticated_user
 from emporium.realtime import selectors, services
-from emporium.realtime.serializers import (
-    NotificationPageSerializer,
-    OrderEventPageSerializer,
-    SinceQuerySerializer,
-)
+from emporium.realtime.serializers import OrderEventPageSerializer, SinceQuerySerializer
 
 
 def _page(
@@ -46,12 +42,3 @@ class OrderEventListView(APIView):
         The same events, with the same ids, as ``/ws/orders/`` pushes; oldest first.
         """
         return _page(request, selectors.order_events_since, services.order_event)
-
-
-class NotificationListView(APIView):
-    permission_classes = [IsAuthenticated]
-
-    @extend_schema(parameters=[SinceQuerySerializer], responses=NotificationPageSerializer)
-    def get(self, request: Request) -> Response:
-        """The caller's notifications after ``since``, as ``/ws/notifications/`` pushes them."""
-        return _page(request, selectors.notifications_since, services.notification_event)

@@ -1,10 +1,11 @@
 """What the real-time streams keep so a client can catch up over REST.
 
-Each stream is a table whose ids order it: ``OrderEvent`` (an order placed,
-then every status change, one row each, keyed by the owner so a catch-up
-read is one index range) and ``Notification`` (kept here until the inbox
-app of a later issue takes it over). ``orders.OrderStatusChange`` stays the
-audit history of transitions; placement is not a transition there.
+``OrderEvent`` is a table whose ids order the stream: an order placed, then
+every status change, one row each, keyed by the owner so a catch-up read is
+one index range. ``orders.OrderStatusChange`` stays the audit history of
+transitions; placement is not a transition there. Notifications live in the
+notifications app's inbox, which pushes on ``/ws/notifications/`` through
+this app's transport.
 """
 
 from django.conf import settings
@@ -32,30 +33,3 @@ class OrderEvent(models.Model):
 
     def __str__(self) -> str:
         return f"order {self.order_id}: {self.from_status or '(placed)'} -> {self.to_status}"
-
-
-class NotificationKind(models.TextChoices):
-    PAYMENT_SUCCEEDED = "payment_succeeded", "Payment succeeded"
-    PAYMENT_FAILED = "payment_failed", "Payment failed"
-    ORDER_SHIPPED = "order_shipped", "Order shipped"
-    ORDER_DELIVERED = "order_delivered", "Order delivered"
-    ORDER_CANCELLED = "order_cancelled", "Order cancelled"
-
-
-class Notification(models.Model):
-    """One message for one user, pushed on /ws/notifications/ after commit."""
-
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications"
-    )
-    kind = models.CharField(max_length=40, choices=NotificationKind.choices)
-    title = models.CharField(max_length=200)
-    data = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["id"]
-        indexes = [models.Index(fields=["user", "id"], name="notification_user_id_idx")]
-
-    def __str__(self) -> str:
-        return f"notification {self.pk} for user {self.user_id}: {self.kind}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from emporium.accounts.models import User
-from emporium.realtime.models import Notification, OrderEvent
+from emporium.realtime.models import OrderEvent
 
 
 def order_events_since(*, user: User, since: int, limit: int) -> list[OrderEvent]:
@@ -19,7 +19,3 @@ def order_events_since(*, user: User, since: int, limit: int) -> list[OrderEvent
         "pk"
     )
     return list(queryset[: limit + 1])
-
-
-def notifications_since(*, user: User, since: int, limit: int) -> list[Notification]:
-    return list(Notification.objects.filter(user=user, pk__gt=since).order_by("pk")[: limit + 1])

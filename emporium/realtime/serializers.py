@@ -1,10 +1,7 @@
 from typing import Any
 
 from django.apps import apps
-from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers
-
-from emporium.realtime.models import NotificationKind
 
 # The order statuses as the orders app declares them, read through the app
 # registry (this module loads with the URLs, after the apps are ready):
@@ -36,25 +33,6 @@ class OrderEventSerializer(serializers.Serializer[dict[str, Any]]):
     created_at = serializers.DateTimeField()
 
 
-# Built from a dict because a field named "data" would shadow Serializer.data.
-NotificationEventSerializer = inline_serializer(
-    name="NotificationEvent",
-    fields={
-        "id": serializers.IntegerField(),
-        "type": serializers.ChoiceField(choices=["notification"]),
-        "kind": serializers.ChoiceField(choices=NotificationKind.choices),
-        "title": serializers.CharField(),
-        "data": serializers.DictField(help_text="For order notifications: order_id, order_status."),
-        "created_at": serializers.DateTimeField(),
-    },
-)
-
-
 class OrderEventPageSerializer(serializers.Serializer[dict[str, Any]]):
     results = OrderEventSerializer(many=True)
-    has_more = serializers.BooleanField(help_text="Ask again with since=<last id> for more.")
-
-
-class NotificationPageSerializer(serializers.Serializer[dict[str, Any]]):
-    results = serializers.ListField(child=NotificationEventSerializer)
     has_more = serializers.BooleanField(help_text="Ask again with since=<last id> for more.")

@@ -1,6 +1,6 @@
 """Writes of the real-time streams, and publishing them once the transaction commits.
 
-Order and notification events are rows first (their ids order the stream
+Order events are rows first (their ids order the stream
 and let a client catch up with ``?since=``) and pushes second: the push is
 registered with ``transaction.on_commit``, so a rolled-back change is never
 announced. Positions are not stored here at all: telemetry ingestion notes
@@ -14,7 +14,6 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from operator import attrgetter
 from typing import Any, Protocol
@@ -23,7 +22,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from emporium.realtime import groups, providers
-from emporium.realtime.models import Notification, OrderEvent
+from emporium.realtime.models import OrderEvent
 from emporium.realtime.transport import dumps, publish_text
 
 logger = logging.getLogger(__name__)
@@ -77,17 +76,6 @@ class StatusChange(Protocol):
     def reason(self) -> str: ...
 
 
-@dataclass(frozen=True)
-class OrderNotice:
-    """The notification that goes with a status change: its kind and title.
-
-    ``title`` may name the order as ``{order}``.
-    """
-
-    kind: str
-    title: str
-
-
 def order_event(event: OrderEvent) -> dict[str, Any]:
     """The shape of an order event, on the socket and over REST alike."""
     return {
@@ -115,14 +103,12 @@ def _order_event_record(
     return event
 
 
-def order_change_publish(
-    *, change: StatusChange, user_id: int, notice: OrderNotice | None = None
-) -> None:
+def order_change_publish(*, change: StatusChange, user_id: int) -> None:
     """Announces a recorded status change to the order's owner after commit.
 
     Called inside the transaction that wrote ``change``: one ``OrderEvent``
-    row, and with a ``notice`` (the orders app decides which changes a
-    customer should hear about) one notification row as well.
+    row. The notifications the customer gets follow from the change's domain
+    event (emporium.notifications.triggers).
     """
     _order_event_record(
         user_id=user_id,
@@ -131,13 +117,6 @@ def order_change_publish(
         to_status=change.to_status,
         reason=change.reason,
     )
-    if notice is not None:
-        notification_create(
-            user_id=user_id,
-            kind=notice.kind,
-            title=notice.title.format(order=change.order_id),
-            data={"order_id": change.order_id, "order_status": change.to_status},
-        )
 
 
 def order_placed_record(*, order: PlacedOrder) -> OrderEvent:
@@ -164,30 +143,6 @@ def order_placed_announce(*, order: PlacedOrder, event_id: int) -> None:
         created_at=order.created_at,
     )
     publish_after_commit(groups.user_orders(order.user_id), order_event(event))
-
-
-# -- notifications ----------------------------------------------------------------------
-
-
-def notification_event(notification: Notification) -> dict[str, Any]:
-    return {
-        "id": notification.pk,
-        "type": "notification",
-        "kind": notification.kind,
-        "title": notification.title,
-        "data": notification.data,
-        "created_at": notification.created_at.isoformat(),
-    }
-
-
-def notification_create(
-    *, user_id: int, kind: str, title: str, data: dict[str, Any] | None = None
-) -> Notification:
-    notification = Notification.objects.create(
-        user_id=user_id, kind=kind, title=title, data=data or {}
-    )
-    publish_after_commit(groups.user_notifications(user_id), notification_event(notification))
-    return notification
 
 
 # -- live positions -----------------------------------------------------------------------

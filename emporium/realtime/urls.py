@@ -4,5 +4,4 @@ from emporium.realtime import api
 
 urlpatterns = [
     path("orders/events/", api.OrderEventListView.as_view(), name="order-events"),
-    path("notifications/", api.NotificationListView.as_view(), name="notifications"),
 ]

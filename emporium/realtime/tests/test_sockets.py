@@ -28,7 +28,7 @@ from emporium.delivery.tests.support import device_client, make_device, point, p
 from emporium.orders.models import OrderStatus
 from emporium.orders.services import order_transition
 from emporium.realtime import groups, services
-from emporium.realtime.models import Notification, OrderEvent
+from emporium.realtime.models import OrderEvent
 from emporium.realtime.tests.conftest import (
     LiveServer,
     StalledClient,
@@ -273,36 +273,24 @@ def test_a_rolled_back_change_is_never_announced(live_ws: LiveServer) -> None:
     customer = UserFactory()
     order = OrderFactory(user=customer, order_status=OrderStatus.PENDING_PAYMENT)
     with open_with_subprotocol(live_ws, "/ws/orders/", token_for(customer)) as orders_socket:
-        notifications_socket = open_with_subprotocol(
-            live_ws, "/ws/notifications/", token_for(customer)
-        )
-        with notifications_socket:
-            welcomed(orders_socket)
-            welcomed(notifications_socket)
+        welcomed(orders_socket)
 
-            def pay_then_fail() -> None:
-                with transaction.atomic():
-                    order_transition(order_id=order.pk, to_status=OrderStatus.PAID)
-                    raise RuntimeError("the request failed after the change")
+        def pay_then_fail() -> None:
+            with transaction.atomic():
+                order_transition(order_id=order.pk, to_status=OrderStatus.PAID)
+                raise RuntimeError("the request failed after the change")
 
-            with pytest.raises(RuntimeError):
-                pay_then_fail()
-            assert not OrderEvent.objects.exists()
-            assert not Notification.objects.exists()
+        with pytest.raises(RuntimeError):
+            pay_then_fail()
+        assert not OrderEvent.objects.exists()
 
-            order_transition(order_id=order.pk, to_status=OrderStatus.CANCELLED)
+        order_transition(order_id=order.pk, to_status=OrderStatus.CANCELLED)
 
-            # The next (and only) events are the committed cancellation.
-            event = receive_json(orders_socket)
-            assert (event["from_status"], event["to_status"]) == ("pending_payment", "cancelled")
-            notification = receive_json(notifications_socket)
-            assert notification["kind"] == "order_cancelled"
-            assert notification["data"] == {"order_id": order.pk, "order_status": "cancelled"}
-            with pytest.raises(TimeoutError):
-                orders_socket.recv(timeout=0.5)
-
-    body = client_for(customer).get("/api/notifications/").json()
-    assert body == {"results": [notification], "has_more": False}
+        # The next (and only) event is the committed cancellation.
+        event = receive_json(orders_socket)
+        assert (event["from_status"], event["to_status"]) == ("pending_payment", "cancelled")
+        with pytest.raises(TimeoutError):
+            orders_socket.recv(timeout=0.5)
 
 
 def test_since_must_be_a_non_negative_integer(live_ws: LiveServer) -> None:
