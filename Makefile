@@ -80,7 +80,7 @@ run: install
 ## beat, and the outbox relay. Set DJANGO_SETTINGS_MODULE=config.settings.production to run
 ## them with the production settings; otherwise they use the embedded one with its URLs.
 worker: install
-	DJANGO_SETTINGS_MODULE=$(SETTINGS) $(BIN)/celery -A config worker -Q payments,email,push,default --loglevel INFO
+	DJANGO_SETTINGS_MODULE=$(SETTINGS) $(BIN)/celery -A config worker -Q payments,email,push,notifications,default --loglevel INFO
 
 beat: install
 	DJANGO_SETTINGS_MODULE=$(SETTINGS) $(BIN)/celery -A config beat --loglevel INFO

@@ -5,7 +5,7 @@
 #
 #   web        granian on config.wsgi (HTTP API), port $PORT (8000)
 #   ws         uvicorn on config.asgi (WebSockets), port $PORT (8001)
-#   worker     a Celery worker on $CELERY_QUEUES (payments,email,push,default)
+#   worker     a Celery worker on $CELERY_QUEUES (payments,email,push,notifications,default)
 #   beat       Celery beat, one per deployment
 #   relay      manage.py outbox_relay
 #   publisher  manage.py dashboard_publisher
@@ -95,7 +95,7 @@ case "$role" in
       --host "${HOST:-0.0.0.0}" --port "${PORT:-8001}" --workers "${WS_WORKERS:-1}" "$@"
     ;;
   worker)
-    exec celery -A config worker -Q "${CELERY_QUEUES:-payments,email,push,default}" \
+    exec celery -A config worker -Q "${CELERY_QUEUES:-payments,email,push,notifications,default}" \
       --loglevel "${LOG_LEVEL:-INFO}" "$@"
     ;;
   beat)
