@@ -34,10 +34,12 @@ install-dev: $(VENV)/.dev-installed frontend
 ## (install scripts off), bundled by esbuild into the dashboard app's static files. Rebuilt
 ## only when the sources or the lock change; skipped with a warning where npm is missing.
 FRONTEND_BUNDLE := emporium/dashboard/static/dashboard/build/dashboard.js
+## The search page's autocomplete, built by the same esbuild run.
+SEARCH_BUNDLE := emporium/search/static/search/build/search.js
 
 frontend:
 	@if command -v npm >/dev/null 2>&1; then \
-		$(MAKE) --no-print-directory $(FRONTEND_BUNDLE); \
+		$(MAKE) --no-print-directory $(FRONTEND_BUNDLE) $(SEARCH_BUNDLE); \
 	else \
 		echo "warning: npm not found; /dashboard/ needs Node.js 18+ and npm, then 'make frontend'" >&2; \
 	fi
@@ -45,7 +47,7 @@ frontend:
 frontend/node_modules/.package-lock.json: frontend/package.json frontend/package-lock.json
 	cd frontend && npm ci --ignore-scripts --no-audit --no-fund
 
-$(FRONTEND_BUNDLE): frontend/node_modules/.package-lock.json frontend/build.mjs $(wildcard frontend/src/*.js)
+$(FRONTEND_BUNDLE) $(SEARCH_BUNDLE) &: frontend/node_modules/.package-lock.json frontend/build.mjs $(wildcard frontend/src/*.js)
 	cd frontend && npm run --silent build
 
 ## The payment webhook secret the app uses: the environment's, else this installation's own
