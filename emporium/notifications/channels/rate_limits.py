@@ -23,7 +23,8 @@ def rate_per_second(channel: str) -> int:
 def chunk_size(channel: str) -> int:
     """The most messages one take may ask for: one period's worth (the GCRA burst)."""
     rate = rate_per_second(channel)
-    return max(1, min(rate, int(settings.NOTIFICATION_CHANNELS[channel]["BATCH_SIZE"])))
+    batch = int(settings.NOTIFICATION_CHANNELS[channel]["BATCH_SIZE"])
+    return batch if rate <= 0 else max(1, min(rate, batch))
 
 
 def acquire(*, channel: str, count: int) -> float:

@@ -1,0 +1,115 @@
+"""Push against the simulated provider (simulators/push) over real HTTP."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from emporium.core.tests.factories import UserFactory
+from emporium.notifications.channels import services
+from emporium.notifications.channels.models import Delivery, DeliveryStatus, DeviceToken
+from emporium.notifications.channels.tests.factories import delivery_requests
+from simulators.push.server import PushSimulatorThread
+
+pytestmark = pytest.mark.django_db
+
+
+def _enqueue(users: list[Any]) -> list[int]:
+    services.channel_deliveries_enqueue(requests=delivery_requests(users, channel="push"))
+    return list(Delivery.objects.order_by("id").values_list("id", flat=True))
+
+
+def _send(ids: list[int], *, later: bool = False) -> dict[str, int]:
+    now = timezone.now() + timedelta(hours=1) if later else None
+    return services.deliveries_send(channel="push", delivery_ids=ids, now=now)
+
+
+def _token(user: Any, token: str) -> DeviceToken:
+    return DeviceToken.objects.create(user=user, platform="android", token=token)
+
+
+def test_every_device_of_every_recipient_gets_the_message(push_simulator: PushSimulatorThread) -> None:
+    users = UserFactory.create_batch(20)
+    for user in users:
+        _token(user, f"phone-{user.pk:04d}-" + "p" * 20)
+        _token(user, f"tablet-{user.pk:04d}-" + "t" * 20)
+    ids = _enqueue(users)
+    assert _send(ids) == {"sent": 20}
+    stats = push_simulator.state.stats()
+    assert (stats["accepted"], stats["distinct"], stats["duplicates"]) == (40, 40, 0)
+    assert set(Delivery.objects.values_list("status", flat=True)) == {DeliveryStatus.SENT}
+
+
+def test_a_dead_token_is_removed_and_the_live_one_still_served(
+    push_simulator: PushSimulatorThread,
+) -> None:
+    user, gone = UserFactory(), UserFactory()
+    live = _token(user, "live-" + "a" * 30)
+    _token(user, "dead-" + "b" * 30)
+    _token(gone, "dead-" + "c" * 30)
+    ids = _enqueue([user, gone])
+    assert _send(ids) == {"sent": 1, "skipped": 1}
+    assert list(DeviceToken.objects.values_list("id", flat=True)) == [live.id]
+    skipped = Delivery.objects.get(recipient=gone)
+    assert (skipped.status, skipped.last_error) == (
+        DeliveryStatus.SKIPPED,
+        "every device token was unregistered",
+    )
+    assert push_simulator.state.stats()["unregistered"] == 2
+
+
+def test_a_transient_failure_is_retried_after_retry_after_and_sent_once(
+    push_simulator: PushSimulatorThread,
+) -> None:
+    users = UserFactory.create_batch(2)
+    for user in users:
+        _token(user, f"device-{user.pk}-" + "d" * 20)
+    ids = _enqueue(users)
+    push_simulator.state.control({"failure_rate": 1.0, "retry_after": 30})
+    before = timezone.now()
+    assert _send(ids) == {"transient": 2}
+    rows = list(Delivery.objects.order_by("id"))
+    assert {row.status for row in rows} == {DeliveryStatus.PENDING}
+    assert all(row.next_attempt_at >= before + timedelta(seconds=30) for row in rows)
+    assert rows[0].last_error.startswith(("HTTP 503", "HTTP 429"))
+    push_simulator.state.control({"failure_rate": 0.0})
+    assert _send(ids, later=True) == {"sent": 2}
+    stats = push_simulator.state.stats()
+    assert (stats["accepted"], stats["duplicates"], stats["transient"]) == (2, 0, 2)
+
+
+def test_a_device_already_reached_is_not_sent_the_retry(push_simulator: PushSimulatorThread) -> None:
+    user = UserFactory()
+    first = _token(user, "first-" + "f" * 30)
+    _token(user, "second-" + "s" * 30)
+    ids = _enqueue([user])
+    # The first device accepted; the second failed transiently (as recorded by a batch).
+    claimed = services.deliveries_claim(channel="push", delivery_ids=ids)
+    from emporium.notifications.channels.outcomes import Outcome, OutcomeResult
+
+    recorder = services.OutcomeRecorder(channel="push", by_id={d.id: d for d in claimed})
+    recorder.report(Outcome(ids[0], OutcomeResult.TRANSIENT, "HTTP 503", sent_to=(first.id,)))
+    recorder.flush()
+    assert _send(ids, later=True) == {"sent": 1}
+    assert set(push_simulator.state.received) == {("second-" + "s" * 30, str(ids[0]))}
+
+
+def test_a_provider_that_cannot_be_reached_is_a_transient_failure(settings: Any) -> None:
+    from tests.support.processes import free_port
+
+    settings.PUSH_PROVIDER_URL = f"http://127.0.0.1:{free_port()}"
+    user = UserFactory()
+    _token(user, "unreachable-" + "u" * 20)
+    ids = _enqueue([user])
+    assert _send(ids) == {"transient": 1}
+    assert Delivery.objects.get(id=ids[0]).last_error.startswith("connection: ConnectError")
+
+
+def test_no_registered_device_is_skipped(push_simulator: PushSimulatorThread) -> None:
+    ids = _enqueue([UserFactory()])
+    assert _send(ids) == {"skipped": 1}
+    assert Delivery.objects.get(id=ids[0]).last_error == "no device registered"
+    assert push_simulator.state.stats()["requests"] == 0
