@@ -188,7 +188,10 @@ def test_a_delivery_is_given_up_after_the_maximum_attempts() -> None:
     assert delivery.last_error == "answered 500 (gave up after 3 attempts)"
 
 
-@override_settings(WEBHOOKS_BREAKER_FAIL_MAX=3, WEBHOOKS_MAX_ATTEMPTS=50)
+# Two seconds: the Redis storage keeps the opening time in whole seconds.
+@override_settings(
+    WEBHOOKS_BREAKER_FAIL_MAX=3, WEBHOOKS_BREAKER_RESET_SECONDS=2, WEBHOOKS_MAX_ATTEMPTS=50
+)
 def test_the_breaker_opens_after_failures_and_closes_when_the_endpoint_answers() -> None:
     failing = {"on": True}
     with running_receiver(answer=lambda event: (503, {}) if failing["on"] else (200, {})) as rx:
