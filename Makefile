@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 ## default to config.settings.production, which refuses to start without its secrets.
 SETTINGS := $(or $(DJANGO_SETTINGS_MODULE),config.settings.embedded)
 
-.PHONY: cluster cluster-status cluster-stop bench loadtest run worker beat relay dashboard-publisher provider install install-dev frontend test lint format typecheck check migrate seed lock clean
+.PHONY: cluster cluster-status cluster-stop backup restore failover bench loadtest run worker beat relay dashboard-publisher provider install install-dev frontend test lint format typecheck check migrate seed lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -172,6 +172,35 @@ cluster-status:
 
 cluster-stop:
 	$(BIN)/python deploy/cluster/cluster.py stop
+
+## Backups and recovery (deploy/postgres/pgcluster.py, docs/fault_tolerance.md). `make backup`
+## takes a base backup of the primary at PG_PORT (make cluster's when it runs) into
+## BACKUP_DIR/base, a pg_dump -Fc of BACKUP_DATABASE into BACKUP_DIR/dumps, and keeps the
+## newest BACKUP_KEEP of each and the archived WAL (WAL_ARCHIVE) they need.
+## `make restore TARGET_TIME=2026-12-07T14:03:00Z` restores the newest base backup before
+## that moment into RESTORE_DIR, replays the archive up to it and starts it on RESTORE_PORT
+## (TARGET_TIME=latest: to the end of the archive).
+## `make failover` fences make cluster's primary and promotes its replica.
+BACKUP_DIR ?= var/backups
+BACKUP_KEEP ?= 7
+BACKUP_DATABASE ?= emporium
+CLUSTER_STATE := var/cluster/state.json
+PG_PORT ?= $(shell python3 -c "import json; print(json.load(open('$(CLUSTER_STATE)'))['ports']['postgres'])" 2>/dev/null || echo 5432)
+WAL_ARCHIVE ?= $(if $(wildcard var/cluster/postgres/archive),var/cluster/postgres/archive,$(BACKUP_DIR)/wal)
+RESTORE_DIR ?= var/restore
+RESTORE_PORT ?= 5499
+backup:
+	python3 deploy/postgres/pgcluster.py backup --port $(PG_PORT) --backups $(BACKUP_DIR) \
+		--database $(BACKUP_DATABASE) --keep $(BACKUP_KEEP) --wal $(WAL_ARCHIVE)
+
+restore:
+	@test -n "$(TARGET_TIME)" || { echo "make restore TARGET_TIME=<ISO 8601 time, UTC unless it says, or latest>" >&2; exit 2; }
+	python3 deploy/postgres/pgcluster.py restore --backups $(BACKUP_DIR) --wal $(WAL_ARCHIVE) \
+		--data $(RESTORE_DIR) --port $(RESTORE_PORT) \
+		$(if $(filter latest,$(TARGET_TIME)),,--target-time "$(TARGET_TIME)")
+
+failover:
+	bash deploy/postgres/failover.sh
 
 ## Benchmarks on the production profile (PostgreSQL, Redis, gunicorn), with a same-run reference.
 ## Results are printed and kept in bench/results/ (git-ignored).

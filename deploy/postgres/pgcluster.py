@@ -40,6 +40,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 SERVICE_USER = "postgres"
 WAL_SEGMENT_BYTES = 16 * 1024 * 1024
@@ -410,6 +411,7 @@ def backup_take(
     host: str = "127.0.0.1",
     databases: Sequence[str] = (),
     keep: int = 7,
+    wal: Path | None = None,
 ) -> BaseBackup:
     """A base backup (``pg_basebackup``, tar, compressed) and ``pg_dump -Fc`` of ``databases``.
 
@@ -468,11 +470,11 @@ def backup_take(
                     database,
                 ]
             )
-    backups_prune(backups, keep=keep)
+    backups_prune(backups, keep=keep, wal=wal)
     return taken
 
 
-def backups_prune(backups: Path, *, keep: int) -> list[Path]:
+def backups_prune(backups: Path, *, keep: int, wal: Path | None = None) -> list[Path]:
     """Removes all but the newest ``keep`` base backups and dumps, and archived WAL older
     than the oldest kept base backup needs; the removed paths."""
     removed: list[Path] = []
@@ -481,7 +483,7 @@ def backups_prune(backups: Path, *, keep: int) -> list[Path]:
         shutil.rmtree(old.path)
         removed.append(old.path)
     kept = kept[max(0, len(kept) - keep) :]
-    wal = backups / "wal"
+    wal = wal or backups / "wal"
     if kept and wal.is_dir():
         oldest_needed = kept[0].start_segment
         for segment in wal.iterdir():
@@ -512,6 +514,7 @@ def restore(
     port: int,
     target_time: dt.datetime | None = None,
     timeout: float = 300,
+    wal: Path | None = None,
 ) -> Cluster:
     """A new cluster in ``data`` from the newest base backup taken before ``target_time``,
     replayed from the WAL archive up to ``target_time`` (or to the end of the archive),
@@ -535,7 +538,7 @@ def restore(
         for root, directories, files in os.walk(data):
             for name in [*directories, *files]:
                 os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
-    wal = backups / "wal"
+    wal = wal or backups / "wal"
     recovery = {
         "port": str(port),
         "restore_command": f"'cp {shlex.quote(str(wal))}/%f %p'",
@@ -553,13 +556,32 @@ def restore(
     # standby.signal from a backup of a replica would keep it a standby for ever.
     (data / "standby.signal").unlink(missing_ok=True)
     cluster = Cluster(data=data, port=port)
-    cluster.start(timeout=timeout)
+    try:
+        cluster.start(timeout=timeout)
+    except RuntimeError:
+        _recovery_failed(cluster)
     deadline = time.monotonic() + timeout
-    while cluster.in_recovery():
+    while True:
+        try:
+            if not cluster.in_recovery():
+                return cluster
+        except RuntimeError:
+            if not cluster.running():
+                _recovery_failed(cluster)
         if time.monotonic() > deadline:
             raise RuntimeError(f"recovery did not finish in {timeout} s: see {cluster.log_path}")
         time.sleep(0.1)
-    return cluster
+
+
+def _recovery_failed(cluster: Cluster) -> NoReturn:
+    log = cluster.log_path.read_text(errors="replace").strip().splitlines()
+    hint = ""
+    if any("before configured recovery target was reached" in line for line in log):
+        hint = (
+            " The target is later than the newest archived commit: restore to the end of "
+            "the archive (no target time) or to an earlier moment."
+        )
+    raise RuntimeError(f"recovery stopped.{hint} {cluster.log_path}:\n" + "\n".join(log[-5:]))
 
 
 def failover(old_primary: Cluster | None, replica: Cluster) -> None:
@@ -611,11 +633,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     backup.add_argument("--backups", type=Path, required=True)
     backup.add_argument("--database", action="append", default=[])
     backup.add_argument("--keep", type=int, default=7)
+    backup.add_argument("--wal", type=Path, help="the WAL archive (default BACKUPS/wal)")
     restore_command = commands.add_parser("restore", help="restore into a new cluster (PITR)")
     restore_command.add_argument("--backups", type=Path, required=True)
     restore_command.add_argument("--data", type=Path, required=True)
     restore_command.add_argument("--port", type=int, required=True)
     restore_command.add_argument("--target-time", type=dt.datetime.fromisoformat)
+    restore_command.add_argument("--wal", type=Path, help="the WAL archive (default BACKUPS/wal)")
     failover_command = commands.add_parser(
         "failover", help="fence the old primary, promote the replica"
     )
@@ -651,6 +675,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             host=arguments.host,
             databases=arguments.database,
             keep=arguments.keep,
+            wal=arguments.wal,
         )
         print(f"base backup {taken.path} (needs WAL from {taken.start_segment})")
     elif arguments.command == "restore":
@@ -659,7 +684,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             target = target.replace(tzinfo=dt.UTC)
         started = time.monotonic()
         cluster = restore(
-            arguments.backups, arguments.data, port=arguments.port, target_time=target
+            arguments.backups,
+            arguments.data,
+            port=arguments.port,
+            target_time=target,
+            wal=arguments.wal,
         )
         print(
             f"restored into {cluster.data}, port {cluster.port}, "

@@ -60,12 +60,14 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PIN_KEY_PREFIX = "db-primary-pin:"
 PROBE_CONNECT_TIMEOUT_SECONDS = 1
 PROBE_STATEMENT_TIMEOUT_MS = 1000
-# One query: is it still a replica, has it replayed all it received while
-# streaming, and how old is the newest transaction it has replayed.
+# One query: is it still a replica, has it replayed all it received while its
+# WAL receiver runs, and how old is the newest transaction it has replayed.
+# (pg_stat_wal_receiver shows its row, not its details, to a role without
+# pg_read_all_stats: only the row's presence is asked.)
 PROBE_SQL = """
 SELECT pg_is_in_recovery(),
        COALESCE(pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn(), false)
-         AND EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming'),
+         AND EXISTS (SELECT 1 FROM pg_stat_wal_receiver),
        EXTRACT(EPOCH FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8
 """
 
