@@ -23,6 +23,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 class NotificationKind(models.TextChoices):
@@ -181,7 +182,8 @@ class Dispatch(models.Model):
     data = models.JSONField(default=dict, blank=True)
     release_after = models.DateTimeField(null=True, blank=True)
     released_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    # The moment of the decision (the throttle window counts it), given by the sender.
+    created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         constraints = [

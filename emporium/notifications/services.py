@@ -243,7 +243,12 @@ def _decide(
 
 
 def _claim(
-    *, message: Message, channel: str, held: bool, release_after: dt.datetime | None
+    *,
+    message: Message,
+    channel: str,
+    held: bool,
+    release_after: dt.datetime | None,
+    now: dt.datetime,
 ) -> bool:
     """Records the decision; False when this message was already decided for this channel."""
     try:
@@ -259,6 +264,7 @@ def _claim(
                 body=message.body if held else "",
                 data=message.data if held else {},
                 release_after=release_after,
+                created_at=now,
             )
     except IntegrityError:
         return False
@@ -332,7 +338,11 @@ def notifications_send(
                     message=message, channel=channel, preferences=user_preferences, now=now
                 )
                 if not _claim(
-                    message=message, channel=channel, held=held, release_after=release_after
+                    message=message,
+                    channel=channel,
+                    held=held,
+                    release_after=release_after,
+                    now=now,
                 ):
                     continue  # decided before: a re-delivery
                 if held:
