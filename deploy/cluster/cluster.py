@@ -29,6 +29,7 @@ Settings, all from the environment:
     CLUSTER_BUYERS         buyers with a filled cart and a token in buyers.txt   0
     CLUSTER_RATE           nginx's per-client rate                50r/s
     CLUSTER_BURST          nginx's per-client burst               100
+    CLUSTER_KEEP_LOGS      `stop` copies log/ there before removing everything
 
 App settings in the caller's environment whose names start with THROTTLE_,
 CATALOG_CACHE_, DATABASE_POOL_, LOG_LEVEL or ACCESS_LOG are handed to every app
@@ -360,37 +361,25 @@ def terminate(pid: int, *, timeout: float = 20.0) -> None:
 
 
 # -- PostgreSQL -------------------------------------------------------------------------
+#
+# The primary and the replica are made by deploy/postgres/pgcluster.py, the functions
+# that `make backup`, `make restore` and the failover script use too: initdb with WAL
+# archiving, pg_basebackup -R with a replication slot. Their servers trust connections
+# from 127.0.0.1 (loopback only); the app's role still has a password of its own.
 
 
-def pg_bindir() -> Path:
-    configured = os.environ.get("CLUSTER_PG_BINDIR")
-    if configured:
-        return Path(configured)
-    versions = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin"), key=lambda path: int(path.parent.name)
+def pgcluster() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "pgcluster", ROOT / "deploy" / "postgres" / "pgcluster.py"
     )
-    if versions:
-        return versions[-1]
-    found = shutil.which("pg_ctl")
-    if found:
-        return Path(found).parent
-    sys.exit("cluster: PostgreSQL's server programs (initdb, pg_ctl) are not installed")
-
-
-def as_postgres(argv: list[str]) -> list[str]:
-    """PostgreSQL refuses to run as root: the server programs run as `postgres` then."""
-    if os.geteuid() == 0:
-        return ["runuser", "-u", "postgres", "--", *argv]
-    return argv
-
-
-def owned_by_postgres(path: Path, mode: int = 0o700) -> None:
-    if not path.exists():
-        path.mkdir(parents=True)
-    path.chmod(mode)
-    if os.geteuid() == 0:
-        account = pwd.getpwnam("postgres")
-        os.chown(path, account.pw_uid, account.pw_gid)
+    if spec is None or spec.loader is None:
+        raise ClusterError("deploy/postgres/pgcluster.py is missing")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["pgcluster"] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
 
 
 def run(argv: list[str], *, env: dict[str, str] | None = None, what: str) -> str:
@@ -411,174 +400,55 @@ class ClusterError(Exception):
     pass
 
 
-def postgres_conf(port: int, sockets: Path) -> str:
-    return f"""
-# make cluster (deploy/cluster/cluster.py)
-listen_addresses = '127.0.0.1'
-port = {port}
-unix_socket_directories = '{sockets}'
-max_connections = 200
-shared_buffers = 128MB
-wal_level = replica
-max_wal_senders = 5
-max_replication_slots = 5
-hot_standby = on
-hot_standby_feedback = on
-wal_keep_size = 128MB
-synchronous_commit = on
-log_min_duration_statement = 1000
-log_line_prefix = '%m [%p] %q%u@%d '
-"""
-
-
-def postgres_start(where: Layout, state: dict[str, Any], name: str, data: Path) -> None:
-    bindir = pg_bindir()
-    log = where.postgres / f"{name}.log"
-    run(
-        as_postgres(
-            [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "90", "start"]
-        ),
-        what=f"starting PostgreSQL ({name})",
-    )
-    pid = int((data / "postmaster.pid").read_text().split()[0])
-    for entry in state["processes"]:
-        if entry["name"] == name:
-            entry["pid"] = pid
+def postgres_record(
+    where: Layout, state: dict[str, Any], name: str, data: Path, port: int, role: str
+) -> None:
+    server = pgcluster().Cluster(data=data, port=port)
+    entry = {
+        "name": name,
+        "kind": "postgres",
+        "data": str(data),
+        "pid": server.postmaster_pid(),
+        "port": port,
+        "health": {"type": "postgres", "port": port, "role": role},
+    }
+    state["processes"] = [p for p in state["processes"] if p["name"] != name] + [entry]
     state_write(where, state)
 
 
 def postgres_create(where: Layout, state: dict[str, Any], keys: dict[str, str]) -> None:
-    bindir = pg_bindir()
+    tools = pgcluster()
     ports = state["ports"]
-    sockets = where.postgres / "run"
-    owned_by_postgres(where.postgres, 0o755)
-    owned_by_postgres(sockets, 0o755)
-    primary = where.postgres / "primary"
-    owned_by_postgres(primary)
-    password_file = where.postgres / "superuser-password"
-    password_file.write_text(keys["postgres_password"] + "\n")
-    owned_by_postgres(password_file, 0o600)
-    run(
-        as_postgres(
-            [
-                str(bindir / "initdb"),
-                "-D",
-                str(primary),
-                "-U",
-                "postgres",
-                "--pwfile",
-                str(password_file),
-                "--auth-local=trust",
-                "--auth-host=scram-sha-256",
-                "-E",
-                "UTF8",
-                "--no-locale",
-            ]
-        ),
-        what="initdb (primary)",
+    where.postgres.mkdir(mode=0o755)
+    primary = tools.primary_create(
+        where.postgres / "primary",
+        port=ports["postgres"],
+        archive=where.postgres / "archive",
+        settings={"synchronous_commit": "on", "log_min_duration_statement": "1000"},
     )
-    password_file.unlink()
-    with (primary / "postgresql.conf").open("a") as conf:
-        conf.write(postgres_conf(ports["postgres"], sockets))
-    health = {"type": "postgres", "port": ports["postgres"], "role": "primary"}
-    state["processes"].append(
-        {
-            "name": "postgres",
-            "kind": "postgres",
-            "data": str(primary),
-            "pid": None,
-            "port": ports["postgres"],
-            "health": health,
-        }
-    )
-    postgres_start(where, state, "postgres", primary)
-    psql = [
-        str(bindir / "psql"),
-        "-h",
-        str(sockets),
-        "-p",
-        str(ports["postgres"]),
-        "-U",
-        "postgres",
-        "-v",
-        "ON_ERROR_STOP=1",
-        "-q",
-        "-d",
-        "postgres",
-    ]
-    run(
-        [
-            *psql,
-            "-c",
-            f"CREATE ROLE emporium LOGIN PASSWORD '{keys['app_password']}'",
-            "-c",
-            f"CREATE ROLE replicator LOGIN REPLICATION PASSWORD '{keys['replication_password']}'",
-            "-c",
-            "CREATE DATABASE emporium OWNER emporium",
-        ],
-        what="creating the app's role and database",
-    )
+    postgres_record(where, state, "postgres", primary.data, primary.port, "primary")
+    primary.sql(f"CREATE ROLE emporium LOGIN PASSWORD '{keys['app_password']}'")
+    primary.sql("CREATE DATABASE emporium OWNER emporium")
     if flag("CLUSTER_REPLICA", True):
-        replica_create(where, state, keys)
+        replica = tools.replica_create(
+            where.postgres / "replica",
+            port=ports["replica"],
+            primary_port=ports["postgres"],
+            slot="cluster_replica",
+            application_name="replica",
+        )
+        postgres_record(where, state, "replica", replica.data, replica.port, "replica")
 
 
-def replica_create(where: Layout, state: dict[str, Any], keys: dict[str, str]) -> None:
-    """A streaming replica: pg_basebackup -R from the primary, with a slot of its own."""
-    bindir = pg_bindir()
-    ports = state["ports"]
-    replica = where.postgres / "replica"
-    owned_by_postgres(replica)
-    run(
-        as_postgres(
-            [
-                str(bindir / "pg_basebackup"),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(ports["postgres"]),
-                "-U",
-                "replicator",
-                "-D",
-                str(replica),
-                "-R",
-                "-X",
-                "stream",
-                "-C",
-                "-S",
-                "cluster_replica",
-                "-c",
-                "fast",
-            ]
-        ),
-        env={"PGPASSWORD": keys["replication_password"]},
-        what="pg_basebackup (replica)",
-    )
-    with (replica / "postgresql.conf").open("a") as conf:
-        conf.write(f"port = {ports['replica']}\n")
-    health = {"type": "postgres", "port": ports["replica"], "role": "replica"}
-    state["processes"].append(
-        {
-            "name": "replica",
-            "kind": "postgres",
-            "data": str(replica),
-            "pid": None,
-            "port": ports["replica"],
-            "health": health,
-        }
-    )
-    postgres_start(where, state, "replica", replica)
+def as_postgres(argv: list[str]) -> list[str]:
+    """PgBouncer, like PostgreSQL, runs as `postgres` when the cluster is started by root."""
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *argv]
+    return argv
 
 
-def postgres_stop(data: Path) -> None:
-    if not (data / "postmaster.pid").exists():
-        return
-    subprocess.run(  # noqa: S603
-        as_postgres(
-            [str(pg_bindir() / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "-t", "60", "stop"]
-        ),
-        capture_output=True,
-        check=False,
-    )
+def postgres_server(entry: dict[str, Any]) -> Any:
+    return pgcluster().Cluster(data=Path(entry["data"]), port=int(entry["port"]))
 
 
 # -- nginx ------------------------------------------------------------------------------
@@ -1012,7 +882,11 @@ def start_all(
             "config",
             "worker",
             "-Q",
-            "payments,email,default",
+            setting("CLUSTER_WORKER_QUEUES", "payments,email,push,default"),
+            # A node name of this cluster's own: two workers named alike on one virtual
+            # host (another cluster's, a `make worker`) fight over the same pidbox queue.
+            "--hostname",
+            f"cluster-{secrets.token_hex(3)}@%h",
             "--concurrency",
             "2",
             "--loglevel",
@@ -1318,14 +1192,20 @@ def stop() -> None:
             continue
         if entry.get("pid"):
             terminate(int(entry["pid"]))
-    for data in ("replica", "primary"):
-        postgres_stop(where.postgres / data)
+    for entry in reversed(state.get("processes", [])):
+        if entry["kind"] == "postgres":
+            with contextlib.suppress(Exception):
+                postgres_server(entry).stop()
     # Whatever a lost state file no longer names: servers started from this directory.
     for pid_file in list(where.root.glob("postgres/*/postmaster.pid")):
-        postgres_stop(pid_file.parent)
+        with contextlib.suppress(Exception):
+            pgcluster().Cluster(data=pid_file.parent, port=0).stop(mode="immediate")
     left = [
         f"{name} {port}" for name, port in state.get("ports", {}).items() if port_open(int(port))
     ]
+    keep = os.environ.get("CLUSTER_KEEP_LOGS")
+    if keep and where.logs.exists():
+        shutil.copytree(where.logs, Path(keep), dirs_exist_ok=True)
     if where.root.exists():
         shutil.rmtree(where.root, ignore_errors=True)
     if left:
@@ -1349,7 +1229,8 @@ def kill_one(name: str, signal_name: str) -> None:
     state = state_read(where)
     entry = entry_named(state, name)
     if entry["kind"] == "postgres":
-        postgres_stop(Path(entry["data"]))
+        server = postgres_server(entry)
+        server.kill() if signal_name == "KILL" else server.stop()
     else:
         os.killpg(int(entry["pid"]), getattr(signal, f"SIG{signal_name}"))
     print(f"cluster: {name} (pid {entry.get('pid')}) sent {signal_name}")
@@ -1362,7 +1243,10 @@ def restart_one(name: str) -> None:
     if alive(entry.get("pid")) and entry["kind"] != "postgres":
         terminate(int(entry["pid"]))
     if entry["kind"] == "postgres":
-        postgres_start(where, state, name, Path(entry["data"]))
+        server = postgres_server(entry)
+        server.start()
+        role = entry["health"]["role"]
+        postgres_record(where, state, name, server.data, server.port, role)
     else:
         entry["pid"] = launch(where, entry)
         state["processes"] = [entry if p["name"] == name else p for p in state["processes"]]
