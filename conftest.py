@@ -98,12 +98,15 @@ def _fresh_cache() -> Iterator[None]:
     """Throttle counters and cached pages must not leak from one test to the next."""
     from django.core.cache import caches
 
+    from emporium.accounts import access, authentication
     from emporium.core.cache import local_state_reset
 
     def clear() -> None:
         for alias in caches.settings:
             caches[alias].clear()
         local_state_reset()
+        access.local_state_reset()
+        authentication.verified_tokens_reset()
 
     clear()
     yield

@@ -177,7 +177,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = ENV.max_request_body_bytes
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        # simplejwt's, with the verified token and the account's state kept in memory.
+        "emporium.accounts.authentication.BearerAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -225,6 +226,12 @@ SIMPLE_JWT = {
     "AUTH_TOKEN_CLASSES": ("rest_framework_simplejwt.tokens.AccessToken",),
     "LEEWAY": 0,
 }
+# How long a signed-in request may use an account's state (active flag, permissions)
+# read earlier: in the process, and in Redis for every process (emporium.accounts.access).
+# A deactivated account's access token is refused at most AUTH_STATE_LOCAL_SECONDS
+# after the change commits.
+AUTH_STATE_LOCAL_SECONDS = 5
+AUTH_STATE_SHARED_SECONDS = 60
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Emporium API",
