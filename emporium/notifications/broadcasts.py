@@ -125,11 +125,6 @@ def _recipients_sql(audience: Audience, *, channel: str, now: dt.datetime) -> tu
     )
 
 
-def _planning_channel(channels: list[str]) -> str | None:
-    """The channel whose opt-outs shape the batches: in-app when the broadcast has it."""
-    return NotificationChannel.IN_APP if NotificationChannel.IN_APP in channels else None
-
-
 def _validate(*, title: str, body: str, channels: list[str], audience: Audience) -> None:
     problems: dict[str, str] = {}
     if not title.strip() or len(title) > MAX_TITLE_LENGTH:
@@ -160,13 +155,18 @@ def _validate(*, title: str, body: str, channels: list[str], audience: Audience)
         raise InvalidInput("The broadcast is not valid.", details=problems)
 
 
-def _plan(audience: Audience, *, channel: str, now: dt.datetime) -> list[tuple[int, int, int]]:
-    """(first user id, last user id, users) of each batch of the audience, in id order."""
+def _plan(audience: Audience, *, now: dt.datetime) -> list[tuple[int, int, int]]:
+    """(first user id, last user id, users) of each batch of the audience, in id order.
+
+    The audience's active users, whatever their preferences: each channel's
+    writes leave out those who opted out of broadcasts on it.
+    """
     size = int(settings.EMPORIUM_NOTIFICATIONS_BROADCAST_BATCH)
-    recipients, params = _recipients_sql(audience, channel=channel, now=now)
+    condition, params = _audience_sql(audience, now=now)
     sql = f"""
         SELECT MIN(id), MAX(id), COUNT(*) FROM (
-            SELECT u.id, (ROW_NUMBER() OVER (ORDER BY u.id) - 1) / %s AS batch {recipients}
+            SELECT u.id, (ROW_NUMBER() OVER (ORDER BY u.id) - 1) / %s AS batch
+            FROM {_table(User)} u WHERE u.is_active AND {condition}
         ) numbered GROUP BY batch ORDER BY batch"""  # noqa: S608 - see _table
     with connection.cursor() as cursor:
         cursor.execute(sql, [size, *params])
@@ -183,7 +183,7 @@ def broadcast_create(
     _validate(title=title, body=body, channels=channels, audience=audience)
     now = timezone.now()
     with transaction.atomic():
-        plan = _plan(audience, channel=_planning_channel(channels) or channels[0], now=now)
+        plan = _plan(audience, now=now)
         if not plan:
             raise EmptyAudience(
                 details={"audience": {"type": audience.type, "value": audience.value}}
