@@ -17,6 +17,7 @@ process with ``python -m simulators.smtp_sink --port 2525 --stats-port 2526``;
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import random
 import re
@@ -37,6 +38,8 @@ _MESSAGE_ID = re.compile(rb"(?im)^message-id:\s*(<[^>]*>)")
 class SinkHandler:
     transient_rate: float = 0.0
     pipelining: bool = True
+    # Seconds each DATA takes before the answer (a slow relay; lets a test kill mid-batch).
+    delay_seconds: float = 0.0
     fail_first: set[str] = field(default_factory=set)
     refused: set[str] = field(default_factory=set)
     random: random.Random = field(default_factory=random.Random)
@@ -65,6 +68,8 @@ class SinkHandler:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.delay_seconds:
+            await asyncio.sleep(self.delay_seconds)
         content = envelope.original_content or b""
         found = _MESSAGE_ID.search(content)
         message_id = found.group(1).decode() if found else ""
