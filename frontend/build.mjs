@@ -1,11 +1,9 @@
-// Bundles the page scripts into the dashboard app's static files.
+// Bundles the page scripts into their apps' static files.
 // `npm run build`; `make frontend` runs it after `npm ci`.
 
 import { build } from "esbuild";
 
-await build({
-  entryPoints: { dashboard: "src/dashboard.js" },
-  outdir: "../emporium/dashboard/static/dashboard/build",
+const common = {
   bundle: true,
   minify: true,
   sourcemap: "linked",
@@ -13,4 +11,15 @@ await build({
   target: ["es2022"],
   legalComments: "linked",
   logLevel: "info",
+};
+
+await build({
+  ...common,
+  entryPoints: { dashboard: "src/dashboard.js" },
+  outdir: "../emporium/dashboard/static/dashboard/build",
+});
+await build({
+  ...common,
+  entryPoints: { search: "src/search.js" },
+  outdir: "../emporium/search/static/search/build",
 });

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
+from django.contrib.staticfiles import finders
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.template.loader import render_to_string
@@ -20,6 +21,8 @@ from emporium.search.selectors import SearchResults, product_search
 from emporium.search.serializers import SearchParametersSerializer
 
 _TEMPLATE = "search/search.html"
+# The autocomplete, built by `make frontend` from frontend/src (not committed, ADR 0015).
+BUNDLE = "search/build/search.js"
 _FILTER_FIELDS = ("q", "category", "min_price", "max_price", "in_stock", "page_size")
 
 
@@ -48,6 +51,7 @@ def _page_context(raw: dict[str, str]) -> dict[str, Any]:
         ],
         "errors": [],
         "results": None,
+        "bundle": BUNDLE if finders.find(BUNDLE) is not None else None,
     }
     if not raw.get("q", "").strip():
         return context

@@ -1,0 +1,43 @@
+// Unit tests of the autocomplete's pure pieces, on Node's built-in runner: `npm test`.
+// The page as a whole is tested in Chromium (emporium/search/tests/test_browser.py).
+
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { nextIndex, optionsOf, suggestText, suggestUrl } from "../src/suggest.js";
+
+test("the text asked for is trimmed and collapsed, and never blank or too long", () => {
+  assert.equal(suggestText("  walnut   la "), "walnut la");
+  assert.equal(suggestText("   "), null);
+  assert.equal(suggestText("x".repeat(101)), null);
+  assert.equal(suggestText("x".repeat(100)), "x".repeat(100));
+});
+
+test("the URL encodes the text", () => {
+  assert.equal(suggestUrl("walnut la&b"), "/api/search/suggest/?q=walnut+la%26b");
+});
+
+test("arrows move through the options and wrap through the typed text", () => {
+  assert.deepEqual(
+    [-1, 0, 1, 2].map((index) => nextIndex(index, 3, "ArrowDown")),
+    [0, 1, 2, -1],
+  );
+  assert.deepEqual(
+    [-1, 0, 1, 2].map((index) => nextIndex(index, 3, "ArrowUp")),
+    [2, -1, 0, 1],
+  );
+  assert.equal(nextIndex(-1, 0, "ArrowDown"), -1);
+});
+
+test("completions come first, then the typed text in each category", () => {
+  const options = optionsOf({
+    query: "lam",
+    completions: ["lamp", "lampshade"],
+    categories: [{ id: 7, name: "Lighting" }],
+  });
+  assert.deepEqual(options, [
+    { kind: "query", text: "lamp", label: "lamp" },
+    { kind: "query", text: "lampshade", label: "lampshade" },
+    { kind: "category", id: "7", text: "lam", label: "lam in Lighting" },
+  ]);
+});
