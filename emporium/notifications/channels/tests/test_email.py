@@ -49,7 +49,11 @@ def test_a_batch_goes_through_one_session_with_text_and_html(
         ids = _enqueue(users)
         assert _send(ids) == {"sent": 25}
         assert sink.handler.stats() == {
-            "accepted": 25, "distinct": 25, "duplicates": 0, "transient": 0, "permanent": 0,
+            "accepted": 25,
+            "distinct": 25,
+            "duplicates": 0,
+            "transient": 0,
+            "permanent": 0,
             "sessions": 1,
         }
     assert set(Delivery.objects.values_list("status", flat=True)) == {DeliveryStatus.SENT}
@@ -60,19 +64,24 @@ def test_the_message_is_rendered_from_the_kind_template_or_the_default(settings:
     from emporium.notifications.channels.email_adapter import email_render
 
     user = UserFactory(email="ada@example.com")
-    ids = _enqueue([user], title="Paid <fast>", body="Line one\nLine two")
+    ids = _enqueue([user], title="Paid <fast> – déjà", body="Line one\nLine two. " + "é" * 100)
     delivery = Delivery.objects.select_related("recipient").get(id=ids[0])
-    parsed = email.message_from_bytes(
-        email_render(delivery).message.message().as_bytes(), policy=email.policy.default
-    )
+    raw = email_render(delivery).as_bytes(sender="Emporium <shop@example.com>")
+    assert raw.isascii() and b"\n" not in raw.replace(b"\r\n", b"")  # 7-bit, CRLF only
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
     assert parsed["To"] == "ada@example.com"
-    assert parsed["Subject"] == "Paid <fast>"
+    assert parsed["From"] == "Emporium <shop@example.com>"
+    assert parsed["Subject"] == "Paid <fast> – déjà"
     assert parsed["Message-ID"] == _message_id(delivery.id)
-    text = parsed.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    html = parsed.get_body(("html",)).get_content()  # type: ignore[union-attr]
-    assert "Paid <fast>" in text and "Line one\nLine two" in text
+    # Parts travel with CRLF line ends; compare their lines.
+    text = parsed.get_body(("plain",)).get_content().replace("\r\n", "\n")  # type: ignore[union-attr]
+    html = parsed.get_body(("html",)).get_content().replace("\r\n", "\n")  # type: ignore[union-attr]
+    assert "Paid <fast> – déjà" in text and "Line one\nLine two. " + "é" * 100 in text
     assert "Paid &lt;fast&gt;" in html and "Line one<br>Line two" in html
-    assert "https://shop.example/orders/42" in text and 'href="https://shop.example/orders/42"' in html
+    assert (
+        "https://shop.example/orders/42" in text and 'href="https://shop.example/orders/42"' in html
+    )
 
 
 def test_a_4xx_reply_is_retried_later_and_the_message_arrives_once(settings: Any) -> None:

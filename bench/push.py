@@ -1,0 +1,8 @@
+"""Pushes/s into the simulated provider with 2 % transient failures and 1 % dead tokens; see bench.channels."""
+
+import sys
+
+from bench.channels import main
+
+if __name__ == "__main__":
+    main("push", sys.argv[1:])
