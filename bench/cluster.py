@@ -104,7 +104,8 @@ class Cluster:
     def client(self, address: str = "127.0.0.1", **options: Any) -> httpx.Client:
         """An HTTPS client of nginx from ``address`` (any of 127.0.0.0/8), trusting the CA."""
         transport = httpx.HTTPTransport(verify=self.tls(), local_address=address)
-        return httpx.Client(base_url=self.base, transport=transport, timeout=30, **options)
+        options.setdefault("timeout", 30)
+        return httpx.Client(base_url=self.base, transport=transport, **options)
 
     def buyers(self) -> list[str]:
         return (self.directory / "buyers.txt").read_text().split()
