@@ -24,6 +24,18 @@ RESULT_WINDOW = 1_000
 # would otherwise mix products that share only one of the words.
 FUZZY_BELOW = 1
 SUGGESTIONS_MAX = 5
+# What a hit shows of its product (the API's hit serializer, the page's result):
+# descriptions and attributes are not read, only the highlighted snippet.
+HIT_FIELDS = (
+    "id",
+    "name",
+    "price",
+    "rating_total",
+    "review_count",
+    "stock_quantity",
+    "category_id",
+    "category__name",
+)
 
 
 class SearchPageOutOfRange(InvalidInput):
@@ -131,8 +143,10 @@ def product_search(
             match, total, raw_hits = "fuzzy", fuzzy.total, fuzzy.hits
             corrected_query = fuzzy.corrected_query
 
-    products = Product.objects.select_related("category").in_bulk(
-        [hit.product_id for hit in raw_hits]
+    products = (
+        Product.objects.select_related("category")
+        .only(*HIT_FIELDS)
+        .in_bulk([hit.product_id for hit in raw_hits])
     )
     hits = [
         SearchHit(
