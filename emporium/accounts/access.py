@@ -4,7 +4,7 @@ A Bearer token proves who the caller is until it expires (15 minutes); what it
 cannot say is whether the account is still active now, and what the account may
 do. That small state (:class:`UserState`: the account's public fields, its
 flags and its permission names) is read from PostgreSQL once and kept in two
-tiers (docs/adr/0033-authentication-state-cache.md):
+tiers (docs/adr/0034-authentication-state-cache.md):
 
 - **in the process**, for at most ``AUTH_STATE_LOCAL_SECONDS`` (5 s): most
   signed-in requests find it here and cost no round trip at all;

@@ -7,6 +7,7 @@ from rest_framework_simplejwt.serializers import TokenObtainSerializer
 
 from emporium.accounts import services
 from emporium.accounts.models import User
+from emporium.core.representation import row_shape
 
 
 class RegisterSerializer(serializers.Serializer[Any]):
@@ -31,6 +32,11 @@ class UserSerializer(serializers.ModelSerializer[User]):
             "updated_at",
         ]
         read_only_fields = fields
+
+
+# UserSerializer's fields as columns of the account's row (alias "u") and their
+# rendering: the signed-in profile read (accounts.fast_path) writes exactly these.
+USER_SHAPE = row_shape(User, UserSerializer.Meta.fields, alias="u")
 
 
 class ProfileUpdateSerializer(serializers.Serializer[Any]):

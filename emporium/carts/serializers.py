@@ -1,10 +1,13 @@
+from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 from rest_framework import serializers
 
-from emporium.carts.models import CartItem
+from emporium.carts.models import CartItem, ShoppingCart
 from emporium.catalog.models import Product
 from emporium.catalog.serializers import ProductSummarySerializer
+from emporium.core.representation import RowShape, decimal_text, row_shape
 
 
 class CartItemSerializer(serializers.ModelSerializer[CartItem]):
@@ -33,3 +36,42 @@ class CartSerializer(serializers.Serializer[Any]):
     subtotal = serializers.DecimalField(max_digits=14, decimal_places=2)
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+
+
+# The model fields of a cart, a line and a line's product, as columns of one row
+# (aliases c, i, p) with their rendering, derived from the serializers above: the
+# signed-in cart read (carts.fast_path) selects and writes exactly these.
+_COMPUTED = {"items", "item_count", "subtotal", "product", "line_total"}
+CART_SHAPES: tuple[RowShape, RowShape, RowShape] = (
+    row_shape(
+        ShoppingCart, [n for n in CartSerializer._declared_fields if n not in _COMPUTED], alias="c"
+    ),
+    row_shape(
+        CartItem, [n for n in CartItemSerializer.Meta.fields if n not in _COMPUTED], alias="i"
+    ),
+    row_shape(Product, ProductSummarySerializer.Meta.fields, alias="p"),
+)
+_LINE_FIELDS = tuple(CartItemSerializer.Meta.fields)
+_CART_FIELDS = tuple(CartSerializer._declared_fields)
+
+
+def cart_representation(
+    cart: dict[str, Any], lines: Sequence[tuple[dict[str, Any], dict[str, Any]]]
+) -> dict[str, Any]:
+    """What ``CartSerializer`` writes for a cart, from its rendered fields and its lines.
+
+    ``cart`` holds the cart's model fields and each line its own and its product's
+    (``CART_SHAPES``' renderings); the computed values (each line's total, the
+    item count, the subtotal) are added here as the serializers compute them.
+    Tests hold the result to ``CartSerializer`` for the same cart.
+    """
+    items = []
+    count, subtotal = 0, Decimal("0.00")
+    for line, product in lines:
+        total = Decimal(product["price"]) * line["quantity"]
+        count += line["quantity"]
+        subtotal += total
+        values = {**line, "product": product, "line_total": decimal_text(total)}
+        items.append({name: values[name] for name in _LINE_FIELDS})
+    values = {**cart, "items": items, "item_count": count, "subtotal": decimal_text(subtotal)}
+    return {name: values[name] for name in _CART_FIELDS}

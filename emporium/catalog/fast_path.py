@@ -1,8 +1,9 @@
-"""Anonymous product reads answered in front of Django: the lean read path.
+"""Product reads answered in front of Django: the lean read path.
 
 ``core.gateway.LeanGateway`` (wired in ``config.wsgi``) calls these for a
-cookie-less, token-less ``GET /api/products/`` or ``GET /api/products/<id>/``
-(docs/adr/0020-lean-gateway-and-rendered-rows.md). They answer a request only
+cookie-less ``GET /api/products/`` or ``GET /api/products/<id>/``, anonymous or
+with a valid Bearer token: a product's representation does not depend on who
+asks (docs/adr/0020-lean-gateway-and-rendered-rows.md). They answer a request only
 when nothing DRF does could change the answer, and return None otherwise, so
 Django's path, which renders the same representation through the ORM, answers
 it:
@@ -44,13 +45,9 @@ from emporium.catalog.models import PRODUCT_ORDERINGS
 from emporium.catalog.representation import OBJECT_COLUMNS, RENDERED_COLUMNS, rendered_position
 from emporium.core.cache import conditional_response, versioned_fetch
 from emporium.core.errors import InvalidInput
-from emporium.core.gateway import Route
+from emporium.core.gateway import Access, Route, json_read
 from emporium.core.pagination import cursor_token
 from emporium.core.selectors import id_in_range
-
-# Accept headers DRF's negotiation answers with JSON (the only renderer); any
-# other takes the DRF path (a 406 there).
-_JSON_ACCEPTS = frozenset({"", "*/*", "application/json", "application/*"})
 
 
 class _TakeDrfPath(Exception):
@@ -58,9 +55,7 @@ class _TakeDrfPath(Exception):
 
 
 def _eligible(request: HttpRequest) -> bool:
-    if request.method != "GET" or "HTTP_AUTHORIZATION" in request.META or "format" in request.GET:
-        return False
-    return request.META.get("HTTP_ACCEPT", "").strip() in _JSON_ACCEPTS
+    return request.method == "GET" and json_read(request)
 
 
 def _answer(
@@ -78,8 +73,10 @@ def _answer(
         content_type=JSONRenderer.media_type,
         cache_control=caching.cache_control(),
     )
-    # What session authentication adds on the DRF path.
-    patch_vary_headers(response, ("Cookie",))
+    if "HTTP_AUTHORIZATION" not in request.META:
+        # What session authentication adds on the DRF path (a token's request never
+        # reads the session, so it gets no Vary there either).
+        patch_vary_headers(response, ("Cookie",))
     return response
 
 
@@ -204,7 +201,7 @@ def _list_body(request: HttpRequest, query: ListQuery, params: dict[str, str]) -
 
 
 def product_list(request: HttpRequest) -> HttpResponse | None:
-    """The list page for an anonymous JSON GET, or None for the DRF path."""
+    """The list page for a JSON GET, or None for the DRF path."""
     if not _eligible(request):
         return None
     try:
@@ -235,7 +232,7 @@ def _detail_body(product_id: int) -> bytes:
 
 
 def product_detail(request: HttpRequest, product_id: int) -> HttpResponse | None:
-    """One product for an anonymous JSON GET, or None for the DRF path.
+    """One product for a JSON GET, or None for the DRF path.
 
     An id no row can have (past bigint) is the DRF path's 404, never a query here.
     """
@@ -256,14 +253,16 @@ def _detail_route(request: HttpRequest, product_id: str) -> HttpResponse | None:
 def gateway_routes() -> list[Route]:
     """The list and the detail, for ``core.gateway.LeanGateway`` in front of Django.
 
-    The detail takes ids in their plain spelling only; "0042" is Django's to answer.
+    Both answer anonymous and signed-in reads alike. The detail takes ids in their
+    plain spelling only; "0042" is Django's to answer.
     """
     list_path = reverse("product-list")
     return [
-        Route(re.compile(re.escape(list_path)), product_list, list_path),
+        Route(re.compile(re.escape(list_path)), product_list, list_path, access=Access.ANYONE),
         Route(
             re.compile(re.escape(list_path) + r"(?P<product_id>[1-9][0-9]{0,17})/"),
             _detail_route,
             reverse("product-detail", args=[1]),
+            access=Access.ANYONE,
         ),
     ]

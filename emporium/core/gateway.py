@@ -6,9 +6,13 @@ view wrapper around a read that needs none of them. :class:`LeanGateway` wraps
 the WSGI application and answers chosen routes itself, for requests that
 nothing on the full path could answer differently:
 
-- a GET with no ``Authorization`` header and no cookies (no ``Cookie`` header,
-  or an empty one: no user, no session, no CSRF cookie is involved), at a path
-  a :class:`Route` names;
+- a GET with no cookies (no ``Cookie`` header, or an empty one: no session, no
+  CSRF cookie is involved), at a path a :class:`Route` names, and either
+  without an ``Authorization`` header or, for a route that takes signed-in
+  requests (:class:`Access`), with a Bearer token that ``bearer_user`` accepts
+  (a valid access token of an active account, checked as DRF's authentication
+  checks it, ``emporium.accounts.authentication``). A token it refuses sends the
+  request to Django, which answers the 401;
 - accepted by the request phase of the middleware that can refuse or redirect
   a request (host validation, disallowed user agents, the HTTPS redirect): that
   phase runs here too, and any answer it gives sends the request to Django;
@@ -33,6 +37,7 @@ server from starting, so a new one cannot be skipped by accident.
 
 from __future__ import annotations
 
+import enum
 import logging
 import re
 import time
@@ -47,6 +52,7 @@ from django.core.signals import request_finished, request_started
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.urls import ResolverMatch, resolve
 from django.utils.module_loading import import_string
+from rest_framework.renderers import JSONRenderer
 
 from emporium.core.errors import database_overloaded
 from emporium.core.views import server_error
@@ -55,6 +61,17 @@ logger = logging.getLogger(__name__)
 
 WSGIApplication = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 Handler = Callable[..., HttpResponse | None]
+# The user of a request's valid Bearer token, or None to leave the request to Django.
+BearerUser = Callable[[HttpRequest], Any]
+
+
+class Access(enum.Enum):
+    """Which requests a route answers, by their credentials."""
+
+    ANONYMOUS = "anonymous"  # no Authorization header only
+    ANYONE = "anyone"  # anonymous, or signed in (the answer does not depend on the user)
+    SIGNED_IN = "signed_in"  # a valid Bearer token only; the handler reads request.user
+
 
 # Middleware whose request phase may refuse or redirect a GET, and whose response
 # phase sets headers: both phases run here, as Django would run them.
@@ -70,9 +87,10 @@ RUN = frozenset(
         "django.middleware.clickjacking.XFrameOptionsMiddleware",
     }
 )
-# Middleware with nothing to do for a cookie-less, token-less GET: no session to
-# load or save, no CSRF cookie, no user, no messages, no body, no unserved method. The timing
-# middleware's work is done by the gateway itself.
+# Middleware with nothing to do for a cookie-less GET: no session to load or save,
+# no CSRF cookie, no messages, no body, no unserved method; the user is the Bearer
+# token's, set by the gateway as DRF's authentication would. The timing middleware's
+# work is done by the gateway itself.
 SKIP = frozenset(
     {
         # Answers only the probes and the scrape, never a gateway route.
@@ -107,6 +125,27 @@ class Route:
     # The URL configuration's match for view_path: its route pattern names the
     # route in the access log, as on Django's path (its arguments are view_path's).
     view_match: ResolverMatch | None = None
+    access: Access = Access.ANONYMOUS
+
+
+# Accept headers DRF's negotiation answers with JSON (the only renderer); any other
+# takes DRF's path (a 406 there), as does a ``format`` parameter.
+JSON_ACCEPTS = frozenset({"", "*/*", "application/json", "application/*"})
+
+
+def json_read(request: HttpRequest) -> bool:
+    """Whether DRF would answer this GET with its JSON renderer and nothing else to negotiate."""
+    return (
+        "format" not in request.GET and request.META.get("HTTP_ACCEPT", "").strip() in JSON_ACCEPTS
+    )
+
+
+_renderer = JSONRenderer()
+
+
+def json_answer(data: Any) -> HttpResponse:
+    """A 200 with ``data`` in the bytes and content type DRF's JSON renderer gives."""
+    return HttpResponse(_renderer.render(data), content_type=_renderer.media_type)
 
 
 def _middleware(paths: Sequence[str]) -> tuple[list[Any], list[Any]]:
@@ -142,6 +181,8 @@ def view_default_headers(path: str) -> dict[str, str]:
         view.action_map = actions
         for method, action in actions.items():
             setattr(view, method, getattr(view, action))
+    elif hasattr(view, "get") and not hasattr(view, "head"):
+        view.head = view.get  # as View.setup() does for a view without its own HEAD
     return dict(view.default_response_headers)
 
 
@@ -154,9 +195,11 @@ class LeanGateway:
         routes: Sequence[Route],
         *,
         on_answered: Callable[..., object] | None = None,
+        bearer_user: BearerUser | None = None,
     ) -> None:
         self.application = application
         self.on_answered = on_answered
+        self.bearer_user = bearer_user
         self.requesting, self.responding = _middleware(settings.MIDDLEWARE)
         self.routes = [
             Route(
@@ -165,23 +208,30 @@ class LeanGateway:
                 route.view_path,
                 view_default_headers(route.view_path),
                 resolve(route.view_path),
+                route.access,
             )
             for route in routes
         ]
+        if bearer_user is None and any(r.access is Access.SIGNED_IN for r in self.routes):
+            raise ImproperlyConfigured("A route for signed-in requests needs bearer_user.")
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
         if (
             environ.get("REQUEST_METHOD") == "GET"
-            and "HTTP_AUTHORIZATION" not in environ
             and not environ.get("HTTP_COOKIE")
             and not environ.get("SCRIPT_NAME")
         ):
+            signed = "HTTP_AUTHORIZATION" in environ
             path = environ.get("PATH_INFO", "")
             for route in self.routes:
                 match = route.pattern.fullmatch(path)
                 if match is not None:
+                    if route.access is (Access.SIGNED_IN if not signed else Access.ANONYMOUS):
+                        break  # Django's to answer: a 401, or a read the route does not take
+                    if signed and self.bearer_user is None:
+                        break
                     answered = self._answer(environ, start_response, route, match.groupdict())
                     if answered is not None:
                         return answered
@@ -221,6 +271,11 @@ class LeanGateway:
             for middleware in self.requesting:
                 if middleware.process_request(request) is not None:
                     return None  # a refusal or a redirect: Django's to give
+            if "HTTP_AUTHORIZATION" in request.META:
+                user = self.bearer_user(request) if self.bearer_user is not None else None
+                if user is None:
+                    return None  # no valid token of an active account: DRF answers (401)
+                request.user = user
             response = route.handler(request, **arguments)
         except SuspiciousOperation:  # a disallowed Host: Django answers 400 and logs it
             return None

@@ -7,8 +7,12 @@ the two), without DRF's per-field machinery.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
+from django.db import models
 from django.utils import timezone
 
 _CENTS = Decimal("0.01")
@@ -26,3 +30,59 @@ def datetime_text(value: datetime.datetime, zone: datetime.tzinfo | None = None)
     """
     text = value.astimezone(zone or timezone.get_current_timezone()).isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def _decimal_places(places: int) -> Callable[[Decimal], str]:
+    exponent = Decimal(1).scaleb(-places)
+    return lambda value: f"{value.quantize(exponent):f}"
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+def field_renderer(field: models.Field[Any, Any]) -> Callable[[Any], Any]:
+    """How DRF's ``ModelSerializer`` writes a stored value of ``field`` (read as the database
+    gives it): times as :func:`datetime_text`, decimals as strings with the field's places,
+    a foreign key as its id, everything else as it is."""
+    if isinstance(field, models.DateTimeField):
+        return datetime_text
+    if isinstance(field, models.DecimalField):
+        return _decimal_places(int(field.decimal_places))
+    return _as_is
+
+
+@dataclass(frozen=True)
+class RowShape:
+    """The columns of a model's serializer fields in a row, and their rendering.
+
+    Built from a serializer's ``Meta.fields`` (:func:`row_shape`), so a hot read
+    path selects and writes exactly the fields the serializer declares.
+    """
+
+    names: tuple[str, ...]
+    columns: tuple[str, ...]
+    renderers: tuple[Callable[[Any], Any], ...]
+
+    @property
+    def select(self) -> str:
+        return ", ".join(self.columns)
+
+    def render(self, row: Sequence[Any], start: int = 0) -> dict[str, Any]:
+        """The serializer's dict for the values at ``row[start:start + len(names)]``."""
+        return {
+            name: None if value is None else render(value)
+            for name, render, value in zip(
+                self.names, self.renderers, row[start : start + len(self.names)], strict=True
+            )
+        }
+
+
+def row_shape(model: type[models.Model], names: Sequence[str], *, alias: str) -> RowShape:
+    """The shape of ``names`` (model fields) of ``model``, selected from table alias ``alias``."""
+    fields = [model._meta.get_field(name) for name in names]
+    return RowShape(
+        names=tuple(names),
+        columns=tuple(f"{alias}.{field.column}" for field in fields),  # type: ignore[union-attr]
+        renderers=tuple(field_renderer(field) for field in fields),  # type: ignore[arg-type]
+    )

@@ -6,6 +6,9 @@ from emporium.accounts.models import User
 from emporium.core.encryption import BlindIndexField
 from emporium.orders.models import Order, OrderItem, phone_normalized
 
+# How a user's orders are listed: newest first (keyset pages end with the id).
+ORDER_LIST_ORDERING = ("-created_at", "-id")
+
 
 def order_list_for_user(*, user: User) -> QuerySet[Order]:
     """The orders a user may see: their own, or every order with ``orders.view_order``."""
@@ -21,7 +24,7 @@ def _scoped(*, user: User, permission: str) -> QuerySet[Order]:
     queryset = Order.objects.all() if user.has_perm(permission) else Order.objects.filter(user=user)
     return queryset.prefetch_related(
         Prefetch("items", queryset=OrderItem.objects.order_by("id"))
-    ).order_by("-created_at", "-id")
+    ).order_by(*ORDER_LIST_ORDERING)
 
 
 def order_list_for_phone(*, phone: str) -> QuerySet[Order]:

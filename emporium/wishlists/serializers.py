@@ -1,10 +1,12 @@
+from collections.abc import Sequence
 from typing import Any
 
 from rest_framework import serializers
 
 from emporium.catalog.models import Product
 from emporium.catalog.serializers import ProductSummarySerializer
-from emporium.wishlists.models import WishlistItem
+from emporium.core.representation import RowShape, row_shape
+from emporium.wishlists.models import Wishlist, WishlistItem
 
 
 class WishlistItemSerializer(serializers.ModelSerializer[WishlistItem]):
@@ -25,3 +27,35 @@ class WishlistSerializer(serializers.Serializer[Any]):
     items = WishlistItemSerializer(many=True)
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+
+
+# The model fields of a wishlist, a line and a line's product, as columns of one
+# row (aliases w, i, p) with their rendering, derived from the serializers above:
+# the signed-in wishlist read (wishlists.fast_path) selects and writes exactly these.
+_NESTED = {"items", "product"}
+WISHLIST_SHAPES: tuple[RowShape, RowShape, RowShape] = (
+    row_shape(
+        Wishlist, [n for n in WishlistSerializer._declared_fields if n not in _NESTED], alias="w"
+    ),
+    row_shape(
+        WishlistItem, [n for n in WishlistItemSerializer.Meta.fields if n not in _NESTED], alias="i"
+    ),
+    row_shape(Product, ProductSummarySerializer.Meta.fields, alias="p"),
+)
+_LINE_FIELDS = tuple(WishlistItemSerializer.Meta.fields)
+_WISHLIST_FIELDS = tuple(WishlistSerializer._declared_fields)
+
+
+def wishlist_representation(
+    wishlist: dict[str, Any], lines: Sequence[tuple[dict[str, Any], dict[str, Any]]]
+) -> dict[str, Any]:
+    """What ``WishlistSerializer`` writes, from the rendered fields of the wishlist and its lines.
+
+    Tests hold the result to ``WishlistSerializer`` for the same wishlist.
+    """
+    items = [
+        {name: {**line, "product": product}[name] for name in _LINE_FIELDS}
+        for line, product in lines
+    ]
+    values = {**wishlist, "items": items}
+    return {name: values[name] for name in _WISHLIST_FIELDS}

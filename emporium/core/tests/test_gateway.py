@@ -220,6 +220,7 @@ def test_a_read_with_no_cookie_header_at_all_is_answered_as_one_with_an_empty_he
 
 
 def _bearer(valid: bool) -> dict[str, str]:
+    """A refused token (valid ones are answered by the gateway: test_gateway_signed_in)."""
     if not valid:
         return {"HTTP_AUTHORIZATION": "Bearer not-a-token"}
     return {"HTTP_AUTHORIZATION": f"Bearer {RefreshToken.for_user(UserFactory()).access_token}"}
@@ -229,10 +230,6 @@ HANDED_OVER: dict[str, tuple[Callable[[dict[str, Any]], MakeEnviron], str]] = {
     "bad token": (
         lambda catalog: environ_for(PRODUCT_LIST_URL, **_bearer(valid=False)),
         "401 Unauthorized",
-    ),
-    "valid token": (
-        lambda catalog: environ_for(product_url(catalog["products"][0].pk), **_bearer(True)),
-        "200 OK",
     ),
     "cookie": (
         lambda catalog: environ_for(PRODUCT_LIST_URL, HTTP_COOKIE="sessionid=nothing"),
