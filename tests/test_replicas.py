@@ -10,6 +10,9 @@ primary instead of the replica (or the other way round) fails the test.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +28,7 @@ from deploy.postgres import pgcluster
 from emporium.core.db import replicas
 from tests.support.postgres import (
     APP_DATABASE,
+    ROOT,
     AppServer,
     app_database_create,
     app_environment,
@@ -243,6 +247,78 @@ def test_a_stopped_replica_degrades_to_the_primary_without_an_error_and_comes_ba
     metrics = httpx.get(healthy.server.url + "/metrics", timeout=10).text
     assert 'emporium_database_replica_up{replica="replica_0"} 1.0' in metrics
     assert 'emporium_database_replica_lag_seconds{replica="replica_0"}' in metrics
+
+
+def test_failover_after_the_primary_is_killed_keeps_every_acknowledged_order(
+    healthy: Topology,
+) -> None:
+    """Synchronous replication: a commit is acknowledged once the replica has flushed it.
+
+    Checkouts run while the primary is SIGKILLed; the replica is promoted by
+    ``deploy/postgres/failover.sh``; every order answered 201 must be on it.
+    This ends the module's topology, so it runs last of the tests that use it.
+    """
+    healthy.primary.sql("ALTER SYSTEM SET synchronous_standby_names = 'replica'")
+    healthy.primary.sql("SELECT pg_reload_conf()")
+    assert wait_until(
+        lambda: healthy.primary.sql("SELECT sync_state FROM pg_stat_replication") == "sync"
+    )
+    token = healthy.tokens[5]
+    acknowledged: list[int] = []
+    failures: list[int] = []
+    stop = threading.Event()
+
+    def buy() -> None:
+        while not stop.is_set():
+            try:
+                added = healthy.post("/api/cart/items/", token, {"product": healthy.product})
+                placed = healthy.post("/api/orders/", token) if added.status_code == 201 else added
+            except httpx.TransportError:
+                failures.append(0)
+                continue
+            if placed.status_code == 201:
+                acknowledged.append(int(placed.json()["id"]))
+            else:
+                failures.append(placed.status_code)
+
+    buyer = threading.Thread(target=buy)
+    buyer.start()
+    assert wait_until(lambda: len(acknowledged) >= 10, timeout=30)
+    healthy.primary.kill()  # SIGKILL, mid-checkout
+    killed_at = time.monotonic()
+    time.sleep(0.5)
+    stop.set()
+    buyer.join(timeout=30)
+
+    started = time.monotonic()
+    promoted = subprocess.run(  # noqa: S603 - the project's own script
+        ["/bin/bash", str(ROOT / "deploy" / "postgres" / "failover.sh")],
+        env={
+            **os.environ,
+            "OLD_PRIMARY": str(healthy.primary.data),
+            "REPLICA": str(healthy.replica.data),
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    promotion_seconds = time.monotonic() - started
+    assert promoted.returncode == 0, promoted.stdout + promoted.stderr
+    assert not healthy.replica.in_recovery()
+
+    present = healthy.replica.sql(
+        "SELECT string_agg(id::text, ',') FROM orders_order", database=APP_DATABASE
+    )
+    on_promoted = {int(order_id) for order_id in present.split(",")}
+    lost = sorted(set(acknowledged) - on_promoted)
+    assert lost == []
+    healthy.replica.sql("CREATE TABLE failover_writable (id int)", database=APP_DATABASE)
+    print(
+        f"\nfailover: {len(acknowledged)} acknowledged orders, {len(lost)} lost (RPO 0 with "
+        f"synchronous replication); promotion {promotion_seconds:.2f} s, "
+        f"{time.monotonic() - killed_at:.1f} s from the kill to a writable primary; "
+        f"{len(failures)} requests failed while the primary was gone"
+    )
 
 
 # -- the router's decisions, in this process -------------------------------------------------

@@ -129,6 +129,13 @@ def _port_answers(port: int) -> bool:
     return False
 
 
+def _zombie(pid: int) -> bool:
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rpartition(")")[2].split()[0] == "Z"
+    return False
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -194,6 +201,8 @@ class Cluster:
         with contextlib.suppress(OSError, ValueError, IndexError):
             pid = int(pid_file.read_text().splitlines()[0])
             os.kill(pid, 0)
+            if _zombie(pid):  # killed, not yet reaped (a container's init may never reap it)
+                return None
             return pid
         return None
 
@@ -603,7 +612,7 @@ def failover(old_primary: Cluster | None, replica: Cluster) -> None:
 def _port_of(data: Path) -> int:
     for line in reversed((data / "postgresql.auto.conf").read_text().splitlines()):
         if line.startswith("port"):
-            return int(line.split("=", 1)[1].strip())
+            return int(line.split("=", 1)[1].strip().strip("'"))
     raise RuntimeError(f"no port recorded in {data}/postgresql.auto.conf")
 
 
