@@ -9,15 +9,12 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework_simplejwt.authentication import JWTAuthentication
-from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
-from rest_framework_simplejwt.settings import api_settings as jwt_settings
 
 from emporium.accounts.auth import authenticated_user
+from emporium.accounts.authentication import bearer_user_id
 from emporium.core import correlation
 from emporium.core.errors import ApplicationError, error_body
 from emporium.core.idempotency import HEADER as IDEMPOTENCY_HEADER
@@ -37,22 +34,16 @@ from emporium.orders.serializers import (
 )
 
 _IDEMPOTENCY_META = "HTTP_" + IDEMPOTENCY_HEADER.upper().replace("-", "_")
-_jwt = JWTAuthentication()
 _renderer = JSONRenderer()
 
 
 def _token_user_id(request: HttpRequest) -> int | None:
-    """The user id of a valid Bearer access token, by simplejwt's own checks; else None."""
-    header = _jwt.get_header(request)  # type: ignore[arg-type]
-    try:
-        # "Bearer" alone, or with several values, raises AuthenticationFailed here.
-        raw = _jwt.get_raw_token(header) if header is not None else None
-        if raw is None:
-            return None
-        token = _jwt.get_validated_token(raw)
-        return int(token[jwt_settings.USER_ID_CLAIM])
-    except (AuthenticationFailed, InvalidToken, TokenError, KeyError, TypeError, ValueError):
-        return None
+    """The user id of a valid Bearer access token of an active account; else None.
+
+    DRF's own checks (``accounts.authentication``: the remembered token, the
+    account's cached state), so a request refused here gets DRF's 401.
+    """
+    return bearer_user_id(request)
 
 
 def _json(data: dict[str, Any], status_code: int) -> HttpResponse:
@@ -129,7 +120,8 @@ class OrderViewSet(LeanDispatchViewSet[Order], viewsets.ReadOnlyModelViewSet[Ord
         DRF's dispatch, the user lookup of JWT authentication and the order
         serializer cost several times the checkout statement itself (see
         docs/adr/0017-checkout-in-one-statement.md). The rules are the same:
-        simplejwt validates the token; the throttles of this view are asked; the
+        DRF's authentication checks the token and the account's state (cached,
+        ``accounts.authentication``); the throttles of this view are asked; the
         statement refuses a user who is gone or inactive. Whatever could be
         answered differently takes the DRF path: no or a bad token (401 there),
         an Idempotency-Key (the stored-response protocol), a throttled user
