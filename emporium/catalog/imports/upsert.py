@@ -8,7 +8,8 @@ trigger, no cache bump. Each engine gets the statement built from that list;
 only the spelling differs:
 
 * PostgreSQL: ``INSERT ... SELECT FROM unnest(<one array per column>)``, so a
-  chunk of thousands of rows is one statement with seven parameters;
+  chunk of thousands of rows is one statement with nine parameters, and the
+  rows that are new or differ are picked by a join before the insert;
 * SQLite: ``INSERT ... VALUES (...), (...)`` in batches under its variable
   limit.
 
@@ -67,15 +68,25 @@ def _names() -> list[str]:
 def _postgresql_sql() -> str:
     names = _names()
     arrays = ", ".join(["%s::text[]"] + [f"%s::{kind}[]" for _, kind in COMPARED_COLUMNS])
+    listed = ", ".join(names)
     selected = ", ".join(f"r.{name}" for name in names)
     assignments = ", ".join(f"{name} = EXCLUDED.{name}" for name in names)
     current = ", ".join(f"p.{name}" for name in names)
     proposed = ", ".join(f"EXCLUDED.{name}" for name in names)
+    # The rows that are new or differ are picked first: an unchanged row then never
+    # reaches the INSERT, whose BEFORE INSERT triggers (the search vector) would
+    # otherwise run for it. The conflict clause repeats the comparison for a row
+    # another writer changed in between.
     return f"""
+        WITH incoming AS (
+            SELECT * FROM unnest({arrays}) AS r(sku, {listed})
+        ), differing AS (
+            SELECT r.* FROM incoming AS r LEFT JOIN catalog_product AS p ON p.sku = r.sku
+             WHERE p.id IS NULL OR ({current}) IS DISTINCT FROM ({selected})
+        )
         INSERT INTO catalog_product AS p
-               (sku, {", ".join(names)}, review_count, rating_total, created_at, updated_at)
-        SELECT r.sku, {selected}, 0, 0, %s, %s
-          FROM unnest({arrays}) AS r(sku, {", ".join(names)})
+               (sku, {listed}, review_count, rating_total, created_at, updated_at)
+        SELECT r.sku, {selected}, 0, 0, %s, %s FROM differing AS r
         ON CONFLICT (sku) DO UPDATE SET {assignments}, updated_at = EXCLUDED.updated_at
          WHERE ({current}) IS DISTINCT FROM ({proposed})
         RETURNING p.id, p.created_at = p.updated_at
@@ -118,7 +129,7 @@ def products_upsert(*, rows: Sequence[UpsertRow], now: datetime) -> list[Written
         if connection.vendor == "postgresql":
             params: list[Any] = [[row.sku for row in ordered]]
             params += [[row.value(name) for row in ordered] for name in _names()]
-            cursor.execute(_POSTGRESQL_SQL, [now, now, *params])
+            cursor.execute(_POSTGRESQL_SQL, [*params, now, now])
             return [Written(int(pk), bool(created)) for pk, created in cursor.fetchall()]
         written: list[Written] = []
         stamp = connection.ops.adapt_datetimefield_value(now)
