@@ -75,6 +75,7 @@ EXPECTED: dict[str, dict[str, Row]] = {
     "/api/products/{product_pk}/reviews/{pk}/": {READS: ANYONE, "PATCH DELETE": OTHERS_CHANGE},
     "/api/schema/": {READS: ANYONE},
     "/api/search/": {READS: ANYONE},
+    "/api/search/suggest/": {READS: ANYONE},
     "/api/shipments/": {READS: SIGNED_IN, "POST": ADMIN_ONLY},
     "/api/shipments/{pk}/": {"GET HEAD": OTHERS_READ, "OPTIONS": SIGNED_IN},
     "/api/shipments/{pk}/deliver/": {"POST": ADMIN_ONLY, "OPTIONS": SIGNED_IN},
