@@ -340,39 +340,131 @@ def _send_smtp(
     endpoints: Sequence[SmtpEndpoint],
     report: Callable[[Outcome], None],
 ) -> None:
+    """Sends the batch over as few sessions as possible: one unless a session is lost."""
     sender = parseaddr(settings.DEFAULT_FROM_EMAIL)[1]
     sender_header = formataddr(parseaddr(settings.DEFAULT_FROM_EMAIL), charset="utf-8")
-    client: PipeliningSMTP | None = None
-    index = 0
-    try:
-        while index < len(rendered):
-            item = rendered[index]
-            if client is None:
-                try:
-                    client = _connect(endpoints)
-                except ConnectionError as error:
-                    for rest in rendered[index:]:
-                        report(Outcome(rest.delivery_id, OutcomeResult.TRANSIENT, str(error)))
-                    return
-            try:
-                data = item.as_bytes(sender=sender_header)
-                code, text = client.transaction(sender, item.recipient, data)
-            except (smtplib.SMTPServerDisconnected, OSError, socket.timeout) as error:
-                # The message may or may not have been taken; the connection is gone.
-                client.close()
-                client = None
-                report(Outcome(item.delivery_id, OutcomeResult.TRANSIENT, f"connection: {error}"))
-                index += 1
-                continue
-            if code == 421:  # the server is closing the session: next message, new session
-                _quit(client)
-                client = None
-            if 200 <= code < 300:
-                report(Outcome(item.delivery_id, OutcomeResult.SENT))
-            elif 400 <= code < 500:
-                report(Outcome(item.delivery_id, OutcomeResult.TRANSIENT, f"SMTP {code} {text}"))
+    remaining = rendered
+    while remaining:
+        try:
+            client = _connect(endpoints)
+        except ConnectionError as error:
+            for item in remaining:
+                report(Outcome(item.delivery_id, OutcomeResult.TRANSIENT, str(error)))
+            return
+        try:
+            if client.has_extn("pipelining"):
+                done = _session_pipelined(client, remaining, sender, sender_header, report)
             else:
-                report(Outcome(item.delivery_id, OutcomeResult.PERMANENT, f"SMTP {code} {text}"))
-            index += 1
-    finally:
-        _quit(client)
+                done = _session_serial(client, remaining, sender, sender_header, report)
+        finally:
+            _quit(client)
+        remaining = remaining[done:]
+
+
+def _reply_outcome(item: RenderedEmail, code: int, text: str) -> Outcome:
+    if 200 <= code < 300:
+        return Outcome(item.delivery_id, OutcomeResult.SENT)
+    if 400 <= code < 500:
+        return Outcome(item.delivery_id, OutcomeResult.TRANSIENT, f"SMTP {code} {text}")
+    return Outcome(item.delivery_id, OutcomeResult.PERMANENT, f"SMTP {code} {text}")
+
+
+def _session_serial(
+    client: PipeliningSMTP,
+    items: list[RenderedEmail],
+    sender: str,
+    sender_header: str,
+    report: Callable[[Outcome], None],
+) -> int:
+    """One message at a time; returns how many were dealt with (all, unless the session broke)."""
+    for position, item in enumerate(items):
+        try:
+            code, text = client.transaction(sender, item.recipient, item.as_bytes(sender=sender_header))
+        except OSError as error:  # smtplib's errors are OSErrors: the session is gone
+            report(Outcome(item.delivery_id, OutcomeResult.TRANSIENT, f"connection: {error}"))
+            return position + 1
+        report(_reply_outcome(item, code, text))
+        if code == 421:  # the server is closing the session
+            return position + 1
+    return len(items)
+
+
+def _envelope(sender: str, recipient: str) -> bytes:
+    return f"MAIL FROM:<{sender}>\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode()
+
+
+def _reply(client: PipeliningSMTP) -> tuple[int, str]:
+    code, text = client.getreply()
+    return code, text.decode("utf-8", "replace")
+
+
+def _session_pipelined(
+    client: PipeliningSMTP,
+    items: list[RenderedEmail],
+    sender: str,
+    sender_header: str,
+    report: Callable[[Outcome], None],
+) -> int:
+    """RFC 2920 across messages: one write and one wait per message.
+
+    Each write carries the previous message's content (whose envelope the
+    server accepted) and the next message's MAIL, RCPT and DATA; the replies
+    come back in that order. Returns how many messages were dealt with.
+    """
+    carried: RenderedEmail | None = None  # envelope accepted, content not sent yet
+    in_flight: list[RenderedEmail] = []  # written, not yet reported
+    reset = False
+    position = 0
+    try:
+        while position < len(items) or carried is not None:
+            following = items[position] if position < len(items) else None
+            write = b""
+            if carried is not None:
+                write += _LEADING_DOT.sub(b"..", carried.as_bytes(sender=sender_header))
+                write += b"\r\n.\r\n"
+            if reset:
+                write += b"RSET\r\n"
+            if following is not None:
+                write += _envelope(sender, following.recipient)
+                in_flight.append(following)
+                position += 1
+            client.send(write)
+            if carried is not None:
+                code, text = _reply(client)
+                report(_reply_outcome(carried, code, text))
+                in_flight.remove(carried)
+                carried = None
+                if code == 421:
+                    break
+            if reset:
+                _reply(client)
+                reset = False
+            if following is None:
+                break
+            replies = [_reply(client) for _ in range(3)]
+            if [code for code, _ in replies] in ([250, 250, 354], [250, 251, 354]):
+                carried = following
+                continue
+            expected = ((250,), (250, 251), (354,))
+            refused = next(
+                (reply for reply, accepted in zip(replies, expected, strict=True)
+                 if reply[0] not in accepted),
+                replies[-1],
+            )  # fmt: skip
+            if replies[2][0] == 354:  # DATA accepted after a refused step: end it empty
+                client.send(b".\r\n")
+                _reply(client)
+            report(_reply_outcome(following, *refused))
+            in_flight.remove(following)
+            if any(code == 421 for code, _ in replies):
+                break
+            reset = True
+    except OSError as error:  # the session broke: whatever was in flight is unknown
+        for item in in_flight:
+            report(Outcome(item.delivery_id, OutcomeResult.TRANSIENT, f"connection: {error}"))
+        return position
+    # A 421 (the server closes the session): the message whose envelope went with
+    # the refused one is sent again in the next session.
+    for item in in_flight:
+        return items.index(item)
+    return position
