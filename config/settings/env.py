@@ -108,6 +108,7 @@ class Environment:
     catalog_cache_enabled: bool
     catalog_import_dir: Path
     catalog_import_max_bytes: int
+    catalog_import_chunk_rows: int
     lean_gateway_enabled: bool
     database_prepared_statements: bool
     metrics_enabled: bool
@@ -197,6 +198,8 @@ def read_environment() -> Environment:
             _env.str("CATALOG_IMPORT_DIR", default=str(BASE_DIR / "var" / "imports"))
         ),
         catalog_import_max_bytes=_env.int("CATALOG_IMPORT_MAX_BYTES", default=1024**3),
+        # Rows applied per transaction (docs/api.md, "Bulk catalog import").
+        catalog_import_chunk_rows=_env.int("CATALOG_IMPORT_CHUNK_ROWS", default=5_000),
         # Off only to measure Django's full request cycle against it (docs/adr/0020).
         lean_gateway_enabled=_env.bool("LEAN_GATEWAY_ENABLED", default=True),
         # False behind a pooler that cannot keep prepared statements (PgBouncer in
