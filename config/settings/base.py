@@ -404,7 +404,7 @@ CATALOG_CACHE_FAILURE_BACKOFF_SECONDS = 2
 # own body limit instead of MAX_REQUEST_BODY_BYTES, and streams to CATALOG_IMPORT_DIR.
 CATALOG_IMPORT_DIR = ENV.catalog_import_dir
 CATALOG_IMPORT_MAX_BYTES = ENV.catalog_import_max_bytes
-CATALOG_IMPORT_CHUNK_ROWS = 5_000
+CATALOG_IMPORT_CHUNK_ROWS = ENV.catalog_import_chunk_rows
 CATALOG_IMPORT_MAX_STORED_ERRORS = 100_000
 # A task applies chunks for this long, then queues its continuation.
 CATALOG_IMPORT_TASK_SECONDS = 60
