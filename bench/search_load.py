@@ -454,8 +454,8 @@ def main() -> None:
     print(f"popular query / cached product list (nginx): {popular / listed:.2f}")
     print(f"popular query / cached product list (app):   {popular_app / listed_app:.2f}")
     results["cpu_ms_per_request"] = cpu
-    path = common.save("search_load", results)
-    print(f"\nresults: {path}")
+    saved = common.save("search_load", results)
+    print(f"\nresults: {saved}")
     print(json.dumps(results["mix_classes"].get("_statuses", {})))
     shutil.rmtree(work, ignore_errors=True)
     sys.stdout.flush()
