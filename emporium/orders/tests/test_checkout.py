@@ -362,6 +362,7 @@ def test_checkout_costs_a_fixed_number_of_queries(
 ) -> None:
     cart_fill(customer, [(ProductFactory(stock_quantity=5), 1) for _ in range(3)])
     client = client_for(customer)  # a Bearer token: the lean checkout path
+    assert client.get("/api/auth/me/").status_code == 200  # the account's state, now kept
 
     # PostgreSQL: emporium_order_place() does it all, the realtime order event included,
     # and the test's transaction turns its implicit one into a savepoint pair. Elsewhere:
