@@ -207,7 +207,7 @@ failover:
 SCENARIO ?= checkout
 bench: install
 	bash deploy/local/start-services.sh
-	$(BIN)/python -m bench.$(SCENARIO)
+	$(BIN)/python -m bench.$(subst -,_,$(SCENARIO))
 
 ## A Locust load test of any running deployment (docs/performance_tuning.md), headless:
 ## `make loadtest` against `make run` here, or `make loadtest HOST=https://shop.example`.

@@ -194,8 +194,9 @@ def production_env(database_url: str, **extra: str) -> dict[str, str]:
     }
 
 
-def manage(env: dict[str, str], *args: str) -> None:
-    subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True)
+def manage(env: dict[str, str], *args: str, cwd: Path | None = None) -> None:
+    """``manage.py`` of this tree, or of the tree at ``cwd`` (another revision)."""
+    subprocess.run([sys.executable, "manage.py", *args], cwd=cwd or ROOT, env=env, check=True)
 
 
 def wait_http(url: str, timeout: float = 30) -> None:
@@ -425,10 +426,14 @@ def app_server(
     workers: int,
     ready_path: str,
     threads: int | None = None,
+    cwd: Path | None = None,
+    target: str | None = None,
 ) -> Iterator[str]:
-    process = subprocess.Popen(
-        app_server_command(kind, port=port, workers=workers, threads=threads), cwd=ROOT, env=env
-    )
+    """The app server of this tree (or of the tree at ``cwd``) serving ``target`` (or the app)."""
+    command = app_server_command(kind, port=port, workers=workers, threads=threads)
+    if target is not None:
+        command = [target if part == "config.wsgi:application" else part for part in command]
+    process = subprocess.Popen(command, cwd=cwd or ROOT, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{base}{ready_path}", timeout=60)

@@ -83,6 +83,18 @@ def _fanout(saved: dict[str, Any]) -> Figures:
     }
 
 
+def _journey(saved: dict[str, Any]) -> Figures:
+    return {"journeys/s / minimal Django view, same client": (saved["ratio"], True)}
+
+
+def _signed_in(saved: dict[str, Any]) -> Figures:
+    return {
+        f"{name} / {values['reference']}": (values["ratio"], True)
+        for name, values in saved["figures"].items()
+        if values["reference"] != name
+    }
+
+
 def _orders(saved: dict[str, Any]) -> Figures:
     return {
         "(a) my orders / /api/auth/me/": (saved["ratio_list_to_reference"], True),
@@ -97,6 +109,8 @@ EXTRACT: dict[str, Callable[[dict[str, Any]], Figures]] = {
     "search": _search,
     "fanout": _fanout,
     "orders": _orders,
+    "journey": _journey,
+    "signed_in": _signed_in,
 }
 
 
@@ -128,11 +142,19 @@ def base_tree(revision: str) -> Path:
 
 
 def run(tree: Path, scenario: str, arguments: list[str]) -> dict[str, Any]:
-    """Run the scenario in ``tree`` and return what it saved."""
-    results = tree / "bench" / "results"
+    """Run the scenario in ``tree`` and return what it saved.
+
+    A scenario the earlier tree does not have yet is run from this tree against
+    the earlier tree's application (``--app-root``, which such scenarios take).
+    """
+    here = not (tree / "bench" / f"{scenario}.py").exists()
+    if here:
+        arguments = [*arguments, "--app-root", str(tree)]
+    runner = common.ROOT if here else tree
+    results = runner / "bench" / "results"
     started = time.time()
     print(f"\n==== {scenario} on {tree}", flush=True)
-    subprocess.run([sys.executable, "-m", f"bench.{scenario}", *arguments], cwd=tree, check=True)
+    subprocess.run([sys.executable, "-m", f"bench.{scenario}", *arguments], cwd=runner, check=True)
     saved = sorted(
         (path for path in results.glob(f"{scenario}-*.json") if path.stat().st_mtime >= started),
         key=lambda path: path.stat().st_mtime,
