@@ -177,7 +177,7 @@ class Cluster:
             dbname="emporium",
             connect_timeout=5,
         ) as connection:
-            return list(connection.execute(query, params).fetchall())  # type: ignore[arg-type]
+            return list(connection.execute(query, params).fetchall())
 
 
 def cluster_environment(directory: Path, **settings: str) -> dict[str, str]:

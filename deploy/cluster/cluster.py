@@ -19,6 +19,7 @@ Settings, all from the environment:
     CLUSTER_APP_SERVERS    granian app servers behind nginx       2
     CLUSTER_WS_SERVERS     uvicorn WebSocket servers              1
     CLUSTER_WEB_WORKERS    granian workers per app server         1
+    CLUSTER_WEB_THREADS    granian blocking threads per worker    1
     CLUSTER_PORT_BASE      first port (HTTPS is base+443); 0 = any free ports   18000
     CLUSTER_REPLICA        1 = a streaming replica                1
     CLUSTER_PGBOUNCER      1 = PgBouncer in transaction mode in front of the primary   0
@@ -839,7 +840,7 @@ def start_all(
                 "--workers",
                 workers,
                 "--blocking-threads",
-                "1",
+                setting("CLUSTER_WEB_THREADS", "1"),
                 "config.wsgi:application",
             ],
             env={**app_env, "PROMETHEUS_MULTIPROC_DIR": str(metrics / name)},
