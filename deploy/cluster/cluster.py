@@ -882,8 +882,12 @@ def start_all(
             "-A",
             "config",
             "worker",
-            "-Q",
-            setting("CLUSTER_WORKER_QUEUES", "payments,email,push,default"),
+            # Every queue of config/celery.py's task_queues unless CLUSTER_WORKER_QUEUES names some.
+            *(
+                ["-Q", os.environ["CLUSTER_WORKER_QUEUES"]]
+                if os.environ.get("CLUSTER_WORKER_QUEUES")
+                else []
+            ),
             # A node name of this cluster's own: two workers named alike on one virtual
             # host (another cluster's, a `make worker`) fight over the same pidbox queue.
             "--hostname",
