@@ -61,8 +61,11 @@ class ServiceBusy(ApplicationError):
     retry_after_seconds = 2
 
 
-# PostgreSQL refusing a new connection: too_many_connections, cannot_connect_now.
-_OVERLOAD_SQLSTATES = frozenset({"53300", "57P03"})
+# PostgreSQL refusing a new connection: too_many_connections, cannot_connect_now;
+# or ending one: admin_shutdown, crash_shutdown, and the connection_exception class.
+_OVERLOAD_SQLSTATES = frozenset(
+    {"53300", "57P03", "57P01", "57P02", "08000", "08001", "08003", "08004", "08006"}
+)
 # A refusal at connection time carries no SQLSTATE in libpq, only the server's
 # message: these are those two conditions' messages.
 _OVERLOAD_MESSAGES = (
@@ -71,6 +74,17 @@ _OVERLOAD_MESSAGES = (
     "remaining connection slots are reserved",
     "the database system is starting up",
     "the database system is shutting down",
+    # The server cannot be reached, or went away: a stopped or lost primary, a cut
+    # network. libpq's and psycopg's own words, compared in lower case.
+    "connection refused",
+    "connection failed",
+    "could not connect",
+    "timeout expired",
+    "server closed the connection unexpectedly",
+    "the connection is lost",
+    "the connection is closed",
+    "terminating connection due to administrator command",
+    "terminating connection because of crash of another server process",
 )
 
 
@@ -78,9 +92,12 @@ def database_overloaded(error: BaseException) -> bool:
     """Whether ``error`` (or what caused it) says the database has no connection to give.
 
     A process's pool found none free in DATABASE_POOL_TIMEOUT (``PoolTimeout``),
-    or the server refused a new one (its ``max_connections`` reached, or still
-    starting). Nothing was written: a retry is safe. Django wraps both in its
-    own ``OperationalError``, so the chain of causes is followed.
+    the server refused a new one (its ``max_connections`` reached, or still
+    starting), or it cannot be reached or dropped the connection (stopped,
+    crashed, failing over, a cut network). The transaction did not commit,
+    except in the one case of a connection lost while its COMMIT was on the
+    way: a retry with the same ``Idempotency-Key`` is safe either way. Django
+    wraps these in its own ``OperationalError``, so the chain of causes is followed.
     """
     try:
         from psycopg_pool import PoolTimeout
@@ -95,7 +112,7 @@ def database_overloaded(error: BaseException) -> bool:
         if getattr(current, "sqlstate", None) in _OVERLOAD_SQLSTATES:
             return True
         if type(current).__name__ == "OperationalError" and any(
-            message in str(current) for message in _OVERLOAD_MESSAGES
+            message in str(current).lower() for message in _OVERLOAD_MESSAGES
         ):
             return True
         current = current.__cause__ or current.__context__

@@ -304,3 +304,64 @@ def test_an_integrity_error_is_logged_as_a_warning(caplog: pytest.LogCaptureFixt
         handle(IntegrityError("dup"))
 
     assert [r.levelname for r in caplog.records] == ["WARNING"]
+
+
+# --- a database that cannot be reached is a 503, as one with no connection to give ---------
+
+
+def _wrapped_as_django_does(error: Exception) -> Exception:
+    from django.db import OperationalError as DjangoOperationalError
+
+    wrapped = DjangoOperationalError(*error.args)
+    wrapped.__cause__ = error
+    return wrapped
+
+
+def test_a_refused_connection_is_answered_503_with_retry_after() -> None:
+    import psycopg
+
+    from emporium.core.errors import database_overloaded
+    from tests.support.processes import free_port
+
+    with pytest.raises(psycopg.OperationalError) as refused:
+        psycopg.connect(host="127.0.0.1", port=free_port(), user="postgres", connect_timeout=2)
+    assert database_overloaded(refused.value)
+    status, body, response = handle(_wrapped_as_django_does(refused.value))
+    assert status == 503
+    assert body["error"]["code"] == "service_busy"
+    assert response["Retry-After"] == "2"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_the_server_ended_is_answered_503(database_url: str) -> None:
+    import psycopg
+    from django.db import connection
+
+    from emporium.core.errors import database_overloaded
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL")
+    settings_dict = connection.settings_dict
+    parameters = {
+        "host": settings_dict["HOST"] or "127.0.0.1",
+        "port": settings_dict["PORT"] or 5432,
+        "user": settings_dict["USER"],
+        "password": settings_dict["PASSWORD"],
+        "dbname": settings_dict["NAME"],
+    }
+    with psycopg.connect(**parameters, autocommit=True) as victim:
+        pid = victim.info.backend_pid
+        with psycopg.connect(**parameters, autocommit=True) as killer:
+            killer.execute("SELECT pg_terminate_backend(%s)", [pid])
+        with pytest.raises(psycopg.OperationalError) as ended:
+            victim.execute("SELECT 1")
+    assert database_overloaded(ended.value)
+    status, body, _ = handle(_wrapped_as_django_does(ended.value))
+    assert (status, body["error"]["code"]) == (503, "service_busy")
+
+
+def test_other_database_errors_stay_500() -> None:
+    from emporium.core.errors import database_overloaded
+
+    assert not database_overloaded(RuntimeError("connection refused"))  # not the database's
+    assert not database_overloaded(IntegrityError("duplicate key value"))
