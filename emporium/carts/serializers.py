@@ -71,7 +71,16 @@ def cart_representation(
         total = Decimal(product["price"]) * line["quantity"]
         count += line["quantity"]
         subtotal += total
-        values = {**line, "product": product, "line_total": decimal_text(total)}
-        items.append({name: values[name] for name in _LINE_FIELDS})
+        items.append(cart_line_representation(line, product, total=total))
     values = {**cart, "items": items, "item_count": count, "subtotal": decimal_text(subtotal)}
     return {name: values[name] for name in _CART_FIELDS}
+
+
+def cart_line_representation(
+    line: dict[str, Any], product: dict[str, Any], *, total: Decimal | None = None
+) -> dict[str, Any]:
+    """What ``CartItemSerializer`` writes for a line, from its and its product's rendered fields."""
+    if total is None:
+        total = Decimal(product["price"]) * line["quantity"]
+    values = {**line, "product": product, "line_total": decimal_text(total)}
+    return {name: values[name] for name in _LINE_FIELDS}

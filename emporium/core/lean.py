@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from django.db.models import Model
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from rest_framework.views import APIView
 from rest_framework.viewsets import GenericViewSet
 
 _ModelT = TypeVar("_ModelT", bound=Model)
@@ -32,6 +33,23 @@ class LeanDispatchViewSet(GenericViewSet[_ModelT]):
         if lean is None:
             return super().dispatch(request, *args, **kwargs)
         # What DRF's finalize_response adds to every answer of this view.
+        self.args, self.kwargs = args, kwargs
+        for name, value in self.default_response_headers.items():
+            lean[name] = value
+        return lean
+
+
+class LeanDispatchView(APIView):
+    """:class:`LeanDispatchViewSet` for a plain ``APIView``: chosen requests skip DRF's dispatch."""
+
+    def lean_response(self, request: HttpRequest, **kwargs: Any) -> HttpResponse | None:
+        """The answer without DRF, or None to take DRF's path."""
+        return None
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        lean = self.lean_response(request, **kwargs)
+        if lean is None:
+            return super().dispatch(request, *args, **kwargs)
         self.args, self.kwargs = args, kwargs
         for name, value in self.default_response_headers.items():
             lean[name] = value
