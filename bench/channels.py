@@ -59,7 +59,7 @@ def start_server(command: list[str], log: Path) -> subprocess.Popen[bytes]:
 
 def http_json(url: str, method: str = "GET") -> dict[str, Any]:
     request = urllib.request.Request(url, method=method, data=b"{}" if method == "POST" else None)
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+    with urllib.request.urlopen(request, timeout=10) as response:
         return dict(json.loads(response.read()))
 
 
@@ -169,7 +169,7 @@ def django_prepare(env: dict[str, str], messages: int, channel: str) -> None:
 
     for start in range(0, messages, 5000):
         users = [
-            User(username=f"bench{n}", email=f"user{n}@bench.example", password="!")
+            User(username=f"bench{n}", email=f"user{n}@bench.example", password="!")  # noqa: S106 - unusable
             for n in range(start, min(messages, start + 5000))
         ]
         User.objects.bulk_create(users)
@@ -204,7 +204,7 @@ def purge(broker_url: str, queue: str) -> None:
     from kombu import Connection
 
     with Connection(broker_url, connect_timeout=5) as connection:
-        channel = connection.channel()
+        channel: Any = connection.channel()
         try:
             channel.queue_purge(queue)
         except connection.channel_errors:
@@ -226,10 +226,14 @@ def run_emporium(channel: str, messages: int, timeout: float) -> dict[str, Any]:
     ids = list(User.objects.order_by("id").values_list("id", flat=True))
     requests = [
         DeliveryRequest(
-            recipient_id=user_id, kind="order.paid", channel=channel, title="Your order is paid",
+            recipient_id=user_id,
+            kind="order.paid",
+            channel=channel,
+            title="Your order is paid",
             body="Order 42 is paid and being packed.",
             data={"order_id": 42, "url": "https://shop.example/orders/42"},
-            dedup_key=f"bench:{user_id}", critical=False,
+            dedup_key=f"bench:{user_id}",
+            critical=False,
         )
         for user_id in ids
     ]
@@ -248,9 +252,7 @@ def run_emporium(channel: str, messages: int, timeout: float) -> dict[str, Any]:
             break
         time.sleep(0.2)
     seconds = time.perf_counter() - started
-    attempts = dict(
-        Delivery.objects.values_list("attempts").annotate(count=Count("id")).order_by()
-    )
+    attempts = dict(Delivery.objects.values_list("attempts").annotate(count=Count("id")).order_by())
     return {
         "messages": stored,
         "seconds": seconds,
@@ -285,15 +287,39 @@ def main(channel: str, argv: list[str] | None = None) -> None:
     purge(env["BROKER_URL"], queue)
     if channel == "email":
         server = start_server(
-            [sys.executable, "-m", "simulators.smtp_sink", "--port", str(port),
-             "--stats-port", str(stats_port), "--transient-rate", "0.05", "--seed", "1"],
+            [
+                sys.executable,
+                "-m",
+                "simulators.smtp_sink",
+                "--port",
+                str(port),
+                "--stats-port",
+                str(stats_port),
+                "--transient-rate",
+                "0.05",
+                "--seed",
+                "1",
+            ],
             logs / "smtp-sink.log",
         )
         stats_url = f"http://127.0.0.1:{stats_port}/stats"
     else:
         server = start_server(
-            [sys.executable, "-m", "simulators.push", "--port", str(port),
-             "--failure-rate", "0.02", "--dead-rate", "0.01", "--retry-after", "1", "--seed", "1"],
+            [
+                sys.executable,
+                "-m",
+                "simulators.push",
+                "--port",
+                str(port),
+                "--failure-rate",
+                "0.02",
+                "--dead-rate",
+                "0.01",
+                "--retry-after",
+                "1",
+                "--seed",
+                "1",
+            ],
             logs / "push-simulator.log",
         )
         stats_url = f"http://127.0.0.1:{port}/v1/stats"
@@ -309,7 +335,10 @@ def main(channel: str, argv: list[str] | None = None) -> None:
             else:
                 bare = run_bare(
                     _bare_push,
-                    [(f"http://127.0.0.1:{port}", n * share, share, 64) for n in range(options.workers)],
+                    [
+                        (f"http://127.0.0.1:{port}", n * share, share, 64)
+                        for n in range(options.workers)
+                    ],
                 )
             bare["server"] = http_json(stats_url)
             reset_url = stats_url if channel == "email" else f"http://127.0.0.1:{port}/v1/control"
@@ -319,7 +348,7 @@ def main(channel: str, argv: list[str] | None = None) -> None:
                 request = urllib.request.Request(
                     reset_url, method="POST", data=json.dumps({"reset": True}).encode()
                 )
-                urllib.request.urlopen(request, timeout=10).close()  # noqa: S310 - loopback
+                urllib.request.urlopen(request, timeout=10).close()
             workers = start_workers(env, queue, options.workers, logs / f"{channel}-workers.log")
             time.sleep(4)  # the workers connect and declare their queues
             cpu_before = common.process_cpu()
@@ -347,17 +376,19 @@ def report(channel: str, options: Any, emporium: dict[str, Any], bare: dict[str,
     sent = emporium["statuses"].get("sent", 0)
     lost = emporium["messages"] - sent - emporium["statuses"].get("skipped", 0)
     print(f"\n{channel}: {emporium['messages']} messages, {options.workers} worker processes")
-    print(f"  Emporium  {emporium['per_second']:>9.0f}/s  ({emporium['seconds']:.1f} s, "
-          f"enqueue {emporium['enqueue_seconds']:.1f} s)")
+    print(
+        f"  Emporium  {emporium['per_second']:>9.0f}/s  ({emporium['seconds']:.1f} s, "
+        f"enqueue {emporium['enqueue_seconds']:.1f} s)"
+    )
     print(f"  bare      {bare['per_second']:>9.0f}/s  ({bare['seconds']:.1f} s)")
     print(f"  ratio     {emporium['per_second'] / bare['per_second']:>9.2f}")
     print(f"  statuses {emporium['statuses']}  attempts {emporium['attempts']}")
-    print(f"  server: distinct {server['distinct']}, duplicates {server['duplicates']}, "
-          f"transient answers {server['transient']}"
-          + (f", unregistered {server['unregistered']}" if channel == "push" else ""))
+    print(
+        f"  server: distinct {server['distinct']}, duplicates {server['duplicates']}, "
+        f"transient answers {server['transient']}"
+        + (f", unregistered {server['unregistered']}" if channel == "push" else "")
+    )
     print(f"  not delivered (lost) {lost}")
     print(f"  cpu seconds {emporium['cpu']}")
-    path = common.save(
-        channel, {"options": vars(options), "emporium": emporium, "bare": bare}
-    )
+    path = common.save(channel, {"options": vars(options), "emporium": emporium, "bare": bare})
     print(f"  saved {path.relative_to(common.ROOT)}")

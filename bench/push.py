@@ -1,4 +1,4 @@
-"""Pushes/s into the simulated provider with 2 % transient failures and 1 % dead tokens; see bench.channels."""
+"""Pushes/s into the push simulator, 2 % transient failures, 1 % dead tokens; see bench.channels."""
 
 import sys
 

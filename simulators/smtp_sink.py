@@ -50,7 +50,12 @@ class SinkHandler:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_EHLO(
-        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
     ) -> list[str]:
         session.host_name = hostname  # the new-style hook must record it itself
         self.sessions += 1
@@ -105,7 +110,9 @@ class SinkHandler:
 class SmtpSink:
     """The sink on its own thread; ``stop`` and ``start`` again to take it away and back."""
 
-    def __init__(self, handler: SinkHandler | None = None, port: int = 0, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, handler: SinkHandler | None = None, port: int = 0, host: str = "127.0.0.1"
+    ) -> None:
         self.handler = handler or SinkHandler()
         self.host = host
         self.port = port or _free_port()
@@ -158,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     handler = SinkHandler(
         transient_rate=options.transient_rate,
         pipelining=not options.no_pipelining,
-        random=random.Random(options.seed),
+        random=random.Random(options.seed),  # noqa: S311 - simulated failures, not secrets
     )
     sink = SmtpSink(handler, port=options.port, host=options.host).start()
 

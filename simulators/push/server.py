@@ -97,8 +97,14 @@ def _fcm_error(status: int, state: str, message: str, code: str | None = None) -
     return {"error": error}
 
 
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
-            429: "Too Many Requests", 503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    429: "Too Many Requests",
+    503: "Service Unavailable",
+}
 
 
 class PushProtocol(asyncio.Protocol):
@@ -111,6 +117,7 @@ class PushProtocol(asyncio.Protocol):
         self.body: list[bytes] = []
         # Answers go out in request order even when latency reorders the work.
         self.previous: asyncio.Future[None] | None = None
+        self.tasks: set[asyncio.Future[None]] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -137,7 +144,11 @@ class PushProtocol(asyncio.Protocol):
         keep_alive = self.parser.should_keep_alive()
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         previous, self.previous = self.previous, done
-        asyncio.ensure_future(self._answer(method, url, headers, body, keep_alive, previous, done))
+        task = asyncio.ensure_future(
+            self._answer(method, url, headers, body, keep_alive, previous, done)
+        )
+        self.tasks.add(task)  # held until done: the loop keeps only weak references
+        task.add_done_callback(self.tasks.discard)
 
     async def _answer(
         self,
@@ -166,12 +177,16 @@ class PushProtocol(asyncio.Protocol):
         if method == b"POST" and path == "/v1/control":
             state.control(json.loads(body or b"{}"))
             return 200, state.stats(), {}
-        if method != b"POST" or not path.startswith("/v1/projects/") or not path.endswith(SEND_SUFFIX):
+        if (
+            method != b"POST"
+            or not path.startswith("/v1/projects/")
+            or not path.endswith(SEND_SUFFIX)
+        ):
             return 404, _fcm_error(404, "NOT_FOUND", "no such method"), {}
         state.requests += 1
-        if state.access_token is not None:
-            if headers.get(b"authorization", b"").decode() != f"Bearer {state.access_token}":
-                return 401, _fcm_error(401, "UNAUTHENTICATED", "bad credentials"), {}
+        authorization = headers.get(b"authorization", b"").decode()
+        if state.access_token is not None and authorization != f"Bearer {state.access_token}":
+            return 401, _fcm_error(401, "UNAUTHENTICATED", "bad credentials"), {}
         if state.latency_ms or state.jitter_ms:
             delay = state.latency_ms + state.random.uniform(-state.jitter_ms, state.jitter_ms)
             await asyncio.sleep(max(0.0, delay) / 1000)
@@ -186,15 +201,27 @@ class PushProtocol(asyncio.Protocol):
                 raise ValueError("token")
         except (ValueError, KeyError, TypeError):
             state.invalid += 1
-            return 400, _fcm_error(400, "INVALID_ARGUMENT", "malformed message", "INVALID_ARGUMENT"), {}
+            return (
+                400,
+                _fcm_error(400, "INVALID_ARGUMENT", "malformed message", "INVALID_ARGUMENT"),
+                {},
+            )
         if state.token_dead(token):
             state.unregistered += 1
-            return 404, _fcm_error(404, "NOT_FOUND", "Requested entity was not found.", "UNREGISTERED"), {}
+            return (
+                404,
+                _fcm_error(404, "NOT_FOUND", "Requested entity was not found.", "UNREGISTERED"),
+                {},
+            )
         if state.failure_rate and state.random.random() < state.failure_rate:
             state.transient += 1
             if state.random.random() < 0.5:
                 return 503, _fcm_error(503, "UNAVAILABLE", "try again", "UNAVAILABLE"), retry_after
-            return 429, _fcm_error(429, "RESOURCE_EXHAUSTED", "quota", "QUOTA_EXCEEDED"), retry_after
+            return (
+                429,
+                _fcm_error(429, "RESOURCE_EXHAUSTED", "quota", "QUOTA_EXCEEDED"),
+                retry_after,
+            )
         key = (token, str((message.get("data") or {}).get("delivery_id", "")))
         seen = state.received.get(key, 0)
         state.received[key] = seen + 1
@@ -289,8 +316,9 @@ def main(argv: list[str] | None = None) -> None:
         dead_rate=options.dead_rate,
         retry_after=options.retry_after,
         access_token=options.access_token,
-        random=random.Random(options.seed),
+        random=random.Random(options.seed),  # noqa: S311 - simulated failures, not secrets
     )
+
     async def run() -> None:
         server = await serve(state, options.host, options.port)
         print(f"push simulator listening on http://{options.host}:{options.port}", flush=True)

@@ -17,11 +17,11 @@ e-mail backend, files under var/mail.
 from __future__ import annotations
 
 import binascii
+import contextlib
 import logging
 import re
 import secrets
 import smtplib
-import socket
 import ssl
 import time
 from collections.abc import Callable, Sequence
@@ -149,9 +149,13 @@ def _part(boundary: str, content_type: str, content: str) -> bytes:
     encoded = binascii.b2a_qp(content.encode("utf-8"), istext=True)
     encoded = encoded.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
     return (
-        f"--{boundary}\r\nContent-Type: {content_type}; charset=\"utf-8\"\r\n"
-        "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
-    ).encode() + encoded + b"\r\n"
+        (
+            f'--{boundary}\r\nContent-Type: {content_type}; charset="utf-8"\r\n'
+            "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        ).encode()
+        + encoded
+        + b"\r\n"
+    )
 
 
 def _message_id(delivery: Delivery) -> str:
@@ -235,10 +239,8 @@ class PipeliningSMTP(smtplib.SMTP):
         return code, text.decode("utf-8", "replace")
 
     def _reset(self) -> None:
-        try:
+        with contextlib.suppress(smtplib.SMTPException):
             self.rset()
-        except smtplib.SMTPException:
-            pass
 
 
 _down_until: dict[SmtpEndpoint, float] = {}
@@ -326,7 +328,9 @@ def deliveries_send(deliveries: list[Delivery], report: Callable[[Outcome], None
 def _send_backend(rendered: list[RenderedEmail], report: Callable[[Outcome], None]) -> None:
     """Django's configured backend (files in the embedded profile): all or none."""
     try:
-        get_connection(fail_silently=False).send_messages([item.django_message() for item in rendered])
+        get_connection(fail_silently=False).send_messages(
+            [item.django_message() for item in rendered]
+        )
     except (OSError, smtplib.SMTPException) as error:
         for item in rendered:
             report(Outcome(item.delivery_id, OutcomeResult.TRANSIENT, f"backend: {error}"))
@@ -379,7 +383,9 @@ def _session_serial(
     """One message at a time; returns how many were dealt with (all, unless the session broke)."""
     for position, item in enumerate(items):
         try:
-            code, text = client.transaction(sender, item.recipient, item.as_bytes(sender=sender_header))
+            code, text = client.transaction(
+                sender, item.recipient, item.as_bytes(sender=sender_header)
+            )
         except OSError as error:  # smtplib's errors are OSErrors: the session is gone
             report(Outcome(item.delivery_id, OutcomeResult.TRANSIENT, f"connection: {error}"))
             return position + 1

@@ -16,6 +16,8 @@ rows claimed, and they become claimable again only once the lease has run out.
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -24,6 +26,11 @@ from django.db.models import Q
 class Channel(models.TextChoices):
     EMAIL = "email", "E-mail"
     PUSH = "push", "Push"
+
+
+def channel_config(channel: str) -> dict[str, Any]:
+    """The channel's entry of NOTIFICATION_CHANNELS (queue, batch size, rate, concurrency)."""
+    return cast("dict[str, dict[str, Any]]", settings.NOTIFICATION_CHANNELS)[channel]
 
 
 class DeliveryStatus(models.TextChoices):

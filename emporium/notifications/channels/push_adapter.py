@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 from django.conf import settings
 
-from emporium.notifications.channels.models import Delivery, DeviceToken
+from emporium.notifications.channels.models import Delivery, DeviceToken, channel_config
 from emporium.notifications.channels.outcomes import Outcome, OutcomeResult
 
 
@@ -82,7 +82,9 @@ def response_classify(response: httpx.Response) -> _TokenResult:
         return _TokenResult(OutcomeResult.SKIPPED, f"HTTP {status} UNREGISTERED")
     if status == 429 or status >= 500 or status in (401, 403):
         # 401/403: credentials being rotated or misconfigured; worth a later try.
-        return _TokenResult(OutcomeResult.TRANSIENT, f"HTTP {status} {text}", _retry_after(response))
+        return _TokenResult(
+            OutcomeResult.TRANSIENT, f"HTTP {status} {text}", _retry_after(response)
+        )
     return _TokenResult(OutcomeResult.PERMANENT, f"HTTP {status} {text}")
 
 
@@ -98,7 +100,7 @@ class _Sender:
     def run(self, messages: list[PushMessage]) -> list[_TokenResult]:
         configuration = (
             settings.PUSH_PROVIDER_URL,
-            settings.NOTIFICATION_CHANNELS["push"]["CONCURRENCY"],
+            channel_config("push")["CONCURRENCY"],
         )
         with self.lock:
             if self.loop is None or self.loop.is_closed():
@@ -119,16 +121,14 @@ class _Sender:
             base_url=str(configuration[0]),
             headers=headers,
             timeout=httpx.Timeout(float(settings.PUSH_PROVIDER_TIMEOUT_SECONDS)),
-            limits=httpx.Limits(
-                max_connections=concurrency, max_keepalive_connections=concurrency
-            ),
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
         )
 
     async def _send_all(
         self, client: httpx.AsyncClient, messages: list[PushMessage]
     ) -> list[_TokenResult]:
         path = f"/v1/projects/{settings.PUSH_PROJECT_ID}/messages:send"
-        concurrency = int(settings.NOTIFICATION_CHANNELS["push"]["CONCURRENCY"])
+        concurrency = int(channel_config("push")["CONCURRENCY"])
         results: list[_TokenResult] = [_TokenResult(OutcomeResult.TRANSIENT)] * len(messages)
         queue = iter(range(len(messages)))
 
@@ -194,15 +194,18 @@ def deliveries_send(deliveries: list[Delivery], report: Callable[[Outcome], None
     for delivery in deliveries:
         pairs = by_delivery.get(delivery.id, [])
         if not pairs:
-            reason = "every device already has it" if delivery.sent_to else "no device registered"
-            result = OutcomeResult.SENT if delivery.sent_to else OutcomeResult.SKIPPED
-            report(Outcome(delivery.id, result, "" if delivery.sent_to else reason))
+            if delivery.sent_to:  # every device already has it
+                report(Outcome(delivery.id, OutcomeResult.SENT))
+            else:
+                report(Outcome(delivery.id, OutcomeResult.SKIPPED, "no device registered"))
             continue
         report(_outcome(delivery, pairs))
 
 
 def _outcome(delivery: Delivery, pairs: list[tuple[PushMessage, _TokenResult]]) -> Outcome:
-    sent = tuple(message.token_id for message, result in pairs if result.result == OutcomeResult.SENT)
+    sent = tuple(
+        message.token_id for message, result in pairs if result.result == OutcomeResult.SENT
+    )
     dead = tuple(
         message.token_id for message, result in pairs if result.result == OutcomeResult.SKIPPED
     )

@@ -9,21 +9,20 @@ from __future__ import annotations
 
 import time
 
-from django.conf import settings
-
 from emporium.core.throttling import gcra_take
+from emporium.notifications.channels.models import channel_config
 
 _PERIOD_SECONDS = 1.0
 
 
 def rate_per_second(channel: str) -> int:
-    return int(settings.NOTIFICATION_CHANNELS[channel]["RATE_PER_SECOND"])
+    return int(channel_config(channel)["RATE_PER_SECOND"])
 
 
 def chunk_size(channel: str) -> int:
     """The most messages one take may ask for: one period's worth (the GCRA burst)."""
     rate = rate_per_second(channel)
-    batch = int(settings.NOTIFICATION_CHANNELS[channel]["BATCH_SIZE"])
+    batch = int(channel_config(channel)["BATCH_SIZE"])
     return batch if rate <= 0 else max(1, min(rate, batch))
 
 

@@ -7,7 +7,9 @@ from django.db.models import QuerySet
 from emporium.notifications.channels.models import Delivery, DeliveryStatus, DeviceToken
 
 
-def dead_letter_list(*, channel: str | None = None, error_contains: str | None = None) -> QuerySet[Delivery]:
+def dead_letter_list(
+    *, channel: str | None = None, error_contains: str | None = None
+) -> QuerySet[Delivery]:
     """Parked deliveries, most recently parked first (the partial index on dead rows)."""
     rows = Delivery.objects.filter(status=DeliveryStatus.DEAD)
     if channel:

@@ -32,6 +32,7 @@ from emporium.notifications.channels.models import (
     DeliveryStatus,
     DevicePlatform,
     DeviceToken,
+    channel_config,
 )
 from emporium.notifications.channels.outcomes import Outcome, OutcomeResult
 
@@ -72,7 +73,7 @@ def _request_problems(request: DeliveryRequest) -> list[str]:
     if len(request.body) > MAX_BODY_LENGTH:
         problems.append("body is longer than 4000 characters")
     if not isinstance(request.data, dict):
-        problems.append("data must be an object")
+        problems.append("data must be an object")  # type: ignore[unreachable]
     return problems
 
 
@@ -87,7 +88,9 @@ def channel_deliveries_enqueue(*, requests: Sequence[DeliveryRequest]) -> int:
     commit with it, and the batches are queued only once it has committed.
     """
     problems = {
-        index: found for index, request in enumerate(requests) if (found := _request_problems(request))
+        index: found
+        for index, request in enumerate(requests)
+        if (found := _request_problems(request))
     }
     if problems:
         raise InvalidInput("Some deliveries are invalid.", details={"requests": problems})
@@ -134,8 +137,9 @@ def _insert_ignoring_duplicates(
             "[]",
             now,
         ]
+    # The table name is the model's; every value is a parameter.
     sql = (
-        f"INSERT INTO {table} (channel, recipient_id, kind, payload, critical, dedup_key,"
+        f"INSERT INTO {table} (channel, recipient_id, kind, payload, critical, dedup_key,"  # noqa: S608
         " status, attempts, next_attempt_at, last_error, sent_to, created_at)"
         f" VALUES {', '.join(values)}"
         " ON CONFLICT (channel, dedup_key) DO NOTHING RETURNING id, channel"
@@ -146,7 +150,7 @@ def _insert_ignoring_duplicates(
 
 
 def _batch_size(channel: str) -> int:
-    return int(settings.NOTIFICATION_CHANNELS[channel]["BATCH_SIZE"])
+    return int(channel_config(channel)["BATCH_SIZE"])
 
 
 def deliveries_dispatch(*, ids_by_channel: dict[str, list[int]]) -> int:
@@ -169,7 +173,7 @@ def deliveries_dispatch(*, ids_by_channel: dict[str, list[int]]) -> int:
                 current_app.send_task(
                     DELIVER_BATCH_TASK,
                     args=(channel, chunk),
-                    queue=settings.NOTIFICATION_CHANNELS[channel]["QUEUE"],
+                    queue=channel_config(channel)["QUEUE"],
                 )
     return batches
 
@@ -183,7 +187,7 @@ def deliveries_retry_schedule(*, channel: str, delivery_ids: list[int], delay: f
     current_app.send_task(
         DELIVER_BATCH_TASK,
         args=(channel, delivery_ids),
-        queue=settings.NOTIFICATION_CHANNELS[channel]["QUEUE"],
+        queue=channel_config(channel)["QUEUE"],
         countdown=max(0.0, delay),
     )
 
@@ -217,9 +221,7 @@ def deliveries_claim(
         Delivery.objects.filter(id__in=ids).update(
             status=DeliveryStatus.CLAIMED, claimed_until=now + lease, attempts=F("attempts") + 1
         )
-    return list(
-        Delivery.objects.filter(id__in=ids).select_related("recipient").order_by("id")
-    )
+    return list(Delivery.objects.filter(id__in=ids).select_related("recipient").order_by("id"))
 
 
 def retry_delay(*, attempts: int, retry_after: float | None = None) -> float:
@@ -227,7 +229,7 @@ def retry_delay(*, attempts: int, retry_after: float | None = None) -> float:
     base = float(settings.NOTIFICATION_CHANNELS_RETRY_BASE_SECONDS)
     cap = float(settings.NOTIFICATION_CHANNELS_RETRY_CAP_SECONDS)
     ceiling = min(cap, base * 2 ** max(0, attempts - 1))
-    delay = random.uniform(ceiling / 2, ceiling)
+    delay = random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not a secret
     return max(delay, retry_after or 0.0)
 
 
@@ -325,10 +327,14 @@ def _rows_update(changes: dict[int, dict[str, Any]]) -> None:
     if not changes:
         return
     columns = sorted({name for change in changes.values() for name in change})
+    fields = {field.name: field for field in Delivery._meta.concrete_fields}
     assignments: dict[str, Any] = {}
     for name in columns:
         whens = [
-            When(id=delivery_id, then=Value(change[name], output_field=Delivery._meta.get_field(name)))
+            When(
+                id=delivery_id,
+                then=Value(change[name], output_field=fields[name]),
+            )
             for delivery_id, change in changes.items()
             if name in change
         ]
@@ -397,8 +403,12 @@ def deliveries_due_dispatch(*, now: datetime | None = None, limit: int = 20_000)
 # -- dead letters ------------------------------------------------------------------------
 
 
-def dead_letters_replay(*, delivery_ids: Iterable[int] | None = None, channel: str | None = None,
-                        error_contains: str | None = None) -> int:
+def dead_letters_replay(
+    *,
+    delivery_ids: Iterable[int] | None = None,
+    channel: str | None = None,
+    error_contains: str | None = None,
+) -> int:
     """Puts dead letters back to pending (attempts reset) and queues them; returns how many.
 
     Idempotent: only rows still ``dead`` are moved, in one conditional UPDATE,
@@ -448,9 +458,9 @@ def device_token_validate(*, token: str, platform: str) -> None:
     if platform not in DevicePlatform.values:
         problems["platform"] = f"must be one of {', '.join(DevicePlatform.values)}"
     if not isinstance(token, str) or not (20 <= len(token) <= MAX_TOKEN_LENGTH):
-        problems["token"] = "must be 20 to 512 characters"
+        problems["token"] = "must be 20 to 512 characters"  # noqa: S105 - a field name
     elif not all(c.isascii() and (c.isalnum() or c in "-_:.") for c in token):
-        problems["token"] = "may contain only letters, digits and - _ : ."
+        problems["token"] = "may contain only letters, digits and - _ : ."  # noqa: S105
     if problems:
         raise InvalidInput("The device token is invalid.", details=problems)
 

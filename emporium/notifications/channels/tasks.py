@@ -32,5 +32,8 @@ def deliver_batch(channel: str, delivery_ids: list[int]) -> dict[str, Any]:
 
 @shared_task(name="notification_channels.deliveries_sweep", ignore_result=True, time_limit=120)
 def deliveries_sweep() -> int:
-    """Queues deliveries whose retry is overdue or whose worker died; twice queues twice, sends once."""
+    """Queues deliveries whose retry is overdue or whose worker died.
+
+    Run twice, it queues them twice; each row is still claimed and sent once.
+    """
     return services.deliveries_due_dispatch()

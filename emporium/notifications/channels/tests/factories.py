@@ -8,7 +8,12 @@ from emporium.notifications.channels.services import DeliveryRequest
 
 
 def delivery_requests(
-    users: Sequence[User], *, channel: str, key: str = "event-1", kind: str = "order.paid", **extra: Any
+    users: Sequence[User],
+    *,
+    channel: str,
+    key: str = "event-1",
+    kind: str = "order.paid",
+    **extra: Any,
 ) -> list[DeliveryRequest]:
     return [
         DeliveryRequest(

@@ -26,7 +26,7 @@ def test_a_user_registers_lists_and_removes_a_device_token() -> None:
     client = client_for(user)
     created = client.post(DEVICES, {"token": TOKEN, "platform": "android"}, format="json")
     assert created.status_code == 201
-    assert created.json()["token"] == TOKEN and created.json()["platform"] == "android"
+    assert (created.json()["token"], created.json()["platform"]) == (TOKEN, "android")
     assert (
         client.post(DEVICES, {"token": TOKEN, "platform": "android"}, format="json").status_code
         == 201
@@ -103,7 +103,7 @@ def test_staff_list_dead_letters_filtered_by_channel_and_error() -> None:
     by_error = client.get(DEAD, {"channel": "email", "error": "mailbox FULL"}).json()["results"]
     assert sorted(row["id"] for row in by_error) == mailbox_full
     bad = client.get(DEAD, {"channel": "fax"})
-    assert bad.status_code == 400 and bad.json()["error"]["code"] == "validation_error"
+    assert (bad.status_code, bad.json()["error"]["code"]) == (400, "validation_error")
 
 
 def test_customers_and_support_cannot_see_or_replay_dead_letters() -> None:
@@ -126,7 +126,7 @@ def test_replaying_a_dead_letter_twice_sends_it_once() -> None:
     assert len(mail.outbox) == 1
     assert Delivery.objects.get(id=ids[0]).status == DeliveryStatus.SENT
     missing = client.post(f"{DEAD}999999999/replay/")
-    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    assert (missing.status_code, missing.json()["error"]["code"]) == (404, "not_found")
 
 
 def test_bulk_replay_by_error_and_by_ids_is_idempotent() -> None:
@@ -139,4 +139,4 @@ def test_bulk_replay_by_error_and_by_ids_is_idempotent() -> None:
     assert both == {"replayed": 2}
     assert len(mail.outbox) == 5
     refused = client.post(f"{DEAD}replay/", {}, format="json")
-    assert refused.status_code == 400 and refused.json()["error"]["code"] == "validation_error"
+    assert (refused.status_code, refused.json()["error"]["code"]) == (400, "validation_error")

@@ -64,24 +64,26 @@ def test_the_message_is_rendered_from_the_kind_template_or_the_default(settings:
     from emporium.notifications.channels.email_adapter import email_render
 
     user = UserFactory(email="ada@example.com")
-    ids = _enqueue([user], title="Paid <fast> – déjà", body="Line one\nLine two. " + "é" * 100)
+    ids = _enqueue([user], title="Paid <fast> déjà", body="Line one\nLine two. " + "é" * 100)
     delivery = Delivery.objects.select_related("recipient").get(id=ids[0])
     raw = email_render(delivery).as_bytes(sender="Emporium <shop@example.com>")
-    assert raw.isascii() and b"\n" not in raw.replace(b"\r\n", b"")  # 7-bit, CRLF only
+    assert raw.isascii()  # 7-bit
+    assert b"\n" not in raw.replace(b"\r\n", b"")  # CRLF only
     assert max(len(line) for line in raw.split(b"\r\n")) <= 998
     parsed = email.message_from_bytes(raw, policy=email.policy.default)
     assert parsed["To"] == "ada@example.com"
     assert parsed["From"] == "Emporium <shop@example.com>"
-    assert parsed["Subject"] == "Paid <fast> – déjà"
+    assert parsed["Subject"] == "Paid <fast> déjà"
     assert parsed["Message-ID"] == _message_id(delivery.id)
     # Parts travel with CRLF line ends; compare their lines.
     text = parsed.get_body(("plain",)).get_content().replace("\r\n", "\n")  # type: ignore[union-attr]
     html = parsed.get_body(("html",)).get_content().replace("\r\n", "\n")  # type: ignore[union-attr]
-    assert "Paid <fast> – déjà" in text and "Line one\nLine two. " + "é" * 100 in text
-    assert "Paid &lt;fast&gt;" in html and "Line one<br>Line two" in html
-    assert (
-        "https://shop.example/orders/42" in text and 'href="https://shop.example/orders/42"' in html
-    )
+    assert "Paid <fast> déjà" in text
+    assert "Line one\nLine two. " + "é" * 100 in text
+    assert "Paid &lt;fast&gt;" in html
+    assert "Line one<br>Line two" in html
+    assert "https://shop.example/orders/42" in text
+    assert 'href="https://shop.example/orders/42"' in html
 
 
 def test_a_4xx_reply_is_retried_later_and_the_message_arrives_once(settings: Any) -> None:

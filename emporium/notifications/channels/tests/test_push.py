@@ -31,7 +31,9 @@ def _token(user: Any, token: str) -> DeviceToken:
     return DeviceToken.objects.create(user=user, platform="android", token=token)
 
 
-def test_every_device_of_every_recipient_gets_the_message(push_simulator: PushSimulatorThread) -> None:
+def test_every_device_of_every_recipient_gets_the_message(
+    push_simulator: PushSimulatorThread,
+) -> None:
     users = UserFactory.create_batch(20)
     for user in users:
         _token(user, f"phone-{user.pk:04d}-" + "p" * 20)
@@ -81,7 +83,9 @@ def test_a_transient_failure_is_retried_after_retry_after_and_sent_once(
     assert (stats["accepted"], stats["duplicates"], stats["transient"]) == (2, 0, 2)
 
 
-def test_a_device_already_reached_is_not_sent_the_retry(push_simulator: PushSimulatorThread) -> None:
+def test_a_device_already_reached_is_not_sent_the_retry(
+    push_simulator: PushSimulatorThread,
+) -> None:
     user = UserFactory()
     first = _token(user, "first-" + "f" * 30)
     _token(user, "second-" + "s" * 30)

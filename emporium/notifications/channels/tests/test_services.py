@@ -46,8 +46,14 @@ def test_one_invalid_request_refuses_the_lot_and_writes_nothing() -> None:
     user = UserFactory()
     good = delivery_requests([user], channel="email")[0]
     bad = DeliveryRequest(
-        recipient_id=user.pk, kind="order.paid", channel="fax", title="t", body="b" * 5000,
-        data={}, dedup_key="k", critical=False,
+        recipient_id=user.pk,
+        kind="order.paid",
+        channel="fax",
+        title="t",
+        body="b" * 5000,
+        data={},
+        dedup_key="k",
+        critical=False,
     )
     with pytest.raises(InvalidInput) as raised:
         channel_deliveries_enqueue(requests=[good, bad])
@@ -57,7 +63,9 @@ def test_one_invalid_request_refuses_the_lot_and_writes_nothing() -> None:
     assert Delivery.objects.count() == 0
 
 
-def test_push_without_a_provider_goes_to_the_file(settings: Any, django_capture_on_commit_callbacks: Any) -> None:
+def test_push_without_a_provider_goes_to_the_file(
+    settings: Any, django_capture_on_commit_callbacks: Any
+) -> None:
     user, lonely = UserFactory(), UserFactory()
     DeviceToken.objects.create(user=user, platform="android", token="a" * 40)
     with django_capture_on_commit_callbacks(execute=True):
@@ -65,21 +73,28 @@ def test_push_without_a_provider_goes_to_the_file(settings: Any, django_capture_
     lines = settings.NOTIFICATION_PUSH_FILE_PATH.read_text().splitlines()
     assert [json.loads(line)["message"]["token"] for line in lines] == ["a" * 40]
     message = json.loads(lines[0])["message"]
-    assert message["notification"] == {"title": "Your order is paid", "body": "Order 42 is paid and being packed."}
+    assert message["notification"] == {
+        "title": "Your order is paid",
+        "body": "Order 42 is paid and being packed.",
+    }
     assert message["data"]["order_id"] == "42"  # FCM data values are strings
     statuses = dict(Delivery.objects.values_list("recipient_id", "status"))
     assert statuses == {user.pk: DeliveryStatus.SENT, lonely.pk: DeliveryStatus.SKIPPED}
 
 
 def _stored(users: list[Any], channel: str = "email") -> list[int]:
-    channel_deliveries_enqueue(requests=delivery_requests(users, channel=channel))  # not committed: not sent
+    channel_deliveries_enqueue(
+        requests=delivery_requests(users, channel=channel)
+    )  # not committed: not sent
     return list(Delivery.objects.order_by("id").values_list("id", flat=True))
 
 
 def test_a_claimed_row_is_not_claimed_again_until_its_lease_runs_out(settings: Any) -> None:
     ids = _stored(UserFactory.create_batch(2))
     now = timezone.now()
-    assert [d.id for d in services.deliveries_claim(channel="email", delivery_ids=ids, now=now)] == ids
+    assert [
+        d.id for d in services.deliveries_claim(channel="email", delivery_ids=ids, now=now)
+    ] == ids
     assert services.deliveries_claim(channel="email", delivery_ids=ids, now=now) == []
     later = now + timedelta(seconds=settings.NOTIFICATION_CHANNELS_CLAIM_SECONDS + 1)
     again = services.deliveries_claim(channel="email", delivery_ids=ids, now=later)
@@ -127,8 +142,11 @@ def test_backoff_grows_with_jitter_and_respects_retry_after(settings: Any) -> No
     settings.NOTIFICATION_CHANNELS_RETRY_CAP_SECONDS = 30.0
     first = [services.retry_delay(attempts=1) for _ in range(200)]
     fourth = [services.retry_delay(attempts=4) for _ in range(200)]
-    assert 1.0 <= min(first) and max(first) <= 2.0 and len(set(first)) > 100
-    assert 8.0 <= min(fourth) and max(fourth) <= 16.0
+    assert 1.0 <= min(first)
+    assert max(first) <= 2.0
+    assert len(set(first)) > 100  # jittered, not one fixed delay
+    assert 8.0 <= min(fourth)
+    assert max(fourth) <= 16.0
     assert max(services.retry_delay(attempts=20) for _ in range(50)) <= 30.0
     assert services.retry_delay(attempts=1, retry_after=45) == 45
 

@@ -73,7 +73,8 @@ def test_a_worker_killed_mid_batch_never_sends_a_recorded_delivery_again(
         held = set(
             Delivery.objects.filter(status=DeliveryStatus.CLAIMED).values_list("id", flat=True)
         )
-        assert recorded and held  # the kill landed in the middle of a batch
+        assert recorded  # the kill landed in the middle of a batch
+        assert held
         assert set(_received(handler)) >= recorded  # recorded only once the sink had it
 
         # Time passes: the dead worker's lease runs out. A second worker takes the
