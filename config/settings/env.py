@@ -198,8 +198,10 @@ def read_environment() -> Environment:
             _env.str("CATALOG_IMPORT_DIR", default=str(BASE_DIR / "var" / "imports"))
         ),
         catalog_import_max_bytes=_env.int("CATALOG_IMPORT_MAX_BYTES", default=1024**3),
-        # Rows applied per transaction (docs/api.md, "Bulk catalog import").
-        catalog_import_chunk_rows=_env.int("CATALOG_IMPORT_CHUNK_ROWS", default=5_000),
+        # Rows applied per transaction (docs/api.md, "Bulk catalog import"). Larger chunks
+        # cost more per row: the search vocabulary's row trigger updates the same word
+        # rows again and again within one transaction (docs/performance_tuning.md).
+        catalog_import_chunk_rows=_env.int("CATALOG_IMPORT_CHUNK_ROWS", default=1_000),
         # Off only to measure Django's full request cycle against it (docs/adr/0020).
         lean_gateway_enabled=_env.bool("LEAN_GATEWAY_ENABLED", default=True),
         # False behind a pooler that cannot keep prepared statements (PgBouncer in
