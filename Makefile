@@ -205,9 +205,11 @@ failover:
 ## Benchmarks on the production profile (PostgreSQL, Redis, gunicorn), with a same-run reference.
 ## Results are printed and kept in bench/results/ (git-ignored).
 SCENARIO ?= checkout
+# Scenarios whose module has another name ("import" cannot name a Python module).
+BENCH_MODULE_import := catalog_import
 bench: install
 	bash deploy/local/start-services.sh
-	$(BIN)/python -m bench.$(subst -,_,$(SCENARIO))
+	$(BIN)/python -m bench.$(or $(BENCH_MODULE_$(SCENARIO)),$(subst -,_,$(SCENARIO)))
 
 ## A Locust load test of any running deployment (docs/performance_tuning.md), headless:
 ## `make loadtest` against `make run` here, or `make loadtest HOST=https://shop.example`.
