@@ -4,13 +4,14 @@
     .venv/bin/locust -f bench/locustfile.py --headless --host http://127.0.0.1:8000 \
         --users 20 --spawn-rate 5 --run-time 60s
 
-What a shopper does, by weight (each step is one named request in Locust's
-figures, ``STEPS`` below): browse the catalog and filter it (10), search (5),
-look at a product (8), read their orders (3), follow a shipment (2), and buy:
-add to the cart, check out with an ``Idempotency-Key``, and pay with the
-simulated provider's ``tok_visa`` (2). A dispatcher (one, when staff
-credentials are given) gives paid orders to a courier device and starts the
-shipment, so that shoppers have shipments to follow.
+The main user is the shopper's journey that ``python -m bench.journey`` measures
+(docs/performance_tuning.md, "The journey"): a shopper signs in once, then
+repeats, with a think time between steps: browse two list pages (the first and
+its ``next``), open a product, search, add two products to the cart, view the
+cart, check out, pay with the simulated provider's ``tok_visa``, and open their
+orders. Each step is one named request in Locust's figures (``STEPS`` below). A
+dispatcher (one, when staff credentials are given) gives paid orders to a
+courier device and starts the shipment.
 
 Accounts, from the environment (the defaults are the embedded profile's demo
 accounts, docs in README.md):
@@ -44,22 +45,20 @@ from locust import HttpUser, between, events, task
 # The name of each step in Locust's figures; the suite's test checks each was made.
 STEPS = {
     "catalog": "catalog: list",
-    "filter": "catalog: filter",
-    "search": "search",
+    "next page": "catalog: next page",
     "product": "product",
+    "search": "search",
     "cart": "cart: add",
+    "cart view": "cart: view",
     "checkout": "checkout",
     "pay": "pay",
     "orders": "my orders",
-    "shipments": "my shipments",
-    "track": "shipment: track",
     "login": "login",
     "device": "dispatch: device",
     "dispatch": "dispatch: ship",
     "start": "dispatch: start",
 }
 SEARCH_WORDS = ["steel", "classic", "wireless", "cotton", "lamp", "tea", "monitor", "shoe"]
-ORDERINGS = ["price", "-price", "-created_at", "name"]
 
 
 def _accounts(variable: str, default: str) -> list[tuple[str, str]]:
@@ -107,66 +106,47 @@ class ApiUser(HttpUser):
 
 
 class Shopper(ApiUser):
+    """The journey of bench/journey.py, one step per think time."""
+
     weight = 10
     wait_time = between(WAIT_MIN, WAIT_MAX)
 
     def on_start(self) -> None:
         with _customer_lock:
             self.username, self.password = next(_next_customer)
-        self.product_ids: list[int] = []
         self.sign_in()
 
-    def _remember(self, response: Any) -> None:
-        if response.status_code == 200:
-            self.product_ids = [
-                item["id"] for item in response.json()["results"] if item.get("stock_quantity")
-            ] or self.product_ids
-
-    @task(6)
-    def browse(self) -> None:
-        self._remember(self.call("GET", "/api/products/", "catalog", params={"page_size": 20}))
-
-    @task(4)
-    def browse_filtered(self) -> None:
-        low = random.choice([0, 10, 50, 100])
-        params = {
-            "min_price": low,
-            "max_price": low + random.choice([50, 200, 1000]),
-            "in_stock": "true",
-            "ordering": random.choice(ORDERINGS),
-            "page_size": 20,
-        }
-        self._remember(self.call("GET", "/api/products/", "filter", params=params))
-
-    @task(5)
-    def search(self) -> None:
-        self.call("GET", "/api/search/", "search", params={"q": random.choice(SEARCH_WORDS)})
-
-    @task(8)
-    def view_product(self) -> None:
-        if not self.product_ids:
-            self.browse()
-        if self.product_ids:
-            product = random.choice(self.product_ids)
-            self.call("GET", f"/api/products/{product}/", "product")
-
-    @task(2)
-    def buy(self) -> None:
-        """Add one product to the cart, check out, pay with the simulator's good card."""
-        if not self.product_ids:
-            self.browse_filtered()
-        if not self.product_ids:
+    @task
+    def journey(self) -> None:
+        listed = self.call("GET", "/api/products/", "catalog", params={"page_size": 20})
+        if listed.status_code != 200:
             return
-        product = random.choice(self.product_ids)
-        added = self.call("POST", "/api/cart/items/", "cart", json={"product": product})
-        if added.status_code != 201:
-            return
-        order = self.call(
-            "POST", "/api/orders/", "checkout", headers={"Idempotency-Key": str(uuid.uuid4())}
+        page = listed.json()
+        products = [item["id"] for item in page["results"] if item.get("stock_quantity")]
+        # The second page: the first one's next link (another ordering in a small catalog).
+        self._think()
+        self.call(
+            "GET", page.get("next") or "/api/products/?ordering=price&page_size=20", "next page"
         )
+        if len(products) < 2:
+            return
+        self._think()
+        self.call("GET", f"/api/products/{random.choice(products)}/", "product")
+        self._think()
+        self.call("GET", "/api/search/", "search", params={"q": random.choice(SEARCH_WORDS)})
+        for product in random.sample(products, 2):
+            self._think()
+            added = self.call("POST", "/api/cart/items/", "cart", json={"product": product})
+            if added.status_code != 201:
+                return
+        self._think()
+        self.call("GET", "/api/cart/", "cart view")
+        self._think()
+        order = self.call("POST", "/api/orders/", "checkout")
         if order.status_code != 201:
             return
         order_id = order.json()["id"]
+        self._think()
         paid = self.call(
             "POST",
             f"/api/orders/{order_id}/payments/",
@@ -175,17 +155,11 @@ class Shopper(ApiUser):
         )
         if 200 <= paid.status_code < 300:
             paid_orders.append(order_id)
-
-    @task(3)
-    def my_orders(self) -> None:
+        self._think()
         self.call("GET", "/api/orders/", "orders")
 
-    @task(2)
-    def follow_shipment(self) -> None:
-        shipments = self.call("GET", "/api/shipments/", "shipments")
-        if shipments.status_code == 200 and shipments.json()["results"]:
-            shipment = random.choice(shipments.json()["results"])
-            self.call("GET", f"/api/shipments/{shipment['id']}/track/", "track")
+    def _think(self) -> None:
+        self.wait()
 
 
 class Dispatcher(ApiUser):
