@@ -340,3 +340,27 @@ def test_a_category_filter_keeps_the_whole_subtree_in_rank_order(api_client: API
     body = search(api_client, q="notebook", category=root.pk)
     assert ids(body) == [in_name.pk, in_text.pk]
     assert body["count"] == 2
+
+
+def test_the_hit_list_renders_what_drf_renders_field_by_field(api_client: APIClient) -> None:
+    from emporium.search.selectors import product_search
+    from emporium.search.serializers import SearchHitSerializer
+
+    category = CategoryFactory(name="Audio & <Video>")
+    ProductFactory(
+        name='Speaker "Ω" <b>',
+        description="Loud speaker.",
+        price=Decimal("1234567.5"),
+        category=category,
+    )
+    reviewed = ProductFactory(name="Speaker stand", description="", stock_quantity=0)
+    Product.objects.filter(pk=reviewed.pk).update(review_count=3, rating_total=13)
+    hits = product_search(query="speaker").hits
+    assert len(hits) == 2
+    fast = SearchHitSerializer(hits, many=True).data
+    generic = [dict(SearchHitSerializer(hit).data) for hit in hits]
+    assert fast == generic
+    assert [type(value) for row in fast for value in row.values()] == [
+        type(value) for row in generic for value in row.values()
+    ]
+    assert {row["rating_average"] for row in fast} == {None, "4.33"}
