@@ -80,6 +80,11 @@ class Route:
                 connection.setsockopt(
                     socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
                 )
+            # close() alone would not end a socket another thread is blocked reading:
+            # the connection would go silent instead of being reset. shutdown() wakes
+            # that thread; close() with a zero linger then aborts the connection.
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(OSError):
                 connection.close()
 
