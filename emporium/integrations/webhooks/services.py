@@ -218,7 +218,9 @@ def deliveries_create_for_event(*, event: OutboxEvent) -> list[int]:
     """One pending delivery per active subscription to the event's type, in one INSERT.
 
     A second call for the same event (the relay retried it) creates nothing:
-    the (subscription, event) pair is unique. Returns the pending deliveries' ids.
+    the (subscription, event) pair is unique. Returns the ids of those that may
+    be sent now: a delivery behind an earlier pending one of its aggregate is
+    started when that one finishes, so starting it now would only be skipped.
     """
     subscribed = [
         pk
@@ -251,7 +253,9 @@ def deliveries_create_for_event(*, event: OutboxEvent) -> list[int]:
     return list(
         WebhookDelivery.objects.filter(
             event_id=event.id, subscription_id__in=subscribed, status=DeliveryStatus.PENDING
-        ).values_list("pk", flat=True)
+        )
+        .exclude(_earlier_pending())
+        .values_list("pk", flat=True)
     )
 
 
