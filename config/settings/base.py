@@ -461,7 +461,7 @@ NOTIFICATION_CHANNELS = {
         "QUEUE": "push",
         "BATCH_SIZE": 500,
         "RATE_PER_SECOND": ENV.notification_push_rate,
-        "CONCURRENCY": 64,
+        "CONCURRENCY": 8,
     },
 }
 NOTIFICATION_CHANNELS_MAX_ATTEMPTS = 8
