@@ -59,7 +59,8 @@ def main() -> None:
         base / "replica", port=pgcluster.free_port(), primary_port=primary.port
     )
     try:
-        assert pgcluster.replica_wait_streaming(primary)
+        if not pgcluster.replica_wait_streaming(primary):
+            raise RuntimeError("the replica does not stream")
         writer = psycopg.connect(primary.conninfo(), autocommit=True)
         reader = psycopg.connect(replica.conninfo(), autocommit=True)
         cache = redis.Redis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15"))
@@ -89,14 +90,15 @@ def main() -> None:
         print(f"pin        Redis SET (write):                {_percentiles(pin_write)}")
         print(f"LSN        pg_current_wal_lsn() (write):     {_percentiles(lsn_write)}")
         print(f"LSN        pg_last_wal_replay_lsn() (read):  {_percentiles(lsn_read)}")
-        reference_median = statistics.median(reference)
-        pin_cost = statistics.median(pin_read)
-        lsn_cost = statistics.median(pin_read) + statistics.median(lsn_read)
+        unit = statistics.median(reference)
+        pin_read_cost = statistics.median(pin_read)
+        lsn_read_cost = pin_read_cost + statistics.median(lsn_read)
+        pin_write_cost = statistics.median(pin_write)
+        lsn_write_cost = statistics.median(lsn_write) + pin_write_cost
         print(
-            f"per signed-in read: pin {pin_cost / reference_median:.2f}x a SELECT 1, "
-            f"LSN {lsn_cost / reference_median:.2f}x; per write: pin "
-            f"{statistics.median(pin_write) / reference_median:.2f}x, LSN "
-            f"{(statistics.median(lsn_write) + statistics.median(pin_write)) / reference_median:.2f}x"
+            f"per signed-in read: pin {pin_read_cost / unit:.2f}x a SELECT 1, "
+            f"LSN {lsn_read_cost / unit:.2f}x; per write: pin {pin_write_cost / unit:.2f}x, "
+            f"LSN {lsn_write_cost / unit:.2f}x"
         )
     finally:
         replica.remove()
