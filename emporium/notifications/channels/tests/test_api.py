@@ -9,10 +9,14 @@ from django.core import mail
 from django.utils import timezone
 
 from emporium.accounts.roles import Role
-from emporium.core.tests.factories import StaffFactory, UserFactory, client_for
 from emporium.notifications.channels import services
 from emporium.notifications.channels.models import Delivery, DeliveryStatus, DeviceToken
-from emporium.notifications.channels.tests.factories import delivery_requests
+from emporium.notifications.channels.tests.factories import (
+    StaffFactory,
+    UserFactory,
+    client_for,
+    delivery_requests,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -10,10 +10,9 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from emporium.core.tests.factories import UserFactory
 from emporium.notifications.channels import services
 from emporium.notifications.channels.models import Delivery, DeliveryStatus
-from emporium.notifications.channels.tests.factories import delivery_requests
+from emporium.notifications.channels.tests.factories import UserFactory, delivery_requests
 from simulators.smtp_sink import SinkHandler, SmtpSink
 from tests.support.processes import free_port
 

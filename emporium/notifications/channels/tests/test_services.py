@@ -11,12 +11,11 @@ from django.core import mail
 from django.utils import timezone
 
 from emporium.core.errors import InvalidInput
-from emporium.core.tests.factories import UserFactory
 from emporium.notifications.channels import rate_limits, services
 from emporium.notifications.channels.models import Delivery, DeliveryStatus, DeviceToken
 from emporium.notifications.channels.outcomes import Outcome, OutcomeResult
 from emporium.notifications.channels.services import DeliveryRequest, channel_deliveries_enqueue
-from emporium.notifications.channels.tests.factories import delivery_requests
+from emporium.notifications.channels.tests.factories import UserFactory, delivery_requests
 
 pytestmark = pytest.mark.django_db
 

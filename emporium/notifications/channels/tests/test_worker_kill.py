@@ -18,10 +18,9 @@ from django.utils import timezone
 from kombu import Connection
 
 from conftest import require_service
-from emporium.core.tests.factories import UserFactory
 from emporium.notifications.channels import services
 from emporium.notifications.channels.models import Delivery, DeliveryStatus
-from emporium.notifications.channels.tests.factories import delivery_requests
+from emporium.notifications.channels.tests.factories import UserFactory, delivery_requests
 from simulators.smtp_sink import SinkHandler, SmtpSink
 from tests.support.processes import WorkerProcess, wait_until
 
