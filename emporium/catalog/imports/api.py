@@ -154,8 +154,8 @@ class ProductImportDetailView(APIView):
         summary="An import's progress and counts (catalog managers)",
         responses={200: OpenApiTypes.OBJECT, 404: OpenApiResponse(description="No such import.")},
     )
-    def get(self, request: Request, import_id: int) -> Response:
-        return Response(selectors.import_progress(selectors.import_get(import_id=import_id)))
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(selectors.import_progress(selectors.import_get(import_id=pk)))
 
 
 class ProductImportErrorsView(APIView):
@@ -171,8 +171,8 @@ class ProductImportErrorsView(APIView):
             404: OpenApiResponse(description="No such import."),
         },
     )
-    def get(self, request: Request, import_id: int) -> StreamingHttpResponse:
-        item = selectors.import_get(import_id=import_id)
+    def get(self, request: Request, pk: int) -> StreamingHttpResponse:
+        item = selectors.import_get(import_id=pk)
         response = StreamingHttpResponse(
             selectors.import_errors_csv(product_import=item), content_type="text/csv; charset=utf-8"
         )
@@ -195,6 +195,6 @@ class ProductImportCancelView(APIView):
             409: OpenApiResponse(description="The import has already finished."),
         },
     )
-    def post(self, request: Request, import_id: int) -> Response:
-        item = services.import_cancel(product_import=selectors.import_get(import_id=import_id))
+    def post(self, request: Request, pk: int) -> Response:
+        item = services.import_cancel(product_import=selectors.import_get(import_id=pk))
         return Response(selectors.import_progress(item))

@@ -6,17 +6,17 @@ from emporium.catalog.imports import api
 urlpatterns = [
     path("products/imports/", api.ProductImportListView.as_view(), name="product-import-list"),
     path(
-        "products/imports/<int:import_id>/",
+        "products/imports/<int:pk>/",
         api.ProductImportDetailView.as_view(),
         name="product-import-detail",
     ),
     path(
-        "products/imports/<int:import_id>/errors.csv",
+        "products/imports/<int:pk>/errors.csv",
         api.ProductImportErrorsView.as_view(),
         name="product-import-errors",
     ),
     path(
-        "products/imports/<int:import_id>/cancel/",
+        "products/imports/<int:pk>/cancel/",
         api.ProductImportCancelView.as_view(),
         name="product-import-cancel",
     ),
