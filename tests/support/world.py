@@ -16,7 +16,7 @@ from emporium.accounts.models import User
 from emporium.accounts.roles import Role
 from emporium.carts import services as cart_services
 from emporium.carts.models import CartItem
-from emporium.catalog.models import Category, Product
+from emporium.catalog.models import Category, Product, ProductImport, ProductImportFormat
 from emporium.core.tests.factories import (
     CategoryFactory,
     OrderFactory,
@@ -45,6 +45,9 @@ MISSING_ID = 987_654_321
 _PLAIN_VIEW_MODELS: dict[str, type[models.Model]] = {
     "/api/cart/items/{pk}/": CartItem,
     "/api/wishlist/items/{pk}/": WishlistItem,
+    "/api/products/imports/{pk}/": ProductImport,
+    "/api/products/imports/{pk}/errors.csv": ProductImport,
+    "/api/products/imports/{pk}/cancel/": ProductImport,
 }
 
 
@@ -140,6 +143,13 @@ def build_world() -> World:
         Review: review,
         CartItem: cart_item,
         WishlistItem: wishlist_item,
+        ProductImport: ProductImport.objects.create(
+            file_format=ProductImportFormat.CSV,
+            encoding="utf-8",
+            content_sha256="0" * 64,
+            size_bytes=100,
+            stored_name="world.csv",
+        ),
     }
     return World(owner=owner, accounts=accounts, objects=objects)
 
