@@ -25,7 +25,15 @@ pytestmark = pytest.mark.django_db
 
 # Ids that name objects nobody owns: reading them is public, writing them is a
 # catalog manager's job (both checked by the role matrix).
-UNOWNED = {"/api/categories/{pk}/", "/api/products/{pk}/", "/api/products/{product_pk}/reviews/"}
+UNOWNED = {
+    "/api/categories/{pk}/",
+    "/api/products/{pk}/",
+    "/api/products/{product_pk}/reviews/",
+    # Catalog imports are the catalog managers' shared work, not a customer's.
+    "/api/products/imports/{pk}/",
+    "/api/products/imports/{pk}/cancel/",
+    "/api/products/imports/{pk}/errors.csv",
+}
 PUBLIC_READS = {("/api/products/{product_pk}/reviews/{pk}/", method) for method in ("GET", "HEAD")}
 
 # One body that any write on these routes would accept; unknown fields are ignored.
