@@ -89,3 +89,30 @@ def send_all(*, timeout: float = 15.0, parallel: int = 1) -> list[services.Outco
         if pool is not None:
             pool.shutdown()
     return outcomes
+
+
+# Accounts made here, not with emporium.core.tests.factories: those import apps that sit
+# above integrations, which this package's tests may not import either (.importlinter).
+def account_new(*, staff: bool = False, email: str = "", role: str = "admin") -> Any:
+    from emporium.accounts.models import User
+    from emporium.accounts.roles import Role, user_role_assign
+
+    number = User.objects.count() + 1
+    user = User.objects.create_user(
+        username=f"hooks{number}-{uuid.uuid4().hex[:6]}",
+        email=email or f"hooks{number}@example.com",
+        password=None,
+        is_staff=staff,
+    )
+    if staff:
+        user_role_assign(user=user, role=Role(role))
+    return user
+
+
+def client_for(user: Any) -> Any:
+    from rest_framework.test import APIClient
+    from rest_framework_simplejwt.tokens import RefreshToken
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(user).access_token}")
+    return client

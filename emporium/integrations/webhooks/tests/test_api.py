@@ -10,11 +10,12 @@ from django.db import connection
 from django.test import override_settings
 
 from emporium.accounts.roles import Role
-from emporium.core.tests.factories import StaffFactory, UserFactory, client_for
 from emporium.integrations.webhooks import addresses
 from emporium.integrations.webhooks.models import WebhookDelivery, WebhookSubscription
 from emporium.integrations.webhooks.tests.conftest import (
     PRODUCTION_TARGETS,
+    account_new,
+    client_for,
     deliveries_for,
     event_new,
     send_all,
@@ -26,7 +27,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast_retries")]
 
 @pytest.fixture
 def staff() -> Any:
-    return client_for(StaffFactory())
+    return client_for(account_new(staff=True))
 
 
 def test_staff_create_a_subscription_and_see_its_secret_only_once(staff: Any) -> None:
@@ -83,8 +84,8 @@ def test_unknown_event_types_are_named(staff: Any) -> None:
 
 
 def test_customers_and_anonymous_callers_are_refused(api_client: Any) -> None:
-    customer = client_for(UserFactory())
-    support = client_for(StaffFactory(role=Role.SUPPORT))
+    customer = client_for(account_new())
+    support = client_for(account_new(staff=True, role=Role.SUPPORT))
     payload = {"url": "http://127.0.0.1:9/", "event_types": ["order.paid"]}
 
     assert customer.get("/api/webhooks/").status_code == 403

@@ -12,7 +12,6 @@ from django.core import mail
 from django.test import override_settings
 from django.utils import timezone
 
-from emporium.core.tests.factories import StaffFactory
 from emporium.integrations.webhooks import services
 from emporium.integrations.webhooks.models import (
     DeliveryStatus,
@@ -23,6 +22,7 @@ from emporium.integrations.webhooks.models import (
 from emporium.integrations.webhooks.sender import endpoint_breaker
 from emporium.integrations.webhooks.signing import SIGNATURE_HEADER
 from emporium.integrations.webhooks.tests.conftest import (
+    account_new,
     deliveries_for,
     event_new,
     send_all,
@@ -221,7 +221,7 @@ def test_the_breaker_opens_after_failures_and_closes_when_the_endpoint_answers()
 def test_an_endpoint_failing_for_the_configured_time_is_disabled_and_staff_told(
     django_capture_on_commit_callbacks: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    staff = StaffFactory(email="ops@example.com")
+    staff = account_new(staff=True, email="ops@example.com")
     with running_receiver(answer=lambda event: (500, {})) as receiver:
         subscription = subscribe(receiver)
         (delivery_id,) = deliveries_for(event_new())
