@@ -29,7 +29,7 @@ from typing import Any
 
 import jwt
 from django.http import HttpRequest
-from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext as _
 from rest_framework.exceptions import AuthenticationFailed as DrfAuthenticationFailed
 from rest_framework.request import Request
 from rest_framework_simplejwt.authentication import JWTAuthentication
@@ -175,7 +175,7 @@ def bearer_user(request: HttpRequest) -> SignedInUser | None:
 
 def bearer_user_id(request: HttpRequest | Request) -> int | None:
     """The user id of a valid Bearer access token, checked as :func:`bearer_user` checks it."""
-    user = bearer_user(request)  # type: ignore[arg-type]
+    user = bearer_user(request)
     return None if user is None else user.pk
 
 

@@ -23,12 +23,14 @@ details).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any, cast
 
 from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from rest_framework import status
+from rest_framework.fields import IntegerField
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.views import APIView
@@ -96,6 +98,12 @@ def _body(request: HttpRequest, fields: set[str]) -> dict[str, Any] | None:
     return data
 
 
+def _within(field: IntegerField, value: int) -> bool:
+    """Whether ``value`` passes the serializer field's bounds (DRF's 400 otherwise)."""
+    low, high = field.min_value, field.max_value
+    return (low is None or value >= low) and (high is None or value <= high)
+
+
 def _caller(request: HttpRequest, view: APIView) -> int | None:
     """The Bearer token's active account, if this view's throttles let its write through."""
     user = bearer_user(request)
@@ -125,16 +133,15 @@ def cart_item_add(request: HttpRequest, view: APIView) -> HttpResponse | None:
     data = _body(request, {"product", "quantity"})
     if data is None or "product" not in data or not id_in_range(data["product"]):
         return None
-    checked = CartItemCreateSerializer().fields["quantity"]
+    checked = cast(IntegerField, CartItemCreateSerializer().fields["quantity"])
     quantity = data.get("quantity", checked.default)
-    if not checked.min_value <= quantity <= checked.max_value:
+    if not isinstance(quantity, int) or not _within(checked, quantity):
         return None
     user_id = _caller(request, view)
     if user_id is None:
         return None
-    rows = fetch_prepared(
-        _ADD_SQL, {"user": user_id, "product": data["product"], "quantity": quantity}
-    )
+    params = {"user": user_id, "product": data["product"], "quantity": quantity}
+    rows = fetch_prepared(_ADD_SQL, cast(Sequence[Any], params))  # psycopg takes names too
     return _answer(rows, status.HTTP_201_CREATED)
 
 
@@ -145,13 +152,12 @@ def cart_item_set_quantity(
     data = _body(request, {"quantity"})
     if data is None or "quantity" not in data or not id_in_range(line_id):
         return None
-    checked = CartItemUpdateSerializer().fields["quantity"]
-    if not checked.min_value <= data["quantity"] <= checked.max_value:
+    checked = cast(IntegerField, CartItemUpdateSerializer().fields["quantity"])
+    if not _within(checked, data["quantity"]):
         return None
     user_id = _caller(request, view)
     if user_id is None:
         return None
-    rows = fetch_prepared(
-        _SET_SQL, {"user": user_id, "line": line_id, "quantity": data["quantity"]}
-    )
+    params = {"user": user_id, "line": line_id, "quantity": data["quantity"]}
+    rows = fetch_prepared(_SET_SQL, cast(Sequence[Any], params))  # psycopg takes names too
     return _answer(rows, status.HTTP_200_OK)

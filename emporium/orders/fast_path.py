@@ -22,9 +22,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
 
+from django.db.models import Field
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 
@@ -63,7 +64,7 @@ _ROW_ID = Order._meta.get_field("row_uuid").column
 def _order_by(alias: str) -> str:
     terms = []
     for name in ORDER_LIST_ORDERING:
-        column = Order._meta.get_field(name.lstrip("-")).column
+        column = cast(Field[Any, Any], Order._meta.get_field(name.lstrip("-"))).column
         terms.append(f"{alias}.{column} {'DESC' if name.startswith('-') else 'ASC'}")
     return ", ".join(terms)
 
@@ -107,7 +108,9 @@ def _orders(rows: Sequence[Sequence[Any]]) -> list[tuple[SimpleNamespace, list[_
             for index, field in _SEALED:
                 if values[index] is not None:
                     values[index] = field.decode(
-                        unseal(values[index], table=_ORDERS, column=field.column, row_id=row_id)
+                        unseal(
+                            values[index], table=_ORDERS, column=str(field.column), row_id=row_id
+                        )
                     )
             current = SimpleNamespace(**dict(zip(_ORDER_ATTRS, values, strict=True)))
             grouped.append((current, []))
