@@ -290,6 +290,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "notification_channels.deliveries_sweep",
         "schedule": 15.0,
     },
+    "notification-deliveries-prune": {
+        "task": "notification_channels.deliveries_prune",
+        "schedule": 3600.0,
+    },
     "telemetry-partitions-maintain": {
         "task": "delivery.telemetry_partitions_maintain",
         "schedule": 3600.0,
@@ -471,6 +475,8 @@ NOTIFICATION_CHANNELS_RETRY_CAP_SECONDS = 900.0
 NOTIFICATION_CHANNELS_CLAIM_SECONDS = 120
 # The sweep leaves a due row this long to its own retry task before queueing it.
 NOTIFICATION_CHANNELS_SWEEP_GRACE_SECONDS = 30
+# Sent and skipped deliveries are deleted this long after they finished (dead letters stay).
+NOTIFICATION_CHANNELS_RETENTION_DAYS = 30
 
 # The inbox and broadcasts (emporium.notifications, docs/notifications.md). A user gets at
 # most THROTTLE_MAX non-critical notifications per channel per THROTTLE_WINDOW; the rest
