@@ -294,6 +294,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "notification_channels.deliveries_prune",
         "schedule": 3600.0,
     },
+    "catalog-imports-resume": {"task": "catalog.product_imports_resume", "schedule": 60.0},
     "telemetry-partitions-maintain": {
         "task": "delivery.telemetry_partitions_maintain",
         "schedule": 3600.0,
@@ -412,6 +413,8 @@ CATALOG_IMPORT_CHUNK_ROWS = ENV.catalog_import_chunk_rows
 CATALOG_IMPORT_MAX_STORED_ERRORS = 100_000
 # A task applies chunks for this long, then queues its continuation.
 CATALOG_IMPORT_TASK_SECONDS = 60
+# An unfinished import that has not moved for this long is queued again (beat).
+CATALOG_IMPORT_STALLED_SECONDS = 300
 EMPORIUM_STREAMED_UPLOAD_LIMITS = {"/api/products/imports/": CATALOG_IMPORT_MAX_BYTES}
 
 # E-mail: SMTP from EMAIL_URL (smtp://user:pass@host:port, smtp+tls://... for STARTTLS) in
