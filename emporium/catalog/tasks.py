@@ -44,3 +44,18 @@ def product_import_run(import_id: int) -> None:
     budget = None if eager else float(settings.CATALOG_IMPORT_TASK_SECONDS)
     if import_services.import_run(import_id=import_id, time_budget_seconds=budget):
         product_import_run.apply_async(args=(import_id,))
+
+
+@shared_task(name="catalog.product_imports_resume", ignore_result=True)
+def product_imports_resume() -> int:
+    """Queues a run for every unfinished import that stopped moving; returns how many.
+
+    From beat. Twice: the runs it queues are themselves safe to repeat (each
+    waits for the import's row lock and continues from the committed offset).
+    """
+    stalled = import_services.imports_stalled(
+        quiet_seconds=float(settings.CATALOG_IMPORT_STALLED_SECONDS)
+    )
+    for import_id in stalled:
+        product_import_run.apply_async(args=(import_id,))
+    return len(stalled)

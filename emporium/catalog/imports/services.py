@@ -16,6 +16,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -212,6 +213,20 @@ def import_cancel(*, product_import: ProductImport) -> ProductImport:
         item.save(update_fields=fields)
         _progress_publish(item)
     return item
+
+
+def imports_stalled(*, quiet_seconds: float) -> list[int]:
+    """Unfinished imports that have not moved for ``quiet_seconds``: their task was lost
+    (a publish that failed after commit) or its worker died with no redelivery left."""
+    since = timezone.now() - timedelta(seconds=quiet_seconds)
+    return list(
+        ProductImport.objects.filter(
+            status__in=(ProductImportStatus.QUEUED, ProductImportStatus.RUNNING),
+            updated_at__lt=since,
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
 
 
 def _progress_publish(item: ProductImport) -> None:

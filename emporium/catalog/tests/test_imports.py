@@ -16,6 +16,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import redis
 from django.core.cache import caches
 from django.core.management import call_command
 from django.db import connection
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from emporium.accounts.roles import Role
@@ -588,3 +590,15 @@ def test_the_command_imports_a_file_with_the_same_rules(tmp_path: Path) -> None:
     call_command("import_products", str(path), "--no-progress", stdout=again)
     assert f"imported before: import {item.pk}" in again.getvalue()
     assert ProductImport.objects.count() == 1
+
+
+def test_an_import_that_stopped_moving_is_found_for_a_new_run(manager: APIClient) -> None:
+    stalled_id = upload(manager, csv_body("ST-1,Stalled,,1.00,1,Misc,")).json()["id"]
+    fresh_id = upload(manager, csv_body("ST-2,Fresh,,1.00,1,Misc,")).json()["id"]
+    done_id = upload(manager, csv_body("ST-3,Done,,1.00,1,Misc,")).json()["id"]
+    long_ago = timezone.now() - timedelta(minutes=10)
+    ProductImport.objects.filter(pk__in=[stalled_id, done_id]).update(updated_at=long_ago)
+    ProductImport.objects.filter(pk=done_id).update(status=ProductImportStatus.COMPLETED)
+
+    assert services.imports_stalled(quiet_seconds=300) == [stalled_id]
+    assert fresh_id not in services.imports_stalled(quiet_seconds=300)
