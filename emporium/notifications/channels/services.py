@@ -400,6 +400,33 @@ def deliveries_due_dispatch(*, now: datetime | None = None, limit: int = 20_000)
     return sum(len(ids) for ids in by_channel.values())
 
 
+def deliveries_prune(
+    *, now: datetime | None = None, batch_size: int = 10_000, max_batches: int = 100
+) -> int:
+    """Deletes sent and skipped deliveries older than the retention; returns how many.
+
+    Dead letters stay until staff replay them. Batches of ``batch_size`` rows,
+    each its own statement, at most ``max_batches`` a run; running twice
+    deletes nothing more.
+    """
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.NOTIFICATION_CHANNELS_RETENTION_DAYS)
+    finished = [DeliveryStatus.SENT, DeliveryStatus.SKIPPED]
+    deleted = 0
+    for _ in range(max_batches):
+        # Oldest first along the primary key: old rows have the lowest ids, so
+        # the walk stops after a batch instead of scanning the table.
+        ids = list(
+            Delivery.objects.filter(status__in=finished, finished_at__lt=cutoff)
+            .order_by("id")
+            .values_list("id", flat=True)[:batch_size]
+        )
+        if not ids:
+            break
+        deleted += Delivery.objects.filter(id__in=ids).delete()[0]
+    return deleted
+
+
 # -- dead letters ------------------------------------------------------------------------
 
 

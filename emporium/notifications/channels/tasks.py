@@ -37,3 +37,9 @@ def deliveries_sweep() -> int:
     Run twice, it queues them twice; each row is still claimed and sent once.
     """
     return services.deliveries_due_dispatch()
+
+
+@shared_task(name="notification_channels.deliveries_prune", ignore_result=True, time_limit=900)
+def deliveries_prune() -> int:
+    """Deletes finished deliveries past their retention; a second run deletes nothing more."""
+    return services.deliveries_prune()

@@ -210,3 +210,15 @@ def test_the_rate_limit_makes_a_second_burst_wait(settings: Any) -> None:
     assert rate_limits.acquire(channel="email", count=40) == 0.0
     waited = rate_limits.acquire(channel="email", count=20)
     assert waited > 0  # the first take used the whole second's burst
+
+
+def test_pruning_deletes_old_finished_deliveries_and_keeps_dead_letters(settings: Any) -> None:
+    settings.NOTIFICATION_CHANNELS_RETENTION_DAYS = 30
+    ids = _stored(UserFactory.create_batch(4))
+    old, recent = timezone.now() - timedelta(days=31), timezone.now() - timedelta(days=29)
+    Delivery.objects.filter(id__in=ids[:2]).update(status=DeliveryStatus.SENT, finished_at=old)
+    Delivery.objects.filter(id=ids[2]).update(status=DeliveryStatus.DEAD, finished_at=old)
+    Delivery.objects.filter(id=ids[3]).update(status=DeliveryStatus.SENT, finished_at=recent)
+    assert services.deliveries_prune(batch_size=1) == 2
+    assert services.deliveries_prune() == 0
+    assert sorted(Delivery.objects.values_list("id", flat=True)) == ids[2:]
