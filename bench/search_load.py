@@ -177,9 +177,10 @@ def nginx_conf(prefix: Path, *, app_port: int, port: int) -> str:
     proxy_cache_path {prefix}/cache levels=1:2 keys_zone=emporium_catalog:20m
                      max_size=512m inactive=60s use_temp_path=off;
     # Every simulated shopper comes from 127.0.0.1: the per-client limits the
-    # locations apply keep their names, with a rate one address cannot reach here.
-    limit_req_zone $binary_remote_addr zone=emporium_per_client:10m rate=1000000r/s;
-    limit_conn_zone $binary_remote_addr zone=emporium_connections:10m;
+    # locations apply keep their names but count per connection, at a rate no
+    # connection reaches, so they never refuse a request here.
+    limit_req_zone $connection zone=emporium_per_client:10m rate=1000000r/s;
+    limit_conn_zone $connection zone=emporium_connections:10m;
     map "$http_authorization$http_cookie" $emporium_skip_cache {{
         ""      0;
         default 1;
@@ -195,17 +196,19 @@ def nginx_conf(prefix: Path, *, app_port: int, port: int) -> str:
     )
 
 
-def settle(base: str, timeout: float = 60) -> None:
-    """Waits until the app answers promptly again: requests nginx still had in
-    flight when wrk stopped (a search phase leaves a queue) must not count in
-    the next phase."""
+def settle(base: str, timeout: float = 120) -> None:
+    """Waits until the app server and PostgreSQL are idle: requests nginx still
+    had in flight when wrk stopped (a search phase leaves a queue behind) must
+    not be counted in the next phase."""
+    busy = {"app": common.app_server_process, "db": common.postgres_backend(DATABASE)}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        started = time.monotonic()
-        common.wait_http(f"{base}/", timeout=timeout)
-        if time.monotonic() - started < 0.05:
-            return
+        before = common.process_cpu()
         time.sleep(0.5)
+        spent = common.cpu_spent(before, common.process_cpu(), busy)
+        if sum(spent.values()) < 0.05:  # under a tenth of a core
+            break
+    common.wait_http(f"{base}/", timeout=timeout)
 
 
 def read_log(log: Path, start: int) -> list[tuple[float, str, str, str]]:
@@ -283,9 +286,11 @@ def class_table(
     statuses: dict[str, int] = defaultdict(int)
     for seconds, status, cache_status, uri in lines:
         kind = classes.get(uri, "other")
+        statuses[f"{kind} {status}"] += 1
+        if status != "200":
+            continue
         by_class[kind].append(seconds * 1000)
         hits[kind] += cache_status == "HIT"
-        statuses[f"{kind} {status}"] += 1
     table: dict[str, dict[str, Any]] = {}
     for kind, samples in sorted(by_class.items(), key=lambda item: -len(item[1])):
         table[kind] = {
