@@ -246,7 +246,7 @@ def test_a_stopped_replica_degrades_to_the_primary_without_an_error_and_comes_ba
     assert statement_calls(healthy.primary, PRODUCT_READS) == 0
     metrics = httpx.get(healthy.server.url + "/metrics", timeout=10).text
     assert 'emporium_database_replica_up{replica="replica_0"} 1.0' in metrics
-    assert 'emporium_database_replica_lag_seconds{replica="replica_0"}' in metrics
+    assert 'emporium_database_replication_lag_seconds{replica="replica_0"}' in metrics
 
 
 def test_failover_after_the_primary_is_killed_keeps_every_acknowledged_order(

@@ -368,12 +368,25 @@ DATA = Dashboard(
                     "Replica lag",
                     (
                         Query(
-                            "max by (instance) (emporium_database_replication_lag_seconds)",
-                            "{{instance}}",
+                            "max by (replica) (emporium_database_replication_lag_seconds)",
+                            "{{replica}}",
                         ),
                     ),
                     "s",
-                    "How far each read replica is behind the primary.",
+                    "How far each read replica is behind the primary, as the app servers' "
+                    "probes last measured it.",
+                ),
+                Panel(
+                    "Replicas usable for reads",
+                    (
+                        Query(
+                            "min by (replica) (emporium_database_replica_up)",
+                            "{{replica}}",
+                        ),
+                    ),
+                    "short",
+                    "1 while the app servers send reads to the replica; 0 while it is down, "
+                    "lagging past the bound or promoted (its reads go to the primary).",
                 ),
             ),
         ),

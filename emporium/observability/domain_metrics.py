@@ -127,7 +127,7 @@ DASHBOARD_PUBLISHES = Counter(
 # -- database replicas (emporium.core.db.replicas; every process that routes reads) ---------
 
 REPLICA_LAG = Gauge(
-    "emporium_database_replica_lag_seconds",
+    "emporium_database_replication_lag_seconds",
     "Replay lag of a read replica at its last probe: 0 when it has replayed all it received "
     "while streaming, else the age of the newest transaction it replayed.",
     ["replica"],

@@ -28,7 +28,7 @@ probes is caught by its connection (the replica backend,
 ``emporium.core.db_backends.postgresql_replica``): the read is served on a
 connection of the primary and the replica is marked down at once.
 
-Lag is exported as ``emporium_database_replica_lag_seconds{replica}`` and
+Lag is exported as ``emporium_database_replication_lag_seconds{replica}`` and
 ``emporium_database_replica_up{replica}``, and reported by ``/readyz`` as
 information: a lost replica never fails readiness, the primary serves its reads.
 """
