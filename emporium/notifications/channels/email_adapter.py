@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import binascii
 import contextlib
+import functools
 import logging
 import re
 import secrets
@@ -158,10 +159,14 @@ def _part(boundary: str, content_type: str, content: str) -> bytes:
     )
 
 
+@functools.lru_cache(maxsize=8)
+def _domain_of(from_email: str) -> str:
+    return parseaddr(from_email)[1].rpartition("@")[2] or "emporium.local"
+
+
 def _message_id(delivery: Delivery) -> str:
     # Stable across retries, so a receiving system can drop a duplicate.
-    domain = parseaddr(settings.DEFAULT_FROM_EMAIL)[1].rpartition("@")[2] or "emporium.local"
-    return f"<notification.{delivery.id}@{domain}>"
+    return f"<notification.{delivery.id}@{_domain_of(settings.DEFAULT_FROM_EMAIL)}>"
 
 
 def email_render(delivery: Delivery) -> RenderedEmail:
