@@ -70,8 +70,13 @@ class RowShape:
 
     def render(self, row: Sequence[Any], start: int = 0) -> dict[str, Any]:
         """The serializer's dict for the values at ``row[start:start + len(names)]``."""
+        zone = timezone.get_current_timezone()  # once, not once per time value
         return {
-            name: None if value is None else render(value)
+            name: None
+            if value is None
+            else datetime_text(value, zone)
+            if render is datetime_text
+            else render(value)
             for name, render, value in zip(
                 self.names, self.renderers, row[start : start + len(self.names)], strict=True
             )

@@ -28,6 +28,7 @@ from urllib.parse import urlencode
 from django.db.models import Field
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
+from django.utils import timezone
 
 from emporium.core.db.prepared import fetch_prepared
 from emporium.core.encryption import EncryptedTextField, unseal
@@ -129,6 +130,7 @@ def order_list(request: HttpRequest) -> HttpResponse | None:
         return None
     orders = _orders(fetch_prepared(_LIST_SQL, [request.user.pk]))
     page = orders[:_PAGE]
+    zone = timezone.get_current_timezone()
     next_link = None
     if len(orders) > _PAGE:
         last = page[-1][0]
@@ -145,7 +147,7 @@ def order_list(request: HttpRequest) -> HttpResponse | None:
         {
             "next": next_link,
             "previous": None,
-            "results": [order_representation(order, items) for order, items in page],
+            "results": [order_representation(order, items, zone=zone) for order, items in page],
         }
     )
 
