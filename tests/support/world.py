@@ -30,6 +30,7 @@ from emporium.core.tests.factories import (
 )
 from emporium.delivery import services as delivery_services
 from emporium.delivery.models import CourierDevice, Shipment
+from emporium.notifications.channels.models import Delivery, DeliveryStatus
 from emporium.orders.models import Order, OrderStatus
 from emporium.payments.models import Payment, PaymentStatus
 from emporium.reviews.models import Review
@@ -48,6 +49,7 @@ _PLAIN_VIEW_MODELS: dict[str, type[models.Model]] = {
     "/api/products/imports/{pk}/": ProductImport,
     "/api/products/imports/{pk}/errors.csv": ProductImport,
     "/api/products/imports/{pk}/cancel/": ProductImport,
+    "/api/notifications/dead-letters/{pk}/replay/": Delivery,
 }
 
 
@@ -143,6 +145,15 @@ def build_world() -> World:
         Review: review,
         CartItem: cart_item,
         WishlistItem: wishlist_item,
+        Delivery: Delivery.objects.create(  # a dead letter of the owner's
+            channel="email",
+            recipient=owner,
+            kind="order_paid",
+            dedup_key="world",
+            status=DeliveryStatus.DEAD,
+            next_attempt_at=order.created_at,
+            last_error="SMTP 550 mailbox unavailable",
+        ),
         ProductImport: ProductImport.objects.create(
             file_format=ProductImportFormat.CSV,
             encoding="utf-8",
