@@ -94,7 +94,7 @@ def _audience_sql(audience: Audience, *, now: dt.datetime) -> tuple[str, list[An
         return wishlist.format(join="", condition="wi.product_id = %s"), [audience.value]
     if audience.type == AudienceType.WISHLIST_CATEGORY:
         # The category and everything under it: their paths start with its path.
-        category_path = Category.objects.values_list("path", flat=True).get(pk=audience.value)
+        category_path = Category.objects.values_list("path", flat=True).get(pk=audience.value or 0)
         return (
             wishlist.format(
                 join=f"JOIN {_table(Product)} p ON p.id = wi.product_id "
