@@ -149,7 +149,7 @@ def build_world() -> World:
             channel="email",
             recipient=owner,
             kind="order_paid",
-            dedup_key="world",
+            dedup_key=f"world:{owner.pk}",
             status=DeliveryStatus.DEAD,
             next_attempt_at=order.created_at,
             last_error="SMTP 550 mailbox unavailable",
