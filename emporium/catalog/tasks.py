@@ -50,6 +50,8 @@ def product_import_run(import_id: int) -> None:
 def product_imports_resume() -> int:
     """Queues a run for every unfinished import that stopped moving; returns how many.
 
+    Also deletes partial uploads a day old (a request that died mid-body).
+
     From beat. Twice: the runs it queues are themselves safe to repeat (each
     waits for the import's row lock and continues from the committed offset).
     """
@@ -58,4 +60,5 @@ def product_imports_resume() -> int:
     )
     for import_id in stalled:
         product_import_run.apply_async(args=(import_id,))
+    import_services.uploads_abandoned_remove(older_than_seconds=24 * 3600)
     return len(stalled)

@@ -210,6 +210,7 @@ def import_cancel(*, product_import: ProductImport) -> ProductImport:
             item.status = ProductImportStatus.CANCELLED
             item.finished_at = timezone.now()
             fields += ["status", "finished_at"]
+            _stored_file_remove_after_commit(item)
         item.save(update_fields=fields)
         _progress_publish(item)
     return item
@@ -227,6 +228,32 @@ def imports_stalled(*, quiet_seconds: float) -> list[int]:
         .order_by("pk")
         .values_list("pk", flat=True)
     )
+
+
+def _stored_file_remove_after_commit(item: ProductImport) -> None:
+    """A finished import's file is no longer needed: its rows are applied or never will be.
+
+    (Duplicate uploads are recognised by the hash kept on the row, not by the file.)
+    """
+    path = import_directory() / item.stored_name
+    transaction.on_commit(lambda: path.unlink(missing_ok=True))
+
+
+def uploads_abandoned_remove(*, older_than_seconds: float) -> int:
+    """Deletes partial uploads left by requests that died mid-body; returns how many."""
+    directory = import_directory()
+    if not directory.is_dir():
+        return 0
+    cutoff = time.time() - older_than_seconds
+    removed = 0
+    for path in directory.glob("upload-*.part"):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:
+            continue
+    return removed
 
 
 def _progress_publish(item: ProductImport) -> None:
@@ -270,6 +297,7 @@ def import_chunk_apply(*, import_id: int) -> tuple[ProductImport, bool]:
                 item.status = ProductImportStatus.CANCELLED
                 item.finished_at = timezone.now()
                 item.save(update_fields=["status", "finished_at", "updated_at"])
+                _stored_file_remove_after_commit(item)
                 _progress_publish(item)
                 return item, False
             _chunk_apply(item)
@@ -288,6 +316,7 @@ def _import_fail(import_id: int, failure: str) -> ProductImport:
         item.failure = failure[:2000]
         item.finished_at = timezone.now()
         item.save(update_fields=["status", "failure", "finished_at", "updated_at"])
+        _stored_file_remove_after_commit(item)
         _progress_publish(item)
     return item
 
@@ -353,6 +382,7 @@ def _chunk_apply(item: ProductImport) -> None:
     if batch.at_end:
         item.status = ProductImportStatus.COMPLETED
         item.finished_at = now
+        _stored_file_remove_after_commit(item)
     item.save()
 
 

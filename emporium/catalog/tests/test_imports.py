@@ -13,6 +13,7 @@ import codecs
 import csv
 import io
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -204,7 +205,8 @@ def test_a_multipart_upload_is_streamed_like_a_raw_body(
     assert response.json()["file_name"] == "catalog.csv"
     run(committed, response.json()["id"])
     assert product("MP-1").price == Decimal("3.50")
-    assert [path.suffix for path in import_dir.iterdir()] == [".csv"]  # no partial file left
+    # Stored while queued, removed once applied; no partial upload left either.
+    assert list(import_dir.iterdir()) == []
 
 
 # -- bad rows, bad files ----------------------------------------------------------------
@@ -379,6 +381,7 @@ def test_uploading_the_same_file_again_answers_the_existing_import(
 ) -> None:
     body = csv_body("DUP-1,Once,,1.00,1,Misc,")
     first = upload(manager, body)
+    assert len(list(import_dir.iterdir())) == 1  # stored, waiting for its run
     item = run(committed, first.json()["id"])
 
     second = upload(manager, body)
@@ -387,7 +390,7 @@ def test_uploading_the_same_file_again_answers_the_existing_import(
     assert second.json()["id"] == item.pk
     assert second.json()["status"] == "completed"
     assert ProductImport.objects.count() == 1
-    assert len(list(import_dir.iterdir())) == 1  # the second copy was discarded
+    assert list(import_dir.iterdir()) == []  # the second copy was discarded
 
 
 def _row_version(sku: str) -> tuple[Any, ...]:
@@ -602,3 +605,15 @@ def test_an_import_that_stopped_moving_is_found_for_a_new_run(manager: APIClient
 
     assert services.imports_stalled(quiet_seconds=300) == [stalled_id]
     assert fresh_id not in services.imports_stalled(quiet_seconds=300)
+
+
+def test_partial_uploads_are_removed_once_a_day_old(import_dir: Path) -> None:
+    import_dir.mkdir(parents=True)
+    old, recent = import_dir / "upload-old.part", import_dir / "upload-new.part"
+    old.write_bytes(b"sku,na")
+    recent.write_bytes(b"sku,na")
+    day_ago = time.time() - 25 * 3600
+    os.utime(old, (day_ago, day_ago))
+
+    assert services.uploads_abandoned_remove(older_than_seconds=24 * 3600) == 1
+    assert sorted(path.name for path in import_dir.iterdir()) == ["upload-new.part"]
