@@ -617,3 +617,23 @@ def test_partial_uploads_are_removed_once_a_day_old(import_dir: Path) -> None:
 
     assert services.uploads_abandoned_remove(older_than_seconds=24 * 3600) == 1
     assert sorted(path.name for path in import_dir.iterdir()) == ["upload-new.part"]
+
+
+def test_with_tasks_in_process_the_upload_is_applied_once_it_commits(
+    manager: APIClient, committed: Committed, settings: Any
+) -> None:
+    """The embedded profile: no broker, the task runs in the process after the commit."""
+    from config.celery import app
+
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    eager_before = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    try:
+        with committed():
+            response = upload(manager, csv_body("EAGER-1,In process,,4.00,1,Misc,"))
+    finally:
+        app.conf.task_always_eager = eager_before
+
+    assert response.status_code == 202
+    assert ProductImport.objects.get(pk=response.json()["id"]).status == "completed"
+    assert product("EAGER-1").price == Decimal("4.00")
