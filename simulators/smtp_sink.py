@@ -41,6 +41,8 @@ class SinkHandler:
     # Seconds each DATA takes before the answer (a slow relay; lets a test kill mid-batch).
     delay_seconds: float = 0.0
     fail_first: set[str] = field(default_factory=set)
+    # Message-IDs answered 421 (the server closing the connection) the first time.
+    close_first: set[str] = field(default_factory=set)
     refused: set[str] = field(default_factory=set)
     random: random.Random = field(default_factory=random.Random)
     received: Counter[str] = field(default_factory=Counter)
@@ -79,6 +81,10 @@ class SinkHandler:
         found = _MESSAGE_ID.search(content)
         message_id = found.group(1).decode() if found else ""
         with self.lock:
+            if message_id in self.close_first:
+                self.close_first.discard(message_id)
+                self.transient += 1
+                return "421 4.3.2 closing the connection"
             if message_id in self.fail_first:
                 self.fail_first.discard(message_id)
                 self.transient += 1

@@ -103,6 +103,18 @@ def test_a_4xx_reply_is_retried_later_and_the_message_arrives_once(settings: Any
     assert Delivery.objects.get(id=ids[1]).status == DeliveryStatus.SENT
 
 
+def test_a_421_mid_batch_opens_a_new_connection_for_the_rest(settings: Any) -> None:
+    ids = _enqueue(UserFactory.create_batch(5))
+    handler = SinkHandler(close_first={_message_id(ids[1])})
+    with SmtpSink(handler) as sink:
+        settings.NOTIFICATION_EMAIL_ENDPOINTS = [sink.endpoint()]
+        assert _send(ids) == {"sent": 4, "transient": 1}
+        assert handler.stats()["sessions"] == 2
+        assert _send(ids, later=True) == {"sent": 1}
+    assert set(handler.received.values()) == {1}
+    assert len(handler.received) == 5
+
+
 def test_a_5xx_reply_is_parked_without_a_retry(settings: Any) -> None:
     refused, accepted = UserFactory(email="gone@example.com"), UserFactory()
     ids = _enqueue([refused, accepted])
