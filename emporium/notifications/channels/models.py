@@ -45,8 +45,9 @@ class DeliveryStatus(models.TextChoices):
 class Delivery(models.Model):
     id = models.BigAutoField(primary_key=True)
     channel = models.CharField(max_length=16, choices=Channel.choices)
+    # Indexed for the cascade when an account is deleted, and for support's lookups.
     recipient = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
     )
     kind = models.CharField(max_length=64)
     # {"title", "body", "data"}: what the adapters render.
