@@ -189,3 +189,79 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+class _CountsPublicAnswers(BaseHTTPRequestHandler):
+    """Answers every GET 200 with ``Cache-Control: public`` and counts what reached it."""
+
+    reached: list[str] = []
+
+    def do_GET(self) -> None:
+        self.reached.append(self.path)
+        body = f"answer {len(self.reached)}".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "public, max-age=30")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_anonymous_searches_and_suggestions_are_kept_by_the_micro_cache(tmp_path: Path) -> None:
+    """The compose server for real: search results, the search page and autocomplete
+    come from nginx's cache for anonymous requests (each query string its own
+    entry); a request with a cookie or a token always reaches the app."""
+    _CountsPublicAnswers.reached = []
+    upstream = ThreadingHTTPServer(("127.0.0.1", 0), _CountsPublicAnswers)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    port = _free_port()
+    conf = (
+        _compose_conf()
+        .replace("server 127.0.0.1:8000", f"server 127.0.0.1:{upstream.server_address[1]}")
+        .replace("server 127.0.0.2:8000", f"server 127.0.0.1:{upstream.server_address[1]}")
+        .replace("listen 80 default_server;", f"listen 127.0.0.1:{port} default_server;")
+    )
+    prefix = tmp_path / "prefix"
+    nginx_conf = nginx_prefix(prefix, conf)
+    (prefix / "logs").mkdir(exist_ok=True)
+    # Workers write the cache under the test's own (private) directory: as root,
+    # they keep the master's user instead of dropping to nobody.
+    if os.geteuid() == 0:
+        nginx_conf.write_text("user root;\n" + nginx_conf.read_text())
+    server = subprocess.Popen(  # noqa: S603
+        [_nginx(), "-p", str(prefix), "-c", str(nginx_conf), "-e", "stderr", "-g", "daemon off;"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                httpx.get(f"{base}/", timeout=2)
+                break
+            except httpx.TransportError:
+                assert server.poll() is None, server.stderr.read() if server.stderr else ""
+                assert time.monotonic() < deadline, "nginx did not start"
+                time.sleep(0.1)
+        for path in ("/api/search/?q=lamp", "/api/search/suggest/?q=la", "/search/?q=lamp"):
+            first = httpx.get(base + path, timeout=2)
+            again = httpx.get(base + path, timeout=2)
+            assert (first.headers["X-Cache-Status"], again.headers["X-Cache-Status"]) == (
+                "MISS",
+                "HIT",
+            )
+            assert again.text == first.text
+            assert _CountsPublicAnswers.reached.count(path) == 1
+            for headers in ({"Cookie": "sessionid=x"}, {"Authorization": "Bearer x"}):
+                passed = httpx.get(base + path, headers=headers, timeout=2)
+                assert passed.headers["X-Cache-Status"] == "BYPASS"
+            assert _CountsPublicAnswers.reached.count(path) == 3
+        other = httpx.get(f"{base}/api/search/?q=lamp&page=2", timeout=2)
+        assert other.headers["X-Cache-Status"] == "MISS"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        upstream.shutdown()
