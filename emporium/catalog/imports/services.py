@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from emporium.accounts.models import User
@@ -265,6 +265,27 @@ def _progress_publish(item: ProductImport) -> None:
 # -- running --------------------------------------------------------------------------
 
 
+# Tables whose rows the search app's triggers update for every product written: the
+# vocabulary's word counts. A chunk leaves thousands of dead versions of a few rows
+# there, and the triggers' own statements then read through all of them; left to
+# autovacuum (a minute apart at best, or off), a large import slows by an order of
+# magnitude within minutes (docs/performance_tuning.md, "Bulk catalog import").
+CHURNED_TABLES = ("search_vocabulary",)
+VACUUM_EVERY_CHUNKS = 20
+
+
+def churned_tables_vacuum() -> None:
+    """VACUUMs the tables the import churns; outside any transaction, PostgreSQL only."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        return
+    with connection.cursor() as cursor:
+        for table in CHURNED_TABLES:
+            cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [table])
+            if cursor.fetchone()[0]:
+                # The name is one of the constants above, never input.
+                cursor.execute(f"VACUUM (SKIP_LOCKED) {table}")
+
+
 def import_run(
     *,
     import_id: int,
@@ -280,6 +301,8 @@ def import_run(
         item, more = import_chunk_apply(import_id=import_id)
         if on_chunk is not None:
             on_chunk(item)
+        if item.chunks_done % VACUUM_EVERY_CHUNKS == 0:
+            churned_tables_vacuum()
         if not more:
             return False
         if time_budget_seconds is not None and time.monotonic() - started >= time_budget_seconds:
