@@ -172,3 +172,21 @@ def test_a_recipient_without_an_address_is_skipped(settings: Any) -> None:
         ids = _enqueue([user])
         assert _send(ids) == {"skipped": 1}
         assert sink.handler.stats()["sessions"] == 0  # no session opened for nothing
+
+
+def test_a_template_naming_the_recipient_is_rendered_for_each(settings: Any, tmp_path: Any) -> None:
+    from emporium.notifications.channels.email_adapter import email_render
+
+    directory = tmp_path / "notification_channels" / "email"
+    directory.mkdir(parents=True)
+    (directory / "welcome_each.txt").write_text("Hello {{ recipient.username }}: {{ body }}")
+    (directory / "welcome_each.html").write_text("<p>{{ body }}</p>")
+    settings.TEMPLATES = [{**settings.TEMPLATES[0], "DIRS": [tmp_path]}]
+    ada, bob = UserFactory(username="ada"), UserFactory(username="bob")
+    _enqueue([ada, bob], kind="welcome_each", body="welcome")
+    rendered = [
+        email_render(delivery)
+        for delivery in Delivery.objects.select_related("recipient").order_by("id")
+    ]
+    assert [item.text for item in rendered] == ["Hello ada: welcome", "Hello bob: welcome"]
+    assert [item.html for item in rendered] == ["<p>welcome</p>", "<p>welcome</p>"]
