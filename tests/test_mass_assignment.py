@@ -31,6 +31,7 @@ from emporium.carts.models import CartItem
 from emporium.catalog.models import Category, Product
 from emporium.core.tests.factories import OrderFactory, OrderItemFactory, client_for
 from emporium.delivery.models import CourierDevice, Shipment
+from emporium.notifications.models import Broadcast
 from emporium.orders.models import Order, OrderStatus
 from emporium.payments.models import Payment
 from emporium.reviews.models import Review
@@ -143,6 +144,22 @@ WRITES: dict[tuple[str, str], Write] = {
         "admin", _empty, effects=frozenset({"status", "in_transit_at"})
     ),
     ("/api/shipments/{pk}/deliver/", "POST"): Write("admin", _empty),
+    ("/api/notifications/{pk}/read/", "POST"): Write(
+        "owner", _empty, effects=frozenset({"read_at"})
+    ),
+    ("/api/notifications/broadcasts/", "POST"): Write(
+        "admin",
+        lambda w: {
+            "title": "Sale",
+            "body": "All week.",
+            "channels": ["in_app"],
+            "audience": {"type": "all"},
+        },
+        model=Broadcast,
+    ),
+    ("/api/notifications/broadcasts/{pk}/cancel/", "POST"): Write(
+        "admin", _empty, effects=frozenset({"status", "finished_at"})
+    ),
 }
 
 # Writes whose body sets no model field through a serializer.
@@ -152,6 +169,8 @@ NO_MODEL_ROW = {
     ("/api/auth/logout/", "POST"): "revokes the refresh token it is given",
     ("/api/payments/webhook/", "POST"): "a signed provider event, read field by field",
     ("/api/telemetry/", "POST"): "device points decoded by one msgspec struct, no serializer",
+    ("/api/notifications/read-all/", "POST"): "marks the caller's own rows read; the body is a bound",
+    ("/api/notifications/preferences/", "PUT"): "a kind/channel matrix applied by the service",
 }
 
 SWEPT = [

@@ -206,7 +206,6 @@ class Dispatch(models.Model):
 
 
 class BroadcastStatus(models.TextChoices):
-    PLANNING = "planning", "Planning"
     RUNNING = "running", "Running"
     COMPLETED = "completed", "Completed"
     CANCELLED = "cancelled", "Cancelled"
@@ -232,7 +231,7 @@ class Broadcast(models.Model):
     # The product or category id, or the number of days, the audience names.
     audience_value = models.PositiveIntegerField(null=True, blank=True)
     status = models.CharField(
-        max_length=16, choices=BroadcastStatus.choices, default=BroadcastStatus.PLANNING
+        max_length=16, choices=BroadcastStatus.choices, default=BroadcastStatus.RUNNING
     )
     batches_total = models.PositiveIntegerField(default=0)
     batches_done = models.PositiveIntegerField(default=0)

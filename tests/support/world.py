@@ -31,6 +31,7 @@ from emporium.core.tests.factories import (
 from emporium.delivery import services as delivery_services
 from emporium.delivery.models import CourierDevice, Shipment
 from emporium.notifications.channels.models import Delivery, DeliveryStatus
+from emporium.notifications.models import AudienceType, Broadcast, BroadcastStatus, Notification
 from emporium.orders.models import Order, OrderStatus
 from emporium.payments.models import Payment, PaymentStatus
 from emporium.reviews.models import Review
@@ -50,6 +51,9 @@ _PLAIN_VIEW_MODELS: dict[str, type[models.Model]] = {
     "/api/products/imports/{pk}/errors.csv": ProductImport,
     "/api/products/imports/{pk}/cancel/": ProductImport,
     "/api/notifications/dead-letters/{pk}/replay/": Delivery,
+    "/api/notifications/{pk}/read/": Notification,
+    "/api/notifications/broadcasts/{pk}/": Broadcast,
+    "/api/notifications/broadcasts/{pk}/cancel/": Broadcast,
 }
 
 
@@ -153,6 +157,16 @@ def build_world() -> World:
             status=DeliveryStatus.DEAD,
             next_attempt_at=order.created_at,
             last_error="SMTP 550 mailbox unavailable",
+        ),
+        Notification: Notification.objects.create(
+            recipient=owner, kind="order_shipped", title="Shipped", dedup_key="world"
+        ),
+        Broadcast: Broadcast.objects.create(
+            title="World",
+            body="A running broadcast",
+            channels=["in_app"],
+            audience_type=AudienceType.ALL,
+            status=BroadcastStatus.RUNNING,
         ),
         ProductImport: ProductImport.objects.create(
             file_format=ProductImportFormat.CSV,
