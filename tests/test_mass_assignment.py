@@ -169,7 +169,7 @@ NO_MODEL_ROW = {
     ("/api/auth/logout/", "POST"): "revokes the refresh token it is given",
     ("/api/payments/webhook/", "POST"): "a signed provider event, read field by field",
     ("/api/telemetry/", "POST"): "device points decoded by one msgspec struct, no serializer",
-    ("/api/notifications/read-all/", "POST"): "marks the caller's own rows read; the body is a bound",
+    ("/api/notifications/read-all/", "POST"): "marks the caller's rows read; the body is a bound",
     ("/api/notifications/preferences/", "PUT"): "a kind/channel matrix applied by the service",
 }
 
