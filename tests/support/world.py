@@ -4,6 +4,7 @@ objects of every kind, an account per role, and a snapshot of the database.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -30,6 +31,7 @@ from emporium.core.tests.factories import (
 )
 from emporium.delivery import services as delivery_services
 from emporium.delivery.models import CourierDevice, Shipment
+from emporium.integrations.webhooks.models import WebhookDelivery, WebhookSubscription
 from emporium.notifications.channels.models import Delivery, DeliveryStatus
 from emporium.notifications.models import AudienceType, Broadcast, BroadcastStatus, Notification
 from emporium.orders.models import Order, OrderStatus
@@ -167,6 +169,22 @@ def build_world() -> World:
             channels=["in_app"],
             audience_type=AudienceType.ALL,
             status=BroadcastStatus.RUNNING,
+        ),
+        # Staff's webhook subscription (nobody's own) and one delivered event of the owner's order.
+        WebhookSubscription: (
+            subscription := WebhookSubscription.objects.create(
+                url="http://127.0.0.1:9/hooks", event_types=["order.paid"], secret="whsec_world"
+            )
+        ),
+        WebhookDelivery: WebhookDelivery.objects.create(
+            subscription=subscription,
+            event_id=uuid.uuid4(),
+            event_type="order.paid",
+            aggregate_type="order",
+            aggregate_id=str(order.pk),
+            request_body="{}",
+            status="delivered",
+            next_attempt_at=order.created_at,
         ),
         ProductImport: ProductImport.objects.create(
             file_format=ProductImportFormat.CSV,
