@@ -104,6 +104,14 @@ EXPECTED: dict[str, dict[str, Row]] = {
     "/api/wishlist/": {READS: SIGNED_IN},
     "/api/wishlist/items/": {READS + " POST": SIGNED_IN},
     "/api/wishlist/items/{pk}/": {"GET HEAD DELETE": OWNER_ONLY, "OPTIONS": SIGNED_IN},
+    "/api/webhooks/": {READS + " POST": ADMIN_ONLY},
+    "/api/webhooks/{pk}/": {READS + " PUT PATCH DELETE": ADMIN_ONLY},
+    "/api/webhooks/{pk}/rotate-secret/": {"POST": ADMIN_ONLY, "OPTIONS": SIGNED_IN},
+    "/api/webhooks/{webhooksubscription_pk}/deliveries/": {READS: ADMIN_ONLY},
+    "/api/webhooks/{webhooksubscription_pk}/deliveries/{webhookdelivery_pk}/replay/": {
+        "POST": ADMIN_ONLY,
+        "OPTIONS": SIGNED_IN,
+    },
 }
 
 
