@@ -31,6 +31,7 @@ from emporium.carts.models import CartItem
 from emporium.catalog.models import Category, Product
 from emporium.core.tests.factories import OrderFactory, OrderItemFactory, client_for
 from emporium.delivery.models import CourierDevice, Shipment
+from emporium.integrations.webhooks.models import WebhookSubscription
 from emporium.notifications.models import Broadcast
 from emporium.orders.models import Order, OrderStatus
 from emporium.payments.models import Payment
@@ -75,6 +76,8 @@ class Write:
 def _empty(world: World) -> dict[str, Any]:
     return {}
 
+
+_WEBHOOK = {"url": "http://127.0.0.1:9/hooks", "event_types": ["order.paid"]}
 
 WRITES: dict[tuple[str, str], Write] = {
     ("/api/auth/register/", "POST"): Write(
@@ -144,6 +147,14 @@ WRITES: dict[tuple[str, str], Write] = {
         "admin", _empty, effects=frozenset({"status", "in_transit_at"})
     ),
     ("/api/shipments/{pk}/deliver/", "POST"): Write("admin", _empty),
+    ("/api/webhooks/", "POST"): Write("admin", lambda w: _WEBHOOK, model=WebhookSubscription),
+    ("/api/webhooks/{pk}/", "PUT"): Write("admin", lambda w: _WEBHOOK),
+    ("/api/webhooks/{pk}/", "PATCH"): Write("admin", lambda w: {"description": "ERP"}),
+    ("/api/webhooks/{pk}/rotate-secret/", "POST"): Write("admin", lambda w: {"grace_seconds": 60}),
+    (
+        "/api/webhooks/{webhooksubscription_pk}/deliveries/{webhookdelivery_pk}/replay/",
+        "POST",
+    ): Write("admin", _empty, effects=frozenset({"status"})),
     ("/api/notifications/{pk}/read/", "POST"): Write(
         "owner", _empty, effects=frozenset({"read_at"})
     ),
