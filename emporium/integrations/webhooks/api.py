@@ -107,11 +107,13 @@ class DeliveryListView(APIView):
     pagination_class = KeysetPagination
 
     @extend_schema(responses=DeliverySerializer(many=True))
-    def get(self, request: Request, subscription_pk: int) -> Response:
-        get_or_not_found(WebhookSubscription.objects.all(), pk=subscription_pk)
+    def get(self, request: Request, webhooksubscription_pk: int) -> Response:
+        get_or_not_found(WebhookSubscription.objects.all(), pk=webhooksubscription_pk)
         paginator = KeysetPagination()
         page = paginator.paginate_queryset(
-            selectors.delivery_list_for_subscription(subscription_id=subscription_pk), request, self
+            selectors.delivery_list_for_subscription(subscription_id=webhooksubscription_pk),
+            request,
+            self,
         )
         return paginator.get_paginated_response(DeliverySerializer(page, many=True).data)
 
@@ -123,9 +125,12 @@ class DeliveryReplayView(APIView):
     required_permissions: RequiredPermissions = {"post": CHANGE}
 
     @extend_schema(request=None, responses={202: DeliverySerializer})
-    def post(self, request: Request, subscription_pk: int, delivery_pk: int) -> Response:
+    def post(
+        self, request: Request, webhooksubscription_pk: int, webhookdelivery_pk: int
+    ) -> Response:
         delivery = get_or_not_found(
-            WebhookDelivery.objects.filter(subscription_id=subscription_pk), pk=delivery_pk
+            WebhookDelivery.objects.filter(subscription_id=webhooksubscription_pk),
+            pk=webhookdelivery_pk,
         )
         delivery = services.delivery_replay(delivery=delivery)
         webhook_deliver.delay(delivery.pk)

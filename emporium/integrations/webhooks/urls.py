@@ -8,12 +8,12 @@ router.register("webhooks", api.SubscriptionViewSet, basename="webhook-subscript
 
 urlpatterns = [
     path(
-        "webhooks/<int:subscription_pk>/deliveries/",
+        "webhooks/<int:webhooksubscription_pk>/deliveries/",
         api.DeliveryListView.as_view(),
         name="webhook-deliveries",
     ),
     path(
-        "webhooks/<int:subscription_pk>/deliveries/<int:delivery_pk>/replay/",
+        "webhooks/<int:webhooksubscription_pk>/deliveries/<int:webhookdelivery_pk>/replay/",
         api.DeliveryReplayView.as_view(),
         name="webhook-delivery-replay",
     ),
