@@ -115,13 +115,13 @@ def main() -> None:
         print(f"{name:<40}{cells}")
     print(f"{'ref: pgbench tpcb, 8 clients (tx/s)':<40}{reference:>24.0f}")
     errors = {
-        f"{count} {name}": result.server_errors + result.socket_errors
+        f"{count} {name}": result.requests - result.ok
         for count, results in by_count.items()
         for name, result in results.items()
-        if result.server_errors + result.socket_errors
+        if result.requests - result.ok
     }
     if errors:
-        print(f"errors (5xx or socket): {errors}")
+        print(f"answers other than 2xx (5xx, 409, socket errors): {errors}")
     payload: dict[str, Any] = {
         "by_app_servers": {
             str(count): {name: common.as_dict(result) for name, result in results.items()}
