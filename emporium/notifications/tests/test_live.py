@@ -77,3 +77,27 @@ def test_a_broadcast_batch_pushes_to_connected_recipients_only(
     [row] = client_for(connected).get("/api/notifications/").json()["results"]
     assert row["id"] == pushed["id"]
     assert client_for(offline).get("/api/notifications/unread-count/").json()["unread"] == 1
+
+
+def test_broadcast_progress_reaches_the_dashboard(live_ws: LiveServer) -> None:  # noqa: F811
+    staff = StaffFactory()
+    UserFactory()
+    with open_with_subprotocol(live_ws, "/ws/dashboard/", token_for(staff)) as dashboard:
+        welcomed(dashboard)
+        progress = (
+            client_for(staff)
+            .post(
+                "/api/notifications/broadcasts/",
+                {"title": "Hi", "body": "All", "channels": ["in_app"], "audience": {"type": "all"}},
+                format="json",
+            )
+            .json()
+        )
+        broadcast_batch_run(broadcast_id=progress["id"], number=0)
+        while (message := receive_json(dashboard))["type"] != "notification_broadcast":
+            pass  # the dashboard's figures, sent every second
+    assert message["broadcast"]["id"] == progress["id"]
+    assert (message["broadcast"]["status"], message["broadcast"]["recipients_done"]) == (
+        "completed",
+        2,
+    )
