@@ -343,3 +343,19 @@ def test_deliveries_are_created_by_the_outbox_relay(monkeypatch: pytest.MonkeyPa
 
     (delivery,) = WebhookDelivery.objects.all()
     assert (delivery.event_id, delivery.status) == (paid.id, DeliveryStatus.PENDING)
+
+
+def test_one_task_run_sends_an_aggregates_deliveries_back_to_back() -> None:
+    from emporium.integrations.webhooks.tasks import webhook_deliver
+
+    with running_receiver() as receiver:
+        subscribe(receiver)
+        events_of_order = [event_new(aggregate_id=1, payload={"n": n}) for n in range(3)]
+        (first_id,) = deliveries_for(events_of_order[0])
+        for event in events_of_order[1:]:
+            assert deliveries_for(event) == []  # started by the one before
+
+        assert webhook_deliver.apply(args=(first_id,)).get() == "delivered"
+
+    assert [r.event_id for r in receiver.delivered()] == [str(e.id) for e in events_of_order]
+    assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {"delivered"}
