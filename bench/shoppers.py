@@ -63,3 +63,20 @@ with open({str(out)!r}, "w") as handle:
     handle.write("@" + ",".join(str(pid) for pid in products) + "\\n")
 """
     common.manage(env, "shell", "-c", code, cwd=cwd)
+
+
+def fresh_tokens(env: dict[str, str], *, out: Path, cwd: Path | None = None) -> dict[str, str]:
+    """A new access token for every ``shopper…`` (they live 15 minutes): username -> token.
+
+    Made once the load phase may start, since waiting for the benchmark lock can
+    outlast the tokens made while seeding.
+    """
+    code = f"""
+from rest_framework_simplejwt.tokens import AccessToken
+from emporium.accounts.models import User
+with open({str(out)!r}, "w") as handle:
+    for user in User.objects.filter(username__startswith="shopper").order_by("id"):
+        handle.write(f"{{user.username}}\\t{{AccessToken.for_user(user)}}\\n")
+"""
+    common.manage(env, "shell", "-c", code, cwd=cwd)
+    return dict(line.split("\t") for line in out.read_text().splitlines() if "\t" in line)

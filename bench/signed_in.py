@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import common
-from bench.shoppers import seed_catalog, seed_shoppers
+from bench.shoppers import fresh_tokens, seed_catalog, seed_shoppers
 
 DATABASE = "emporium_bench_signed_in"
 SCRIPT = common.ROOT / "bench" / "lua" / "requests.lua"
@@ -90,7 +90,10 @@ def main() -> None:
     seed_shoppers(env, count=args.shoppers, out=seeded, orders=args.orders)
     common.psql("VACUUM ANALYZE", DATABASE)
     lines = seeded.read_text().splitlines()
-    tokens = [line.split("\t")[1] for line in lines if "\t" in line]
+    # Requests name their customer; the token is put in once the lock is held
+    # (tokens live 15 minutes, and waiting for the lock can take longer).
+    usernames = [line.split("\t")[0] for line in lines if "\t" in line]
+    token_of: dict[str, str] = {}
     order_id = next(line[1:] for line in lines if line.startswith("#"))
     cart_products = [int(pid) for pid in lines[-1][1:].split(",")]
     product_ids = [
@@ -99,7 +102,7 @@ def main() -> None:
             "SELECT id FROM catalog_product ORDER BY random() LIMIT 2000", DATABASE
         ).split()
     ]
-    token = tokens[0]
+    token = usernames[0]
     rng = random.Random(7)
 
     def reads(path_of: Any, with_token: bool, count: int = 1) -> list[str]:
@@ -124,7 +127,7 @@ def main() -> None:
     }
     for name, path in own_paths.items():
         files[name] = [_line("GET", path, token)]
-    writers = tokens[1:]
+    writers = usernames[1:]
     files["POST /api/cart/items/"] = [
         _line(
             "POST",
@@ -135,9 +138,13 @@ def main() -> None:
         for n in range(20_000)
     ]
 
+    def signed(line: str) -> str:
+        method, path, username, body = line.split("\t")
+        return "\t".join([method, path, token_of.get(username, username), body])
+
     def write(name: str) -> Path:
         path = work / f"{abs(hash(name))}.txt"
-        path.write_text("\n".join(files[name]) + "\n")
+        path.write_text("\n".join(signed(line) for line in files[name]) + "\n")
         return path
 
     def load(base: str, name: str, seconds: int) -> common.LoadResult:
@@ -179,16 +186,17 @@ def main() -> None:
                 env, kind="granian", port=app_port, workers=WORKERS, ready_path="/api/categories/"
             )
         )
+        token_of.update(fresh_tokens(env, out=work / "tokens.txt"))
         # The bytes the reference answers with: Emporium's own, for each path.
         mapping: dict[str, str] = {}
         for index, name in enumerate(own_paths):
-            (bodies / f"{index}.json").write_bytes(_fetch(base, files[name][0]))
+            (bodies / f"{index}.json").write_bytes(_fetch(base, signed(files[name][0])))
             mapping[own_paths[name]] = f"{index}.json"
-        (bodies / "post.json").write_bytes(_fetch(base, files["POST /api/cart/items/"][0]))
+        (bodies / "post.json").write_bytes(_fetch(base, signed(files["POST /api/cart/items/"][0])))
         mapping["/api/cart/items/"] = "post.json"
         item_id = json.loads((bodies / "post.json").read_bytes())["id"]
         patch_line = _line("PATCH", f"/api/cart/items/{item_id}/", writers[0], {"quantity": 3})
-        (bodies / "patch.json").write_bytes(_fetch(base, patch_line))
+        (bodies / "patch.json").write_bytes(_fetch(base, signed(patch_line)))
         mapping["*"] = "patch.json"
         (bodies / "paths.json").write_text(json.dumps(mapping))
         reference_env = {**env, "BENCH_REFERENCE_BODIES": str(bodies)}
@@ -215,13 +223,8 @@ def main() -> None:
                     " JOIN accounts_user u ON u.id = c.user_id WHERE u.username <> 'shopper0'",
                     DATABASE,
                 ).splitlines()
-                token_of = {
-                    line.split("\t")[0]: line.split("\t")[1] for line in lines if "\t" in line
-                }
                 files[name] = [
-                    _line(
-                        "PATCH", f"/api/cart/items/{item}/", token_of[user], {"quantity": 1 + n % 5}
-                    )
+                    _line("PATCH", f"/api/cart/items/{item}/", user, {"quantity": 1 + n % 5})
                     for n, (user, item) in enumerate(row.split("|") for row in rows)
                 ]
                 load(base, name, 1)
