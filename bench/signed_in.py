@@ -138,13 +138,13 @@ def main() -> None:
         for n in range(20_000)
     ]
 
-    def signed(line: str) -> str:
+    def with_token(line: str) -> str:
         method, path, username, body = line.split("\t")
         return "\t".join([method, path, token_of.get(username, username), body])
 
     def write(name: str) -> Path:
         path = work / f"{abs(hash(name))}.txt"
-        path.write_text("\n".join(signed(line) for line in files[name]) + "\n")
+        path.write_text("\n".join(with_token(line) for line in files[name]) + "\n")
         return path
 
     def load(base: str, name: str, seconds: int) -> common.LoadResult:
@@ -190,13 +190,15 @@ def main() -> None:
         # The bytes the reference answers with: Emporium's own, for each path.
         mapping: dict[str, str] = {}
         for index, name in enumerate(own_paths):
-            (bodies / f"{index}.json").write_bytes(_fetch(base, signed(files[name][0])))
+            (bodies / f"{index}.json").write_bytes(_fetch(base, with_token(files[name][0])))
             mapping[own_paths[name]] = f"{index}.json"
-        (bodies / "post.json").write_bytes(_fetch(base, signed(files["POST /api/cart/items/"][0])))
+        (bodies / "post.json").write_bytes(
+            _fetch(base, with_token(files["POST /api/cart/items/"][0]))
+        )
         mapping["/api/cart/items/"] = "post.json"
         item_id = json.loads((bodies / "post.json").read_bytes())["id"]
         patch_line = _line("PATCH", f"/api/cart/items/{item_id}/", writers[0], {"quantity": 3})
-        (bodies / "patch.json").write_bytes(_fetch(base, signed(patch_line)))
+        (bodies / "patch.json").write_bytes(_fetch(base, with_token(patch_line)))
         mapping["*"] = "patch.json"
         (bodies / "paths.json").write_text(json.dumps(mapping))
         reference_env = {**env, "BENCH_REFERENCE_BODIES": str(bodies)}
