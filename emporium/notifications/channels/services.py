@@ -221,7 +221,10 @@ def deliveries_claim(
         Delivery.objects.filter(id__in=ids).update(
             status=DeliveryStatus.CLAIMED, claimed_until=now + lease, attempts=F("attempts") + 1
         )
-    return list(Delivery.objects.filter(id__in=ids).select_related("recipient").order_by("id"))
+    claimed = Delivery.objects.filter(id__in=ids).order_by("id")
+    if channel == Channel.EMAIL:  # the address; push reads the recipient's tokens instead
+        claimed = claimed.select_related("recipient")
+    return list(claimed)
 
 
 def retry_delay(*, attempts: int, retry_after: float | None = None) -> float:
