@@ -18,8 +18,8 @@ request's time. wrk sends every phase over 64 connections:
             requests for the /search/ HTML page. Per-class p50/p95/p99 come
             from nginx's access log (time from the request's first byte to the
             response's last), the overall rate and latency from wrk.
-  suggest   autocomplete as typed: every prefix of a Zipf-drawn word, after a
-            previous word for a third of them.
+  suggest   autocomplete as typed: every prefix of a Zipf-drawn word, asked
+            as the search page asks (the last word only).
   popular   one popular query repeated, beside the cached product list (the
             same run, the same nginx): through the micro-cache, and through
             nginx to the app's own cache.
@@ -154,14 +154,14 @@ def mix_paths(count: int, rng: random.Random) -> list[tuple[str, str]]:
 
 
 def suggest_paths(count: int, rng: random.Random) -> list[str]:
-    """Keystrokes: every prefix of Zipf-drawn words, a third after a previous word."""
+    """Keystrokes: every prefix of Zipf-drawn words, as the search page asks for them
+    (the last word only, whatever was typed before it: frontend/src/suggest.js)."""
     zipf = Zipf(vocabulary(rng), rng)
     made: list[str] = []
     while len(made) < count:
         word = zipf.draw()[0]
-        before = zipf.draw()[0] + " " if rng.random() < 1 / 3 else ""
         for end in range(1, len(word) + 1):
-            made.append("/api/search/suggest/?" + urlencode({"q": before + word[:end]}))
+            made.append("/api/search/suggest/?" + urlencode({"q": word[:end]}))
     return made[:count]
 
 

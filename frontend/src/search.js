@@ -72,17 +72,19 @@ function setUp(form) {
   }
 
   async function ask() {
-    const text = suggestText(input.value);
+    const typed = suggestText(input.value);
     const ticket = ++asked;
-    if (text === null) {
+    if (typed === null) {
       close();
       return;
     }
     try {
-      const response = await fetch(suggestUrl(text), { headers: { Accept: "application/json" } });
+      const response = await fetch(suggestUrl(typed.word), {
+        headers: { Accept: "application/json" },
+      });
       if (!response.ok) return;
       const body = await response.json();
-      if (ticket === asked) show(optionsOf(body)); // else a newer keystroke's answer follows
+      if (ticket === asked) show(optionsOf(body, typed)); // else a newer keystroke's follows
     } catch {
       if (ticket === asked) close(); // offline: the form still works without suggestions
     }

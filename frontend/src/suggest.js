@@ -4,11 +4,16 @@
 // What the endpoint accepts (emporium.search.selectors.SUGGEST_MAX_LENGTH).
 export const SUGGEST_MAX_LENGTH = 100;
 
-// The text to complete, whitespace collapsed, or null when there is nothing to ask.
+// What to ask about the text typed so far: only its last word, which is all the
+// completions depend on, so every shopper typing "la" after any words shares one
+// cached answer (in nginx's micro-cache too). The words before are added back
+// here. Null when the text does not end in a word or is too long.
 export function suggestText(value) {
   const text = value.trim().replace(/\s+/g, " ");
   if (text === "" || text.length > SUGGEST_MAX_LENGTH) return null;
-  return text;
+  const last = text.match(/[\p{L}\p{N}]+$/u);
+  if (!last) return null;
+  return { before: text.slice(0, last.index), word: last[0], text };
 }
 
 export function suggestUrl(text, path = "/api/search/suggest/") {
@@ -24,14 +29,18 @@ export function nextIndex(current, count, key) {
   return current;
 }
 
-// The options to show: completions, then categories, each with what choosing it does.
-export function optionsOf(body) {
-  const completions = (body.completions || []).map((text) => ({ kind: "query", text, label: text }));
+// The options to show: completions of the last word after the words typed
+// before it, then the whole text in each category.
+export function optionsOf(body, typed) {
+  const completions = (body.completions || []).map((word) => {
+    const text = typed.before + word;
+    return { kind: "query", text, label: text };
+  });
   const categories = (body.categories || []).map((category) => ({
     kind: "category",
     id: String(category.id),
-    text: body.query,
-    label: `${body.query} in ${category.name}`,
+    text: typed.text,
+    label: `${typed.text} in ${category.name}`,
   }));
   return [...completions, ...categories];
 }

@@ -6,11 +6,13 @@ import { test } from "node:test";
 
 import { nextIndex, optionsOf, suggestText, suggestUrl } from "../src/suggest.js";
 
-test("the text asked for is trimmed and collapsed, and never blank or too long", () => {
-  assert.equal(suggestText("  walnut   la "), "walnut la");
+test("only the last word is asked for; the words before are kept", () => {
+  assert.deepEqual(suggestText("  walnut   la "), { before: "walnut ", word: "la", text: "walnut la" });
+  assert.deepEqual(suggestText("café"), { before: "", word: "café", text: "café" });
+  assert.equal(suggestText("lamp!"), null);
   assert.equal(suggestText("   "), null);
   assert.equal(suggestText("x".repeat(101)), null);
-  assert.equal(suggestText("x".repeat(100)), "x".repeat(100));
+  assert.equal(suggestText("x".repeat(100)).word, "x".repeat(100));
 });
 
 test("the URL encodes the text", () => {
@@ -29,15 +31,14 @@ test("arrows move through the options and wrap through the typed text", () => {
   assert.equal(nextIndex(-1, 0, "ArrowDown"), -1);
 });
 
-test("completions come first, then the typed text in each category", () => {
-  const options = optionsOf({
-    query: "lam",
-    completions: ["lamp", "lampshade"],
-    categories: [{ id: 7, name: "Lighting" }],
-  });
+test("completions follow the words typed before, then the text in each category", () => {
+  const options = optionsOf(
+    { query: "lam", completions: ["lamp", "lampshade"], categories: [{ id: 7, name: "Lighting" }] },
+    { before: "brass ", word: "lam", text: "brass lam" },
+  );
   assert.deepEqual(options, [
-    { kind: "query", text: "lamp", label: "lamp" },
-    { kind: "query", text: "lampshade", label: "lampshade" },
-    { kind: "category", id: "7", text: "lam", label: "lam in Lighting" },
+    { kind: "query", text: "brass lamp", label: "brass lamp" },
+    { kind: "query", text: "brass lampshade", label: "brass lampshade" },
+    { kind: "category", id: "7", text: "brass lam", label: "brass lam in Lighting" },
   ]);
 });

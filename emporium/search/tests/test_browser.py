@@ -81,6 +81,11 @@ def test_autocomplete_as_typed_with_arrows_and_enter(live_server: Any) -> None:
         box.press_sequentially("pm", delay=60)  # "lapm"
         expect(options).to_have_text(["lamp", "lampshade"])
 
+        # Only the last word is asked for; the words before it stay.
+        box.fill("")
+        box.press_sequentially("linen lam", delay=60)
+        expect(options).to_have_text(["linen lamp", "linen lampshade"])
+
         box.fill("")
         box.press_sequentially("lamps", delay=60)
         expect(options).to_have_text(["lampshade", "lamp"])  # "lamp": one letter less
