@@ -76,7 +76,7 @@ def test_an_uploaded_file_is_applied_by_a_worker(worker: WorkerProcess) -> None:
 
 def test_cancelling_a_running_import_stops_it_between_chunks(worker: WorkerProcess) -> None:
     manager = _manager()
-    total = 5_000  # 50 chunks
+    total = 20_000  # 200 chunks: seconds of work, however fast the worker
     body = (
         HEADER + "".join(f"C-{n:06},Cancelled item {n},,1.00,1,Bulk,\n" for n in range(total))
     ).encode()
