@@ -180,6 +180,9 @@ def logging_settings(*, log_format: str, level: str, access_log: bool = True) ->
             "django.db.backends": {"level": "INFO"},
             # The access log (emporium.observability.requests) says the same, once per request.
             "django.server": {"level": "WARNING"},
+            # httpx writes a line per request (push, webhooks); failures are logged by the caller.
+            "httpx": {"level": "WARNING"},
+            "httpcore": {"level": "WARNING"},
             **({} if access_log else {"emporium.access": {"level": "WARNING"}}),
         },
     }
