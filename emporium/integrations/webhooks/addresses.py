@@ -69,7 +69,10 @@ def addresses_check(host: str, addresses: Iterable[IPAddress]) -> None:
 
 def target_check(url: str) -> None:
     """Refuses a URL that production must not call; resolves its host to check each address."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as error:  # an unclosed "[" of an IPv6 address, for one
+        raise TargetRefused(f"The URL is not valid: {error}.") from error
     if parts.scheme not in ("http", "https"):
         raise TargetRefused("The URL must be http or https.")
     if parts.scheme != "https" and getattr(settings, "WEBHOOKS_REQUIRE_HTTPS", True):

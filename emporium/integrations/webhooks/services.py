@@ -438,7 +438,9 @@ def delivery_attempt(*, delivery_id: int, client: httpx.Client | None = None) ->
     now = timezone.now()
     if not delivery_claim(delivery_id=delivery_id, now=now):
         return AttemptResult(Outcome.SKIPPED)
-    delivery = WebhookDelivery.objects.select_related("subscription").get(pk=delivery_id)
+    delivery = WebhookDelivery.objects.select_related("subscription").filter(pk=delivery_id).first()
+    if delivery is None:
+        return AttemptResult(Outcome.SKIPPED)  # its subscription was deleted meanwhile
     subscription = delivery.subscription
     exchange = _Exchange(
         headers=delivery_headers(delivery=delivery, subscription=subscription, now=now)

@@ -61,8 +61,14 @@ def test_staff_create_a_subscription_and_see_its_secret_only_once(staff: Any) ->
         ({"url": "http://127.0.0.1:9/", "event_types": []}, "validation_error"),
         ({"url": "ftp://127.0.0.1/", "event_types": ["order.paid"]}, "webhook_target_refused"),
         ({"event_types": ["order.paid"]}, "validation_error"),
+        ({"url": "http://[::1/", "event_types": ["order.paid"]}, "webhook_target_refused"),
+        ({"url": "https://", "event_types": ["order.paid"]}, "webhook_target_refused"),
+        (
+            {"url": "http://127.0.0.1:99999/", "event_types": ["order.paid"]},
+            "webhook_target_refused",
+        ),
     ],
-    ids=["unknown-event", "no-events", "not-http", "no-url"],
+    ids=["unknown-event", "no-events", "not-http", "no-url", "broken-ipv6", "no-host", "bad-port"],
 )
 def test_bad_input_is_a_400_in_the_error_shape_and_writes_nothing(
     staff: Any, payload: dict[str, Any], code: str
