@@ -164,7 +164,7 @@ WRITES: dict[tuple[str, str], Write] = {
             "title": "Sale",
             "body": "All week.",
             "channels": ["in_app"],
-            "audience": {"type": "all"},
+            "audience": {"type": "recent_buyers", "value": 30},
         },
         model=Broadcast,
     ),
