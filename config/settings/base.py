@@ -468,7 +468,7 @@ NOTIFICATION_CHANNELS = {
         "QUEUE": "push",
         "BATCH_SIZE": 500,
         "RATE_PER_SECOND": ENV.notification_push_rate,
-        "CONCURRENCY": 8,
+        "CONCURRENCY": 32,
     },
 }
 NOTIFICATION_CHANNELS_MAX_ATTEMPTS = 8
