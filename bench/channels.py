@@ -173,7 +173,8 @@ def _bare_push(url: str, first: int, count: int, concurrency: int, results: Any)
 def push_concurrency() -> int:
     from django.conf import settings
 
-    return int(settings.NOTIFICATION_CHANNELS["push"]["CONCURRENCY"])
+    channels: dict[str, dict[str, Any]] = settings.NOTIFICATION_CHANNELS
+    return int(channels["push"]["CONCURRENCY"])
 
 
 def run_bare(target: Any, arguments: list[tuple[Any, ...]]) -> dict[str, Any]:
