@@ -203,12 +203,45 @@ def deliveries_claim(
 ) -> list[Delivery]:
     """Takes the lease on those of the rows that are due and not held; returns them.
 
-    One conditional UPDATE (rows locked with SKIP LOCKED first, so two workers
-    handed the same batch split it instead of waiting on each other). Each claim
-    counts as an attempt.
+    One statement on PostgreSQL: an ``UPDATE ... RETURNING`` over the rows
+    locked with SKIP LOCKED (so two workers handed the same batch split it
+    instead of waiting on each other). Each claim counts as an attempt.
+    E-mail also loads the recipients (the address, and the templates' context).
     """
     now = now or timezone.now()
     lease = timedelta(seconds=settings.NOTIFICATION_CHANNELS_CLAIM_SECONDS)
+    if connection.vendor == "postgresql":
+        table = Delivery._meta.db_table
+        columns = ", ".join(f"t.{field.column}" for field in Delivery._meta.concrete_fields)
+        # The table and column names are the model's; every value is a parameter.
+        claimed = list(
+            Delivery.objects.raw(
+                f"WITH due AS (SELECT id FROM {table}"  # noqa: S608
+                " WHERE id = ANY(%s) AND channel = %s"
+                " AND ((status = %s AND next_attempt_at <= %s)"
+                " OR (status = %s AND claimed_until < %s))"
+                " ORDER BY id FOR UPDATE SKIP LOCKED)"
+                f" UPDATE {table} t SET status = %s, claimed_until = %s, attempts = t.attempts + 1"
+                f" FROM due WHERE t.id = due.id RETURNING {columns}",
+                [
+                    list(delivery_ids),
+                    channel,
+                    DeliveryStatus.PENDING.value,
+                    now,
+                    DeliveryStatus.CLAIMED.value,
+                    now,
+                    DeliveryStatus.CLAIMED.value,
+                    now + lease,
+                ],
+            )
+        )
+        claimed.sort(key=lambda delivery: delivery.id)
+        if claimed and channel == Channel.EMAIL:
+            users = _user_model().objects.in_bulk({delivery.recipient_id for delivery in claimed})
+            for delivery in claimed:
+                if delivery.recipient_id in users:
+                    delivery.recipient = users[delivery.recipient_id]
+        return claimed
     with transaction.atomic():
         ids = list(
             Delivery.objects.select_for_update(skip_locked=True)
@@ -221,10 +254,16 @@ def deliveries_claim(
         Delivery.objects.filter(id__in=ids).update(
             status=DeliveryStatus.CLAIMED, claimed_until=now + lease, attempts=F("attempts") + 1
         )
-    claimed = Delivery.objects.filter(id__in=ids).order_by("id")
+    rows = Delivery.objects.filter(id__in=ids).order_by("id")
     if channel == Channel.EMAIL:  # the address; push reads the recipient's tokens instead
-        claimed = claimed.select_related("recipient")
-    return list(claimed)
+        rows = rows.select_related("recipient")
+    return list(rows)
+
+
+def _user_model() -> Any:
+    from django.contrib.auth import get_user_model
+
+    return get_user_model()
 
 
 def retry_delay(*, attempts: int, retry_after: float | None = None) -> float:
@@ -274,9 +313,7 @@ class OutcomeRecorder:
         self._last_flush = time.monotonic()
         now = timezone.now()
         if self.sent:
-            Delivery.objects.filter(id__in=self.sent, status=DeliveryStatus.CLAIMED).update(
-                status=DeliveryStatus.SENT, finished_at=now, claimed_until=None, last_error=""
-            )
+            _rows_sent(self.sent, now=now)
             self.sent = []
         if self.dead_tokens:
             device_tokens_remove_dead(token_ids=self.dead_tokens)
@@ -325,9 +362,52 @@ class OutcomeRecorder:
             device_tokens_remove_dead(token_ids=dead_tokens)
 
 
+def _rows_sent(ids: list[int], *, now: datetime) -> None:
+    """Marks claimed rows sent: one UPDATE over the ids."""
+    if connection.vendor != "postgresql":
+        Delivery.objects.filter(id__in=ids, status=DeliveryStatus.CLAIMED).update(
+            status=DeliveryStatus.SENT, finished_at=now, claimed_until=None, last_error=""
+        )
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Delivery._meta.db_table} SET status = %s, finished_at = %s,"  # noqa: S608
+            " claimed_until = NULL, last_error = '' WHERE id = ANY(%s) AND status = %s",
+            [DeliveryStatus.SENT.value, now, ids, DeliveryStatus.CLAIMED.value],
+        )
+
+
 def _rows_update(changes: dict[int, dict[str, Any]]) -> None:
-    """One UPDATE with a CASE per column for rows that each get their own values."""
+    """One UPDATE for rows that each get their own values (a join on VALUES on PostgreSQL)."""
     if not changes:
+        return
+    if connection.vendor == "postgresql":
+        rows = []
+        parameters: list[Any] = []
+        for delivery_id, change in changes.items():
+            rows.append("(%s::bigint, %s, %s, %s::timestamptz, %s::timestamptz, %s::jsonb, %s)")
+            parameters += [
+                delivery_id,
+                str(change["status"]),
+                change["last_error"],
+                change.get("next_attempt_at"),
+                change["finished_at"],
+                json.dumps(change["sent_to"]),
+                "next_attempt_at" in change,
+            ]
+        table = Delivery._meta.db_table
+        # The table name is the model's; every value is a parameter.
+        sql = (
+            f"UPDATE {table} t SET status = v.status, last_error = v.last_error,"  # noqa: S608
+            " next_attempt_at"
+            " = CASE WHEN v.retry THEN v.next_attempt_at ELSE t.next_attempt_at END,"
+            " finished_at = v.finished_at, sent_to = v.sent_to, claimed_until = NULL"
+            f" FROM (VALUES {', '.join(rows)})"
+            " AS v (id, status, last_error, next_attempt_at, finished_at, sent_to, retry)"
+            " WHERE t.id = v.id AND t.status = %s"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*parameters, DeliveryStatus.CLAIMED.value])
         return
     columns = sorted({name for change in changes.values() for name in change})
     fields = {field.name: field for field in Delivery._meta.concrete_fields}
