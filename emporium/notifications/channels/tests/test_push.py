@@ -116,3 +116,111 @@ def test_no_registered_device_is_skipped(push_simulator: PushSimulatorThread) ->
     assert _send(ids) == {"skipped": 1}
     assert Delivery.objects.get(id=ids[0]).last_error == "no device registered"
     assert push_simulator.state.stats()["requests"] == 0
+
+
+class _RawServer:
+    """A TCP server on a thread that answers each connection with ``answer(request_bytes)``.
+
+    ``answer`` returns the bytes to write (or None to write nothing); the
+    connection is closed after each answer when ``close`` is set.
+    """
+
+    def __init__(self, answer: Any, *, close: bool) -> None:
+        import socket
+        import threading
+
+        self.answer, self.close = answer, close
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.connections = 0
+        self.open: list[Any] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        import threading
+
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            self.open.append(connection)
+            threading.Thread(target=self._one, args=(connection,), daemon=True).start()
+
+    def _one(self, connection: Any) -> None:
+        buffer = b""
+        with connection:
+            while True:
+                try:
+                    data = connection.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                buffer += data
+                head, separator, rest = buffer.partition(b"\r\n\r\n")
+                if not separator:
+                    continue
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                if len(rest) < length:
+                    continue
+                buffer = rest[length:]
+                reply = self.answer(head + b"\r\n\r\n" + rest[:length])
+                if reply is None:
+                    continue
+                connection.sendall(reply)
+                if self.close:
+                    return
+
+    def stop(self) -> None:
+        self.listener.close()
+        for connection in self.open:
+            connection.close()
+
+
+def test_a_provider_that_never_answers_is_a_transient_failure(settings: Any) -> None:
+    server = _RawServer(lambda request: None, close=False)
+    settings.PUSH_PROVIDER_URL = f"http://127.0.0.1:{server.port}"
+    settings.PUSH_PROVIDER_TIMEOUT_SECONDS = 0.5
+    try:
+        users = UserFactory.create_batch(3)
+        for user in users:
+            _token(user, f"silent-{user.pk}-" + "s" * 20)
+        ids = _enqueue(users)
+        assert _send(ids) == {"transient": 3}
+        errors = set(Delivery.objects.values_list("last_error", flat=True))
+        assert errors == {"connection: ReadTimeout no answer in time"}
+    finally:
+        server.stop()
+
+
+def test_a_provider_closing_each_connection_after_its_answer_still_gets_every_message(
+    settings: Any,
+) -> None:
+    received: list[bytes] = []
+
+    def answer(request: bytes) -> bytes:
+        received.append(request)
+        body = b'{"name": "projects/p/messages/1"}'
+        return (
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n"
+            b"content-length: %d\r\n\r\n%s" % (len(body), body)
+        )
+
+    server = _RawServer(answer, close=True)
+    settings.PUSH_PROVIDER_URL = f"http://127.0.0.1:{server.port}/base"
+    settings.PUSH_PROVIDER_ACCESS_TOKEN = "secret-access-token"
+    try:
+        users = UserFactory.create_batch(40)
+        for user in users:
+            _token(user, f"closing-{user.pk}-" + "c" * 20)
+        ids = _enqueue(users)
+        assert _send(ids) == {"sent": 40}
+        assert len(received) == 40
+        assert server.connections == 40  # a closed connection is never reused
+        first = received[0]
+        assert first.startswith(b"POST /base/v1/projects/")
+        assert b"\r\nauthorization: Bearer secret-access-token\r\n" in first
+    finally:
+        server.stop()
