@@ -278,16 +278,13 @@ def run_emporium(channel: str, messages: int, timeout: float) -> dict[str, Any]:
     for start in range(0, len(requests), 5000):
         stored += channel_deliveries_enqueue(requests=requests[start : start + 5000])
     enqueued = time.perf_counter() - started
-    statuses: dict[str, int] = {}
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        statuses = dict(
-            Delivery.objects.values_list("status").annotate(count=Count("id")).order_by()
-        )
-        if statuses.get("pending", 0) + statuses.get("claimed", 0) == 0:
-            break
+    # Unfinished rows only: the partial index on them keeps the poll off the workers' CPU.
+    unfinished = Delivery.objects.filter(status__in=["pending", "claimed"])
+    while time.monotonic() < deadline and unfinished.exists():
         time.sleep(0.2)
     seconds = time.perf_counter() - started
+    statuses = dict(Delivery.objects.values_list("status").annotate(count=Count("id")).order_by())
     attempts = dict(Delivery.objects.values_list("attempts").annotate(count=Count("id")).order_by())
     return {
         "messages": stored,
