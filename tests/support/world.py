@@ -4,6 +4,7 @@ objects of every kind, an account per role, and a snapshot of the database.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
@@ -189,9 +190,10 @@ def build_world() -> World:
         ProductImport: ProductImport.objects.create(
             file_format=ProductImportFormat.CSV,
             encoding="utf-8",
-            content_sha256="0" * 64,
+            # Two worlds in one test: each import its own file.
+            content_sha256=hashlib.sha256(f"world:{owner.pk}".encode()).hexdigest(),
             size_bytes=100,
-            stored_name="world.csv",
+            stored_name=f"world-{owner.pk}.csv",
         ),
     }
     return World(owner=owner, accounts=accounts, objects=objects)
