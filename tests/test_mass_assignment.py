@@ -32,6 +32,7 @@ from emporium.catalog.models import Category, Product
 from emporium.core.tests.factories import OrderFactory, OrderItemFactory, client_for
 from emporium.delivery.models import CourierDevice, Shipment
 from emporium.integrations.webhooks.models import WebhookSubscription
+from emporium.notifications.channels.models import DeviceToken
 from emporium.notifications.models import Broadcast
 from emporium.orders.models import Order, OrderStatus
 from emporium.payments.models import Payment
@@ -171,6 +172,17 @@ WRITES: dict[tuple[str, str], Write] = {
     ("/api/notifications/broadcasts/{pk}/cancel/", "POST"): Write(
         "admin", _empty, effects=frozenset({"status", "finished_at"})
     ),
+    ("/api/notifications/devices/", "POST"): Write(
+        "owner",
+        lambda w: {"platform": "android", "token": f"fcm:world-device-{w.owner.pk}-0123456789"},
+        model=DeviceToken,
+    ),
+    ("/api/notifications/dead-letters/{pk}/replay/", "POST"): Write(
+        "admin", _empty, effects=frozenset({"status"})
+    ),
+    ("/api/products/imports/{pk}/cancel/", "POST"): Write(
+        "admin", _empty, effects=frozenset({"status", "cancel_requested", "finished_at"})
+    ),
 }
 
 # Writes whose body sets no model field through a serializer.
@@ -182,6 +194,8 @@ NO_MODEL_ROW = {
     ("/api/telemetry/", "POST"): "device points decoded by one msgspec struct, no serializer",
     ("/api/notifications/read-all/", "POST"): "marks the caller's rows read; the body is a bound",
     ("/api/notifications/preferences/", "PUT"): "a kind/channel matrix applied by the service",
+    ("/api/notifications/dead-letters/replay/", "POST"): "a filter of dead letters to send again",
+    ("/api/products/imports/", "POST"): "a CSV or NDJSON file streamed to disk, not a JSON body",
 }
 
 SWEPT = [
