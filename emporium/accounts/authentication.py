@@ -30,6 +30,7 @@ from typing import Any
 import jwt
 from django.http import HttpRequest
 from django.utils.translation import gettext as _
+from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from rest_framework.exceptions import AuthenticationFailed as DrfAuthenticationFailed
 from rest_framework.request import Request
 from rest_framework_simplejwt.authentication import JWTAuthentication
@@ -182,3 +183,9 @@ def bearer_user_id(request: HttpRequest | Request) -> int | None:
 def verified_tokens_reset() -> None:
     """Drops the remembered tokens (tests)."""
     _verified.clear()
+
+
+class BearerScheme(SimpleJWTScheme):
+    """The OpenAPI document describes BearerAuthentication as simplejwt's Bearer scheme."""
+
+    target_class = "emporium.accounts.authentication.BearerAuthentication"

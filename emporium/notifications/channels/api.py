@@ -112,7 +112,11 @@ class DeadLetterBulkReplayView(APIView):
     permission_classes = [ActionPermissions]
     required_permissions: RequiredPermissions = {"post": CHANGE}
 
-    @extend_schema(request=DeadLetterBulkReplaySerializer, responses={202: ReplayResultSerializer})
+    @extend_schema(
+        operation_id="notifications_dead_letters_replay_bulk",
+        request=DeadLetterBulkReplaySerializer,
+        responses={202: ReplayResultSerializer},
+    )
     def post(self, request: Request) -> Response:
         serializer = DeadLetterBulkReplaySerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
