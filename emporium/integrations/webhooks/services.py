@@ -446,26 +446,44 @@ def delivery_attempt(*, delivery_id: int, client: httpx.Client | None = None) ->
         headers=delivery_headers(delivery=delivery, subscription=subscription, now=now)
     )
     breaker = endpoint_breaker(str(subscription.row_uuid))
-    # What happened is in the exchange (an open circuit sent nothing).
-    with contextlib.suppress(EndpointUnavailable, pybreaker.CircuitBreakerError):
-        breaker.call(
-            _send,
+    if _circuit_open(breaker):
+        return _circuit_open_record(delivery=delivery, breaker=breaker)
+    # Sent outside the breaker: pybreaker holds a lock for the whole of a call,
+    # which would let one thread at a time talk to the endpoint.
+    with contextlib.suppress(EndpointUnavailable):
+        _send(
             client or delivery_client(),
             subscription.url,
             delivery.request_body.encode(),
             exchange,
             now,
         )
-    if not exchange.sent:
-        return _circuit_open_record(delivery=delivery, breaker=breaker)
+    # The outcome goes through the breaker afterwards, to count it (and, after
+    # the reset timeout, to close or reopen the circuit on this trial's result).
+    with contextlib.suppress(EndpointUnavailable, pybreaker.CircuitBreakerError):
+        breaker.call(_outcome_report, exchange)
     return _attempt_record(delivery=delivery, exchange=exchange)
+
+
+def _circuit_open(breaker: pybreaker.CircuitBreaker) -> bool:
+    """Whether the endpoint's circuit is open and its reset timeout has not run out."""
+    if breaker.current_state != pybreaker.STATE_OPEN:
+        return False
+    opened_at = breaker._state_storage.opened_at  # pybreaker keeps it only there
+    reset = timedelta(seconds=breaker.reset_timeout)
+    return opened_at is not None and timezone.now() < opened_at + reset
+
+
+def _outcome_report(exchange: _Exchange) -> None:
+    if exchange.retryable:
+        raise EndpointUnavailable(exchange.error)
 
 
 def _circuit_open_record(
     *, delivery: WebhookDelivery, breaker: pybreaker.CircuitBreaker
 ) -> AttemptResult:
     """Puts the delivery back until the breaker lets a trial call through; no attempt counted."""
-    opened_at = breaker._state_storage.opened_at  # pybreaker keeps it only there
+    opened_at = breaker._state_storage.opened_at
     reset = timedelta(seconds=breaker.reset_timeout)
     now = timezone.now()
     retry_at = max(now, (opened_at + reset) if opened_at else now + reset)
