@@ -23,6 +23,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from config.celery import TASK_QUEUES
 from tests.support.deploy import ENTRYPOINT, ROOT, script_run
 from tests.support.processes import free_port, wait_until
 
@@ -105,7 +106,16 @@ ROLES = {
     ),
     "worker": (
         "celery",
-        ["-A", "config", "worker", "-Q", "payments,email,default", "--loglevel", "INFO"],
+        # Every work queue of the Celery configuration, in its order.
+        [
+            "-A",
+            "config",
+            "worker",
+            "-Q",
+            ",".join(q.name for q in TASK_QUEUES),
+            "--loglevel",
+            "INFO",
+        ],
     ),
     "beat": (
         "celery",
