@@ -128,7 +128,9 @@ _gcra: Any = None
 
 
 def gcra_take(key: str, *, limit: int, period: float, now: float, cost: int = 1) -> float:
-    """Takes ``cost`` requests of ``limit`` per ``period`` for ``key``; seconds to wait, 0 if allowed.
+    """Takes ``cost`` requests of ``limit`` per ``period`` for ``key``.
+
+    Returns the seconds to wait, 0 if allowed.
 
     ``limit`` requests may come at once; after that one every ``period / limit``.
     A ``cost`` above 1 takes that many at once (a batch of messages), all or none.

