@@ -29,6 +29,8 @@ from typing import Any
 
 from django.db import connection
 
+from emporium.core.db.connection import server_cursor
+
 # The columns an import sets, with the type PostgreSQL gives their array.
 COMPARED_COLUMNS: tuple[tuple[str, str], ...] = (
     ("name", "text"),
@@ -125,12 +127,16 @@ def products_upsert(*, rows: Sequence[UpsertRow], now: datetime) -> list[Written
     ordered = sorted(rows, key=lambda row: row.sku)
     if not ordered:
         return []
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            params: list[Any] = [[row.sku for row in ordered]]
-            params += [[row.value(name) for row in ordered] for name in _names()]
+    if connection.vendor == "postgresql":
+        params: list[Any] = [[row.sku for row in ordered]]
+        params += [[row.value(name) for row in ordered] for name in _names()]
+        # Bound on the server and prepared once per connection: the arrays travel
+        # apart from the statement instead of being written into a new, large SQL
+        # text for every chunk.
+        with server_cursor() as cursor:
             cursor.execute(_POSTGRESQL_SQL, [*params, now, now])
             return [Written(int(pk), bool(created)) for pk, created in cursor.fetchall()]
+    with connection.cursor() as cursor:
         written: list[Written] = []
         stamp = connection.ops.adapt_datetimefield_value(now)
         for start in range(0, len(ordered), SQLITE_BATCH_ROWS):
