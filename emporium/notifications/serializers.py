@@ -103,6 +103,13 @@ class PreferencesSerializer(serializers.Serializer[dict[str, Any]]):
         child=serializers.CharField(), read_only=True, help_text="Sent whatever the settings."
     )
 
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs:  # an empty or missing body changes nothing: a mistake, not a request
+            raise serializers.ValidationError(
+                "Name at least one of channels, time_zone and quiet_hours."
+            )
+        return attrs
+
 
 class AudienceSerializer(serializers.Serializer[dict[str, Any]]):
     type = serializers.ChoiceField(choices=AudienceType.choices)

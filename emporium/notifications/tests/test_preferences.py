@@ -74,9 +74,11 @@ def test_opt_outs_are_honoured_and_critical_kinds_ignore_them() -> None:
         {"channels": {"order_shipped": {"email": False}}, "time_zone": "Mars/Olympus_Mons"},
         {"channels": {"order_shipped": "off"}},
         {"quiet_hours": {"start": "22:00"}},
+        {},  # names nothing to change
+        [{"channels": {"order_shipped": {"email": False}}}],  # not an object
     ],
 )
-def test_bad_preferences_are_400_and_write_nothing(body: dict) -> None:  # type: ignore[type-arg]
+def test_bad_preferences_are_400_and_write_nothing(body: dict | list) -> None:  # type: ignore[type-arg]
     user = UserFactory()
     response = client_for(user).put("/api/notifications/preferences/", body, format="json")
     assert response.status_code == 400, response.content
