@@ -112,38 +112,67 @@ def channel_deliveries_enqueue(*, requests: Sequence[DeliveryRequest]) -> int:
 def _insert_ignoring_duplicates(
     requests: Sequence[DeliveryRequest], *, now: datetime
 ) -> list[tuple[int, str]]:
-    """One INSERT ... ON CONFLICT DO NOTHING RETURNING for the chunk: (id, channel) of new rows."""
+    """One INSERT ... ON CONFLICT DO NOTHING RETURNING for the chunk: (id, channel) of new rows.
+
+    On PostgreSQL the values travel as one array per column (``unnest``), so the
+    statement's text is the same for every chunk: a VALUES list of a thousand
+    rows cost the client more CPU to compose and bind than the server to insert.
+    """
+    unique: dict[tuple[str, str], DeliveryRequest] = {}
+    for request in requests:  # ON CONFLICT cannot touch the same row twice in one statement
+        unique.setdefault((request.channel, request.dedup_key), request)
+    payloads = [
+        json.dumps({"title": request.title, "body": request.body, "data": request.data})
+        for request in unique.values()
+    ]
     table = Delivery._meta.db_table
-    json_cast = "::jsonb" if connection.vendor == "postgresql" else ""
-    row = f"(%s, %s, %s, %s{json_cast}, %s, %s, %s, 0, %s, '', %s{json_cast}, %s)"
-    values = []
-    parameters: list[Any] = []
-    seen: set[tuple[str, str]] = set()
-    for request in requests:
-        identity = (request.channel, request.dedup_key)
-        if identity in seen:  # ON CONFLICT cannot touch the same row twice in one statement
-            continue
-        seen.add(identity)
-        values.append(row)
-        parameters += [
-            request.channel,
-            request.recipient_id,
-            request.kind,
-            json.dumps({"title": request.title, "body": request.body, "data": request.data}),
-            request.critical,
-            request.dedup_key,
+    columns = (
+        "channel, recipient_id, kind, payload, critical, dedup_key,"
+        " status, attempts, next_attempt_at, last_error, sent_to, created_at"
+    )
+    parameters: list[Any]
+    if connection.vendor == "postgresql":
+        # The table name is the model's; every value is a parameter.
+        sql = (
+            f"INSERT INTO {table} ({columns})"  # noqa: S608
+            " SELECT u.channel, u.recipient_id, u.kind, u.payload::jsonb, u.critical,"
+            " u.dedup_key, %s, 0, %s, '', '[]'::jsonb, %s"
+            " FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[], %s::bool[],"
+            " %s::text[]) AS u (channel, recipient_id, kind, payload, critical, dedup_key)"
+            " ON CONFLICT (channel, dedup_key) DO NOTHING RETURNING id, channel"
+        )
+        parameters = [
             DeliveryStatus.PENDING.value,
             now,
-            "[]",
             now,
+            [request.channel for request in unique.values()],
+            [request.recipient_id for request in unique.values()],
+            [request.kind for request in unique.values()],
+            payloads,
+            [request.critical for request in unique.values()],
+            [request.dedup_key for request in unique.values()],
         ]
-    # The table name is the model's; every value is a parameter.
-    sql = (
-        f"INSERT INTO {table} (channel, recipient_id, kind, payload, critical, dedup_key,"  # noqa: S608
-        " status, attempts, next_attempt_at, last_error, sent_to, created_at)"
-        f" VALUES {', '.join(values)}"
-        " ON CONFLICT (channel, dedup_key) DO NOTHING RETURNING id, channel"
-    )
+    else:
+        row = "(%s, %s, %s, %s, %s, %s, %s, 0, %s, '', %s, %s)"
+        parameters = []
+        for request, payload in zip(unique.values(), payloads, strict=True):
+            parameters += [
+                request.channel,
+                request.recipient_id,
+                request.kind,
+                payload,
+                request.critical,
+                request.dedup_key,
+                DeliveryStatus.PENDING.value,
+                now,
+                "[]",
+                now,
+            ]
+        sql = (
+            f"INSERT INTO {table} ({columns})"  # noqa: S608
+            f" VALUES {', '.join([row] * len(unique))}"
+            " ON CONFLICT (channel, dedup_key) DO NOTHING RETURNING id, channel"
+        )
     with connection.cursor() as cursor:
         cursor.execute(sql, parameters)
         return [(int(found[0]), str(found[1])) for found in cursor.fetchall()]
