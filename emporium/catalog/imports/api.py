@@ -84,7 +84,8 @@ class ProductImportListView(APIView):
         ),
         parameters=[
             OpenApiParameter(
-                "format",
+                # Not "format": DRF reads ?format= as the response's renderer.
+                "file_format",
                 OpenApiTypes.STR,
                 enum=["csv", "ndjson"],
                 description="Overrides the format taken from the content type or the file name.",
@@ -109,7 +110,9 @@ class ProductImportListView(APIView):
     def post(self, request: Request) -> Response:
         upload = self._upload_of(request)
         item, created = services.import_create(
-            upload=upload, user=_account_of(request), file_format=request.query_params.get("format")
+            upload=upload,
+            user=_account_of(request),
+            file_format=request.query_params.get("file_format"),
         )
         if created:
             tasks.product_import_enqueue(import_id=item.pk)

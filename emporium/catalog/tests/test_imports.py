@@ -185,6 +185,18 @@ def test_an_ndjson_file_creates_and_updates_products(
     assert category_names(product("NEW-1").category) == ["Garden", "Tools"]
 
 
+def test_file_format_in_the_query_overrides_the_content_type(
+    manager: APIClient, committed: Committed
+) -> None:
+    body = ndjson_body({"sku": "Q-1", "name": "Lamp", "price": "9.00", "category": "Home"})
+
+    response = upload(manager, body, "application/octet-stream", file_format="ndjson")
+
+    assert response.status_code == 202, response.content
+    assert response.json()["format"] == "ndjson"
+    assert run(committed, response.json()["id"]).rows_created == 1
+
+
 def product_of_import(
     client: APIClient, committed: Committed, sku: str, name: str, price: str
 ) -> Product:
