@@ -106,7 +106,7 @@ def _audience_sql(audience: Audience, *, now: dt.datetime) -> tuple[str, list[An
     if audience.type == AudienceType.RECENT_BUYERS:
         since = now - dt.timedelta(days=audience.value or 0)
         return (
-            f"EXISTS (SELECT 1 FROM {_table(Order)} o WHERE o.user_id = u.id "  # noqa: S608
+            f"EXISTS (SELECT 1 FROM {_table(Order)} o WHERE o.user_id = u.id "  # noqa: S608 - model tables; values are parameters
             "AND o.created_at >= %s)",
             [since],
         )
@@ -120,7 +120,7 @@ def _recipients_sql(audience: Audience, *, channel: str, now: dt.datetime) -> tu
         f"""FROM {_table(User)} u
         WHERE u.is_active AND {condition}
           AND NOT EXISTS (SELECT 1 FROM {_table(NotificationPreference)} np
-              WHERE np.user_id = u.id AND np.kind = %s AND np.channel = %s AND NOT np.enabled)""",  # noqa: S608
+              WHERE np.user_id = u.id AND np.kind = %s AND np.channel = %s AND NOT np.enabled)""",  # noqa: S608 - model tables; values are parameters
         [*params, NotificationKind.BROADCAST, channel],
     )
 
