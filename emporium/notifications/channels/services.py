@@ -134,7 +134,7 @@ def _insert_ignoring_duplicates(
     if connection.vendor == "postgresql":
         # The table name is the model's; every value is a parameter.
         sql = (
-            f"INSERT INTO {table} ({columns})"  # noqa: S608
+            f"INSERT INTO {table} ({columns})"  # noqa: S608 - the model's table; values are parameters
             " SELECT u.channel, u.recipient_id, u.kind, u.payload::jsonb, u.critical,"
             " u.dedup_key, %s, 0, %s, '', '[]'::jsonb, %s"
             " FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[], %s::bool[],"
@@ -169,7 +169,7 @@ def _insert_ignoring_duplicates(
                 now,
             ]
         sql = (
-            f"INSERT INTO {table} ({columns})"  # noqa: S608
+            f"INSERT INTO {table} ({columns})"  # noqa: S608 - the model's table; values are parameters
             f" VALUES {', '.join([row] * len(unique))}"
             " ON CONFLICT (channel, dedup_key) DO NOTHING RETURNING id, channel"
         )
@@ -245,7 +245,7 @@ def deliveries_claim(
         # The table and column names are the model's; every value is a parameter.
         claimed = list(
             Delivery.objects.raw(
-                f"WITH due AS (SELECT id FROM {table}"  # noqa: S608
+                f"WITH due AS (SELECT id FROM {table}"  # noqa: S608 - the model's table; values are parameters
                 " WHERE id = ANY(%s) AND channel = %s"
                 " AND ((status = %s AND next_attempt_at <= %s)"
                 " OR (status = %s AND claimed_until < %s))"
@@ -400,7 +400,7 @@ def _rows_sent(ids: list[int], *, now: datetime) -> None:
         return
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {Delivery._meta.db_table} SET status = %s, finished_at = %s,"  # noqa: S608
+            f"UPDATE {Delivery._meta.db_table} SET status = %s, finished_at = %s,"  # noqa: S608 - the model's table; values are parameters
             " claimed_until = NULL, last_error = '' WHERE id = ANY(%s) AND status = %s",
             [DeliveryStatus.SENT.value, now, ids, DeliveryStatus.CLAIMED.value],
         )
@@ -427,7 +427,7 @@ def _rows_update(changes: dict[int, dict[str, Any]]) -> None:
         table = Delivery._meta.db_table
         # The table name is the model's; every value is a parameter.
         sql = (
-            f"UPDATE {table} t SET status = v.status, last_error = v.last_error,"  # noqa: S608
+            f"UPDATE {table} t SET status = v.status, last_error = v.last_error,"  # noqa: S608 - the model's table; values are parameters
             " next_attempt_at"
             " = CASE WHEN v.retry THEN v.next_attempt_at ELSE t.next_attempt_at END,"
             " finished_at = v.finished_at, sent_to = v.sent_to, claimed_until = NULL"
@@ -599,7 +599,7 @@ def device_token_validate(*, token: str, platform: str) -> None:
     if not isinstance(token, str) or not (20 <= len(token) <= MAX_TOKEN_LENGTH):
         problems["token"] = "must be 20 to 512 characters"  # noqa: S105 - a field name
     elif not all(c.isascii() and (c.isalnum() or c in "-_:.") for c in token):
-        problems["token"] = "may contain only letters, digits and - _ : ."  # noqa: S105
+        problems["token"] = "may contain only letters, digits and - _ : ."  # noqa: S105 - a message
     if problems:
         raise InvalidInput("The device token is invalid.", details=problems)
 
