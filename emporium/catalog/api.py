@@ -12,7 +12,6 @@ stored.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.db.models import QuerySet
@@ -22,7 +21,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.generics import GenericAPIView
-from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
@@ -36,7 +34,6 @@ from emporium.catalog.serializers import (
     ProductFilterSerializer,
     ProductSerializer,
 )
-from emporium.core.cache import conditional_response, versioned_fetch
 from emporium.core.pagination import KeysetPagination
 from emporium.core.permissions import PUBLIC, ActionPermissions, RequiredPermissions
 
@@ -58,24 +55,6 @@ _CONDITIONAL_PARAMETERS = [
 _NOT_MODIFIED = OpenApiResponse(description="Not modified: the client's copy is current.")
 
 _PAGE_PARAMS = (KeysetPagination.cursor_query_param, KeysetPagination.page_size_query_param)
-
-
-def _cached_json(
-    request: Request, *, key: str, namespaces: Sequence[str], data: Callable[[], Any]
-) -> HttpResponse:
-    """The cached rendering of ``data()``; ``data`` runs only when the entry must be built."""
-    lookup = versioned_fetch(
-        key=key,
-        namespaces=namespaces,
-        compute=lambda: JSONRenderer().render(data()),
-        policy=caching.cache_policy(),
-    )
-    return conditional_response(
-        request,
-        lookup.entry,
-        content_type=JSONRenderer.media_type,
-        cache_control=caching.cache_control(),
-    )
 
 
 def _page_key(view: GenericAPIView[Any], kind: str, params: dict[str, str]) -> str:
@@ -122,7 +101,9 @@ class CategoryViewSet(viewsets.ModelViewSet[Category]):
             rows = self.paginate_queryset(self.get_queryset())
             return self.get_paginated_response(self.get_serializer(rows, many=True).data).data
 
-        return _cached_json(request, key=key, namespaces=caching.category_namespaces(), data=page)
+        return caching.cached_json(
+            request, key=key, namespaces=caching.category_namespaces(), data=page
+        )
 
     @extend_schema(
         parameters=_CONDITIONAL_PARAMETERS,
@@ -130,7 +111,7 @@ class CategoryViewSet(viewsets.ModelViewSet[Category]):
     )
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:  # type: ignore[override]
         category_id = int(self.kwargs[self.lookup_field])
-        return _cached_json(
+        return caching.cached_json(
             request,
             key=caching.detail_key("categories.detail", category_id),
             namespaces=caching.category_namespaces(),
@@ -205,7 +186,7 @@ class ProductViewSet(viewsets.ModelViewSet[Product]):
                 [product_representation(row, zone=zone) for row in rows]
             ).data
 
-        return _cached_json(
+        return caching.cached_json(
             request, key=key, namespaces=caching.product_list_namespaces(), data=page
         )
 
@@ -215,7 +196,7 @@ class ProductViewSet(viewsets.ModelViewSet[Product]):
     )
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:  # type: ignore[override]
         product_id = int(self.kwargs[self.lookup_field])
-        return _cached_json(
+        return caching.cached_json(
             request,
             key=caching.detail_key("products.detail", product_id),
             namespaces=caching.product_detail_namespaces(product_id),

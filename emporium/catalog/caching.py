@@ -19,12 +19,16 @@ services bump after commit through ``emporium.catalog.services``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 from urllib.parse import urlencode
 
 from django.conf import settings
+from django.http import HttpResponse
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
 
-from emporium.core.cache import CachePolicy
+from emporium.core.cache import CachePolicy, conditional_response, versioned_fetch
 
 CATALOG = "catalog"
 PRODUCT_LIST = "catalog.products"
@@ -83,4 +87,26 @@ def cache_control() -> str:
     return (
         f"public, max-age={settings.CATALOG_CACHE_MAX_AGE}, "
         f"stale-while-revalidate={settings.CATALOG_CACHE_STALE_WHILE_REVALIDATE}"
+    )
+
+
+def cached_json(
+    request: Request, *, key: str, namespaces: Sequence[str], data: Callable[[], Any]
+) -> HttpResponse:
+    """The cached JSON rendering of ``data()``, which runs only when the entry must be built.
+
+    Catalog reads and search answers both use it: the same policy, the same
+    conditional answer (ETag/304) and the same Cache-Control.
+    """
+    lookup = versioned_fetch(
+        key=key,
+        namespaces=namespaces,
+        compute=lambda: JSONRenderer().render(data()),
+        policy=cache_policy(),
+    )
+    return conditional_response(
+        request,
+        lookup.entry,
+        content_type=JSONRenderer.media_type,
+        cache_control=cache_control(),
     )

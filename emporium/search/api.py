@@ -9,7 +9,6 @@ rendering, and ``If-None-Match`` is answered 304.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
@@ -17,12 +16,10 @@ from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.permissions import AllowAny
-from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from emporium.catalog import caching as catalog_caching
-from emporium.core.cache import conditional_response, versioned_fetch
 from emporium.search import caching
 from emporium.search.selectors import SearchResults, product_search, search_suggest
 from emporium.search.serializers import (
@@ -47,24 +44,6 @@ def _page_link(base_uri: str, params: dict[str, Any], page: int) -> str:
     query = {key: value for key, value in params.items() if value is not None}
     query["page"] = page
     return f"{base_uri}?{urlencode(sorted(query.items()))}"
-
-
-def cached_json(
-    request: Request, *, key: str, namespaces: Sequence[str], data: Callable[[], Any]
-) -> HttpResponse:
-    """The cached JSON rendering of ``data()``, which runs only when the entry is built."""
-    lookup = versioned_fetch(
-        key=key,
-        namespaces=namespaces,
-        compute=lambda: JSONRenderer().render(data()),
-        policy=catalog_caching.cache_policy(),
-    )
-    return conditional_response(
-        request,
-        lookup.entry,
-        content_type=JSONRenderer.media_type,
-        cache_control=catalog_caching.cache_control(),
-    )
 
 
 class SearchView(APIView):
@@ -119,7 +98,7 @@ class SearchView(APIView):
             }
             return SearchResultsSerializer(results, context=links).data
 
-        return cached_json(
+        return catalog_caching.cached_json(
             request,
             key=caching.search_key(caching.RESULTS, base_uri=base_uri, arguments=arguments),
             namespaces=caching.results_namespaces(),
@@ -151,7 +130,7 @@ class SuggestView(APIView):
         parameters = SuggestParametersSerializer(data=request.query_params)
         parameters.is_valid(raise_exception=True)
         prefix = parameters.prefix()
-        return cached_json(
+        return catalog_caching.cached_json(
             request,
             key=caching.suggest_key(prefix),
             namespaces=caching.suggest_namespaces(),
