@@ -219,6 +219,52 @@ def test_a_writer_reads_its_writes_from_a_stale_replica_that_others_read(
     assert statement_calls(healthy.replica, PRODUCT_READS) > 0
 
 
+def test_a_quiet_primary_does_not_make_a_replica_with_nothing_to_hide_look_lagging(
+    healthy: Topology,
+) -> None:
+    """Nothing commits for longer than the bound, then WAL without a transaction arrives.
+
+    The replica's newest replayed transaction is then older than the bound while
+    it has something not yet replayed (here a checkpoint record, held back by a
+    paused replay). That is no reason to skip it: what is pending arrived after
+    the last probe that found it caught up, so its data is at most that stale.
+    """
+    time.sleep(MAX_LAG_SECONDS + 1)
+    # (NULL: it has replayed no transaction since it started, older still.)
+    since_commit = healthy.replica.sql(
+        "SELECT COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - pg_last_xact_replay_timestamp()),"
+        " 'Infinity')"
+    )
+    assert float(since_commit) > MAX_LAG_SECONDS
+    assert healthy.replica_becomes("ok")
+    healthy.replica.sql("SELECT pg_wal_replay_pause()")
+    try:
+        assert wait_until(
+            lambda: healthy.replica.sql("SELECT pg_get_wal_replay_pause_state()") == "paused"
+        )
+        healthy.primary.sql("CHECKPOINT")
+        assert wait_until(
+            lambda: (
+                healthy.replica.sql("SELECT pg_last_wal_receive_lsn() > pg_last_wal_replay_lsn()")
+                == "t"
+            )
+        )
+        pending_at = time.monotonic()
+        statuses = []
+        while time.monotonic() - pending_at < MAX_LAG_SECONDS / 2:
+            statuses.append(healthy.replica_status()["status"])
+            time.sleep(HEALTH_SECONDS / 2)
+        assert set(statuses) == {"ok"}
+        statements_reset(healthy.replica)
+        assert healthy.get(f"/api/products/{healthy.product}/").status_code == 200
+        assert statement_calls(healthy.replica, PRODUCT_READS) > 0
+        # Held back past the bound, the same pending WAL does make it lagging.
+        assert healthy.replica_becomes("lagging", timeout=MAX_LAG_SECONDS + 5)
+    finally:
+        healthy.replica.sql("SELECT pg_wal_replay_resume()")
+    assert healthy.replica_becomes("ok")
+
+
 def test_a_stopped_replica_degrades_to_the_primary_without_an_error_and_comes_back(
     healthy: Topology,
 ) -> None:

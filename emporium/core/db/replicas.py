@@ -35,6 +35,7 @@ information: a lost replica never fails readiness, the primary serves its reads.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import contextvars
 import hashlib
@@ -60,16 +61,20 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PIN_KEY_PREFIX = "db-primary-pin:"
 PROBE_CONNECT_TIMEOUT_SECONDS = 1
 PROBE_STATEMENT_TIMEOUT_MS = 1000
-# One query: is it still a replica, has it replayed all it received while its
-# WAL receiver runs, and how old is the newest transaction it has replayed.
-# (pg_stat_wal_receiver shows its row, not its details, to a role without
-# pg_read_all_stats: only the row's presence is asked.)
+# One query: is it still a replica, is its WAL receiver running, how far it has
+# received and replayed the WAL (bytes from 0/0), and how old is the newest
+# transaction it has replayed. (pg_stat_wal_receiver shows its row, not its
+# details, to a role without pg_read_all_stats: only the row's presence is asked.)
 PROBE_SQL = """
 SELECT pg_is_in_recovery(),
-       COALESCE(pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn(), false)
-         AND EXISTS (SELECT 1 FROM pg_stat_wal_receiver),
+       EXISTS (SELECT 1 FROM pg_stat_wal_receiver),
+       pg_wal_lsn_diff(pg_last_wal_receive_lsn(), '0/0')::bigint,
+       pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0')::bigint,
        EXTRACT(EPOCH FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8
 """
+# How many earlier probes' received positions a monitor remembers to date what
+# the replica has not replayed yet (at one probe per health interval, minutes).
+PROBE_HISTORY = 1024
 
 # True while the code running may read from a replica (an HTTP request with a
 # safe method, by a client not pinned, that has written nothing yet).
@@ -106,6 +111,10 @@ class _Monitor:
         self.lock = threading.Lock()
         self.connection: psycopg.Connection[Any] | None = None
         self.state = ReplicaState(alias, "unknown", None, checked_at=-math.inf)
+        # (when a probe began, how far the replica had received the WAL then)
+        self.received: collections.deque[tuple[float, int]] = collections.deque(
+            maxlen=PROBE_HISTORY
+        )
 
     def _connect(self) -> psycopg.Connection[Any]:
         params = connections[self.alias].get_connection_params()
@@ -118,6 +127,7 @@ class _Monitor:
 
     def probe(self) -> ReplicaState:
         max_lag = float(settings.DATABASE_REPLICA_MAX_LAG_SECONDS)
+        began = time.monotonic()
         try:
             if self.connection is None or self.connection.closed or self.connection.broken:
                 self.connection = self._connect()
@@ -127,15 +137,50 @@ class _Monitor:
             self._close()
             return self._record("down", None)
         assert row is not None  # noqa: S101 - the query always returns one row
-        in_recovery, caught_up, since_last_replay = row
+        in_recovery, streaming, received, replayed, since_last_replay = row
         if not in_recovery:
             # Promoted: it no longer follows the primary; reading it could show a
             # history the primary does not share.
             return self._record("not_a_replica", None)
-        lag = 0.0 if caught_up else (math.inf if since_last_replay is None else since_last_replay)
+        lag = self._lag(began, streaming, received, replayed, since_last_replay)
         return self._record("ok" if lag <= max_lag else "lagging", max(lag, 0.0))
 
+    def _lag(
+        self,
+        began: float,
+        streaming: bool,
+        received: int | None,
+        replayed: int | None,
+        since_last_replay: float | None,
+    ) -> float:
+        """How stale the replica's data may be, in seconds (an upper bound).
+
+        Nothing pending (all it received is replayed, its receiver running): none.
+        Otherwise the age of the newest transaction it replayed bounds it, but on
+        a quiet primary that age is large while the pending WAL is only a
+        checkpoint or a standby snapshot, which hides nothing. So the monitor
+        also remembers where each probe found the received WAL: if the replica
+        has replayed what an earlier probe saw received, everything still
+        pending arrived after that probe began, and the data is at most that old.
+        """
+        oldest = math.inf if since_last_replay is None else since_last_replay
+        if not streaming or received is None or replayed is None:
+            self.received.clear()
+            return oldest
+        if replayed >= received:
+            self.received.clear()
+            self.received.append((began, received))
+            return 0.0
+        # The latest earlier probe whose received position is already replayed.
+        while len(self.received) > 1 and self.received[1][1] <= replayed:
+            self.received.popleft()
+        if self.received and self.received[0][1] <= replayed:
+            oldest = min(oldest, began - self.received[0][0])
+        self.received.append((began, received))
+        return oldest
+
     def _close(self) -> None:
+        self.received.clear()
         if self.connection is not None:
             with contextlib.suppress(Exception):
                 self.connection.close()
