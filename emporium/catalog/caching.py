@@ -13,6 +13,11 @@ product detail            catalog, catalog.product.<id>  that product's writes, 
 category list and detail  catalog, catalog.categories    any category change
 ========================  =============================  ==========================
 
+``catalog.vocabulary`` stands for the words of product names (what search's
+autocomplete offers): it is bumped when a product is created, renamed or
+deleted, and not by a price, stock or review change, so a checkout does not
+empty the autocomplete's cache.
+
 The API reads through :func:`emporium.core.cache.versioned_fetch`; the
 services bump after commit through ``emporium.catalog.services``.
 """
@@ -33,6 +38,7 @@ from emporium.core.cache import CachePolicy, conditional_response, versioned_fet
 CATALOG = "catalog"
 PRODUCT_LIST = "catalog.products"
 CATEGORIES = "catalog.categories"
+VOCABULARY = "catalog.vocabulary"
 
 
 def product_namespace(product_id: int) -> str:

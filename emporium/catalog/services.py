@@ -37,12 +37,17 @@ def _bump(namespaces: list[str]) -> None:
     )
 
 
-def product_cache_invalidate(*, product_ids: Iterable[int]) -> None:
+def product_cache_invalidate(*, product_ids: Iterable[int], names_changed: bool = True) -> None:
     """After commit, makes the next read of these products, and of every product list, fresh.
 
     For any change to a product's own row: fields, price, stock, rating counters.
+    ``names_changed=False`` says that no product was created, renamed or deleted
+    (a stock, price or review change), which leaves the words of product names,
+    and what is cached of them, as they were.
     """
     namespaces = [caching.PRODUCT_LIST]
+    if names_changed:
+        namespaces.append(caching.VOCABULARY)
     namespaces += [caching.product_namespace(product_id) for product_id in sorted(set(product_ids))]
     transaction.on_commit(lambda: _bump(namespaces))
 
@@ -248,7 +253,7 @@ def product_update(*, product: Product, **changes: Any) -> Product:
         with transaction.atomic():
             product.save(update_fields=[*fields, "updated_at"])
             product_changes_record(product=product, old_price=old_price, old_stock=old_stock)
-        product_cache_invalidate(product_ids=[product.pk])
+        product_cache_invalidate(product_ids=[product.pk], names_changed="name" in fields)
     return product
 
 

@@ -100,7 +100,7 @@ def stock_take(*, lines: list[_Line]) -> tuple[dict[int, _Taken], list[dict[str,
                 taken[line.product_id] = _Taken(price=price, stock_left=int(row[1]), name=row[2])
     if taken:
         # Bumped only if the caller commits; its rollback on shortages discards this.
-        catalog_services.product_cache_invalidate(product_ids=taken)
+        catalog_services.product_cache_invalidate(product_ids=taken, names_changed=False)
     return taken, short
 
 
@@ -120,7 +120,9 @@ def stock_release(*, lines: list[_Line]) -> None:
             catalog_services.product_back_in_stock_record(
                 product_id=product_id, name=name, stock_quantity=stock
             )
-    catalog_services.product_cache_invalidate(product_ids=[line.product_id for line in lines])
+    catalog_services.product_cache_invalidate(
+        product_ids=[line.product_id for line in lines], names_changed=False
+    )
 
 
 def _cart_lock(*, user_id: int) -> int | None:
@@ -254,7 +256,9 @@ def _order_place_postgresql(
     order._prefetched_objects_cache = {"items": order_items}  # type: ignore[attr-defined]
     # What stock_take and event_record arrange on the portable path, after commit
     # (at once when there is no outer transaction): fresh catalog reads, relay nudge.
-    catalog_services.product_cache_invalidate(product_ids=[item.product_id for item in order_items])
+    catalog_services.product_cache_invalidate(
+        product_ids=[item.product_id for item in order_items], names_changed=False
+    )
     realtime_services.order_placed_announce(order=order, event_id=event_id)
     events.event_hooks_after_commit()
     return order

@@ -29,7 +29,7 @@ def _move_rating(*, product_id: int, count_delta: int, total_delta: int) -> None
         review_count=F("review_count") + count_delta, rating_total=F("rating_total") + total_delta
     )
     # The product's rating_average and review_count are shown in the catalog.
-    catalog_services.product_cache_invalidate(product_ids=[product_id])
+    catalog_services.product_cache_invalidate(product_ids=[product_id], names_changed=False)
 
 
 def review_create(*, product: Product, user: User, rating: int, comment: str = "") -> Review:

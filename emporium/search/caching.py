@@ -13,8 +13,13 @@ response                  namespaces
 ========================  ===============================================
 ``GET /api/search/``      catalog, catalog.products
 ``GET /search/``          catalog, catalog.products, catalog.categories
-``GET /api/search/suggest/``  catalog, catalog.products, catalog.categories
+``GET /api/search/suggest/``  catalog, catalog.vocabulary, catalog.categories
 ========================  ===============================================
+
+The suggestions show only product-name words and category names, so they
+depend on ``catalog.vocabulary`` (products created, renamed or deleted)
+instead of ``catalog.products``: the stock and price changes of every
+checkout leave them cached.
 
 Keys are built from validated, normalised parameters (the query's whitespace
 collapsed, numbers as parsed), so two spellings of one search share an entry
@@ -42,7 +47,11 @@ def page_namespaces() -> list[str]:
 
 
 def suggest_namespaces() -> list[str]:
-    return page_namespaces()
+    return [
+        catalog_caching.CATALOG,
+        catalog_caching.VOCABULARY,
+        catalog_caching.CATEGORIES,
+    ]
 
 
 def search_key(kind: str, *, base_uri: str, arguments: Mapping[str, Any]) -> str:

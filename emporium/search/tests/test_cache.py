@@ -22,6 +22,7 @@ from rest_framework.test import APIClient
 from conftest import require_service
 from emporium.accounts.models import User
 from emporium.catalog import services as catalog_services
+from emporium.catalog.models import Product
 from emporium.core.tests.factories import (
     CategoryFactory,
     ProductFactory,
@@ -124,6 +125,57 @@ def test_a_category_rename_shows_in_results_the_page_and_suggestions(
     assert hits(api_client, q="walnut")[0]["category_name"] == "Tables"
     assert b"Furniture" not in api_client.get(PAGE_URL, {"q": "walnut"}).content
     assert api_client.get(SUGGEST_URL, {"q": "furn"}).json()["categories"] == []
+
+
+def completions(client: Client, prefix: str) -> list[str]:
+    response = client.get(SUGGEST_URL, {"q": prefix})
+    assert response.status_code == 200, response.content
+    found: list[str] = response.json()["completions"]
+    return found
+
+
+def test_products_created_renamed_and_deleted_show_in_the_next_suggestions(
+    api_client: APIClient, committed: Committed
+) -> None:
+    desk = ProductFactory(name="Walnut desk", description="")
+    assert completions(api_client, "wal") == ["walnut"]
+    with committed():
+        catalog_services.product_create(
+            name="Wallpaper roll", sku="WP-1", price=Decimal("9.00"), category=desk.category
+        )
+    assert completions(api_client, "wal") == ["wallpaper", "walnut"]
+    with committed():
+        catalog_services.product_update(product=desk, name="Oak desk")
+    assert completions(api_client, "wal") == ["wallpaper"]
+    assert completions(api_client, "oa") == ["oak"]
+    wallpaper = Product.objects.get(sku="WP-1")
+    with committed():
+        catalog_services.product_delete(product=wallpaper)
+    assert completions(api_client, "wal") == []
+
+
+def test_checkouts_price_and_review_changes_leave_the_suggestions_cached(
+    api_client: APIClient,
+    committed: Committed,
+    django_assert_num_queries: DjangoAssertNumQueries,
+) -> None:
+    """They change stock, prices and ratings, never a product-name word."""
+    desk = ProductFactory(name="Walnut desk", description="", stock_quantity=5)
+    first = api_client.get(SUGGEST_URL, {"q": "wal"})
+    results = api_client.get(URL, {"q": "walnut"})
+    customer: User = UserFactory()
+    cart_fill(customer, [(desk, 2)])
+    with committed():
+        assert client_for(customer).post(ORDERS_URL).status_code == 201
+    with committed():
+        catalog_services.product_update(product=desk, price=Decimal("80.00"))
+    with django_assert_num_queries(0):
+        again = api_client.get(SUGGEST_URL, {"q": "wal"})
+    assert again.content == first.content
+    # The search results show the stock and the price: those are computed afresh.
+    fresh = api_client.get(URL, {"q": "walnut"})
+    assert fresh.content != results.content
+    assert fresh.json()["results"][0]["price"] == "80.00"
 
 
 def test_the_page_is_cached_and_revalidated(
