@@ -279,10 +279,15 @@ def test_plpgsql_check_finds_no_error_in_the_sql_files() -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT p.proname, r.lineno, r.message, r.detail"
-            " FROM pg_proc p, LATERAL plpgsql_check_function_tb("
-            "     p.oid,"
-            "     coalesce((SELECT t.tgrelid FROM pg_trigger t WHERE t.tgfoid = p.oid LIMIT 1), 0),"
-            "     fatal_errors => false, other_warnings => false, performance_warnings => false"
+            " FROM pg_proc p"
+            # A trigger function is checked against its table and the transition
+            # tables (REFERENCING OLD/NEW TABLE) its trigger names.
+            " LEFT JOIN LATERAL (SELECT t.tgrelid, t.tgoldtable, t.tgnewtable FROM pg_trigger t"
+            "     WHERE t.tgfoid = p.oid ORDER BY t.oid LIMIT 1) t ON true,"
+            " LATERAL plpgsql_check_function_tb("
+            "     p.oid, coalesce(t.tgrelid, 0),"
+            "     fatal_errors => false, other_warnings => false, performance_warnings => false,"
+            "     oldtable => t.tgoldtable, newtable => t.tgnewtable"
             " ) r"
             " WHERE p.pronamespace = 'public'::regnamespace AND p.proname = ANY(%s)"
             " AND p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'plpgsql')"

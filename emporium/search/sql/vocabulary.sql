@@ -3,10 +3,12 @@
 --
 -- The search_vocabulary table (search/0002) holds each distinct word of the
 -- product names (the 'simple' parser's tokens, lowercased, not stemmed), its
--- English lexeme and how many products have it in their name. Row triggers on
--- catalog_product keep the counts exact on insert, rename and delete; a word
--- whose count reaches zero is deleted at once, so a renamed product's old
--- words stop being suggested in the same transaction.
+-- English lexeme and how many products have it in their name. Statement
+-- triggers on catalog_product keep the counts exact on insert, rename and
+-- delete: each reads the statement's transition tables, counts the words
+-- gained and lost by the whole statement, and applies one change per word. A
+-- word whose count reaches zero is deleted at once, so a renamed product's
+-- old words stop being suggested in the same transaction.
 
 -- The words a name contributes: the tokens full text would see, unstemmed.
 CREATE OR REPLACE FUNCTION search_name_words(name text) RETURNS text[]
@@ -20,45 +22,102 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT lexeme FROM unnest(to_tsvector('english', word)) LIMIT 1
 $$;
 
--- Gained words are counted up and lost ones down, each set in word order
--- so two writers lock shared rows in the same order; a word whose count
--- reaches zero is deleted (re-checked on the row's latest version, so a
--- concurrent writer who counted it up again keeps it).
-CREATE OR REPLACE FUNCTION search_vocabulary_count() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Counts the words of the names in before_names down and those in
+-- after_names up, pairwise: one pair per product, NULL for a product that was
+-- not there before or is not there after; a pair with the same name changes
+-- nothing. The words are counted for the whole statement first, then each
+-- word's row changes once. The first statement locks every row in word order
+-- (a new word is inserted, a gained word counted up, a lost word only locked:
+-- DO UPDATE locks the rows its WHERE skips), so two writers meet on shared
+-- words in the same order and cannot deadlock here. Lost words are counted
+-- down next and those at zero deleted; their rows are this transaction's
+-- already, so no other writer counts them up in between. A count never goes
+-- below zero, and a lost word missing from the table (as after a load that
+-- ran with the triggers disabled) is ignored.
+CREATE OR REPLACE FUNCTION search_vocabulary_count(before_names text[], after_names text[])
+RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
-    old_words text[] := '{}';
-    new_words text[] := '{}';
+    words text[];
+    changes integer[];
 BEGIN
-    IF TG_OP IN ('UPDATE', 'DELETE') THEN
-        old_words := search_name_words(OLD.name);
-    END IF;
-    IF TG_OP IN ('INSERT', 'UPDATE') THEN
-        new_words := search_name_words(NEW.name);
+    SELECT array_agg(word ORDER BY word), array_agg(change ORDER BY word)
+      INTO words, changes
+      FROM (
+        SELECT word, sum(sign)::integer AS change
+          FROM unnest(before_names, after_names) AS n(before_name, after_name),
+               LATERAL (
+                   SELECT unnest(search_name_words(n.after_name)), 1
+                   UNION ALL
+                   SELECT unnest(search_name_words(n.before_name)), -1
+               ) AS w(word, sign)
+         WHERE n.before_name IS DISTINCT FROM n.after_name
+         GROUP BY word
+        HAVING sum(sign) <> 0
+      ) AS counted;
+    IF words IS NULL THEN
+        RETURN;
     END IF;
     INSERT INTO search_vocabulary AS v (word, lexeme, documents)
-    SELECT gained, search_word_lexeme(gained), 1
-      FROM unnest(new_words) AS gained
-     WHERE gained <> ALL (old_words)
-     ORDER BY gained
-    ON CONFLICT (word) DO UPDATE SET documents = v.documents + 1;
-    UPDATE search_vocabulary SET documents = documents - 1
-     WHERE word IN (SELECT unnest(old_words) EXCEPT SELECT unnest(new_words));
-    DELETE FROM search_vocabulary
-     WHERE word IN (SELECT unnest(old_words) EXCEPT SELECT unnest(new_words))
-       AND documents = 0;
+    SELECT c.word, search_word_lexeme(c.word), greatest(c.change, 0)
+      FROM unnest(words, changes) AS c(word, change)
+     ORDER BY c.word
+    ON CONFLICT (word) DO UPDATE SET documents = v.documents + EXCLUDED.documents
+     WHERE EXCLUDED.documents > 0;
+    UPDATE search_vocabulary AS v SET documents = greatest(v.documents + c.change, 0)
+      FROM unnest(words, changes) AS c(word, change)
+     WHERE v.word = c.word AND c.change < 0;
+    DELETE FROM search_vocabulary AS v
+     USING unnest(words, changes) AS c(word, change)
+     WHERE v.word = c.word AND c.change < 0 AND v.documents = 0;
+END
+$$;
+
+-- One trigger per kind of statement, each naming the names it changed.
+CREATE OR REPLACE FUNCTION search_vocabulary_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM search_vocabulary_count('{}', ARRAY(SELECT name FROM inserted_products));
     RETURN NULL;
 END
 $$;
 
-CREATE OR REPLACE TRIGGER search_vocabulary_inserted AFTER INSERT ON catalog_product
-FOR EACH ROW EXECUTE FUNCTION search_vocabulary_count();
+CREATE OR REPLACE FUNCTION search_vocabulary_updated() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    before_names text[];
+    after_names text[];
+BEGIN
+    -- A full join, so a changed id counts as a delete and an insert.
+    SELECT array_agg(o.name), array_agg(n.name)
+      INTO before_names, after_names
+      FROM products_before AS o FULL JOIN products_after AS n ON n.id = o.id
+     WHERE o.name IS DISTINCT FROM n.name;
+    IF before_names IS NOT NULL THEN
+        PERFORM search_vocabulary_count(before_names, after_names);
+    END IF;
+    RETURN NULL;
+END
+$$;
 
-CREATE OR REPLACE TRIGGER search_vocabulary_renamed AFTER UPDATE OF name ON catalog_product
-FOR EACH ROW WHEN (OLD.name IS DISTINCT FROM NEW.name)
-EXECUTE FUNCTION search_vocabulary_count();
+CREATE OR REPLACE FUNCTION search_vocabulary_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM search_vocabulary_count(ARRAY(SELECT name FROM deleted_products), '{}');
+    RETURN NULL;
+END
+$$;
+
+-- Transition tables rule out a column list (UPDATE OF name): every update
+-- statement fires the trigger, which skips at once the products whose name
+-- stayed.
+CREATE OR REPLACE TRIGGER search_vocabulary_inserted AFTER INSERT ON catalog_product
+REFERENCING NEW TABLE AS inserted_products
+FOR EACH STATEMENT EXECUTE FUNCTION search_vocabulary_inserted();
+
+CREATE OR REPLACE TRIGGER search_vocabulary_updated AFTER UPDATE ON catalog_product
+REFERENCING OLD TABLE AS products_before NEW TABLE AS products_after
+FOR EACH STATEMENT EXECUTE FUNCTION search_vocabulary_updated();
 
 CREATE OR REPLACE TRIGGER search_vocabulary_deleted AFTER DELETE ON catalog_product
-FOR EACH ROW EXECUTE FUNCTION search_vocabulary_count();
+REFERENCING OLD TABLE AS deleted_products
+FOR EACH STATEMENT EXECUTE FUNCTION search_vocabulary_deleted();
 
 -- TRUNCATE fires no row triggers (Django's test flush uses it).
 CREATE OR REPLACE FUNCTION search_vocabulary_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -84,10 +143,13 @@ $$;
 -- uninstall
 DROP TRIGGER IF EXISTS search_vocabulary_truncated ON catalog_product;
 DROP TRIGGER IF EXISTS search_vocabulary_deleted ON catalog_product;
-DROP TRIGGER IF EXISTS search_vocabulary_renamed ON catalog_product;
+DROP TRIGGER IF EXISTS search_vocabulary_updated ON catalog_product;
 DROP TRIGGER IF EXISTS search_vocabulary_inserted ON catalog_product;
 DROP FUNCTION IF EXISTS search_vocabulary_rebuild();
 DROP FUNCTION IF EXISTS search_vocabulary_truncate();
-DROP FUNCTION IF EXISTS search_vocabulary_count();
+DROP FUNCTION IF EXISTS search_vocabulary_deleted();
+DROP FUNCTION IF EXISTS search_vocabulary_updated();
+DROP FUNCTION IF EXISTS search_vocabulary_inserted();
+DROP FUNCTION IF EXISTS search_vocabulary_count(text[], text[]);
 DROP FUNCTION IF EXISTS search_word_lexeme(text);
 DROP FUNCTION IF EXISTS search_name_words(text);
