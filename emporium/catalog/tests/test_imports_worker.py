@@ -30,16 +30,32 @@ def import_dir(settings: Any, tmp_path: Path) -> Path:
     return directory
 
 
+def _worker_start(start_worker: Any, import_dir: Path, *, chunk_rows: int) -> WorkerProcess:
+    return start_worker(
+        queues="default",
+        extra_env={
+            "CATALOG_IMPORT_DIR": str(import_dir),
+            "CATALOG_IMPORT_CHUNK_ROWS": str(chunk_rows),
+        },
+    )
+
+
 @pytest.fixture
 def worker(
     broker_url: str, database_url: str, import_dir: Path, start_worker: Any
 ) -> WorkerProcess:
-    # Chunks of 100 rows: a file of a few thousand rows is many chunks, so a cancel
-    # sent after the first one arrives while most of the file is still to do.
-    return start_worker(
-        queues="default",
-        extra_env={"CATALOG_IMPORT_DIR": str(import_dir), "CATALOG_IMPORT_CHUNK_ROWS": "100"},
-    )
+    # Chunks of 100 rows: a file of a few hundred rows is several chunks.
+    return _worker_start(start_worker, import_dir, chunk_rows=100)
+
+
+@pytest.fixture
+def slow_worker(
+    broker_url: str, database_url: str, import_dir: Path, start_worker: Any
+) -> WorkerProcess:
+    # Chunks of 10 rows: each chunk is a transaction of a few statements and a
+    # commit, so 2,000 of them take seconds however fast the rows themselves go,
+    # and a cancel sent after the first arrives while most of the file is to do.
+    return _worker_start(start_worker, import_dir, chunk_rows=10)
 
 
 def _manager() -> APIClient:
@@ -74,9 +90,10 @@ def test_an_uploaded_file_is_applied_by_a_worker(worker: WorkerProcess) -> None:
     assert again.json()["id"] == import_id
 
 
-def test_cancelling_a_running_import_stops_it_between_chunks(worker: WorkerProcess) -> None:
+def test_cancelling_a_running_import_stops_it_between_chunks(slow_worker: WorkerProcess) -> None:
+    worker = slow_worker
     manager = _manager()
-    total = 20_000  # 200 chunks: seconds of work, however fast the worker
+    total = 20_000  # 2,000 chunks
     body = (
         HEADER + "".join(f"C-{n:06},Cancelled item {n},,1.00,1,Bulk,\n" for n in range(total))
     ).encode()
