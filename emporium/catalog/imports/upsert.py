@@ -7,9 +7,11 @@ moves. An unchanged row is not written at all: no new row version, no search
 trigger, no cache bump. Each engine gets the statement built from that list;
 only the spelling differs:
 
-* PostgreSQL: ``INSERT ... SELECT FROM unnest(<one array per column>)``, so a
-  chunk of thousands of rows is one statement with nine parameters, and the
-  rows that are new or differ are picked by a join before the insert;
+* PostgreSQL: ``INSERT ... SELECT FROM json_to_recordset(<the chunk>)``: the
+  chunk travels as one JSON parameter (psycopg writes a list parameter
+  element by element in Python, which cost more than the statement), each row
+  is looked up by SKU through its index, and only the rows that are new or
+  differ reach the insert;
 * SQLite: ``INSERT ... VALUES (...), (...)`` in batches under its variable
   limit.
 
@@ -27,6 +29,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
 
 from emporium.core.db.connection import server_cursor
@@ -69,7 +72,7 @@ def _names() -> list[str]:
 
 def _postgresql_sql() -> str:
     names = _names()
-    arrays = ", ".join(["%s::text[]"] + [f"%s::{kind}[]" for _, kind in COMPARED_COLUMNS])
+    record = ", ".join(["sku text"] + [f"{name} {kind}" for name, kind in COMPARED_COLUMNS])
     listed = ", ".join(names)
     selected = ", ".join(f"r.{name}" for name in names)
     assignments = ", ".join(f"{name} = EXCLUDED.{name}" for name in names)
@@ -77,22 +80,45 @@ def _postgresql_sql() -> str:
     proposed = ", ".join(f"EXCLUDED.{name}" for name in names)
     # The rows that are new or differ are picked first: an unchanged row then never
     # reaches the INSERT, whose BEFORE INSERT triggers (the search vector) would
-    # otherwise run for it. The conflict clause repeats the comparison for a row
-    # another writer changed in between.
+    # otherwise run for it. Each row's current version is found by the SKU index
+    # (a LATERAL ... LIMIT 1 cannot become a join over the whole table, which the
+    # planner would choose on a table it has no statistics for). The conflict
+    # clause repeats the comparison for a row another writer changed in between.
     return f"""
         WITH incoming AS (
-            SELECT * FROM unnest({arrays}) AS r(sku, {listed})
+            SELECT * FROM json_to_recordset(%s::json) AS r({record})
         ), differing AS (
-            SELECT r.* FROM incoming AS r LEFT JOIN catalog_product AS p ON p.sku = r.sku
+            SELECT r.* FROM incoming AS r
+              LEFT JOIN LATERAL (
+                  SELECT p.id, {current} FROM catalog_product AS p
+                   WHERE p.sku = r.sku LIMIT 1
+              ) AS p ON true
              WHERE p.id IS NULL OR ({current}) IS DISTINCT FROM ({selected})
         )
         INSERT INTO catalog_product AS p
                (sku, {listed}, review_count, rating_total, created_at, updated_at)
-        SELECT r.sku, {selected}, 0, 0, %s, %s FROM differing AS r
+        SELECT r.sku, {selected}, 0, 0, %s, %s FROM differing AS r ORDER BY r.sku
         ON CONFLICT (sku) DO UPDATE SET {assignments}, updated_at = EXCLUDED.updated_at
          WHERE ({current}) IS DISTINCT FROM ({proposed})
         RETURNING p.id, p.created_at = p.updated_at
     """  # noqa: S608 - only the constant column list is interpolated
+
+
+def _postgresql_chunk(rows: Sequence[UpsertRow]) -> str:
+    """The rows as one JSON array of objects; attributes go in as the JSON they are."""
+    encode = DjangoJSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    plain = [name for name in _names() if name != "attributes"]
+    return (
+        "["
+        + ",".join(
+            encode({"sku": row.sku, **{name: row.value(name) for name in plain}})[:-1]
+            + ',"attributes":'
+            + row.attributes_json
+            + "}"
+            for row in rows
+        )
+        + "]"
+    )
 
 
 def _sqlite_sql(rows: int) -> str:
@@ -128,13 +154,11 @@ def products_upsert(*, rows: Sequence[UpsertRow], now: datetime) -> list[Written
     if not ordered:
         return []
     if connection.vendor == "postgresql":
-        params: list[Any] = [[row.sku for row in ordered]]
-        params += [[row.value(name) for row in ordered] for name in _names()]
-        # Bound on the server and prepared once per connection: the arrays travel
+        # Bound on the server and prepared once per connection: the chunk travels
         # apart from the statement instead of being written into a new, large SQL
         # text for every chunk.
         with server_cursor() as cursor:
-            cursor.execute(_POSTGRESQL_SQL, [*params, now, now])
+            cursor.execute(_POSTGRESQL_SQL, [_postgresql_chunk(ordered), now, now])
             return [Written(int(pk), bool(created)) for pk, created in cursor.fetchall()]
     with connection.cursor() as cursor:
         written: list[Written] = []
