@@ -12,15 +12,13 @@ to DRF's path.
 
 from __future__ import annotations
 
-import re
-
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 
 from emporium.accounts.models import User
 from emporium.accounts.serializers import USER_SHAPE
 from emporium.core.db.prepared import fetch_prepared
-from emporium.core.gateway import Access, Route, json_answer, json_read
+from emporium.core.gateway import Access, Route, exact_route, json_answer, json_read
 
 _ME_SQL = f"SELECT {USER_SHAPE.select} FROM {User._meta.db_table} u WHERE u.id = %s"  # noqa: S608 - model names
 
@@ -35,5 +33,4 @@ def me(request: HttpRequest) -> HttpResponse | None:
 
 
 def gateway_routes() -> list[Route]:
-    path = reverse("auth-me")
-    return [Route(re.compile(re.escape(path)), me, path, access=Access.SIGNED_IN)]
+    return [exact_route(reverse("auth-me"), me, access=Access.SIGNED_IN)]

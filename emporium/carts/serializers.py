@@ -7,7 +7,7 @@ from rest_framework import serializers
 from emporium.carts.models import CartItem, ShoppingCart
 from emporium.catalog.models import Product
 from emporium.catalog.serializers import ProductSummarySerializer
-from emporium.core.representation import RowShape, decimal_text, row_shape
+from emporium.core.representation import RowShape, decimal_text, serializer_shape
 
 
 class CartItemSerializer(serializers.ModelSerializer[CartItem]):
@@ -40,16 +40,12 @@ class CartSerializer(serializers.Serializer[Any]):
 
 # The model fields of a cart, a line and a line's product, as columns of one row
 # (aliases c, i, p) with their rendering, derived from the serializers above: the
-# signed-in cart read (carts.fast_path) selects and writes exactly these.
-_COMPUTED = {"items", "item_count", "subtotal", "product", "line_total"}
+# signed-in cart read (carts.fast_path) selects and writes exactly these, and
+# cart_representation adds the nested and computed fields.
 CART_SHAPES: tuple[RowShape, RowShape, RowShape] = (
-    row_shape(
-        ShoppingCart, [n for n in CartSerializer._declared_fields if n not in _COMPUTED], alias="c"
-    ),
-    row_shape(
-        CartItem, [n for n in CartItemSerializer.Meta.fields if n not in _COMPUTED], alias="i"
-    ),
-    row_shape(Product, ProductSummarySerializer.Meta.fields, alias="p"),
+    serializer_shape(CartSerializer, ShoppingCart, alias="c"),
+    serializer_shape(CartItemSerializer, CartItem, alias="i"),
+    serializer_shape(ProductSummarySerializer, Product, alias="p"),
 )
 _LINE_FIELDS = tuple(CartItemSerializer.Meta.fields)
 _CART_FIELDS = tuple(CartSerializer._declared_fields)

@@ -128,6 +128,11 @@ class Route:
     access: Access = Access.ANONYMOUS
 
 
+def exact_route(path: str, handler: Handler, *, access: Access) -> Route:
+    """A route answering exactly ``path`` (a path of the URL configuration) with ``handler``."""
+    return Route(re.compile(re.escape(path)), handler, path, access=access)
+
+
 # Accept headers DRF's negotiation answers with JSON (the only renderer); any other
 # takes DRF's path (a 406 there), as does a ``format`` parameter.
 JSON_ACCEPTS = frozenset({"", "*/*", "application/json", "application/*"})

@@ -1,7 +1,9 @@
 """Field renderings shared by the hand-written representations of hot read and write paths.
 
 They give exactly what DRF's fields give (the representation tests compare
-the two), without DRF's per-field machinery.
+the two), without DRF's per-field machinery. The columns such a path selects,
+and the order it reads them in, are derived from the serializers' fields and
+the selectors' orderings (:func:`serializer_shape`, :func:`order_by_sql`).
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 from django.utils import timezone
+from rest_framework.serializers import BaseSerializer
 
 _CENTS = Decimal("0.01")
 
@@ -56,13 +60,16 @@ def field_renderer(field: models.Field[Any, Any]) -> Callable[[Any], Any]:
 class RowShape:
     """The columns of a model's serializer fields in a row, and their rendering.
 
-    Built from a serializer's ``Meta.fields`` (:func:`row_shape`), so a hot read
-    path selects and writes exactly the fields the serializer declares.
+    Built from a serializer's fields (:func:`serializer_shape`, :func:`row_shape`),
+    so a hot read path selects and writes exactly the fields the serializer declares.
     """
 
     names: tuple[str, ...]
     columns: tuple[str, ...]
     renderers: tuple[Callable[[Any], Any], ...]
+    # Where the columns are read from: the model's table under this alias.
+    model: type[models.Model]
+    alias: str
 
     @property
     def select(self) -> str:
@@ -90,4 +97,44 @@ def row_shape(model: type[models.Model], names: Sequence[str], *, alias: str) ->
         names=tuple(names),
         columns=tuple(f"{alias}.{field.column}" for field in fields),  # type: ignore[union-attr]
         renderers=tuple(field_renderer(field) for field in fields),  # type: ignore[arg-type]
+        model=model,
+        alias=alias,
     )
+
+
+def serializer_shape(
+    serializer: type[BaseSerializer[Any]], model: type[models.Model], *, alias: str
+) -> RowShape:
+    """The shape of ``serializer``'s fields that are columns of ``model``, in its order.
+
+    The fields are ``Meta.fields``, or the declared fields of a serializer without
+    them. A nested serializer (a line's product, a list's lines) and a field that
+    names no concrete field of ``model`` (a computed value: a total, a count) are
+    not columns: the representation built on the shape adds those itself.
+    """
+    names = getattr(getattr(serializer, "Meta", None), "fields", None)
+    if names is None:
+        names = list(serializer._declared_fields)  # type: ignore[attr-defined]
+    if isinstance(names, str):
+        raise ImproperlyConfigured(f"{serializer.__name__} must list its fields by name.")
+    declared = serializer._declared_fields  # type: ignore[attr-defined]
+    columns = {field.name for field in model._meta.concrete_fields}
+    return row_shape(
+        model,
+        [
+            name
+            for name in names
+            if name in columns and not isinstance(declared.get(name), BaseSerializer)
+        ],
+        alias=alias,
+    )
+
+
+def order_by_sql(model: type[models.Model], ordering: Sequence[str], *, alias: str) -> str:
+    """An ``ORDER BY`` list for a queryset ordering (``"-created_at"``) of ``model``'s fields."""
+    terms = []
+    for name in ordering:
+        field = model._meta.get_field(name.lstrip("-"))
+        column = f"{alias}.{field.column}"  # type: ignore[union-attr]
+        terms.append(f"{column} DESC" if name.startswith("-") else column)
+    return ", ".join(terms)

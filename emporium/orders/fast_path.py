@@ -22,18 +22,18 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlencode
 
-from django.db.models import Field
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils import timezone
 
 from emporium.core.db.prepared import fetch_prepared
 from emporium.core.encryption import EncryptedTextField, unseal
-from emporium.core.gateway import Access, Route, json_answer, json_read
+from emporium.core.gateway import Access, Route, exact_route, json_answer, json_read
 from emporium.core.pagination import KeysetPagination, cursor_token
+from emporium.core.representation import order_by_sql
 from emporium.orders.models import Order, OrderItem
 from emporium.orders.selectors import ORDER_LIST_ORDERING
 from emporium.orders.serializers import (
@@ -63,11 +63,7 @@ _ROW_ID = Order._meta.get_field("row_uuid").column
 
 
 def _order_by(alias: str) -> str:
-    terms = []
-    for name in ORDER_LIST_ORDERING:
-        column = cast(Field[Any, Any], Order._meta.get_field(name.lstrip("-"))).column
-        terms.append(f"{alias}.{column} {'DESC' if name.startswith('-') else 'ASC'}")
-    return ", ".join(terms)
+    return order_by_sql(Order, ORDER_LIST_ORDERING, alias=alias)
 
 
 _SELECT = (
@@ -166,7 +162,7 @@ def order_detail(request: HttpRequest, order_id: str) -> HttpResponse | None:
 def gateway_routes() -> list[Route]:
     list_path = reverse("order-list")
     return [
-        Route(re.compile(re.escape(list_path)), order_list, list_path, access=Access.SIGNED_IN),
+        exact_route(list_path, order_list, access=Access.SIGNED_IN),
         Route(
             re.compile(re.escape(list_path) + r"(?P<order_id>[1-9][0-9]{0,17})/"),
             order_detail,

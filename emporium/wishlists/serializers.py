@@ -5,7 +5,7 @@ from rest_framework import serializers
 
 from emporium.catalog.models import Product
 from emporium.catalog.serializers import ProductSummarySerializer
-from emporium.core.representation import RowShape, row_shape
+from emporium.core.representation import RowShape, serializer_shape
 from emporium.wishlists.models import Wishlist, WishlistItem
 
 
@@ -31,16 +31,12 @@ class WishlistSerializer(serializers.Serializer[Any]):
 
 # The model fields of a wishlist, a line and a line's product, as columns of one
 # row (aliases w, i, p) with their rendering, derived from the serializers above:
-# the signed-in wishlist read (wishlists.fast_path) selects and writes exactly these.
-_NESTED = {"items", "product"}
+# the signed-in wishlist read (wishlists.fast_path) selects and writes exactly
+# these, and wishlist_representation adds the nested fields.
 WISHLIST_SHAPES: tuple[RowShape, RowShape, RowShape] = (
-    row_shape(
-        Wishlist, [n for n in WishlistSerializer._declared_fields if n not in _NESTED], alias="w"
-    ),
-    row_shape(
-        WishlistItem, [n for n in WishlistItemSerializer.Meta.fields if n not in _NESTED], alias="i"
-    ),
-    row_shape(Product, ProductSummarySerializer.Meta.fields, alias="p"),
+    serializer_shape(WishlistSerializer, Wishlist, alias="w"),
+    serializer_shape(WishlistItemSerializer, WishlistItem, alias="i"),
+    serializer_shape(ProductSummarySerializer, Product, alias="p"),
 )
 _LINE_FIELDS = tuple(WishlistItemSerializer.Meta.fields)
 _WISHLIST_FIELDS = tuple(WishlistSerializer._declared_fields)
