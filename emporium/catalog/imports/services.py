@@ -29,7 +29,7 @@ from emporium.catalog import services as catalog_services
 from emporium.catalog.imports import formats, validation
 from emporium.catalog.imports.selectors import import_progress
 from emporium.catalog.imports.storage import StoredUpload, import_directory
-from emporium.catalog.imports.upsert import UpsertRow, products_upsert
+from emporium.catalog.imports.upsert import UpsertRow, Written, products_upsert
 from emporium.catalog.models import (
     PRODUCT_IMPORT_LIVE_STATUSES,
     Category,
@@ -391,7 +391,7 @@ def _chunk_apply(item: ProductImport) -> None:
     written = products_upsert(rows=rows, now=now)
     created = sum(1 for row in written if row.created)
     _errors_store(item, errors)
-    _cache_invalidate([row.product_id for row in written])
+    _cache_invalidate(written)
 
     item.byte_offset = batch.offset
     item.records_read = batch.records_read
@@ -425,14 +425,20 @@ def _errors_store(item: ProductImport, errors: list[validation.RowError]) -> Non
     item.errors_stored += len(kept)
 
 
-def _cache_invalidate(product_ids: list[int]) -> None:
-    """Bumps exactly the products written, or the whole catalog past the exact-bump bound."""
-    if not product_ids:
+def _cache_invalidate(written: list[Written]) -> None:
+    """Bumps the product lists and name words, and each updated product's own entries.
+
+    A created product has no entries of its own to bump (a 404 is never cached),
+    so a chunk of new products costs two bumps, not one per product. Past the
+    exact-bump bound of updated products the whole catalog is bumped instead.
+    """
+    if not written:
         return
-    if len(product_ids) > catalog_services.EXACT_PRODUCT_BUMPS_MAX:
+    updated = [row.product_id for row in written if not row.created]
+    if len(updated) > catalog_services.EXACT_PRODUCT_BUMPS_MAX:
         catalog_services.catalog_cache_invalidate()
     else:
-        catalog_services.product_cache_invalidate(product_ids=product_ids)
+        catalog_services.product_cache_invalidate(product_ids=updated)
 
 
 def _categories_resolve(

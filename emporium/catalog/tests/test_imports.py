@@ -450,6 +450,32 @@ def test_unchanged_rows_are_not_rewritten_and_their_cache_is_kept(
     assert api_client.get(product_url(moves.pk)).json()["price"] == "1.25"
 
 
+def test_created_products_bump_the_lists_and_words_not_a_namespace_each(
+    manager: APIClient, committed: Committed, api_client: APIClient
+) -> None:
+    run(committed, upload(manager, csv_body("OLD-1,Old lamp,,1.00,1,Misc,")).json()["id"])
+    old = product("OLD-1")
+    assert api_client.get("/api/products/").status_code == 200
+    assert api_client.get(product_url(old.pk)).status_code == 200
+    list_version = _version(caching.PRODUCT_LIST)
+    words_version = _version(caching.VOCABULARY)
+    old_version = _version(caching.product_namespace(old.pk))
+
+    body = csv_body("OLD-1,Old lamp,,2.00,1,Misc,", "NEW-1,New kettle,,3.00,1,Misc,")
+    item = run(committed, upload(manager, body).json()["id"])
+
+    assert (item.rows_created, item.rows_updated) == (1, 1)
+    created = product("NEW-1")
+    assert _version(caching.product_namespace(created.pk)) is None
+    assert _version(caching.product_namespace(old.pk)) != old_version
+    assert _version(caching.PRODUCT_LIST) != list_version
+    assert _version(caching.VOCABULARY) != words_version
+    assert api_client.get(product_url(created.pk)).json()["name"] == "New kettle"
+    assert api_client.get(product_url(old.pk)).json()["price"] == "2.00"
+    listed = api_client.get("/api/products/", {"ordering": "name"}).json()
+    assert [entry["name"] for entry in listed["results"]] == ["New kettle", "Old lamp"]
+
+
 def test_a_file_that_changes_nothing_bumps_no_cache(
     manager: APIClient, committed: Committed, api_client: APIClient
 ) -> None:
