@@ -3,10 +3,9 @@ servers and, on request, cuts them, slows them down or resets their connections.
 
     python deploy/cluster/faultproxy.py --control PORT --route NAME:LISTEN:HOST:PORT ...
 
-Each route forwards 127.0.0.1:LISTEN to HOST:PORT, like the tests' ``TcpProxy``
-(tests/support/processes.py), in a process of its own so that it outlives the
-command that started the cluster. A small HTTP interface on 127.0.0.1:CONTROL
-changes a route's behaviour:
+Each route forwards 127.0.0.1:LISTEN to HOST:PORT, in a process of its own so
+that it outlives the command that started the cluster. A small HTTP interface
+on 127.0.0.1:CONTROL changes a route's behaviour:
 
     GET  /                       every route's state (JSON)
     POST /NAME/cut               stop listening (connections refused) and reset open ones
@@ -15,6 +14,8 @@ changes a route's behaviour:
     POST /NAME/reset             reset the open connections, keep listening
 
 Only the standard library: the proxy runs wherever the cluster's Python does.
+The tests' ``tcp_proxy`` fixture (tests/support/processes.py) runs a
+:class:`Route` in the test's own process.
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class Route:
+    """Forwards 127.0.0.1:``port`` to ``target``; :meth:`cut` refuses and drops connections."""
+
     def __init__(self, name: str, port: int, target: tuple[str, int]) -> None:
         self.name = name
         self.port = port
         self.target = target
         self.latency_seconds = 0.0
-        self.cut = False
+        self.is_cut = False
         self.accepted = 0
         self._listener: socket.socket | None = None
         self._connections: set[socket.socket] = set()
@@ -47,11 +50,26 @@ class Route:
         return {
             "port": self.port,
             "target": f"{self.target[0]}:{self.target[1]}",
-            "cut": self.cut,
+            "cut": self.is_cut,
             "latency_ms": round(self.latency_seconds * 1000),
             "open_connections": open_connections,
             "accepted": self.accepted,
         }
+
+    @property
+    def url_host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def cut(self) -> None:
+        """Stops listening (connections refused) and resets the open connections."""
+        self.stop_listening()
+        self.reset()
+
+    def restore(self) -> None:
+        """Listens again and forwards without added latency."""
+        self.latency_seconds = 0.0
+        if self.is_cut:
+            self.listen()
 
     def listen(self) -> None:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -59,7 +77,7 @@ class Route:
         listener.bind(("127.0.0.1", self.port))
         listener.listen(256)
         self._listener = listener
-        self.cut = False
+        self.is_cut = False
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
 
     def stop_listening(self) -> None:
@@ -69,7 +87,7 @@ class Route:
             with contextlib.suppress(OSError):
                 listener.shutdown(socket.SHUT_RDWR)
             listener.close()
-        self.cut = True
+        self.is_cut = True
 
     def reset(self) -> None:
         """Resets every open connection (RST, not FIN: SO_LINGER 0)."""
@@ -141,12 +159,9 @@ class Control(BaseHTTPRequestHandler):
             self._answer(404, {"error": f"no route {name!r}"})
             return
         if action == "cut":
-            route.stop_listening()
-            route.reset()
+            route.cut()
         elif action == "restore":
-            route.latency_seconds = 0.0
-            if route.cut:
-                route.listen()
+            route.restore()
         elif action == "latency":
             query = urllib.parse.parse_qs(parts.query)
             route.latency_seconds = float(query.get("ms", ["0"])[0]) / 1000

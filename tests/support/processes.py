@@ -20,7 +20,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from deploy.cluster.faultproxy import Route as TcpProxy
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -169,76 +170,9 @@ def payment_provider(
 
 
 # -- a TCP proxy that can be cut ---------------------------------------------------
-
-
-@dataclass
-class TcpProxy:
-    """Forwards 127.0.0.1:<port> to a target; ``cut()`` refuses and drops connections."""
-
-    target: tuple[str, int]
-    port: int = field(default_factory=free_port)
-    _listener: socket.socket | None = None
-    _connections: list[socket.socket] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def url_host(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(64)
-        self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
-
-    def cut(self) -> None:
-        """Stops listening (new connections are refused) and resets open ones."""
-        if self._listener is not None:
-            # close() alone leaves a socket that another thread blocks in accept()
-            # on listening (and accepting); shutdown() wakes that thread up.
-            with contextlib.suppress(OSError):
-                self._listener.shutdown(socket.SHUT_RDWR)
-            self._listener.close()
-            self._listener = None
-        with self._lock:
-            for connection in self._connections:
-                with contextlib.suppress(OSError):
-                    connection.shutdown(socket.SHUT_RDWR)
-                connection.close()
-            self._connections.clear()
-
-    def restore(self) -> None:
-        self.start()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            upstream.settimeout(None)
-            with self._lock:
-                self._connections += [client, upstream]
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
-
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            with contextlib.suppress(OSError):
-                sink.shutdown(socket.SHUT_WR)
+#
+# The fault proxy `make cluster` runs (deploy/cluster/faultproxy.py), one route of
+# it in the test's process: ``cut()``, ``restore()``, ``reset()``, ``url_host``.
 
 
 @pytest.fixture
@@ -246,8 +180,8 @@ def tcp_proxy() -> Iterator[Callable[[str, int], TcpProxy]]:
     proxies: list[TcpProxy] = []
 
     def make(host: str, port: int) -> TcpProxy:
-        proxy = TcpProxy(target=(host, port))
-        proxy.start()
+        proxy = TcpProxy("test", free_port(), (host, port))
+        proxy.listen()
         proxies.append(proxy)
         return proxy
 
