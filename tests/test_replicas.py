@@ -47,6 +47,8 @@ MAX_LAG_SECONDS = 3.0
 HEALTH_SECONDS = 0.2
 PRODUCT_READS = "%product%"
 ORDER_STATEMENTS = "%order%"
+SEARCH_READS = "%search_vector%"
+VOCABULARY_READS = "%search_vocabulary%"
 
 
 @dataclass
@@ -150,6 +152,27 @@ def test_anonymous_and_signed_in_reads_land_on_the_replica(healthy: Topology) ->
 
     assert statement_calls(healthy.replica, PRODUCT_READS) >= 20
     assert statement_calls(healthy.primary, PRODUCT_READS) == 0
+
+
+def test_searches_and_suggestions_land_on_the_replica(healthy: Topology) -> None:
+    """Search runs raw SQL, which the router never sees: it asks the router's rule itself."""
+    statement = f"SELECT name FROM catalog_product WHERE id = {healthy.product:d}"  # noqa: S608 - an int
+    name = healthy.primary.sql(statement, database=APP_DATABASE)
+    word = name.split()[0].lower()
+    statements_reset(healthy.primary, healthy.replica)
+    token = healthy.tokens[5]
+    for client in (None, token):
+        found = healthy.get(f"/api/search/?q={word}", client)
+        assert found.status_code == 200, found.text
+        assert healthy.product in [hit["id"] for hit in found.json()["results"]]
+        suggested = healthy.get(f"/api/search/suggest/?q={word[:3]}", client)
+        assert suggested.status_code == 200, suggested.text
+        assert word in suggested.json()["completions"]
+
+    assert statement_calls(healthy.replica, SEARCH_READS) >= 2
+    assert statement_calls(healthy.replica, VOCABULARY_READS) >= 2
+    assert statement_calls(healthy.primary, SEARCH_READS) == 0
+    assert statement_calls(healthy.primary, VOCABULARY_READS) == 0
 
 
 def test_checkout_and_its_reads_stay_on_the_primary_and_the_writer_reads_its_order(

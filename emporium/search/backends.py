@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
-from django.db import OperationalError, connection, transaction
+from django.db import OperationalError, connection, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 from emporium.catalog.selectors import category_subtree_id_list, unknown_category
 from emporium.core.db.prepared import fetch_prepared
+from emporium.core.db.replicas import read_alias
 from emporium.search.highlighting import MARK_END, MARK_START
 
 # A word the prefix match may extend: letters and digits only, so it is a
@@ -97,6 +99,15 @@ class SpellingCheck:
         return _WORD.sub(
             lambda found: replacements.get(found.group().lower(), found.group()), query
         )
+
+
+def _reader() -> BaseDatabaseWrapper:
+    """The connection a search reads on: a replica when the request may use one.
+
+    Search runs raw SQL, which Django's router never sees, so it asks the
+    router's rule itself (``core.db.replicas.read_alias``).
+    """
+    return connections[read_alias()]
 
 
 class SearchBackend(Protocol):
@@ -258,7 +269,7 @@ class PostgresSearchBackend:
                  LIMIT %s
             ) AS capped
         """  # noqa: S608 - only constants and placeholders are interpolated
-        with connection.cursor() as cursor:
+        with _reader().cursor() as cursor:
             cursor.execute(sql, [*tsquery_params, *filter_params, cap])
             return int(cursor.fetchone()[0])
 
@@ -384,7 +395,8 @@ class PostgresSearchBackend:
             params.extend([word, word, word, word])
             if prefix:
                 params.append(word + "%")  # _WORD has no LIKE wildcards
-        with transaction.atomic(), connection.cursor() as cursor:
+        reader = _reader()
+        with transaction.atomic(using=reader.alias), reader.cursor() as cursor:
             self._bounded(cursor, self.CORRECTION_THRESHOLD)
             cursor.execute(" UNION ALL ".join(selects), params)
             verdicts = cursor.fetchall()
@@ -445,7 +457,8 @@ class PostgresSearchBackend:
         limit: int,
         cap: int,
     ) -> FuzzyResult:
-        with transaction.atomic(), connection.cursor() as cursor:
+        reader = _reader()
+        with transaction.atomic(using=reader.alias), reader.cursor() as cursor:
             self._bounded(cursor, self.FUZZY_THRESHOLD)
             cursor.execute(
                 f"""
@@ -540,7 +553,8 @@ class PostgresSearchBackend:
                                      WHERE p.search_vector @@ ({tsquery}))"""  # noqa: S608 - only constants and placeholders
             )
             params.extend([position, *tsquery_params])
-        with transaction.atomic(), connection.cursor() as cursor:
+        reader = _reader()
+        with transaction.atomic(using=reader.alias), reader.cursor() as cursor:
             self._bounded(cursor, self.SUGGESTION_THRESHOLD)
             # One bitmap scan of the full-text index per candidate: a sequential
             # scan hoping for an early match reads the whole table when the
@@ -551,7 +565,8 @@ class PostgresSearchBackend:
         return [candidates[position] for position in found][:limit]
 
     def _similar_names(self, query: str, limit: int) -> list[str]:
-        with transaction.atomic(), connection.cursor() as cursor:
+        reader = _reader()
+        with transaction.atomic(using=reader.alias), reader.cursor() as cursor:
             self._bounded(cursor, self.SUGGESTION_THRESHOLD)
             cursor.execute(
                 """
@@ -576,7 +591,7 @@ class PostgresSearchBackend:
         few, the words sharing its first letters, whose starts are compared
         with it here.
         """
-        with connection.cursor() as cursor:
+        with _reader().cursor() as cursor:
             cursor.execute(
                 "SELECT word FROM search_vocabulary WHERE word LIKE %s"
                 " ORDER BY documents DESC, word LIMIT %s",
@@ -635,7 +650,7 @@ class SqliteSearchBackend:
                  LIMIT %s
             )
         """  # noqa: S608 - only constants and placeholders are interpolated
-        with connection.cursor() as cursor:
+        with _reader().cursor() as cursor:
             cursor.execute(sql, [expression, *filter_params, cap])
             return int(cursor.fetchone()[0])
 
@@ -654,7 +669,7 @@ class SqliteSearchBackend:
              LIMIT %s OFFSET %s
         """  # noqa: S608 - only constants and placeholders are interpolated
         params = [MARK_START, MARK_END, MARK_START, MARK_END, expression, *filter_params]
-        with connection.cursor() as cursor:
+        with _reader().cursor() as cursor:
             cursor.execute(sql, [*params, limit, offset])
             rows = cursor.fetchall()
         return [RawHit(row[0], float(row[1]), row[2], row[3]) for row in rows]
@@ -742,7 +757,7 @@ class SqliteSearchBackend:
         counted here: words starting with ``word`` first, then close ones.
         """
         fixed = word[:COMPLETION_FIXED_LETTERS]
-        with connection.cursor() as cursor:
+        with _reader().cursor() as cursor:
             cursor.execute(
                 "SELECT name FROM search_product_fts WHERE search_product_fts MATCH %s LIMIT %s",
                 [f'name : "{fixed}"*', self.FUZZY_CANDIDATES],
