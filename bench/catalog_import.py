@@ -5,8 +5,9 @@ generated into ``var/`` (kept between runs; the same seed gives the same file),
 a fresh database on the production profile is migrated, and the file is
 imported by ``manage.py import_products FILE`` in a process of its own: the
 same code the import task runs (streamed to the import directory, hashed,
-validated, upserted by SKU in chunks of 5,000 rows, categories made from
-their paths, search triggers firing). Figures:
+validated, upserted by SKU in chunks of ``CATALOG_IMPORT_CHUNK_ROWS`` rows,
+1,000 unless the environment sets it, categories made from their paths, search
+triggers firing). Figures:
 
 * rows/s from the command's start to its end (upload, processing, its report);
 * peak resident memory of that process (``wait4``'s ``ru_maxrss``), which must

@@ -265,11 +265,12 @@ def _progress_publish(item: ProductImport) -> None:
 # -- running --------------------------------------------------------------------------
 
 
-# Tables whose rows the search app's triggers update for every product written: the
-# vocabulary's word counts. A chunk leaves thousands of dead versions of a few rows
-# there, and the triggers' own statements then read through all of them; left to
-# autovacuum (a minute apart at best, or off), a large import slows by an order of
-# magnitude within minutes (docs/performance_tuning.md, "Bulk catalog import").
+# Tables whose rows the search app's triggers update for the products written: the
+# vocabulary's word counts, one new row version per distinct word a chunk changes.
+# With autovacuum off (or a minute apart) nothing else removes the dead versions over
+# a long import, and the triggers' look-ups would read through them; a VACUUM of that
+# small table every 20 chunks, between their transactions, costs milliseconds
+# (docs/performance_tuning.md, "Bulk catalog import").
 CHURNED_TABLES = ("search_vocabulary",)
 VACUUM_EVERY_CHUNKS = 20
 
