@@ -17,10 +17,12 @@ from its queue until that task's ETA: one payment in backoff stalls them all.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
 from celery import Celery, bootsteps
+from celery.fixups import django as celery_django
 from kombu import Exchange, Queue
 
 from config.settings.env import ENV
@@ -87,7 +89,56 @@ class DeadLetterTopology(bootsteps.StartStopStep):
             channel.close()
 
 
-app = Celery("emporium")
+# celery-types has no stub of DjangoWorkerFixup.
+class PoolKeepingWorkerFixup(celery_django.DjangoWorkerFixup):  # type: ignore[name-defined]
+    """Celery's Django fix-up for a worker, with each process's connection pool kept between tasks.
+
+    Celery 5.7's fix-up closes Django's psycopg pool (``close_pool``) before and
+    after every task of a prefork child (celery/celery#10554), so each task
+    opened its connections anew: a PostgreSQL server process forked and a
+    SCRAM handshake hashed on both sides, several times per order (its
+    confirmation, its notification, their delivery). Here a task's start and
+    end only give its connections back to the pool (``close()`` returns a
+    pooled connection; without a pool it closes it, as Celery does). Where
+    Celery closes the pool for a fork's sake it still does: in the worker's
+    main process before it forks its children, and in each child as it starts.
+    """
+
+    def on_task_prerun(self, sender: Any, **kwargs: Any) -> None:
+        if not getattr(sender.request, "is_eager", False):
+            self.connections_release()
+
+    def on_task_postrun(self, sender: Any, **kwargs: Any) -> None:
+        if not getattr(sender.request, "is_eager", False):
+            self.connections_release()
+            self.close_cache()
+
+    def connections_release(self) -> None:
+        for connection in self._db.connections.all(initialized_only=True):
+            with contextlib.suppress(*self.interface_errors):
+                connection.close()
+
+
+class PoolKeepingDjangoFixup(celery_django.DjangoFixup):
+    """Celery's Django fix-up, handing the worker :class:`PoolKeepingWorkerFixup`."""
+
+    _pool_keeping: PoolKeepingWorkerFixup | None = None
+
+    @property
+    def worker_fixup(self) -> PoolKeepingWorkerFixup:
+        if self._pool_keeping is None:
+            self._pool_keeping = PoolKeepingWorkerFixup(self.app)
+        return self._pool_keeping
+
+
+def django_fixup(celery: Celery) -> celery_django.DjangoFixup:
+    """Installed in place of Celery's built-in Django fix-up (``celery.fixups.django:fixup``)."""
+    fixup = PoolKeepingDjangoFixup(celery)
+    fixup.install()
+    return fixup
+
+
+app = Celery("emporium", fixups=["config.celery:django_fixup"])
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.update(
     task_queues=TASK_QUEUES,

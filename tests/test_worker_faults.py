@@ -257,3 +257,32 @@ def test_a_task_waiting_for_its_retry_does_not_hold_up_the_queue(
 
     assert wait_until(lambda: lines(slow) == 2 and lines(fast) == 2, timeout=20)
     assert runs.read_text().split() == ["slow", "fast", "fast", "slow"]
+
+
+# -- connections between tasks -------------------------------------------------------------
+
+
+def test_a_pool_process_keeps_its_database_connection_from_task_to_task(
+    start_worker: StartWorker, misbehaving_queue: Queue, tmp_path: Path
+) -> None:
+    """With a connection pool, the pool's few server processes serve every task of a child.
+
+    Celery's own Django fix-up closed the pool around each task, so each task
+    connected (and authenticated) anew, to a new server process; config.celery
+    keeps the pool open, so tasks take turns on its connections.
+    """
+    marker = tmp_path / "backends"
+    pool_size = 2
+    worker = start_worker(
+        queues=misbehaving_queue.name,
+        include=TEST_TASKS,
+        extra_env={"DATABASE_POOL_MAX_SIZE": str(pool_size), "DATABASE_POOL_MIN_SIZE": "1"},
+    )
+    tasks = 6
+    for _ in range(tasks):  # one pool process runs them one after the other
+        worker_tasks.note_backend_pid.apply_async(args=(str(marker),), queue=misbehaving_queue)
+    assert wait_until(lambda: lines(marker) == tasks, timeout=30), worker.log()
+
+    backends = marker.read_text().split()
+    assert len(backends) == tasks
+    assert len(set(backends)) <= pool_size, backends

@@ -72,3 +72,15 @@ def retry_once(self: Task, marker: str, countdown: float, journal: str) -> None:
     if self.request.retries == 0:
         # A retry is routed afresh (by task name), so it has to be told its queue.
         raise self.retry(countdown=countdown, max_retries=1, queue=TEST_QUEUE_NAME)
+
+
+@shared_task(name="tests.note_backend_pid", acks_late=True)
+def note_backend_pid(marker: str) -> None:
+    """Notes the PostgreSQL server process that served this task's query."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+    with Path(marker).open("a") as file:
+        file.write(f"{pid}\n")
