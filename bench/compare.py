@@ -10,6 +10,7 @@ during one half moves both sides of the ratio::
 
     python -m bench.compare --base <rev> catalog -- --seconds 8 --products 100000
     python -m bench.compare --base <rev> checkout -- --seconds 15
+    python -m bench.compare --base <rev> catalog_import -- --rows 100000
 
 ``--runs 4`` runs base, this tree, this tree, base (ABBA order; more runs repeat it) and
 averages each side, so a drift over the invocation (a warming cache, a
@@ -102,7 +103,23 @@ def _orders(saved: dict[str, Any]) -> Figures:
     }
 
 
+def _catalog_import(saved: dict[str, Any]) -> Figures:
+    figures: Figures = {}
+    for row in saved["results"]:
+        copy = row["copy_rows_per_second"]
+        figures[f"{row['rows']:,} rows: import rows/s / COPY rows/s"] = (
+            row["import_rows_per_second"] / copy,
+            True,
+        )
+        figures[f"{row['rows']:,} rows: unchanged rows/s / COPY rows/s"] = (
+            row["unchanged_rows_per_second"] / copy,
+            True,
+        )
+    return figures
+
+
 EXTRACT: dict[str, Callable[[dict[str, Any]], Figures]] = {
+    "catalog_import": _catalog_import,
     "catalog": _catalog,
     "checkout": _checkout,
     "ingest": _ingest,
