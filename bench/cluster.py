@@ -35,19 +35,35 @@ class Cluster:
 
     # -- life cycle ------------------------------------------------------------------
 
-    def command(self, *arguments: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def command(
+        self, *arguments: str, check: bool = True, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, str(SCRIPT), *arguments],
             cwd=ROOT,
             env=self.environment,
             capture_output=True,
             text=True,
-            timeout=300,
+            timeout=timeout,
             check=check,
         )
 
-    def start(self) -> None:
-        done = self.command("start", check=False)
+    def start(self, timeout: float = 900) -> None:
+        """Starts the cluster; on any failure nothing of it is left running.
+
+        cluster.py bounds its own waits (CLUSTER_START_TIMEOUT for each group of
+        processes) and stops what it started when one fails; ``timeout`` only
+        catches a start that hangs, which is then stopped here, since killing
+        cluster.py leaves the processes it started running without it.
+        """
+        try:
+            done = self.command("start", check=False, timeout=timeout)
+        except subprocess.TimeoutExpired as error:
+            self.stop()
+            raise RuntimeError(
+                f"make cluster did not start within {timeout:.0f} s; its logs are in "
+                f"{self.directory}-logs"
+            ) from error
         if done.returncode != 0:
             raise RuntimeError(
                 f"make cluster failed:\n{done.stdout[-4000:]}\n{done.stderr[-6000:]}"

@@ -86,6 +86,9 @@ def main() -> None:
                 # One client address: nginx's per-client limits would measure themselves.
                 CLUSTER_RATE="1000000r/s",
                 CLUSTER_BURST="1000000",
+                # A phase's requests still queued at the app servers when the next
+                # phase opens its connections would count against limit_conn (429).
+                CLUSTER_CONNECTIONS="100000",
                 CATALOG_CACHE_ENABLED="false",
                 THROTTLE_USER_WRITES="1000000/min",
                 LOG_LEVEL="WARNING",
@@ -93,8 +96,8 @@ def main() -> None:
             ),
         )
         print(f"== {count} app server(s): starting the cluster", flush=True)
-        cluster.start()
         try:
+            cluster.start()
             with tempfile.TemporaryDirectory() as work:
                 by_count[count] = measure(
                     cluster, Path(work), seconds=args.seconds, connections=args.connections

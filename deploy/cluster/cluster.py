@@ -30,6 +30,7 @@ Settings, all from the environment:
     CLUSTER_BUYERS         buyers with a filled cart and a token in buyers.txt   0
     CLUSTER_RATE           nginx's per-client rate                50r/s
     CLUSTER_BURST          nginx's per-client burst               100
+    CLUSTER_CONNECTIONS    nginx's requests in flight per client  64
     CLUSTER_KEEP_LOGS      `stop` copies log/ there before removing everything
 
 App settings in the caller's environment whose names start with THROTTLE_,
@@ -466,7 +467,7 @@ def nginx_render(where: Layout, state: dict[str, Any]) -> Path:
 
     The same files an operator installs; only what depends on where nginx runs
     changes: listen addresses, certificate, upstream servers, cache and static
-    paths, and the per-client rate and burst.
+    paths, and the per-client rate, burst and requests in flight.
     """
     ports = state["ports"]
     prefix = where.nginx
@@ -506,6 +507,10 @@ def nginx_render(where: Layout, state: dict[str, Any]) -> Path:
     locations = locations_source.read_text()
     for old, new in (
         ("burst=100 nodelay", f"burst={setting('CLUSTER_BURST', '100')} nodelay"),
+        (
+            "limit_conn emporium_connections 64;",
+            f"limit_conn emporium_connections {setting('CLUSTER_CONNECTIONS', '64')};",
+        ),
         ("alias /srv/emporium/static/;", f"alias {where.root / 'static'}/;"),
     ):
         locations = replaced(locations, old, new, str(locations_source))
