@@ -34,6 +34,7 @@ from emporium.accounts.roles import Role
 from emporium.catalog import caching
 from emporium.catalog.imports import services
 from emporium.catalog.imports.storage import ImportTooLarge, upload_store
+from emporium.catalog.imports.upsert import UpsertRow, products_upsert
 from emporium.catalog.models import (
     Category,
     Product,
@@ -43,7 +44,12 @@ from emporium.catalog.models import (
 )
 from emporium.catalog.tests.support import error_of, product_url
 from emporium.core import cache as response_cache
-from emporium.core.tests.factories import StaffFactory, UserFactory, client_for
+from emporium.core.tests.factories import (
+    CategoryFactory,
+    StaffFactory,
+    UserFactory,
+    client_for,
+)
 from emporium.realtime import groups
 from emporium.realtime.transport import PUBLISHER, channel_for
 
@@ -675,3 +681,27 @@ def test_with_tasks_in_process_the_upload_is_applied_once_it_commits(
     assert response.status_code == 202
     assert ProductImport.objects.get(pk=response.json()["id"]).status == "completed"
     assert product("EAGER-1").price == Decimal("4.00")
+
+
+@pytest.mark.django_db
+def test_the_upsert_writes_every_value_exactly_whatever_it_must_escape() -> None:
+    category = CategoryFactory(name="Escapes")
+    attributes = {"note": 'a "quoted" \\ back\nslash', "size": [1, 2.5], "ünï": "☕"}
+    row = UpsertRow(
+        sku='ESC-"1"\\',
+        name='Lamp "Bright" \\ 50%',
+        description="Line one\nline two\ttab — ☕",
+        price=Decimal("9999999999.99"),
+        stock_quantity=2_147_483_647,
+        category_id=category.pk,
+        attributes_json=json.dumps(attributes, sort_keys=True, separators=(",", ":")),
+    )
+
+    written = products_upsert(rows=[row], now=timezone.now())
+
+    assert [entry.created for entry in written] == [True]
+    stored = Product.objects.get(pk=written[0].product_id)
+    assert (stored.sku, stored.name, stored.description) == (row.sku, row.name, row.description)
+    assert (stored.price, stored.stock_quantity) == (row.price, row.stock_quantity)
+    assert stored.attributes == attributes
+    assert products_upsert(rows=[row], now=timezone.now()) == []  # read back equal: unchanged
