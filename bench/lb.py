@@ -88,7 +88,7 @@ def main() -> None:
                 CLUSTER_BURST="1000000",
                 # A phase's requests still queued at the app servers when the next
                 # phase opens its connections would count against limit_conn (429).
-                CLUSTER_CONNECTIONS="100000",
+                CLUSTER_CONNECTIONS="60000",  # nginx allows at most 65535
                 CATALOG_CACHE_ENABLED="false",
                 THROTTLE_USER_WRITES="1000000/min",
                 LOG_LEVEL="WARNING",
