@@ -78,11 +78,12 @@ run: install
 	$(BIN)/python -m emporium.core.servers uvicorn config.asgi:application \
 	    --host $(HOST) --port $(PORT) --log-level warning
 
-## Background work on the servers of the production profile: a Celery worker for every queue,
+## Background work on the servers of the production profile: a Celery worker for every queue
+## of config/celery.py's TASK_QUEUES (a worker without -Q consumes all it is configured with),
 ## beat, and the outbox relay. Set DJANGO_SETTINGS_MODULE=config.settings.production to run
 ## them with the production settings; otherwise they use the embedded one with its URLs.
 worker: install
-	DJANGO_SETTINGS_MODULE=$(SETTINGS) $(BIN)/celery -A config worker -Q payments,email,push,notifications,default --loglevel INFO
+	DJANGO_SETTINGS_MODULE=$(SETTINGS) $(BIN)/celery -A config worker --loglevel INFO
 
 beat: install
 	DJANGO_SETTINGS_MODULE=$(SETTINGS) $(BIN)/celery -A config beat --loglevel INFO

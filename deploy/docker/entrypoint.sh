@@ -5,7 +5,8 @@
 #
 #   web        granian on config.wsgi (HTTP API), port $PORT (8000)
 #   ws         uvicorn on config.asgi (WebSockets), port $PORT (8001)
-#   worker     a Celery worker on $CELERY_QUEUES (payments,email,push,notifications,default)
+#   worker     a Celery worker on every queue of config/celery.py's TASK_QUEUES, or on
+#              those $CELERY_QUEUES names (comma-separated)
 #   beat       Celery beat, one per deployment
 #   relay      manage.py outbox_relay
 #   publisher  manage.py dashboard_publisher
@@ -95,7 +96,8 @@ case "$role" in
       --host "${HOST:-0.0.0.0}" --port "${PORT:-8001}" --workers "${WS_WORKERS:-1}" "$@"
     ;;
   worker)
-    exec celery -A config worker -Q "${CELERY_QUEUES:-payments,email,push,notifications,default}" \
+    # Without -Q a Celery worker consumes every queue it is configured with.
+    exec celery -A config worker ${CELERY_QUEUES:+-Q "$CELERY_QUEUES"} \
       --loglevel "${LOG_LEVEL:-INFO}" "$@"
     ;;
   beat)

@@ -12,7 +12,9 @@ from __future__ import annotations
 import base64
 import http.server
 import os
+import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from celery import Celery
 
 from config.celery import TASK_QUEUES
 from tests.support.deploy import ENTRYPOINT, ROOT, script_run
@@ -104,19 +107,8 @@ ROLES = {
             "1",
         ],
     ),
-    "worker": (
-        "celery",
-        # Every work queue of the Celery configuration, in its order.
-        [
-            "-A",
-            "config",
-            "worker",
-            "-Q",
-            ",".join(q.name for q in TASK_QUEUES),
-            "--loglevel",
-            "INFO",
-        ],
-    ),
+    # No -Q: the worker consumes every queue of the Celery configuration (below).
+    "worker": ("celery", ["-A", "config", "worker", "--loglevel", "INFO"]),
     "beat": (
         "celery",
         ["-A", "config", "beat", "--loglevel", "INFO", "--schedule", "/tmp/celerybeat-schedule"],  # noqa: S108
@@ -405,6 +397,47 @@ def test_background_roles_serve_the_metrics_their_liveness_probes_read(
         ("publisher", []),
     ):
         _metrics_answer_until_sigterm([role, *extra], environment, tmp_path / f"{role}.log")
+
+
+def test_the_worker_consumes_every_work_queue_of_the_celery_configuration(
+    empty_database: str, broker_url: str, tmp_path: Path
+) -> None:
+    """The worker role, for real: without CELERY_QUEUES it consumes exactly
+    config.celery's TASK_QUEUES (not the dead-letter queue), as Celery's broker
+    control reports them."""
+    node = f"deploy-queues-{os.getpid()}-{secrets.token_hex(3)}@{socket.gethostname()}"
+    environment = {**_production_environment(empty_database), "BROKER_URL": broker_url}
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(  # noqa: S603
+            ["/bin/sh", str(ENTRYPOINT), "worker", "-n", node, "--pool", "solo"],
+            cwd=ROOT,
+            env={**environment, "METRICS_PORT": str(free_port())},
+            stdout=log,
+            stderr=log,
+        )
+    control = Celery(broker=broker_url)
+    consumed: list[list[str]] = []
+
+    def answered() -> bool:
+        replies = control.control.inspect(destination=[node], timeout=1).active_queues()
+        if replies and node in replies:
+            consumed.append([queue["name"] for queue in replies[node]])
+        return bool(consumed) or process.poll() is not None
+
+    try:
+        assert wait_until(answered, timeout=90, interval=0.5), log_path.read_text()
+        assert consumed, log_path.read_text()
+        assert sorted(consumed[0]) == sorted(queue.name for queue in TASK_QUEUES)
+    finally:
+        control.close()
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def _metrics_answer_until_sigterm(
