@@ -28,7 +28,7 @@ from celery import Celery
 
 from config.celery import TASK_QUEUES
 from tests.support.deploy import ENTRYPOINT, ROOT, script_run
-from tests.support.processes import free_port, wait_until
+from tests.support.processes import free_port, stop_process, wait_until
 
 # A stub server: writes its argv (one per line), then "pid <n>", then waits for
 # SIGTERM when STUB_WAIT is set, recording it, as a server that shuts down cleanly.
@@ -431,13 +431,7 @@ def test_the_worker_consumes_every_work_queue_of_the_celery_configuration(
         assert sorted(consumed[0]) == sorted(queue.name for queue in TASK_QUEUES)
     finally:
         control.close()
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process)
 
 
 def _metrics_answer_until_sigterm(
