@@ -9,9 +9,11 @@ Everything lives under CLUSTER_DIR (default var/cluster/): the PostgreSQL primar
 and its streaming replica (initdb, pg_basebackup -R), Redis, the generated CA and
 certificate, secrets, nginx's configuration rendered from deploy/nginx/, logs,
 metric files and state.json, which lists every process with its pid, port and
-health check. `stop` ends every process the state names and removes the
-directory, so nothing is left behind. RabbitMQ is the machine's broker
-(CLUSTER_BROKER_URL, else BROKER_URL), on a virtual host of its own.
+health check. `stop` ends every process the state names, empties the work
+queues and removes the directory, so nothing is left behind. RabbitMQ is the
+machine's broker (CLUSTER_BROKER_URL, else BROKER_URL), on a virtual host of
+its own; `start` empties its work queues too, before the worker starts, in case
+an earlier cluster did not stop cleanly.
 
 Settings, all from the environment:
 
@@ -879,6 +881,11 @@ def start_all(
         )
 
     step("Celery worker and beat, outbox relay, dashboard publisher")
+    # Tasks an earlier cluster left on this virtual host name rows of a database
+    # that no longer exists: purge them before a worker can take one.
+    state["broker"] = broker_url()
+    state_write(where, state)
+    queues_purge(app_env, broker_url())
     background = {
         "worker": [
             PYTHON,
@@ -1194,6 +1201,21 @@ def status() -> None:
 # -- stop -------------------------------------------------------------------------------
 
 
+def queues_purge(app_env: dict[str, str], broker: str) -> None:
+    """Empties the work queues on the cluster's virtual host (``celery purge``)."""
+    completed = subprocess.run(  # noqa: S603 - the project's own Celery app
+        [PYTHON, "-m", "celery", "-A", "config", "purge", "-f"],
+        cwd=ROOT,
+        env={**os.environ, **app_env, "BROKER_URL": broker},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if completed.returncode != 0:
+        print(f"cluster: purging the queues failed: {completed.stderr.strip()}", file=sys.stderr)
+
+
 def stop() -> None:
     where = layout()
     state = state_read(where)
@@ -1202,6 +1224,10 @@ def stop() -> None:
             continue
         if entry.get("pid"):
             terminate(int(entry["pid"]))
+    # Nothing publishes any more: what is left queued would reach the next cluster.
+    worker = next((p for p in state.get("processes", []) if p["kind"] == "worker"), None)
+    if worker is not None and state.get("broker"):
+        queues_purge(worker["env"], state["broker"])
     for entry in reversed(state.get("processes", [])):
         if entry["kind"] == "postgres":
             with contextlib.suppress(Exception):

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
+import kombu
 import pytest
 
 from bench.cluster import (
@@ -243,6 +244,14 @@ def test_a_body_over_the_limit_is_refused_413_by_nginx(cluster: Cluster) -> None
     assert answer.json()["error"]["code"] == "request_too_large"
 
 
+LEFTOVER_QUEUE = "default"
+
+
+def _queued(channel: Any) -> int:
+    declared = channel.queue_declare(queue=LEFTOVER_QUEUE, passive=True)
+    return int(declared.message_count)
+
+
 def test_cluster_stop_leaves_no_process_and_no_port(cluster: Cluster) -> None:
     state = cluster.state
     pids = [entry["pid"] for entry in state["processes"] if entry.get("pid")]
@@ -250,8 +259,23 @@ def test_cluster_stop_leaves_no_process_and_no_port(cluster: Cluster) -> None:
     status = cluster.command("status", check=False)
     assert status.returncode == 0, status.stdout  # every process healthy, the restarted too
     assert [e["name"] for e in state["processes"] if not process_alive(e["pid"])] == []
+    # A task still queued when the cluster stops would reach the next cluster's
+    # worker, about rows of a database that no longer exists.
+    cluster.command("kill", "worker", "--signal", "KILL")  # nobody consumes what follows
+    with kombu.Connection(state["broker"]) as broker:
+        channel = broker.default_channel
+        channel.basic_publish(
+            channel.prepare_message(
+                "{}", content_type="application/json", content_encoding="utf-8"
+            ),
+            exchange="",
+            routing_key=LEFTOVER_QUEUE,
+        )
+        assert eventually(lambda: _queued(channel) > 0, timeout=10)
     done = cluster.stop()
     assert done.returncode == 0, done.stderr
+    with kombu.Connection(state["broker"]) as broker:
+        assert _queued(broker.default_channel) == 0
     assert not cluster.directory.exists()
     assert [pid for pid in pids if process_alive(pid)] == []
     assert [port for port in ports if listening(port)] == []
