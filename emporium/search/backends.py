@@ -9,8 +9,10 @@ text put into SQL is built here from constants.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
@@ -395,9 +397,7 @@ class PostgresSearchBackend:
             params.extend([word, word, word, word])
             if prefix:
                 params.append(word + "%")  # _WORD has no LIKE wildcards
-        reader = _reader()
-        with transaction.atomic(using=reader.alias), reader.cursor() as cursor:
-            self._bounded(cursor, self.CORRECTION_THRESHOLD)
+        with self._bounded(self.CORRECTION_THRESHOLD) as cursor:
             cursor.execute(" UNION ALL ".join(selects), params)
             verdicts = cursor.fetchall()
             if not any(has_lexeme for _, has_lexeme, _ in verdicts):
@@ -457,9 +457,7 @@ class PostgresSearchBackend:
         limit: int,
         cap: int,
     ) -> FuzzyResult:
-        reader = _reader()
-        with transaction.atomic(using=reader.alias), reader.cursor() as cursor:
-            self._bounded(cursor, self.FUZZY_THRESHOLD)
+        with self._bounded(self.FUZZY_THRESHOLD) as cursor:
             cursor.execute(
                 f"""
                 WITH candidates AS (
@@ -493,19 +491,24 @@ class PostgresSearchBackend:
         hits = [RawHit(row[0], float(row[1]), row[2], row[3]) for row in rows]
         return FuzzyResult(hits=hits, total=total)
 
-    def _bounded(self, cursor: Any, threshold: str) -> None:
-        """Sets the similarity threshold and a time limit for this transaction only.
+    @contextlib.contextmanager
+    def _bounded(self, threshold: str) -> Iterator[Any]:
+        """A cursor of the search's connection in a transaction of its own, with the
+        similarity threshold and a time limit set for that transaction only.
 
         A trigram search over a filter that few rows pass, or a query of short
         common trigrams, can recheck most of the catalog; past the limit the
         fallback gives up rather than make the request slow.
         """
-        cursor.execute(
-            "SELECT set_config('pg_trgm.word_similarity_threshold', %s, true),"
-            " set_config('pg_trgm.similarity_threshold', %s, true),"
-            " set_config('statement_timeout', %s, true)",
-            [threshold, threshold, str(self.FUZZY_TIMEOUT_MS)],
-        )
+        reader = _reader()
+        with transaction.atomic(using=reader.alias), reader.cursor() as cursor:
+            cursor.execute(
+                "SELECT set_config('pg_trgm.word_similarity_threshold', %s, true),"
+                " set_config('pg_trgm.similarity_threshold', %s, true),"
+                " set_config('statement_timeout', %s, true)",
+                [threshold, threshold, str(self.FUZZY_TIMEOUT_MS)],
+            )
+            yield cursor
 
     def similar_names(self, *, query: str, limit: int) -> list[str]:
         """Spelling corrections of the query that find products, filters ignored.
@@ -553,9 +556,7 @@ class PostgresSearchBackend:
                                      WHERE p.search_vector @@ ({tsquery}))"""  # noqa: S608 - only constants and placeholders
             )
             params.extend([position, *tsquery_params])
-        reader = _reader()
-        with transaction.atomic(using=reader.alias), reader.cursor() as cursor:
-            self._bounded(cursor, self.SUGGESTION_THRESHOLD)
+        with self._bounded(self.SUGGESTION_THRESHOLD) as cursor:
             # One bitmap scan of the full-text index per candidate: a sequential
             # scan hoping for an early match reads the whole table when the
             # words never occur together.
@@ -565,9 +566,7 @@ class PostgresSearchBackend:
         return [candidates[position] for position in found][:limit]
 
     def _similar_names(self, query: str, limit: int) -> list[str]:
-        reader = _reader()
-        with transaction.atomic(using=reader.alias), reader.cursor() as cursor:
-            self._bounded(cursor, self.SUGGESTION_THRESHOLD)
+        with self._bounded(self.SUGGESTION_THRESHOLD) as cursor:
             cursor.execute(
                 """
                 SELECT name FROM (

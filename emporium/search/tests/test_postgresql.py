@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -237,9 +239,11 @@ def test_a_fuzzy_search_past_its_time_limit_finds_nothing_instead_of_failing(
     monkeypatch.setattr(PostgresSearchBackend, "FUZZY_TIMEOUT_MS", 10)
     original = PostgresSearchBackend._bounded
 
-    def bounded_then_sleep(self: PostgresSearchBackend, cursor: Any, threshold: str) -> None:
-        original(self, cursor, threshold)
-        cursor.execute("SELECT pg_sleep(0.5)")
+    @contextlib.contextmanager
+    def bounded_then_sleep(self: PostgresSearchBackend, threshold: str) -> Iterator[Any]:
+        with original(self, threshold) as cursor:
+            cursor.execute("SELECT pg_sleep(0.5)")
+            yield cursor
 
     monkeypatch.setattr(PostgresSearchBackend, "_bounded", bounded_then_sleep)
     response = api_client.get("/api/search/", {"q": "laptpo"})
