@@ -707,6 +707,7 @@ def start_all(
     database_port = ports["postgres"]
     redis_port = ports["redis"]
     broker = broker_url()
+    state["broker"] = broker  # the broker itself, never the fault proxy: purges go there
     broker_parts = urllib.parse.urlsplit(broker)
     broker_target = (broker_parts.hostname or "127.0.0.1", broker_parts.port or 5672)
     if fault_proxy:
@@ -883,9 +884,7 @@ def start_all(
     step("Celery worker and beat, outbox relay, dashboard publisher")
     # Tasks an earlier cluster left on this virtual host name rows of a database
     # that no longer exists: purge them before a worker can take one.
-    state["broker"] = broker_url()
-    state_write(where, state)
-    queues_purge(app_env, broker_url())
+    queues_purge(app_env, state["broker"])
     background = {
         "worker": [
             PYTHON,
