@@ -14,8 +14,9 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -39,7 +40,7 @@ from tests.support.postgres import (
     statement_calls,
     statements_reset,
 )
-from tests.support.processes import free_port, wait_until
+from tests.support.processes import TcpProxy, free_port, wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -58,6 +59,7 @@ class Topology:
     server: AppServer
     product: int
     tokens: list[str]
+    environment: dict[str, str]  # the app servers' (their keys sign the tokens)
 
     def get(self, path: str, token: str | None = None) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -118,6 +120,7 @@ def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
                 server=server,
                 product=int(seeded["product"]),  # type: ignore[call-overload]
                 tokens=list(seeded["tokens"]),  # type: ignore[call-overload]
+                environment=environment,
             )
         finally:
             if server is not None:
@@ -316,6 +319,82 @@ def test_a_stopped_replica_degrades_to_the_primary_without_an_error_and_comes_ba
     metrics = httpx.get(healthy.server.url + "/metrics", timeout=10).text
     assert 'emporium_database_replica_up{replica="replica_0"} 1.0' in metrics
     assert 'emporium_database_replication_lag_seconds{replica="replica_0"}' in metrics
+
+
+def test_a_replica_lost_under_a_query_is_read_again_from_the_primary(
+    healthy: Topology, tcp_proxy: Callable[[str, int], TcpProxy], tmp_path: Path
+) -> None:
+    """The replica's connections break while queries are on them: the reads are answered.
+
+    A second app server reaches the replica through a proxy. Once its pool holds
+    connections to the replica, every chunk is held for a while, so the next reads
+    are still on the wire when the proxy resets its connections and refuses new
+    ones. Each read (the lean gateway's product list, a DRF detail, a search) must
+    answer 200 with the data, read again from the primary.
+    """
+    proxy = tcp_proxy("127.0.0.1", healthy.replica.port)
+    environment = {
+        **healthy.environment,
+        "DATABASE_REPLICA_URLS": f"postgres://postgres:postgres@{proxy.url_host}/{APP_DATABASE}",
+        "DATABASE_REPLICA_MAX_LAG_SECONDS": str(MAX_LAG_SECONDS),
+        # Probed again only after the break: the break must come from the queries.
+        "DATABASE_REPLICA_HEALTH_SECONDS": "5",
+    }
+    server = app_server_start(environment, tmp_path / "granian.log")
+    try:
+        statement = f"SELECT name FROM catalog_product WHERE id = {healthy.product:d}"  # noqa: S608 - an int
+        word = healthy.primary.sql(statement, database=APP_DATABASE).split()[0].lower()
+        token = healthy.tokens[3]
+        paths = [
+            ("/api/products/", None),
+            (f"/api/products/{healthy.product}/", token),
+            (f"/api/search/?q={word}", None),
+        ]
+
+        def get(path: str, client: str | None) -> httpx.Response:
+            headers = {"Authorization": f"Bearer {client}"} if client else {}
+            return httpx.get(server.url + path, headers=headers, timeout=30)
+
+        def replica_status() -> str:
+            body = httpx.get(server.url + "/readyz", timeout=10).json()
+            return str(body["replicas"]["replica_0"]["status"])
+
+        assert wait_until(lambda: replica_status() == "ok", timeout=20)
+        statements_reset(healthy.primary, healthy.replica)
+        for path, client in paths * 2:  # the pool's connections to the replica opened
+            assert get(path, client).status_code == 200
+        assert statement_calls(healthy.replica, PRODUCT_READS) >= 2
+        assert statement_calls(healthy.replica, SEARCH_READS) >= 1
+        assert statement_calls(healthy.primary, PRODUCT_READS) == 0
+
+        proxy.latency_seconds = 0.5
+        answers: dict[str, httpx.Response] = {}
+        readers = [
+            threading.Thread(target=lambda p=path, c=client: answers.update({p: get(p, c)}))
+            for path, client in paths
+        ]
+        for reader in readers:
+            reader.start()
+        # The queries are on the wire (each chunk held half a second) when the proxy breaks.
+        assert wait_until(lambda: proxy.state()["open_connections"] != 0, timeout=5)
+        time.sleep(0.25)
+        proxy.cut()
+        for reader in readers:
+            reader.join(timeout=30)
+
+        for path, _ in paths:
+            assert answers[path].status_code == 200, (path, answers[path].text)
+        assert answers["/api/products/"].json()["results"]
+        assert _stock(answers[f"/api/products/{healthy.product}/"]) >= 0
+        found = answers[f"/api/search/?q={word}"].json()["results"]
+        assert healthy.product in [hit["id"] for hit in found]
+        # Read again from the primary, and the replica skipped from then on.
+        assert statement_calls(healthy.primary, PRODUCT_READS) >= 2
+        assert statement_calls(healthy.primary, SEARCH_READS) >= 1
+        assert replica_status() == "down"
+    finally:
+        proxy.restore()
+        server.stop()
 
 
 def test_failover_after_the_primary_is_killed_keeps_every_acknowledged_order(

@@ -54,6 +54,7 @@ from django.urls import ResolverMatch, resolve
 from django.utils.module_loading import import_string
 from rest_framework.renderers import JSONRenderer
 
+from emporium.core.db.replicas import replica_failover
 from emporium.core.errors import database_overloaded
 from emporium.core.views import server_error
 
@@ -281,7 +282,7 @@ class LeanGateway:
                 if user is None:
                     return None  # no valid token of an active account: DRF answers (401)
                 request.user = user
-            response = route.handler(request, **arguments)
+            response = replica_failover(lambda: route.handler(request, **arguments))
         except SuspiciousOperation:  # a disallowed Host: Django answers 400 and logs it
             return None
         except Exception as error:

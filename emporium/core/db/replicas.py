@@ -26,7 +26,11 @@ keep the last answer; a replica that fails it is skipped until a later probe
 finds it well, so it comes back by itself. A replica that dies between two
 probes is caught by its connection (the replica backend,
 ``emporium.core.db_backends.postgresql_replica``): the read is served on a
-connection of the primary and the replica is marked down at once.
+connection of the primary and the replica is marked down at once. One that
+dies under a query fails that query; the read in which it failed is answered
+again, once, from the primary (:func:`replica_failover`, around the view in
+:class:`ReplicaRoutingMiddleware` and around a lean read in the gateway): a
+safe request may run twice, an unsafe one never reads from a replica.
 
 Lag is exported as ``emporium_database_replication_lag_seconds{replica}`` and
 ``emporium_database_replica_up{replica}``, and reported by ``/readyz`` as
@@ -45,7 +49,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from django.conf import settings
@@ -76,10 +80,18 @@ SELECT pg_is_in_recovery(),
 # the replica has not replayed yet (at one probe per health interval, minutes).
 PROBE_HISTORY = 1024
 
+T = TypeVar("T")
+
 # True while the code running may read from a replica (an HTTP request with a
 # safe method, by a client not pinned, that has written nothing yet).
 _replica_reads: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "emporium_replica_reads", default=False
+)
+
+
+# Set by the replica backend when a replica connection is lost under a query.
+_replica_lost: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "emporium_replica_lost", default=False
 )
 
 
@@ -236,6 +248,38 @@ def replica_mark_down(alias: str) -> None:
     _monitor(alias).mark_down()
 
 
+def replica_lost(alias: str) -> None:
+    """The connection to a replica broke under a query: skip the replica, and let
+    :func:`replica_failover` answer the read again from the primary."""
+    replica_mark_down(alias)
+    _replica_lost.set(True)
+
+
+def replica_failover(read: Callable[[], T]) -> T:
+    """Runs ``read``; if a replica's connection broke under it, runs it again, once,
+    with every read on the primary. ``read`` must be safe to repeat (a GET's view).
+
+    Whatever the first run returned or raised is dropped: its answer was built on a
+    query that failed (a 503 from the error handler, or the exception itself).
+    """
+    token = _replica_lost.set(False)
+    try:
+        try:
+            answer = read()
+        except Exception:
+            if not _replica_lost.get():
+                raise
+        else:
+            if not _replica_lost.get():
+                return answer
+        logger.warning("a replica was lost under a read; reading again from the primary")
+        _replica_lost.set(False)
+        with replica_reads(allowed=False):
+            return read()
+    finally:
+        _replica_lost.reset(token)
+
+
 def replicas_status() -> dict[str, dict[str, Any]]:
     """Each replica's status and lag for ``/readyz``: information only, never a failure."""
     report: dict[str, dict[str, Any]] = {}
@@ -359,7 +403,7 @@ class ReplicaRoutingMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         self.process_request(request)
         try:
-            response = self.get_response(request)
+            response = replica_failover(lambda: self.get_response(request))
         finally:
             _replica_reads.set(False)
         return self.process_response(request, response)
