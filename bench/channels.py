@@ -312,6 +312,9 @@ def main(channel: str, argv: list[str] | None = None) -> None:
     parser.add_argument("--messages", type=int, default=20000 if channel == "email" else 50000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=180)
+    parser.add_argument(
+        "--sink-processes", type=int, default=2, help="SMTP sink processes (e-mail; one port)"
+    )
     options = parser.parse_args(argv)
     logs = common.RESULTS / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -343,6 +346,8 @@ def main(channel: str, argv: list[str] | None = None) -> None:
                 "0.05",
                 "--seed",
                 "1",
+                "--processes",
+                str(options.sink_processes),
             ],
             logs / "smtp-sink.log",
         )

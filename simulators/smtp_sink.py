@@ -9,28 +9,46 @@ can tell lost from duplicated mail. Failures are injected on purpose:
 * ``pipelining``: whether EHLO offers PIPELINING (RFC 2920); aiosmtpd reads
   commands one at a time from its stream, so pipelined commands just work.
 
-``SmtpSink`` runs it on a thread of the calling process (tests). Run it as a
-process with ``python -m simulators.smtp_sink --port 2525 --stats-port 2526``;
-``GET /stats`` on the stats port answers the counts as JSON.
+Replies to pipelined commands go out in one write when the next command is
+already in hand (as Postfix does: it flushes its output when its input runs
+dry), so a pipelining client's MAIL, RCPT and DATA are answered together.
+
+``SmtpSink`` runs it on a thread of the calling process (tests).
+``SmtpSinkProcesses`` runs it in ``processes`` processes listening on one port
+(``SO_REUSEPORT``: the kernel spreads the connections), each with its own
+event loop; their counts are added up, so a message received twice by two
+processes is a duplicate like one received twice by one. Run it as a process
+with ``python -m simulators.smtp_sink --port 2525 --stats-port 2526
+[--processes 4]``; ``GET /stats`` on the stats port answers the counts as JSON
+(``POST`` resets them).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import random
 import re
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any, AnyStr
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+_ROOT = Path(__file__).resolve().parent.parent
 _MESSAGE_ID = re.compile(rb"(?im)^message-id:\s*(<[^>]*>)")
 
 
@@ -95,22 +113,89 @@ class SinkHandler:
             self.received[message_id] += 1
         return "250 OK queued"
 
-    def stats(self) -> dict[str, Any]:
+    def snapshot(self) -> tuple[Counter[str], dict[str, int]]:
+        """The Message-IDs received (with their counts) and the other counters, as of now."""
         with self.lock:
-            counts = list(self.received.values())
-        return {
-            "accepted": sum(counts),
-            "distinct": len(counts),
-            "duplicates": sum(count - 1 for count in counts if count > 1),
-            "transient": self.transient,
-            "permanent": self.permanent,
-            "sessions": self.sessions,
-        }
+            return Counter(self.received), {
+                "transient": self.transient,
+                "permanent": self.permanent,
+                "sessions": self.sessions,
+            }
+
+    def stats(self) -> dict[str, Any]:
+        return _stats(*self.snapshot())
 
     def reset(self) -> None:
         with self.lock:
             self.received.clear()
             self.transient = self.permanent = self.sessions = 0
+
+
+def _stats(received: Counter[str], counters: dict[str, int]) -> dict[str, Any]:
+    counts = list(received.values())
+    return {
+        "accepted": sum(counts),
+        "distinct": len(counts),
+        "duplicates": sum(count - 1 for count in counts if count > 1),
+        **counters,
+    }
+
+
+# Replies after which the server closes the session: written at once, never held back.
+_CLOSING_REPLIES = (b"221", b"421")
+
+
+class SinkSMTP(SMTP):
+    """aiosmtpd's server, answering commands that arrived together in one write.
+
+    aiosmtpd writes each reply with a system call of its own; a pipelining
+    client sends a message's MAIL, RCPT and DATA (and the previous message's
+    content) in one write, and four writes back cost the sink more than
+    reading them. A reply is held while the next command is already in the
+    input buffer and goes out with the reply to the last one.
+    """
+
+    def __init__(self, handler: Any, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._held: list[bytes] = []
+        self._flush_scheduled = False
+
+    async def push(self, status: AnyStr) -> None:
+        if isinstance(status, str):
+            reply = status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii")
+        else:
+            reply = status
+        self._held.append(reply + b"\r\n")
+        buffered: bytearray = self._reader._buffer  # type: ignore[attr-defined]
+        if b"\n" in buffered and not reply.startswith(_CLOSING_REPLIES):
+            # The next command is in hand; its handling pushes again. The
+            # scheduled flush only matters if it does not (the loop runs it
+            # once this connection's task waits for input).
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                self.loop.call_soon(self._flush)
+            return
+        self._flush()
+        await self._writer.drain()
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._held and self.transport is not None and not self.transport.is_closing():
+            self._writer.write(b"".join(self._held))
+        self._held.clear()
+
+
+_SERVER_OPTIONS: dict[str, Any] = {
+    "hostname": "smtp-sink.local",  # not socket.getfqdn(), a name lookup per session
+    "decode_data": False,
+    "data_size_limit": 10 * 1024 * 1024,
+    "enable_SMTPUTF8": True,
+}
+
+
+class _SinkController(Controller):
+    def factory(self) -> SMTP:
+        return SinkSMTP(self.handler, **_SERVER_OPTIONS)
 
 
 class SmtpSink:
@@ -125,13 +210,7 @@ class SmtpSink:
         self._controller: Controller | None = None
 
     def start(self) -> SmtpSink:
-        self._controller = Controller(
-            self.handler,
-            hostname=self.host,
-            port=self.port,
-            decode_data=False,
-            data_size_limit=10 * 1024 * 1024,
-        )
+        self._controller = _SinkController(self.handler, hostname=self.host, port=self.port)
         self._controller.start()
         return self
 
@@ -152,11 +231,193 @@ class SmtpSink:
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class SinkOptions:
+    """What a sink process is told; each process draws its failures from its own generator."""
+
+    transient_rate: float = 0.0
+    pipelining: bool = True
+    seed: int | None = None
+
+    def handler(self, index: int) -> SinkHandler:
+        seed = None if self.seed is None else self.seed + index
+        return SinkHandler(
+            transient_rate=self.transient_rate,
+            pipelining=self.pipelining,
+            random=random.Random(seed),  # noqa: S311 - simulated failures, not secrets
+        )
+
+
+def _reuse_port_socket(host: str, port: int) -> socket.socket:
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    listener.bind((host, port))
+    return listener
+
+
+def _serve(control: Connection) -> None:
+    """One sink process: an event loop on its own SO_REUSEPORT listener, answering ``control``.
+
+    ``control`` brings (index, options, host, port) first, then "stats"
+    (answered with the handler's snapshot), "reset" and "stop"; when the parent
+    goes away the connection closes and this process ends.
+    """
+    index, options, host, port = control.recv()
+    handler = SinkOptions(**options).handler(index)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    listener = _reuse_port_socket(host, port)
+    listener.listen(1024)
+    server = loop.run_until_complete(
+        loop.create_server(
+            # The greeting names the process, so a client can tell where it landed.
+            lambda: SinkSMTP(
+                handler, loop=loop, **{**_SERVER_OPTIONS, "hostname": f"smtp-sink-{index}.local"}
+            ),
+            sock=listener,
+        )
+    )
+
+    def answer() -> None:
+        while True:
+            try:
+                request = control.recv()
+            except (EOFError, OSError):
+                request = "stop"
+            if request == "stats":
+                control.send(handler.snapshot())
+            elif request == "reset":
+                handler.reset()
+                control.send(None)
+            else:
+                loop.call_soon_threadsafe(loop.stop)
+                return
+
+    threading.Thread(target=answer, daemon=True).start()
+    control.send(os.getpid())  # listening
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops it
+    try:
+        loop.run_forever()
+    finally:
+        server.close()
+        loop.close()
+
+
+class SmtpSinkProcesses:
+    """The sink in ``processes`` processes on one port, their counts added up.
+
+    The port is held (bound, not listening) by the calling process for as long
+    as the sink runs, so another program cannot take it between processes.
+    """
+
+    def __init__(
+        self,
+        options: SinkOptions | None = None,
+        *,
+        processes: int = 2,
+        port: int = 0,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.options = options or SinkOptions()
+        self.processes = processes
+        self.host = host
+        self.port = port
+        self.pids: list[int] = []
+        self._children: list[tuple[subprocess.Popen[bytes], Connection]] = []
+        self._reservation: socket.socket | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> SmtpSinkProcesses:
+        self._reservation = _reuse_port_socket(self.host, self.port)
+        self.port = int(self._reservation.getsockname()[1])
+        try:
+            for index in range(self.processes):
+                # A program of its own (not a multiprocessing child), so its command line
+                # says what it is to ps, py-spy and the benchmarks' CPU accounting.
+                ours, theirs = socket.socketpair()
+                process = subprocess.Popen(  # noqa: S603 - this interpreter, this module
+                    [sys.executable, "-m", "simulators.smtp_sink", "--control-fd",
+                     str(theirs.fileno())],
+                    cwd=_ROOT,
+                    pass_fds=[theirs.fileno()],
+                )  # fmt: skip
+                theirs.close()
+                control = Connection(ours.detach())
+                control.send((index, asdict(self.options), self.host, self.port))
+                self._children.append((process, control))
+            for process, control in self._children:
+                if not control.poll(30):
+                    raise RuntimeError(f"sink process {process.pid} did not start")
+                self.pids.append(int(control.recv()))
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _ask(self, request: str) -> list[Any]:
+        with self._lock:
+            for _, control in self._children:
+                control.send(request)
+            return [control.recv() for _, control in self._children]
+
+    def stats(self) -> dict[str, Any]:
+        """The counts of every process added up, and each process's sessions."""
+        received: Counter[str] = Counter()
+        counters: dict[str, int] = {}
+        sessions = []
+        for found, found_counters in self._ask("stats"):
+            received.update(found)
+            for name, value in found_counters.items():
+                counters[name] = counters.get(name, 0) + value
+            sessions.append(found_counters["sessions"])
+        return {**_stats(received, counters), "sessions_by_process": sessions}
+
+    def received(self) -> Counter[str]:
+        """How many times each Message-ID was accepted, over every process."""
+        total: Counter[str] = Counter()
+        for found, _ in self._ask("stats"):
+            total.update(found)
+        return total
+
+    def reset(self) -> None:
+        self._ask("reset")
+
+    def stop(self) -> None:
+        for _, control in self._children:
+            with contextlib.suppress(OSError):  # already gone
+                control.send("stop")
+        for process, control in self._children:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            control.close()
+        self._children = []
+        self.pids = []
+        if self._reservation is not None:
+            self._reservation.close()
+            self._reservation = None
+
+    def endpoint(self) -> dict[str, Any]:
+        """This sink as an entry of NOTIFICATION_EMAIL_ENDPOINTS."""
+        return {"HOST": self.host, "PORT": self.port, "TIMEOUT": 5}
+
+    def __enter__(self) -> SmtpSinkProcesses:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -167,20 +428,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--transient-rate", type=float, default=0.0)
     parser.add_argument("--no-pipelining", action="store_true")
     parser.add_argument("--seed", type=int, default=None)
-    options = parser.parse_args(argv)
-    handler = SinkHandler(
-        transient_rate=options.transient_rate,
-        pipelining=not options.no_pipelining,
-        random=random.Random(options.seed),  # noqa: S311 - simulated failures, not secrets
+    parser.add_argument(
+        "--processes", type=int, default=1, help="server processes on the one port (SO_REUSEPORT)"
     )
-    sink = SmtpSink(handler, port=options.port, host=options.host).start()
+    parser.add_argument("--control-fd", type=int, default=None, help=argparse.SUPPRESS)
+    options = parser.parse_args(argv)
+    if options.control_fd is not None:  # one of the processes of a SmtpSinkProcesses
+        _serve(Connection(options.control_fd))
+        return
+    sink = SmtpSinkProcesses(
+        SinkOptions(
+            transient_rate=options.transient_rate,
+            pipelining=not options.no_pipelining,
+            seed=options.seed,
+        ),
+        processes=options.processes,
+        port=options.port,
+        host=options.host,
+    ).start()
 
     class StatsHandler(BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:
             return
 
         def do_GET(self) -> None:
-            body = json.dumps(handler.stats()).encode()
+            body = json.dumps(sink.stats()).encode()
             self.send_response(200)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(body)))
@@ -188,12 +460,17 @@ def main(argv: list[str] | None = None) -> None:
             self.wfile.write(body)
 
         def do_POST(self) -> None:
-            handler.reset()
+            sink.reset()
             self.do_GET()
 
     stats = ThreadingHTTPServer((options.host, options.stats_port), StatsHandler)
     threading.Thread(target=stats.serve_forever, daemon=True).start()
-    print(f"SMTP sink on {options.host}:{sink.port}, stats on :{options.stats_port}", flush=True)
+    print(
+        f"SMTP sink on {options.host}:{sink.port} ({options.processes} processes, pids"
+        f" {' '.join(map(str, sink.pids))}), stats on :{options.stats_port}",
+        flush=True,
+    )
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         while True:
             time.sleep(3600)

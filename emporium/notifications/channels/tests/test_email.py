@@ -13,7 +13,7 @@ from django.utils import timezone
 from emporium.notifications.channels import services
 from emporium.notifications.channels.models import Delivery, DeliveryStatus
 from emporium.notifications.channels.tests.factories import UserFactory, delivery_requests
-from simulators.smtp_sink import SinkHandler, SmtpSink
+from simulators.smtp_sink import SinkHandler, SinkOptions, SmtpSink, SmtpSinkProcesses
 from tests.support.processes import free_port
 
 pytestmark = pytest.mark.django_db
@@ -190,3 +190,28 @@ def test_a_template_naming_the_recipient_is_rendered_for_each(settings: Any, tmp
     ]
     assert [item.text for item in rendered] == ["Hello ada: welcome", "Hello bob: welcome"]
     assert [item.html for item in rendered] == ["<p>welcome</p>", "<p>welcome</p>"]
+
+
+def test_batches_through_a_sink_of_several_processes_arrive_once_each(settings: Any) -> None:
+    # The benchmark's set-up: one port served by several processes, 451s drawn at
+    # random; every message is retried until accepted and counted once over all.
+    ids = _enqueue(UserFactory.create_batch(120))
+    options = SinkOptions(transient_rate=0.2, seed=11)
+    with SmtpSinkProcesses(options, processes=3) as sink:
+        settings.NOTIFICATION_EMAIL_ENDPOINTS = [sink.endpoint()]
+        counts: list[dict[str, int]] = []
+        for hours in range(8):
+            counts += [_send(ids[start : start + 40], later=hours > 0) for start in (0, 40, 80)]
+            if not Delivery.objects.exclude(status=DeliveryStatus.SENT).exists():
+                break
+        stats = sink.stats()
+        received = sink.received()
+    assert set(Delivery.objects.values_list("status", flat=True)) == {DeliveryStatus.SENT}
+    assert received == {_message_id(i): 1 for i in ids}
+    assert (stats["accepted"], stats["distinct"], stats["duplicates"]) == (120, 120, 0)
+    assert stats["transient"] == sum(count.get("transient", 0) for count in counts) > 0
+    assert (
+        stats["sessions"]
+        == sum(stats["sessions_by_process"])
+        == len([count for count in counts if count])
+    )
