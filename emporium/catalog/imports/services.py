@@ -27,6 +27,7 @@ from django.utils import timezone
 from emporium.accounts.models import User
 from emporium.catalog import services as catalog_services
 from emporium.catalog.imports import formats, validation
+from emporium.catalog.imports.chunks import ChunkStart, ReadAhead, chunk_after, chunk_prepare
 from emporium.catalog.imports.selectors import import_progress
 from emporium.catalog.imports.storage import StoredUpload, import_directory
 from emporium.catalog.imports.upsert import UpsertRow, Written, products_upsert
@@ -295,23 +296,35 @@ def import_run(
 ) -> bool:
     """Applies chunks until the import finishes or the budget is spent; True if work is left.
 
-    Idempotent: every chunk starts from the offset the last one committed.
+    Idempotent: every chunk starts from the offset the last one committed. The
+    next chunk is read and validated on a thread while this one is written
+    (:mod:`emporium.catalog.imports.chunks`).
     """
     started = time.monotonic()
-    while True:
-        item, more = import_chunk_apply(import_id=import_id)
-        if on_chunk is not None:
-            on_chunk(item)
-        if item.chunks_done % VACUUM_EVERY_CHUNKS == 0:
-            churned_tables_vacuum()
-        if not more:
-            return False
-        if time_budget_seconds is not None and time.monotonic() - started >= time_budget_seconds:
-            return True
+    with ReadAhead() as read_ahead:
+        while True:
+            item, more = import_chunk_apply(import_id=import_id, read_ahead=read_ahead)
+            if on_chunk is not None:
+                on_chunk(item)
+            if item.chunks_done % VACUUM_EVERY_CHUNKS == 0:
+                churned_tables_vacuum()
+            if not more:
+                return False
+            if (
+                time_budget_seconds is not None
+                and time.monotonic() - started >= time_budget_seconds
+            ):
+                return True
 
 
-def import_chunk_apply(*, import_id: int) -> tuple[ProductImport, bool]:
-    """Applies the next chunk in one transaction; returns the import and whether more is left."""
+def import_chunk_apply(
+    *, import_id: int, read_ahead: ReadAhead | None = None
+) -> tuple[ProductImport, bool]:
+    """Applies the next chunk in one transaction; returns the import and whether more is left.
+
+    With ``read_ahead``, the chunk it prepared is used if it starts where this
+    import stands, and the chunk after this one is started on it.
+    """
     try:
         with transaction.atomic():
             item = ProductImport.objects.select_for_update().get(pk=import_id)
@@ -324,7 +337,7 @@ def import_chunk_apply(*, import_id: int) -> tuple[ProductImport, bool]:
                 _stored_file_remove_after_commit(item)
                 _progress_publish(item)
                 return item, False
-            _chunk_apply(item)
+            _chunk_apply(item, read_ahead)
             _progress_publish(item)
             return item, item.status not in FINISHED
     except (OSError, UnicodeError) as error:
@@ -345,35 +358,26 @@ def _import_fail(import_id: int, failure: str) -> ProductImport:
     return item
 
 
-def _chunk_apply(item: ProductImport) -> None:
+def _chunk_apply(item: ProductImport, read_ahead: ReadAhead | None) -> None:
     now = timezone.now()
     if item.status == ProductImportStatus.QUEUED:
         item.status = ProductImportStatus.RUNNING
         item.started_at = now
-    batch = formats.records_read(
-        import_directory() / item.stored_name,
+    start = ChunkStart(
+        path=import_directory() / item.stored_name,
         file_format=item.file_format,
         encoding=item.encoding,
-        columns=list(item.columns),
+        columns=tuple(item.columns),
         offset=item.byte_offset,
         records_before=item.records_read,
         limit=int(settings.CATALOG_IMPORT_CHUNK_ROWS),
     )
-    valid: dict[str, validation.ProductRow] = {}  # by SKU: the last row of a SKU wins
-    errors: list[validation.RowError] = []
-    failed_rows = 0
-    for record in batch.records:
-        if record.fields is None:
-            errors.append(validation.RowError(record.number, "", record.problem or "unreadable"))
-            failed_rows += 1
-            continue
-        outcome = validation.row_validate(record.number, record.fields)
-        if isinstance(outcome, list):
-            errors += outcome
-            failed_rows += 1
-        else:
-            valid.pop(outcome.sku, None)
-            valid[outcome.sku] = outcome
+    chunk = read_ahead.take(start) if read_ahead is not None else None
+    if chunk is None:
+        chunk = chunk_prepare(start)
+    if read_ahead is not None and not chunk.batch.at_end:
+        read_ahead.start(chunk_after(chunk))
+    batch, valid, errors = chunk.batch, chunk.valid, chunk.errors
     category_ids, created_categories = _categories_resolve(
         {row.category_path for row in valid.values()}
     )
@@ -401,7 +405,7 @@ def _chunk_apply(item: ProductImport) -> None:
     item.rows_created += created
     item.rows_updated += len(written) - created
     item.rows_unchanged += len(rows) - len(written)
-    item.rows_failed += failed_rows
+    item.rows_failed += chunk.failed_rows
     item.categories_created += created_categories
     if batch.at_end:
         item.status = ProductImportStatus.COMPLETED

@@ -17,6 +17,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -33,6 +34,7 @@ from rest_framework.test import APIClient
 from emporium.accounts.roles import Role
 from emporium.catalog import caching
 from emporium.catalog.imports import services
+from emporium.catalog.imports.chunks import ChunkStart, ReadAhead
 from emporium.catalog.imports.storage import ImportTooLarge, upload_store
 from emporium.catalog.imports.upsert import UpsertRow, products_upsert
 from emporium.catalog.models import (
@@ -576,6 +578,93 @@ def test_a_cancelled_import_stops_between_chunks_and_says_how_far_it_got(
     assert error_of(again)["code"] == "import_finished"
     # Cancelled, the same file may be sent again and makes a new import.
     assert upload(manager, csv_body(*rows)).status_code == 202
+
+
+def test_a_chunk_read_ahead_is_dropped_when_another_runner_moved_the_import_on(
+    manager: APIClient, committed: Committed, settings: Any
+) -> None:
+    """While chunk 2 is read ahead, a second runner applies chunk 2 itself: the first
+    runner must read chunk 3 from the committed offset, not write its stale chunk 2."""
+    settings.CATALOG_IMPORT_CHUNK_ROWS = 2
+    rows = [f"RA-{n},Item {n},,1.00,1,Misc," for n in range(10)]
+    import_id = upload(manager, csv_body(*rows)).json()["id"]
+    offsets: list[int] = []
+
+    def second_runner_after_first_chunk(item: ProductImport) -> None:
+        offsets.append(item.byte_offset)
+        if len(offsets) == 1:
+            other, more = services.import_chunk_apply(import_id=import_id)
+            assert (other.chunks_done, more) == (2, True)
+
+    with committed():
+        services.import_run(import_id=import_id, on_chunk=second_runner_after_first_chunk)
+
+    item = ProductImport.objects.get(pk=import_id)
+    assert item.status == ProductImportStatus.COMPLETED
+    # Five chunks of two rows and the one that finds the end: each row read,
+    # counted and written once.
+    assert (item.chunks_done, item.rows_processed, item.rows_created) == (6, 10, 10)
+    assert item.records_read == 11
+    assert item.byte_offset == item.size_bytes
+    assert offsets == sorted(offsets)  # the first runner never went back
+    assert Product.objects.filter(sku__startswith="RA-").count() == 10
+
+
+def test_a_read_ahead_that_fails_fails_the_import_after_the_chunks_it_applied(
+    manager: APIClient, committed: Committed, settings: Any, import_dir: Path
+) -> None:
+    settings.CATALOG_IMPORT_CHUNK_ROWS = 2
+    rows = [f"RF-{n},Item {n},,1.00,1,Misc," for n in range(10)]
+    import_id = upload(manager, csv_body(*rows)).json()["id"]
+    stored = import_dir / ProductImport.objects.get(pk=import_id).stored_name
+
+    def remove_the_file_after_the_first_chunk(item: ProductImport) -> None:
+        if item.chunks_done == 1:
+            stored.unlink()
+
+    with committed():
+        assert (
+            services.import_run(import_id=import_id, on_chunk=remove_the_file_after_the_first_chunk)
+            is False
+        )
+
+    item = ProductImport.objects.get(pk=import_id)
+    assert item.status == ProductImportStatus.FAILED
+    assert item.failure.startswith("FileNotFoundError")
+    # The chunk read ahead before the file went (an open file stays readable) may
+    # have been applied too; whatever was applied is exactly what the import says.
+    assert item.rows_processed in (2, 4)
+    assert Product.objects.filter(sku__startswith="RF-").count() == item.rows_created
+    assert item.rows_created == item.rows_processed
+
+
+def test_the_read_ahead_answers_only_for_the_chunk_it_prepared(tmp_path: Path) -> None:
+    path = tmp_path / "rows.csv"
+    path.write_bytes(csv_body("RX-1,One,,1.00,1,Misc,", "RX-2,Two,,x,1,Misc,"))
+    start = ChunkStart(
+        path=path,
+        file_format="csv",
+        encoding="utf-8",
+        columns=tuple(HEADER.strip().split(",")),
+        offset=0,
+        records_before=0,
+        limit=10,
+    )
+    with ReadAhead() as read_ahead:
+        assert read_ahead.take(start) is None  # nothing prepared
+        read_ahead.start(start)
+        assert read_ahead.take(replace(start, offset=1)) is None  # another start: dropped
+        assert read_ahead.take(start) is None  # and not kept
+        read_ahead.start(start)
+        chunk = read_ahead.take(start)
+        assert chunk is not None
+        assert list(chunk.valid) == ["RX-1"]
+        assert (chunk.failed_rows, chunk.errors[0].column) == (1, "price")
+        assert chunk.batch.at_end
+        assert chunk.batch.records_read == 3
+        read_ahead.start(replace(start, path=tmp_path / "missing.csv"))
+        with pytest.raises(FileNotFoundError):
+            read_ahead.take(replace(start, path=tmp_path / "missing.csv"))
 
 
 def test_another_users_view_of_a_missing_import_is_a_404(manager: APIClient) -> None:
