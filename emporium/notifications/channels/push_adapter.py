@@ -18,6 +18,7 @@ appended to a JSON-lines file instead.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import os
 import queue
@@ -275,10 +276,8 @@ class _Sender:
             self.loop, self.pid, self.pool, self.configuration = loop, os.getpid(), None, ()
         return self.loop
 
-    def run(self, messages: list[PushMessage], done: Callable[[int, _TokenResult], None]) -> None:
-        """Sends every message; calls ``done(index, result)`` in this thread as answers arrive."""
-        if not messages:
-            return
+    def connections(self) -> tuple[asyncio.AbstractEventLoop, _Pool]:
+        """The loop and the connection pool, made (again) for this process and the settings."""
         configuration = (
             str(settings.PUSH_PROVIDER_URL),
             int(channel_config("push")["CONCURRENCY"]),
@@ -292,10 +291,41 @@ class _Sender:
                 self.configuration = configuration
                 if old is not None:
                     loop.call_soon_threadsafe(old.close)
-            pool = self.pool
+            return loop, self.pool
+
+
+_SENDER = _Sender()
+
+# Called with a message's index in its group and the answer its device got.
+_Done = Callable[[int, _TokenResult], None]
+
+
+class PushSession:
+    """Groups of messages handed to the process's sender one after another.
+
+    :meth:`submit` puts a group on the wire without waiting; :meth:`take` hands
+    the answers, in the calling thread and as they arrive, to the ``done`` of
+    the group they belong to, until no more than ``keep`` are outstanding. A
+    caller can so prepare its next group (claim the rows, read their tokens)
+    while the connections are still busy with the last requests of this one.
+    """
+
+    def __init__(self) -> None:
+        self.answers: queue.SimpleQueue[tuple[_Done, int, _TokenResult]] = queue.SimpleQueue()
+        self.outstanding = 0
+        self.futures: list[concurrent.futures.Future[None]] = []
+
+    def submit(self, messages: list[PushMessage], done: _Done) -> None:
+        if not messages:
+            return
+        if not settings.PUSH_PROVIDER_URL:
+            for index, result in enumerate(_write_file(messages)):
+                done(index, result)
+            return
+        loop, pool = _SENDER.connections()
         path = f"/v1/projects/{settings.PUSH_PROJECT_ID}/messages:send"
-        answers: queue.SimpleQueue[tuple[int, _TokenResult]] = queue.SimpleQueue()
         bodies = [json.dumps(message.fcm_body()).encode() for message in messages]
+        answers = self.answers
 
         async def one(index: int) -> None:
             try:
@@ -304,22 +334,34 @@ class _Sender:
                 result = _TokenResult(OutcomeResult.TRANSIENT, f"connection: {error}")
             except Exception as error:  # reported as transient, never lost
                 result = _TokenResult(OutcomeResult.TRANSIENT, f"connection: {error!r}")
-            answers.put((index, result))
+            answers.put((done, index, result))
 
         async def every() -> None:
             await asyncio.gather(*(one(index) for index in range(len(messages))))
 
-        future = asyncio.run_coroutine_threadsafe(every(), loop)
+        self.outstanding += len(messages)
+        self.futures.append(asyncio.run_coroutine_threadsafe(every(), loop))
+
+    def take(self, *, keep: int = 0) -> None:
+        """Records answers until at most ``keep`` messages are still unanswered."""
         try:
-            for _ in range(len(messages)):
-                done(*answers.get())
+            while self.outstanding > keep:
+                done, index, result = self.answers.get()
+                self.outstanding -= 1
+                done(index, result)
         except BaseException:
-            future.cancel()  # the rows not recorded stay claimed until their lease runs out
+            self.cancel()
             raise
-        future.result()
+        if not self.outstanding:
+            for future in self.futures:
+                future.result()
+            self.futures = []
 
-
-_SENDER = _Sender()
+    def cancel(self) -> None:
+        """Stops what is still queued; the rows not recorded stay claimed until their lease ends."""
+        for future in self.futures:
+            future.cancel()
+        self.futures = []
 
 
 def _write_file(messages: list[PushMessage]) -> list[_TokenResult]:
@@ -333,6 +375,19 @@ def _write_file(messages: list[PushMessage]) -> list[_TokenResult]:
 
 def deliveries_send(deliveries: list[Delivery], report: Callable[[Outcome], None]) -> None:
     """Sends each delivery to every device of its recipient not yet reached."""
+    session = PushSession()
+    deliveries_submit(session, deliveries, report)
+    session.take()
+
+
+def deliveries_submit(
+    session: PushSession, deliveries: list[Delivery], report: Callable[[Outcome], None]
+) -> None:
+    """Reads the recipients' tokens and puts the messages on the wire through ``session``.
+
+    ``report`` gets each delivery's outcome, from :meth:`PushSession.take`, as
+    soon as the last of its devices answered.
+    """
     tokens: dict[int, list[tuple[int, str]]] = {}
     for token_id, user_id, token in DeviceToken.objects.filter(
         user_id__in={delivery.recipient_id for delivery in deliveries}
@@ -377,11 +432,7 @@ def deliveries_send(deliveries: list[Delivery], report: Callable[[Outcome], None
         if len(pairs) == waiting[message.delivery_id]:  # its last device answered
             report(_outcome(by_id[message.delivery_id], by_delivery.pop(message.delivery_id)))
 
-    if settings.PUSH_PROVIDER_URL:
-        _SENDER.run(messages, done)
-    else:
-        for index, result in enumerate(_write_file(messages)):
-            done(index, result)
+    session.submit(messages, done)
 
 
 def _outcome(delivery: Delivery, pairs: list[tuple[PushMessage, _TokenResult]]) -> Outcome:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -208,7 +209,11 @@ def deliveries_dispatch(*, ids_by_channel: dict[str, list[int]]) -> int:
 
 
 def deliveries_retry_schedule(*, channel: str, delivery_ids: list[int], delay: float) -> None:
-    """Queues one task for the rows put back for a retry, due once the last of them is."""
+    """Queues one task for the rows put back for a retry, due once the last of them is.
+
+    RabbitMQ delays a task by whole seconds (Celery's native delayed delivery
+    refuses a countdown below one), so a shorter wait is rounded up to a second.
+    """
     if not delivery_ids or settings.CELERY_TASK_ALWAYS_EAGER:
         return  # in-process: the sweep (deliveries_due_dispatch) picks them up
     from celery import current_app
@@ -217,7 +222,7 @@ def deliveries_retry_schedule(*, channel: str, delivery_ids: list[int], delay: f
         DELIVER_BATCH_TASK,
         args=(channel, delivery_ids),
         queue=channel_config(channel)["QUEUE"],
-        countdown=max(0.0, delay),
+        countdown=max(1.0, delay) if delay > 0 else None,
     )
 
 
@@ -236,57 +241,131 @@ def deliveries_claim(
     locked with SKIP LOCKED (so two workers handed the same batch split it
     instead of waiting on each other). Each claim counts as an attempt.
     E-mail also loads the recipients (the address, and the templates' context).
+
+    Each id is looked up on its own through the primary key (a ``LATERAL``
+    subquery that locks, which the planner cannot merge into a join): left to
+    choose, the planner of a table without fresh statistics (a large enqueue
+    that has not been analysed yet) combined the ``channel`` and due-row
+    indexes instead and read every pending row of the channel for each claim.
     """
     now = now or timezone.now()
-    lease = timedelta(seconds=settings.NOTIFICATION_CHANNELS_CLAIM_SECONDS)
     if connection.vendor == "postgresql":
-        table = Delivery._meta.db_table
-        columns = ", ".join(f"t.{field.column}" for field in Delivery._meta.concrete_fields)
-        # The table and column names are the model's; every value is a parameter.
-        claimed = list(
-            Delivery.objects.raw(
-                f"WITH due AS (SELECT id FROM {table}"  # noqa: S608 - the model's table; values are parameters
-                " WHERE id = ANY(%s) AND channel = %s"
-                " AND ((status = %s AND next_attempt_at <= %s)"
-                " OR (status = %s AND claimed_until < %s))"
-                " ORDER BY id FOR UPDATE SKIP LOCKED)"
-                f" UPDATE {table} t SET status = %s, claimed_until = %s, attempts = t.attempts + 1"
-                f" FROM due WHERE t.id = due.id RETURNING {columns}",
-                [
-                    list(delivery_ids),
-                    channel,
-                    DeliveryStatus.PENDING.value,
-                    now,
-                    DeliveryStatus.CLAIMED.value,
-                    now,
-                    DeliveryStatus.CLAIMED.value,
-                    now + lease,
-                ],
-            )
+        return _rows_claim(
+            channel=channel,
+            now=now,
+            due_sql="SELECT held.id FROM unnest(%s::bigint[]) AS wanted (id) CROSS JOIN LATERAL"
+            " (SELECT id FROM {table} WHERE id = wanted.id AND channel = %s"
+            " AND ((status = %s AND next_attempt_at <= %s) OR (status = %s AND claimed_until < %s))"
+            " FOR UPDATE SKIP LOCKED) AS held",
+            due_parameters=[
+                sorted(set(delivery_ids)),  # rows locked in primary-key order
+                channel,
+                DeliveryStatus.PENDING.value,
+                now,
+                DeliveryStatus.CLAIMED.value,
+                now,
+            ],
         )
-        claimed.sort(key=lambda delivery: delivery.id)
-        if claimed and channel == Channel.EMAIL:
-            users = _user_model().objects.in_bulk({delivery.recipient_id for delivery in claimed})
-            for delivery in claimed:
-                if delivery.recipient_id in users:
-                    delivery.recipient = users[delivery.recipient_id]
-        return claimed
+    return _rows_claim_portable(
+        channel=channel, now=now, rows=Q(_claimable(now), id__in=list(delivery_ids))
+    )
+
+
+def deliveries_claim_due(
+    *, channel: str, limit: int, now: datetime | None = None
+) -> list[Delivery]:
+    """Takes the lease on up to ``limit`` due pending rows of the channel, longest due first.
+
+    What a push worker sends next while its batch's last requests are in
+    flight (:func:`deliveries_send`, ``continue_with_due``): the rows of batches
+    still queued in RabbitMQ and retries that have come due. The batch tasks
+    of those rows then find them held or sent and claim nothing. Rows whose
+    lease ran out are left to the sweep, which queues them by id. The rows are
+    walked along the due-row index; SKIP LOCKED never waits, so the order in
+    which they are locked cannot deadlock.
+    """
+    now = now or timezone.now()
+    if connection.vendor == "postgresql":
+        return _rows_claim(
+            channel=channel,
+            now=now,
+            due_sql="SELECT id FROM {table} WHERE status = %s AND next_attempt_at <= %s"
+            " AND channel = %s ORDER BY next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED",
+            due_parameters=[DeliveryStatus.PENDING.value, now, channel, limit],
+        )
+    return _rows_claim_portable(
+        channel=channel,
+        now=now,
+        rows=Q(status=DeliveryStatus.PENDING, next_attempt_at__lte=now),
+        limit=limit,
+    )
+
+
+# What the push adapter and the outcome recorder read of a claimed row. The other
+# columns are left out of a push claim: parsing the four timestamps of 500 rows
+# was most of the worker's CPU spent on the claim.
+_PUSH_CLAIM_FIELDS = (
+    "id",
+    "channel",
+    "recipient",
+    "kind",
+    "payload",
+    "status",
+    "attempts",
+    "sent_to",
+)
+
+
+def _rows_claim(
+    *, channel: str, now: datetime, due_sql: str, due_parameters: list[Any]
+) -> list[Delivery]:
+    """PostgreSQL: one ``UPDATE ... RETURNING`` leasing the rows ``due_sql`` selects and locks."""
+    lease = timedelta(seconds=settings.NOTIFICATION_CHANNELS_CLAIM_SECONDS)
+    table = Delivery._meta.db_table
+    fields = list(Delivery._meta.concrete_fields)
+    if channel == Channel.PUSH:
+        fields = [field for field in fields if field.name in _PUSH_CLAIM_FIELDS]
+    columns = ", ".join(f"t.{field.column}" for field in fields)
+    # The table and column names are the model's; every value is a parameter.
+    claimed = list(
+        Delivery.objects.raw(
+            f"WITH due AS ({due_sql.format(table=table)})"  # noqa: S608 - the model's table and this module's SQL; values are parameters
+            f" UPDATE {table} t SET status = %s, claimed_until = %s, attempts = t.attempts + 1"
+            f" FROM due WHERE t.id = due.id RETURNING {columns}",
+            [*due_parameters, DeliveryStatus.CLAIMED.value, now + lease],
+        )
+    )
+    claimed.sort(key=lambda delivery: delivery.id)
+    if claimed and channel == Channel.EMAIL:
+        users = _user_model().objects.in_bulk({delivery.recipient_id for delivery in claimed})
+        for delivery in claimed:
+            if delivery.recipient_id in users:
+                delivery.recipient = users[delivery.recipient_id]
+    return claimed
+
+
+def _rows_claim_portable(
+    *, channel: str, now: datetime, rows: Q, limit: int | None = None
+) -> list[Delivery]:
+    """The same lease through the ORM (SQLite, the embedded profile)."""
+    lease = timedelta(seconds=settings.NOTIFICATION_CHANNELS_CLAIM_SECONDS)
     with transaction.atomic():
-        ids = list(
+        found = (
             Delivery.objects.select_for_update(skip_locked=True)
-            .filter(_claimable(now), channel=channel, id__in=list(delivery_ids))
+            .filter(rows, channel=channel)
             .order_by("id")
             .values_list("id", flat=True)
         )
+        ids = list(found if limit is None else found[:limit])
         if not ids:
             return []
         Delivery.objects.filter(id__in=ids).update(
             status=DeliveryStatus.CLAIMED, claimed_until=now + lease, attempts=F("attempts") + 1
         )
-    rows = Delivery.objects.filter(id__in=ids).order_by("id")
+    claimed = Delivery.objects.filter(id__in=ids).order_by("id")
     if channel == Channel.EMAIL:  # the address; push reads the recipient's tokens instead
-        rows = rows.select_related("recipient")
-    return list(rows)
+        claimed = claimed.select_related("recipient")
+    return list(claimed)
 
 
 def _user_model() -> Any:
@@ -296,7 +375,16 @@ def _user_model() -> Any:
 
 
 def retry_delay(*, attempts: int, retry_after: float | None = None) -> float:
-    """Exponential backoff with full jitter; never sooner than the provider's Retry-After."""
+    """Seconds until the next attempt, after ``attempts`` attempts failed for now.
+
+    The first retry goes when the provider's ``Retry-After`` says, if it said:
+    it knows when it will take the message again, and a longer wait only
+    lengthens the delivery. Without one, and from the second retry on (the
+    provider's estimate was wrong once already), exponential backoff with full
+    jitter, never sooner than ``Retry-After``.
+    """
+    if attempts <= 1 and retry_after is not None:
+        return retry_after
     base = float(settings.NOTIFICATION_CHANNELS_RETRY_BASE_SECONDS)
     cap = float(settings.NOTIFICATION_CHANNELS_RETRY_CAP_SECONDS)
     ceiling = min(cap, base * 2 ** max(0, attempts - 1))
@@ -319,9 +407,12 @@ class OutcomeRecorder:
     flush_seconds: float = 0.2
     sent: list[int] = field(default_factory=list)
     pending_outcomes: list[Outcome] = field(default_factory=list)
-    retried: list[int] = field(default_factory=list)
+    # Rows put back for a retry, by the whole second their delay rounds up to, with
+    # the longest delay of each: one retry task per group, so a row whose first
+    # retry is due in a second does not wait for another row's longer backoff.
+    retried: dict[int, list[int]] = field(default_factory=dict)
+    retry_delays: dict[int, float] = field(default_factory=dict)
     dead_tokens: list[int] = field(default_factory=list)
-    retry_delay_max: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)
     _last_flush: float = field(default_factory=time.monotonic)
 
@@ -351,6 +442,14 @@ class OutcomeRecorder:
             self._record_others(self.pending_outcomes, now=now)
             self.pending_outcomes = []
 
+    def retries_schedule(self) -> None:
+        """Queues the retry tasks of the rows put back so far (call after the last flush)."""
+        for group, ids in sorted(self.retried.items()):
+            deliveries_retry_schedule(
+                channel=self.channel, delivery_ids=ids, delay=self.retry_delays[group]
+            )
+        self.retried, self.retry_delays = {}, {}
+
     def _record_others(self, outcomes: list[Outcome], *, now: datetime) -> None:
         max_attempts = int(settings.NOTIFICATION_CHANNELS_MAX_ATTEMPTS)
         changes: dict[int, dict[str, Any]] = {}
@@ -369,8 +468,9 @@ class OutcomeRecorder:
                 }
             elif outcome.result == OutcomeResult.TRANSIENT and delivery.attempts < max_attempts:
                 delay = retry_delay(attempts=delivery.attempts, retry_after=outcome.retry_after)
-                self.retried.append(delivery.id)
-                self.retry_delay_max = max(self.retry_delay_max, delay)
+                group = math.ceil(delay)
+                self.retried.setdefault(group, []).append(delivery.id)
+                self.retry_delays[group] = max(self.retry_delays.get(group, 0.0), delay)
                 change = {
                     "status": DeliveryStatus.PENDING,
                     "last_error": outcome.error,
@@ -391,6 +491,17 @@ class OutcomeRecorder:
             device_tokens_remove_dead(token_ids=dead_tokens)
 
 
+# Joined to the ids ``wanted.id``: each row looked up through the primary key and
+# locked, in the order of the ids, if it is still claimed (an outcome changes a row
+# only then; ``%s`` is the claimed status). Spelled out for the same reason as the
+# claim's lookup (deliveries_claim): the planner, free to choose, walked the whole
+# due-row index for ``status = 'claimed'``.
+_HELD_BY_ID = (
+    "CROSS JOIN LATERAL"
+    " (SELECT id FROM {table} WHERE id = wanted.id AND status = %s FOR UPDATE) AS held"
+)
+
+
 def _rows_sent(ids: list[int], *, now: datetime) -> None:
     """Marks claimed rows sent: one UPDATE over the ids."""
     if connection.vendor != "postgresql":
@@ -398,11 +509,15 @@ def _rows_sent(ids: list[int], *, now: datetime) -> None:
             status=DeliveryStatus.SENT, finished_at=now, claimed_until=None, last_error=""
         )
         return
+    table = Delivery._meta.db_table
+    held = _HELD_BY_ID.format(table=table)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {Delivery._meta.db_table} SET status = %s, finished_at = %s,"  # noqa: S608 - the model's table; values are parameters
-            " claimed_until = NULL, last_error = '' WHERE id = ANY(%s) AND status = %s",
-            [DeliveryStatus.SENT.value, now, ids, DeliveryStatus.CLAIMED.value],
+            f"UPDATE {table} t SET status = %s, finished_at = %s,"  # noqa: S608 - the model's table and this module's SQL; values are parameters
+            " claimed_until = NULL, last_error = ''"
+            f" FROM (SELECT held.id FROM unnest(%s::bigint[]) AS wanted (id) {held}) AS mine"
+            " WHERE t.id = mine.id",
+            [DeliveryStatus.SENT.value, now, sorted(ids), DeliveryStatus.CLAIMED.value],
         )
 
 
@@ -413,7 +528,7 @@ def _rows_update(changes: dict[int, dict[str, Any]]) -> None:
     if connection.vendor == "postgresql":
         rows = []
         parameters: list[Any] = []
-        for delivery_id, change in changes.items():
+        for delivery_id, change in sorted(changes.items()):  # locked in primary-key order
             rows.append("(%s::bigint, %s, %s, %s::timestamptz, %s::timestamptz, %s::jsonb, %s)")
             parameters += [
                 delivery_id,
@@ -425,15 +540,18 @@ def _rows_update(changes: dict[int, dict[str, Any]]) -> None:
                 "next_attempt_at" in change,
             ]
         table = Delivery._meta.db_table
+        values = (
+            f"(VALUES {', '.join(rows)})"
+            " AS wanted (id, status, last_error, next_attempt_at, finished_at, sent_to, retry)"
+        )
         # The table name is the model's; every value is a parameter.
         sql = (
-            f"UPDATE {table} t SET status = v.status, last_error = v.last_error,"  # noqa: S608 - the model's table; values are parameters
+            f"UPDATE {table} t SET status = v.status, last_error = v.last_error,"  # noqa: S608 - the model's table and this module's SQL; values are parameters
             " next_attempt_at"
             " = CASE WHEN v.retry THEN v.next_attempt_at ELSE t.next_attempt_at END,"
             " finished_at = v.finished_at, sent_to = v.sent_to, claimed_until = NULL"
-            f" FROM (VALUES {', '.join(rows)})"
-            " AS v (id, status, last_error, next_attempt_at, finished_at, sent_to, retry)"
-            " WHERE t.id = v.id AND t.status = %s"
+            f" FROM (SELECT wanted.*, held.id AS held_id FROM {values}"
+            f" {_HELD_BY_ID.format(table=table)}) AS v WHERE t.id = v.held_id"
         )
         with connection.cursor() as cursor:
             cursor.execute(sql, [*parameters, DeliveryStatus.CLAIMED.value])
@@ -463,14 +581,22 @@ _ADAPTERS: dict[str, Callable[[list[Delivery], Callable[[Outcome], None]], None]
 
 
 def deliveries_send(
-    *, channel: str, delivery_ids: Sequence[int], now: datetime | None = None
+    *,
+    channel: str,
+    delivery_ids: Sequence[int],
+    now: datetime | None = None,
+    continue_with_due: bool = False,
 ) -> dict[str, int]:
     """Claims, rate-limits, sends and records one batch; returns the count of each outcome.
 
     Safe to run twice or concurrently for the same ids: only rows that are due
-    and not held are claimed, and only claimed rows are recorded.
+    and not held are claimed, and only claimed rows are recorded. Push with
+    ``continue_with_due`` (the batch task) then goes on with the channel's
+    other due rows (:func:`deliveries_claim_due`), see :func:`_push_send`.
     """
     deliveries = deliveries_claim(channel=channel, delivery_ids=delivery_ids, now=now)
+    if channel == Channel.PUSH:
+        return _push_send(deliveries, continue_with_due=continue_with_due)
     if not deliveries:
         return {}
     recorder = OutcomeRecorder(channel=channel, by_id={d.id: d for d in deliveries})
@@ -483,9 +609,52 @@ def deliveries_send(
             send(chunk, recorder.report)
     finally:
         recorder.flush()
-    deliveries_retry_schedule(
-        channel=channel, delivery_ids=recorder.retried, delay=recorder.retry_delay_max
-    )
+    recorder.retries_schedule()
+    return recorder.counts
+
+
+# How long one push batch task goes on with further due rows before it returns.
+PUSH_CONTINUE_SECONDS = 30.0
+
+
+def _push_send(deliveries: list[Delivery], *, continue_with_due: bool) -> dict[str, int]:
+    """Sends claimed push rows; with ``continue_with_due``, the channel's due rows after them.
+
+    The requests of a group go on the wire without waiting (the process's
+    sender keeps ``CONCURRENCY`` in flight); this thread records the answers,
+    and once no more than half a batch is unanswered it claims the next due
+    rows and reads their tokens, so the connections do not stand idle while
+    the database answers. It stops when nothing is due, or after
+    ``PUSH_CONTINUE_SECONDS``.
+    """
+    channel = Channel.PUSH
+    batch = _batch_size(channel)
+    size = rate_limits.chunk_size(channel)
+    recorder = OutcomeRecorder(channel=channel, by_id={})
+    session = push_adapter.PushSession()
+    deadline = time.monotonic() + PUSH_CONTINUE_SECONDS
+    try:
+        while True:
+            if not deliveries and continue_with_due and time.monotonic() < deadline:
+                recorder.flush()  # the retried rows are stored before their tasks are queued
+                recorder.retries_schedule()
+                deliveries = deliveries_claim_due(channel=channel, limit=batch)
+            if not deliveries:
+                break
+            recorder.by_id.update((delivery.id, delivery) for delivery in deliveries)
+            for start in range(0, len(deliveries), size):
+                chunk = deliveries[start : start + size]
+                rate_limits.acquire(channel=channel, count=len(chunk))
+                push_adapter.deliveries_submit(session, chunk, recorder.report)
+                session.take(keep=batch // 2)
+            deliveries = []
+        session.take()
+    except BaseException:
+        session.cancel()  # what is unrecorded stays claimed until its lease runs out
+        raise
+    finally:
+        recorder.flush()
+    recorder.retries_schedule()
     return recorder.counts
 
 

@@ -24,10 +24,14 @@ from emporium.notifications.channels import services
 def deliver_batch(channel: str, delivery_ids: list[int]) -> dict[str, Any]:
     """Sends one batch. Run twice, the second run finds the rows sent (or held) and sends nothing.
 
+    Push goes on with the channel's other due rows while its last requests are
+    in flight (``continue_with_due``); their own tasks then claim nothing.
     A worker killed mid-batch leaves its unrecorded rows claimed; the message is
     re-queued by RabbitMQ, and its rows are sent once their lease runs out.
     """
-    return services.deliveries_send(channel=channel, delivery_ids=delivery_ids)
+    return services.deliveries_send(
+        channel=channel, delivery_ids=delivery_ids, continue_with_due=True
+    )
 
 
 @shared_task(name="notification_channels.deliveries_sweep", ignore_result=True, time_limit=120)

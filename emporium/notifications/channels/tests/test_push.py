@@ -224,3 +224,60 @@ def test_a_provider_closing_each_connection_after_its_answer_still_gets_every_me
         assert b"\r\nauthorization: Bearer secret-access-token\r\n" in first
     finally:
         server.stop()
+
+
+def test_the_first_retry_goes_at_retry_after_and_the_next_ones_back_off(
+    push_simulator: PushSimulatorThread, settings: Any
+) -> None:
+    settings.NOTIFICATION_CHANNELS_RETRY_BASE_SECONDS = 10.0  # backoff alone: 5 to 10 s
+    user = UserFactory()
+    _token(user, "flaky-" + "f" * 30)
+    ids = _enqueue([user])
+    push_simulator.state.control({"failure_rate": 1.0, "retry_after": 2})
+    before = timezone.now()
+    assert _send(ids) == {"transient": 1}
+    first = Delivery.objects.get(id=ids[0])
+    assert first.attempts == 1
+    assert before + timedelta(seconds=2) <= first.next_attempt_at
+    assert first.next_attempt_at <= timezone.now() + timedelta(seconds=2)  # not the backoff
+    # The second failure: backoff with jitter (attempt 2: 10 to 20 s), never below Retry-After.
+    later = first.next_attempt_at + timedelta(milliseconds=1)
+    assert services.deliveries_send(channel="push", delivery_ids=ids, now=later) == {"transient": 1}
+    second = Delivery.objects.get(id=ids[0])
+    assert second.attempts == 2
+    assert timezone.now() + timedelta(seconds=9) <= second.next_attempt_at
+    assert second.next_attempt_at <= timezone.now() + timedelta(seconds=20)
+    stats = push_simulator.state.stats()
+    assert (stats["accepted"], stats["transient"]) == (0, 2)
+
+
+def test_a_batch_goes_on_with_the_channels_due_rows_and_sends_each_once(
+    push_simulator: PushSimulatorThread, settings: Any
+) -> None:
+    settings.NOTIFICATION_CHANNELS = {
+        **settings.NOTIFICATION_CHANNELS,
+        "push": {"QUEUE": "push", "BATCH_SIZE": 40, "RATE_PER_SECOND": 0, "CONCURRENCY": 8},
+    }
+    users = UserFactory.create_batch(150)
+    for user in users:
+        _token(user, f"device-{user.pk:05d}-" + "d" * 20)
+    _token(users[0], "dead-" + "x" * 30)
+    ids = _enqueue(users)
+    # Not due yet, and another channel's row: neither is taken.
+    waiting = Delivery.objects.get(id=ids[-1])
+    Delivery.objects.filter(id=waiting.id).update(
+        next_attempt_at=timezone.now() + timedelta(minutes=5)
+    )
+    services.channel_deliveries_enqueue(requests=delivery_requests(users[:1], channel="email"))
+    counts = services.deliveries_send(channel="push", delivery_ids=ids[:40], continue_with_due=True)
+    assert counts == {"sent": 149}
+    push_rows = Delivery.objects.filter(channel="push")
+    assert set(push_rows.exclude(id=waiting.id).values_list("status", flat=True)) == {"sent"}
+    assert Delivery.objects.get(id=waiting.id).status == DeliveryStatus.PENDING
+    assert Delivery.objects.get(channel="email").status == DeliveryStatus.PENDING
+    stats = push_simulator.state.stats()
+    assert (stats["accepted"], stats["distinct"], stats["duplicates"]) == (149, 149, 0)
+    assert stats["unregistered"] == 1  # the dead token, asked once and removed
+    assert not DeviceToken.objects.filter(token__startswith="dead-").exists()
+    # Its own batch task, arriving late, finds its rows sent and sends nothing.
+    assert services.deliveries_send(channel="push", delivery_ids=ids[40:80]) == {}

@@ -114,7 +114,7 @@ def test_outcomes_move_rows_to_sent_retry_or_dead(settings: Any) -> None:
     assert [rows[i].status for i in ids] == ["sent", "pending", "dead", "skipped"]
     assert rows[ids[1]].next_attempt_at >= timezone.now() + timedelta(seconds=59)  # Retry-After
     assert rows[ids[2]].last_error == "SMTP 550 no such user"
-    assert recorder.retried == [ids[1]]
+    assert recorder.retried == {60: [ids[1]]}
     # The second transient failure spends the attempts: parked with its error.
     retry = services.deliveries_claim(
         channel="email", delivery_ids=[ids[1]], now=timezone.now() + timedelta(minutes=5)
@@ -222,3 +222,15 @@ def test_pruning_deletes_old_finished_deliveries_and_keeps_dead_letters(settings
     assert services.deliveries_prune(batch_size=1) == 2
     assert services.deliveries_prune() == 0
     assert sorted(Delivery.objects.values_list("id", flat=True)) == ids[2:]
+
+
+def test_the_first_retry_is_the_providers_retry_after_when_it_gave_one(settings: Any) -> None:
+    settings.NOTIFICATION_CHANNELS_RETRY_BASE_SECONDS = 2.0
+    settings.NOTIFICATION_CHANNELS_RETRY_CAP_SECONDS = 30.0
+    assert services.retry_delay(attempts=1, retry_after=0.5) == 0.5
+    assert services.retry_delay(attempts=1, retry_after=0.0) == 0.0
+    second = [services.retry_delay(attempts=2, retry_after=0.5) for _ in range(200)]
+    assert 2.0 <= min(second)
+    assert max(second) <= 4.0
+    assert len(set(second)) > 100
+    assert services.retry_delay(attempts=3, retry_after=45) == 45
