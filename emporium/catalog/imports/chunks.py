@@ -1,9 +1,9 @@
-"""A chunk read and validated, and the read-ahead that prepares the next one on a thread.
+"""A chunk read, validated and encoded, and the read-ahead that prepares the next one.
 
-Reading and validating a chunk is Python work that needs no database; writing
+Reading, validating and encoding a chunk is Python work that needs no database; writing
 it is database work during which the Python process only waits. So while one
-chunk's statement runs, :class:`ReadAhead` reads and validates the next chunk
-on a thread of its own (two cores: the import then takes about the longer of
+chunk's statement runs, :class:`ReadAhead` prepares the next chunk on a thread
+of its own (two cores: the import then takes about the longer of
 the two instead of their sum).
 
 What was read ahead is only a proposal. The chunk's transaction, holding the
@@ -21,10 +21,11 @@ the chunk had been read there.
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from emporium.catalog.imports import formats, validation
+from emporium.catalog.imports.upsert import EncodedChunk, chunk_encode
 
 
 @dataclass(frozen=True)
@@ -42,18 +43,18 @@ class ChunkStart:
 
 @dataclass
 class PreparedChunk:
-    """A chunk's records read and validated: its valid rows by SKU (the last row of a SKU
-    wins) and its bad rows' errors."""
+    """A chunk's records read and validated: its valid rows (the last row of a SKU wins)
+    encoded for the upsert with their category paths, and its bad rows' errors."""
 
     start: ChunkStart
     batch: formats.Batch
-    valid: dict[str, validation.ProductRow] = field(default_factory=dict)
-    errors: list[validation.RowError] = field(default_factory=list)
-    failed_rows: int = 0
+    encoded: EncodedChunk[tuple[str, ...]]
+    errors: list[validation.RowError]
+    failed_rows: int
 
 
 def chunk_prepare(start: ChunkStart) -> PreparedChunk:
-    """Reads up to ``start.limit`` records from ``start.offset`` and validates each."""
+    """Reads up to ``start.limit`` records from ``start.offset``, validates and encodes them."""
     batch = formats.records_read(
         start.path,
         file_format=start.file_format,
@@ -63,23 +64,28 @@ def chunk_prepare(start: ChunkStart) -> PreparedChunk:
         records_before=start.records_before,
         limit=start.limit,
     )
-    chunk = PreparedChunk(start=start, batch=batch)
-    valid = chunk.valid
+    valid: dict[str, validation.ProductRow] = {}
+    errors: list[validation.RowError] = []
+    failed_rows = 0
     for record in batch.records:
         if record.fields is None:
-            chunk.errors.append(
-                validation.RowError(record.number, "", record.problem or "unreadable")
-            )
-            chunk.failed_rows += 1
+            errors.append(validation.RowError(record.number, "", record.problem or "unreadable"))
+            failed_rows += 1
             continue
         outcome = validation.row_validate(record.number, record.fields)
         if isinstance(outcome, list):
-            chunk.errors += outcome
-            chunk.failed_rows += 1
+            errors += outcome
+            failed_rows += 1
         else:
             valid.pop(outcome.sku, None)
             valid[outcome.sku] = outcome
-    return chunk
+    return PreparedChunk(
+        start=start,
+        batch=batch,
+        encoded=chunk_encode(valid.values(), category_of=lambda row: row.category_path),
+        errors=errors,
+        failed_rows=failed_rows,
+    )
 
 
 def chunk_after(chunk: PreparedChunk) -> ChunkStart:

@@ -30,7 +30,7 @@ from emporium.catalog.imports import formats, validation
 from emporium.catalog.imports.chunks import ChunkStart, ReadAhead, chunk_after, chunk_prepare
 from emporium.catalog.imports.selectors import import_progress
 from emporium.catalog.imports.storage import StoredUpload, import_directory
-from emporium.catalog.imports.upsert import UpsertRow, Written, products_upsert
+from emporium.catalog.imports.upsert import Written, products_upsert_encoded
 from emporium.catalog.models import (
     PRODUCT_IMPORT_LIVE_STATUSES,
     Category,
@@ -375,25 +375,18 @@ def _chunk_apply(item: ProductImport, read_ahead: ReadAhead | None) -> None:
     chunk = read_ahead.take(start) if read_ahead is not None else None
     if chunk is None:
         chunk = chunk_prepare(start)
-    if read_ahead is not None and not chunk.batch.at_end:
+    batch, errors, encoded = chunk.batch, chunk.errors, chunk.encoded
+    category_ids, created_categories = _categories_resolve(set(encoded.categories))
+    # Started only now: the thread holds the interpreter's lock most of the time, and
+    # this thread, between its short statements, would wait for it at each result;
+    # during the upsert it only waits for the database.
+    if read_ahead is not None and not batch.at_end:
         read_ahead.start(chunk_after(chunk))
-    batch, valid, errors = chunk.batch, chunk.valid, chunk.errors
-    category_ids, created_categories = _categories_resolve(
-        {row.category_path for row in valid.values()}
+    written = products_upsert_encoded(
+        chunk=encoded,
+        category_ids=[category_ids[path] for path in encoded.categories],
+        now=now,
     )
-    rows = [
-        UpsertRow(
-            sku=row.sku,
-            name=row.name,
-            description=row.description,
-            price=row.price,
-            stock_quantity=row.stock_quantity,
-            category_id=category_ids[row.category_path],
-            attributes_json=row.attributes_json,
-        )
-        for row in valid.values()
-    ]
-    written = products_upsert(rows=rows, now=now)
     created = sum(1 for row in written if row.created)
     _errors_store(item, errors)
     _cache_invalidate(written)
@@ -404,7 +397,7 @@ def _chunk_apply(item: ProductImport, read_ahead: ReadAhead | None) -> None:
     item.rows_processed += len(batch.records)
     item.rows_created += created
     item.rows_updated += len(written) - created
-    item.rows_unchanged += len(rows) - len(written)
+    item.rows_unchanged += encoded.rows - len(written)
     item.rows_failed += chunk.failed_rows
     item.categories_created += created_categories
     if batch.at_end:

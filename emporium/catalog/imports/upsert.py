@@ -11,7 +11,10 @@ only the spelling differs:
   chunk travels as one JSON parameter (psycopg writes list parameters element
   by element in Python, three times the Python time of one JSON text), each
   row is looked up by SKU through its index, and only the rows that are new
-  or differ reach the insert;
+  or differ reach the insert. A row names its category by an index into a
+  second parameter, the chunk's category ids, so the chunk can be encoded
+  (:func:`chunk_encode`, on the import's read-ahead thread) before its
+  categories are resolved in the chunk's transaction;
 * SQLite: ``INSERT ... VALUES (...), (...)`` in batches under its variable
   limit.
 
@@ -24,11 +27,11 @@ same products lock them in the same order.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from django.db import connection
 
@@ -44,6 +47,9 @@ COMPARED_COLUMNS: tuple[tuple[str, str], ...] = (
     ("attributes", "jsonb"),
 )
 SQLITE_BATCH_ROWS = 500
+# In the chunk's JSON a row names its category by this 1-based index into the
+# category ids passed beside it.
+CATEGORY_INDEX = "category_index"
 
 
 @dataclass(frozen=True)
@@ -56,14 +62,79 @@ class UpsertRow:
     category_id: int
     attributes_json: str
 
-    def value(self, column: str) -> Any:
-        return self.attributes_json if column == "attributes" else getattr(self, column)
-
 
 @dataclass(frozen=True)
 class Written:
     product_id: int
     created: bool
+
+
+class RowValues(Protocol):
+    """What a row to write offers: :class:`UpsertRow` and the import's validated row."""
+
+    @property
+    def sku(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def price(self) -> Decimal: ...
+    @property
+    def stock_quantity(self) -> int: ...
+    @property
+    def attributes_json(self) -> str: ...
+
+
+Row = TypeVar("Row", bound=RowValues)
+Category = TypeVar("Category", bound=Hashable)
+
+
+@dataclass(frozen=True)
+class EncodedChunk(Generic[Category]):
+    """Rows as the chunk's JSON text, in SKU order, each SKU once; a row's category is
+    ``categories[category_index - 1]``, whatever a category is to the caller (an id,
+    a path to resolve)."""
+
+    text: str
+    categories: list[Category]
+    rows: int
+
+
+def chunk_encode(
+    rows: Iterable[Row], *, category_of: Callable[[Row], Category]
+) -> EncodedChunk[Category]:
+    """The rows as one JSON array of objects, written in one call of the C encoder.
+
+    A price goes as the text of its Decimal (exact), attributes as their JSON
+    text, the category as its index. Needs no database.
+    """
+    ordered = sorted(rows, key=lambda row: row.sku)
+    index: dict[Category, int] = {}
+    objects: list[dict[str, Any]] = []
+    for row in ordered:
+        category = category_of(row)
+        number = index.get(category)
+        if number is None:
+            number = index[category] = len(index) + 1
+        objects.append({"sku": row.sku, CATEGORY_INDEX: number, **_json_values(row)})
+    text = json.dumps(objects, ensure_ascii=False, separators=(",", ":"))
+    return EncodedChunk(text=text, categories=list(index), rows=len(ordered))
+
+
+def _json_values(row: RowValues) -> dict[str, Any]:
+    """The row's compared columns but the category, as JSON text or numbers.
+
+    (Spelt out for speed; a column of COMPARED_COLUMNS missing here would arrive
+    as NULL and fail the column's NOT NULL.)
+    """
+    return {
+        "name": row.name,
+        "description": row.description,
+        "price": str(row.price),
+        "stock_quantity": row.stock_quantity,
+        "attributes": row.attributes_json,
+    }
 
 
 def _names() -> list[str]:
@@ -76,12 +147,21 @@ def _postgresql_sql() -> str:
     # as the text of its JSON and is read back here.
     record = ", ".join(
         ["sku text"]
-        + [f"{name} {'text' if kind == 'jsonb' else kind}" for name, kind in COMPARED_COLUMNS]
+        + [
+            f"{CATEGORY_INDEX} integer"
+            if name == "category_id"
+            else f"{name} {'text' if kind == 'jsonb' else kind}"
+            for name, kind in COMPARED_COLUMNS
+        ]
     )
     read = ", ".join(
         ["r.sku"]
         + [
-            f"r.{name}::jsonb" if kind == "jsonb" else f"r.{name}"
+            f"c.ids[r.{CATEGORY_INDEX}] AS category_id"
+            if name == "category_id"
+            else f"r.{name}::jsonb"
+            if kind == "jsonb"
+            else f"r.{name}"
             for name, kind in COMPARED_COLUMNS
         ]
     )
@@ -97,8 +177,10 @@ def _postgresql_sql() -> str:
     # planner would choose on a table it has no statistics for). The conflict
     # clause repeats the comparison for a row another writer changed in between.
     return f"""
-        WITH incoming AS (
-            SELECT {read} FROM json_to_recordset(%s::json) AS r({record})
+        WITH categories AS (
+            SELECT %s::bigint[] AS ids
+        ), incoming AS (
+            SELECT {read} FROM json_to_recordset(%s::json) AS r({record}), categories AS c
         ), differing AS (
             SELECT r.* FROM incoming AS r
               LEFT JOIN LATERAL (
@@ -114,19 +196,6 @@ def _postgresql_sql() -> str:
          WHERE ({current}) IS DISTINCT FROM ({proposed})
         RETURNING p.id, p.created_at = p.updated_at
     """  # noqa: S608 - only the constant column list is interpolated
-
-
-def _postgresql_chunk(rows: Sequence[UpsertRow]) -> str:
-    """The rows as one JSON array of objects, written in one call of the C encoder.
-
-    A price goes as the text of its Decimal (exact), attributes as their JSON text.
-    """
-    names = _names()
-    return json.dumps(
-        [{"sku": row.sku, **{name: _plain_value(row, name) for name in names}} for row in rows],
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
 
 
 def _sqlite_sql(rows: int) -> str:
@@ -158,31 +227,38 @@ def products_upsert(*, rows: Sequence[UpsertRow], now: datetime) -> list[Written
 
     ``rows`` must hold each SKU once. Runs on the caller's transaction.
     """
-    ordered = sorted(rows, key=lambda row: row.sku)
-    if not ordered:
+    chunk = chunk_encode(rows, category_of=lambda row: row.category_id)
+    return products_upsert_encoded(chunk=chunk, category_ids=chunk.categories, now=now)
+
+
+def products_upsert_encoded(
+    *, chunk: EncodedChunk[Any], category_ids: Sequence[int], now: datetime
+) -> list[Written]:
+    """:func:`products_upsert` of an encoded chunk; ``category_ids[n]`` is the id of
+    ``chunk.categories[n]``."""
+    if not chunk.rows:
         return []
     if connection.vendor == "postgresql":
         # Bound on the server and prepared once per connection: the chunk travels
         # apart from the statement instead of being written into a new, large SQL
         # text for every chunk.
         with server_cursor() as cursor:
-            cursor.execute(_POSTGRESQL_SQL, [_postgresql_chunk(ordered), now, now])
+            cursor.execute(_POSTGRESQL_SQL, [list(category_ids), chunk.text, now, now])
             return [Written(int(pk), bool(created)) for pk, created in cursor.fetchall()]
+    # SQLite (the embedded profile) reads the same chunk back into its values.
+    names = _names()
+    ordered = json.loads(chunk.text)
+    for values in ordered:
+        values["category_id"] = category_ids[values.pop(CATEGORY_INDEX) - 1]
     with connection.cursor() as cursor:
         written: list[Written] = []
         stamp = connection.ops.adapt_datetimefield_value(now)
         for start in range(0, len(ordered), SQLITE_BATCH_ROWS):
             batch = ordered[start : start + SQLITE_BATCH_ROWS]
-            values: list[Any] = []
-            for row in batch:
-                values += [row.sku, *(_plain_value(row, name) for name in _names())]
-                values += [0, 0, stamp, stamp]
-            cursor.execute(_sqlite_sql(len(batch)), values)
+            parameters: list[Any] = []
+            for values in batch:
+                parameters += [values["sku"], *(values[name] for name in names)]
+                parameters += [0, 0, stamp, stamp]
+            cursor.execute(_sqlite_sql(len(batch)), parameters)
             written += [Written(int(pk), bool(created)) for pk, created in cursor.fetchall()]
         return written
-
-
-def _plain_value(row: UpsertRow, name: str) -> Any:
-    """A value as a JSON text or number: a price as the text of its Decimal (exact)."""
-    value = row.value(name)
-    return str(value) if isinstance(value, Decimal) else value
