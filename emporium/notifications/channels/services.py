@@ -301,10 +301,10 @@ def deliveries_claim_due(
     )
 
 
-# What the push adapter and the outcome recorder read of a claimed row. The other
-# columns are left out of a push claim: parsing the four timestamps of 500 rows
+# What the adapters and the outcome recorder read of a claimed row. The other
+# columns are left out of a claim: parsing the four timestamps of a batch's rows
 # was most of the worker's CPU spent on the claim.
-_PUSH_CLAIM_FIELDS = (
+_CLAIM_FIELDS = (
     "id",
     "channel",
     "recipient",
@@ -322,9 +322,7 @@ def _rows_claim(
     """PostgreSQL: one ``UPDATE ... RETURNING`` leasing the rows ``due_sql`` selects and locks."""
     lease = timedelta(seconds=settings.NOTIFICATION_CHANNELS_CLAIM_SECONDS)
     table = Delivery._meta.db_table
-    fields = list(Delivery._meta.concrete_fields)
-    if channel == Channel.PUSH:
-        fields = [field for field in fields if field.name in _PUSH_CLAIM_FIELDS]
+    fields = [field for field in Delivery._meta.concrete_fields if field.name in _CLAIM_FIELDS]
     columns = ", ".join(f"t.{field.column}" for field in fields)
     # The table and column names are the model's; every value is a parameter.
     claimed = list(

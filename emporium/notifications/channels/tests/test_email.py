@@ -8,6 +8,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from emporium.notifications.channels import services
@@ -113,6 +115,27 @@ def test_a_421_mid_batch_opens_a_new_connection_for_the_rest(settings: Any) -> N
         assert _send(ids, later=True) == {"sent": 1}
     assert set(handler.received.values()) == {1}
     assert len(handler.received) == 5
+
+
+def test_a_batch_reads_its_rows_once_in_the_claim_and_its_recipients_in_one_query(
+    settings: Any,
+) -> None:
+    # The claim returns only the columns the adapter and the recorder read; one
+    # of the others read later would cost a query per row.
+    users = UserFactory.create_batch(30)
+    ids = _enqueue(users)
+    delivery_table = Delivery._meta.db_table
+    user_table = type(users[0])._meta.db_table
+    handler = SinkHandler(fail_first={_message_id(ids[3])}, refused={users[5].email})
+    with SmtpSink(handler) as sink, CaptureQueriesContext(connection) as queries:
+        settings.NOTIFICATION_EMAIL_ENDPOINTS = [sink.endpoint()]
+        assert _send(ids) == {"sent": 28, "transient": 1, "permanent": 1}
+    statements = [query["sql"] for query in queries.captured_queries]
+    assert [sql for sql in statements if f'FROM "{user_table}"' in sql] == statements[1:2]
+    assert [sql for sql in statements if f'FROM "{delivery_table}"' in sql] == []
+    assert len(statements) <= 6  # claim, recipients, then the outcomes (a flush or two)
+    assert Delivery.objects.get(id=ids[3]).status == DeliveryStatus.PENDING
+    assert Delivery.objects.get(id=ids[5]).status == DeliveryStatus.DEAD
 
 
 def test_a_5xx_reply_is_parked_without_a_retry(settings: Any) -> None:
