@@ -1,12 +1,14 @@
 """Notification channels: e-mails/s into an SMTP sink, pushes/s into the push simulator.
 
     make bench SCENARIO=email      # python -m bench.email [--messages 20000] [--workers 2]
+                                   #   [--sink-processes 2]
     make bench SCENARIO=push       # python -m bench.push  [--messages 50000] [--workers 2]
 
 In the same run, against the same server:
 
 * **e-mail**: the sink is ``simulators/smtp_sink.py`` (aiosmtpd, PIPELINING
-  offered) in a process of its own, answering 5 % of messages 451. Emporium:
+  offered) in ``--sink-processes`` processes of its own on one port, answering
+  5 % of messages 451; the bare client and Emporium use the same sink. Emporium:
   the production profile on a fresh PostgreSQL database, Redis and RabbitMQ;
   ``--messages`` users, one e-mail delivery each stored by
   ``channel_deliveries_enqueue`` and sent by ``--workers`` Celery worker
