@@ -13,7 +13,11 @@ triggers firing). Figures:
 * peak resident memory of that process (``wait4``'s ``ru_maxrss``), which must
   stay flat whatever the file's size;
 * a second import of the same rows in a file that differs by one trailing
-  blank line (a new content hash), so every row is compared and none written.
+  blank line (a new content hash), so every row is compared and none written;
+* CPU time per row of the import process (``wait4``'s user + system time) and
+  of the PostgreSQL backends serving the benchmark's database (read from
+  ``/proc`` every 0.2 s while the import runs), which say which side bounds
+  the import: their sum is the wall time when nothing overlaps.
 
 The reference, measured in the same run on the same database: PostgreSQL
 ``COPY`` of the same rows, already resolved to category ids, into a scratch
@@ -36,7 +40,9 @@ import os
 import random
 import subprocess
 import sys
+import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -133,9 +139,34 @@ def csv_generate(rows: int) -> Path:
     return path
 
 
-def import_run(env: dict[str, str], path: Path) -> tuple[float, int, str]:
-    """Seconds, peak RSS in bytes and the report of one ``import_products`` process."""
+@dataclass
+class ImportRun:
+    seconds: float
+    peak_rss: int  # bytes
+    process_cpu: float  # seconds, the import process
+    backend_cpu: float  # seconds, the PostgreSQL backends serving DATABASE
+    report: str
+
+
+def import_run(env: dict[str, str], path: Path) -> ImportRun:
+    """Wall time, peak RSS, CPU and the report of one ``import_products`` process."""
     log = VAR / "bench-import.log"
+    backends: dict[int, float] = {}  # pid -> CPU seconds last seen
+    done = threading.Event()
+    serves_database = common.postgres_backend(DATABASE)
+
+    def watch_backends() -> None:
+        # A backend's CPU is readable only while it lives, so it is sampled.
+        before = {
+            pid for pid, (command, _) in common.process_cpu().items() if serves_database(command)
+        }
+        while not done.wait(0.2):
+            for pid, (command, seconds) in common.process_cpu().items():
+                if pid not in before and serves_database(command):
+                    backends[pid] = seconds
+
+    watcher = threading.Thread(target=watch_backends, daemon=True)
+    watcher.start()
     with log.open("wb") as output:
         started = time.perf_counter()
         process = subprocess.Popen(
@@ -145,15 +176,23 @@ def import_run(env: dict[str, str], path: Path) -> tuple[float, int, str]:
             stdout=output,
             stderr=subprocess.STDOUT,
         )
-        # wait4 rather than Popen.wait: it also gives the child's own peak RSS.
+        # wait4 rather than Popen.wait: it also gives the child's own peak RSS and CPU.
         _, status, usage = os.wait4(process.pid, 0)
         elapsed = time.perf_counter() - started
         process.returncode = os.waitstatus_to_exitcode(status)
+    done.set()
+    watcher.join()
     report = log.read_text(errors="replace").strip()
     log.unlink()
     if process.returncode:
         raise SystemExit(f"import_products failed:\n{report}")
-    return elapsed, usage.ru_maxrss * 1024, report
+    return ImportRun(
+        seconds=elapsed,
+        peak_rss=usage.ru_maxrss * 1024,
+        process_cpu=usage.ru_utime + usage.ru_stime,
+        backend_cpu=sum(backends.values()),
+        report=report,
+    )
 
 
 def copy_reference(url: str, path: Path) -> float:
@@ -233,27 +272,31 @@ def main() -> None:
         url = common.recreate_database(DATABASE)
         env = common.production_env(url, CATALOG_IMPORT_DIR=str(VAR / "bench-imports"))
         common.manage(env, "migrate", "-v0")
-        seconds, peak, report = import_run(env, path)
-        print(report, flush=True)
+        first = import_run(env, path)
+        print(first.report, flush=True)
         again = VAR / f"bench-import-{rows}-again.csv"
         again.write_bytes(path.read_bytes() + b"\n")
-        unchanged_seconds, unchanged_peak, report = import_run(env, again)
-        print(report, flush=True)
+        unchanged = import_run(env, again)
+        print(unchanged.report, flush=True)
         again.unlink()
         copy_seconds = copy_reference(url, path)
         size = path.stat().st_size
         result = {
             "rows": rows,
             "file_mb": round(size / 1e6, 1),
-            "import_seconds": round(seconds, 2),
-            "import_rows_per_second": round(rows / seconds),
-            "peak_rss_mb": round(peak / 2**20, 1),
-            "unchanged_seconds": round(unchanged_seconds, 2),
-            "unchanged_rows_per_second": round(rows / unchanged_seconds),
-            "unchanged_peak_rss_mb": round(unchanged_peak / 2**20, 1),
+            "import_seconds": round(first.seconds, 2),
+            "import_rows_per_second": round(rows / first.seconds),
+            "peak_rss_mb": round(first.peak_rss / 2**20, 1),
+            "import_process_cpu_us_per_row": round(first.process_cpu / rows * 1e6),
+            "import_backend_cpu_us_per_row": round(first.backend_cpu / rows * 1e6),
+            "unchanged_seconds": round(unchanged.seconds, 2),
+            "unchanged_rows_per_second": round(rows / unchanged.seconds),
+            "unchanged_peak_rss_mb": round(unchanged.peak_rss / 2**20, 1),
+            "unchanged_process_cpu_us_per_row": round(unchanged.process_cpu / rows * 1e6),
+            "unchanged_backend_cpu_us_per_row": round(unchanged.backend_cpu / rows * 1e6),
             "copy_seconds": round(copy_seconds, 2),
             "copy_rows_per_second": round(rows / copy_seconds),
-            "import_over_copy_time": round(seconds / copy_seconds, 2),
+            "import_over_copy_time": round(first.seconds / copy_seconds, 2),
         }
         results.append(result)
         print(json.dumps(result), flush=True)
@@ -262,13 +305,14 @@ def main() -> None:
 
     print()
     print(
-        f"{'rows':>10} {'import rows/s':>14} {'peak RSS MB':>12} {'unchanged rows/s':>17} "
-        f"{'COPY rows/s':>12} {'import/COPY time':>17}"
+        f"{'rows':>10} {'import rows/s':>14} {'peak RSS MB':>12} {'CPU us/row py+pg':>17} "
+        f"{'unchanged rows/s':>17} {'COPY rows/s':>12} {'import/COPY time':>17}"
     )
     for result in results:
+        cpu = f"{result['import_process_cpu_us_per_row']}+{result['import_backend_cpu_us_per_row']}"
         print(
             f"{result['rows']:>10,} {result['import_rows_per_second']:>14,} "
-            f"{result['peak_rss_mb']:>12} {result['unchanged_rows_per_second']:>17,} "
+            f"{result['peak_rss_mb']:>12} {cpu:>17} {result['unchanged_rows_per_second']:>17,} "
             f"{result['copy_rows_per_second']:>12,} {result['import_over_copy_time']:>17}"
         )
     print(f"saved {common.save('catalog_import', {'results': results})}")
