@@ -44,7 +44,7 @@ from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, AnyStr
+from typing import Any, AnyStr, Self
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -208,7 +208,28 @@ class _SinkController(Controller):
         return SinkSMTP(self.handler, **_SERVER_OPTIONS)
 
 
-class SmtpSink:
+class _Sink:
+    host: str
+    port: int
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def endpoint(self) -> dict[str, Any]:
+        """This sink as an entry of NOTIFICATION_EMAIL_ENDPOINTS."""
+        return {"HOST": self.host, "PORT": self.port, "TIMEOUT": 5}
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class SmtpSink(_Sink):
     """The sink on its own thread; ``stop`` and ``start`` again to take it away and back."""
 
     def __init__(
@@ -230,16 +251,6 @@ class SmtpSink:
         if self._controller is not None:
             self._controller.stop()
             self._controller = None
-
-    def endpoint(self) -> dict[str, Any]:
-        """This sink as an entry of NOTIFICATION_EMAIL_ENDPOINTS."""
-        return {"HOST": self.host, "PORT": self.port, "TIMEOUT": 5}
-
-    def __enter__(self) -> SmtpSink:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def _free_port() -> int:
@@ -321,7 +332,7 @@ def _serve(control: Connection) -> None:
         loop.close()
 
 
-class SmtpSinkProcesses:
+class SmtpSinkProcesses(_Sink):
     """The sink in ``processes`` processes on one port, their counts added up.
 
     The port is held (bound, not listening) by the calling process for as long
@@ -416,16 +427,6 @@ class SmtpSinkProcesses:
         if self._reservation is not None:
             self._reservation.close()
             self._reservation = None
-
-    def endpoint(self) -> dict[str, Any]:
-        """This sink as an entry of NOTIFICATION_EMAIL_ENDPOINTS."""
-        return {"HOST": self.host, "PORT": self.port, "TIMEOUT": 5}
-
-    def __enter__(self) -> SmtpSinkProcesses:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def _interrupt(signum: int, frame: object) -> None:
