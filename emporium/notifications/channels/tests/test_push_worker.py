@@ -18,12 +18,15 @@ import pytest
 from django.db.models import Count
 from django.utils import timezone
 
-from conftest import require_service
 from emporium.accounts.models import User
 from emporium.notifications.channels import services
 from emporium.notifications.channels.models import Delivery, DeliveryStatus, DeviceToken
 from emporium.notifications.channels.tests.factories import delivery_requests
-from emporium.notifications.channels.tests.test_worker_kill import _purge
+from emporium.notifications.channels.tests.test_worker_kill import (
+    batches_through_rabbitmq,
+    ids_in,
+    leases_run_out,
+)
 from simulators.push.server import PushSimulatorThread, PushState
 from tests.support.processes import WorkerProcess, wait_until
 
@@ -61,10 +64,7 @@ def _unfinished() -> int:
 def test_workers_pulling_due_rows_at_once_send_each_message_once(
     start_worker: Callable[..., WorkerProcess], broker_url: str, settings: Any
 ) -> None:
-    require_service("DATABASE_URL")
-    require_service("REDIS_URL")
-    settings.CELERY_TASK_ALWAYS_EAGER = False  # batches go through RabbitMQ to the workers
-    _purge(broker_url, "push")
+    batches_through_rabbitmq(broker_url, settings, "push")
     # 5 % refused for now (Retry-After: 1), one token in 50 unregistered.
     state = PushState(failure_rate=0.05, retry_after=1)
     with PushSimulatorThread(state) as simulator:
@@ -83,7 +83,7 @@ def test_workers_pulling_due_rows_at_once_send_each_message_once(
 
     statuses = dict(Delivery.objects.values_list("status").annotate(count=Count("id")).order_by())
     assert statuses == {"sent": 2940, "skipped": 60}
-    sent = set(Delivery.objects.filter(status=DeliveryStatus.SENT).values_list("id", flat=True))
+    sent = ids_in(DeliveryStatus.SENT)
     assert set(received) == sent  # nothing lost, nothing sent for a skipped row
     assert stats["duplicates"] == 0
     assert all(count == 1 for count in received.values())
@@ -97,10 +97,7 @@ def test_workers_pulling_due_rows_at_once_send_each_message_once(
 def test_a_worker_killed_while_pulling_never_sends_a_recorded_delivery_again(
     start_worker: Callable[..., WorkerProcess], broker_url: str, settings: Any
 ) -> None:
-    require_service("DATABASE_URL")
-    require_service("REDIS_URL")
-    settings.CELERY_TASK_ALWAYS_EAGER = False
-    _purge(broker_url, "push")
+    batches_through_rabbitmq(broker_url, settings, "push")
     # Slow answers (32 in flight, 20 ms each) so the kill lands with a batch on the wire
     # and the next one claimed.
     state = PushState(latency_ms=20)
@@ -114,21 +111,14 @@ def test_a_worker_killed_while_pulling_never_sends_a_recorded_delivery_again(
         assert wait_until(lambda: state.accepted >= 1200, timeout=60), first.log()
         first.kill()
 
-        recorded = set(
-            Delivery.objects.filter(status=DeliveryStatus.SENT).values_list("id", flat=True)
-        )
-        held = set(
-            Delivery.objects.filter(status=DeliveryStatus.CLAIMED).values_list("id", flat=True)
-        )
+        recorded, held = ids_in(DeliveryStatus.SENT), ids_in(DeliveryStatus.CLAIMED)
         assert recorded  # the kill landed in the middle of the work
         assert held
         assert set(_accepted_by_delivery(state)) >= recorded  # recorded only once accepted
 
         # The dead worker's lease runs out; a second worker takes the re-delivered
         # batch, the queued ones, and what the sweep queues.
-        Delivery.objects.filter(status=DeliveryStatus.CLAIMED).update(
-            claimed_until=timezone.now() - timedelta(seconds=1)
-        )
+        leases_run_out()
         start_worker(queues="push", extra_env=environment)
         services.deliveries_due_dispatch(now=timezone.now() + timedelta(minutes=5))
         assert wait_until(lambda: _unfinished() == 0, timeout=90)

@@ -40,6 +40,25 @@ def _purge(broker_url: str, name: str) -> None:
             channel.close()
 
 
+def batches_through_rabbitmq(broker_url: str, settings: Any, queue: str) -> None:
+    """Real services; batches go through RabbitMQ to the workers, from an empty queue."""
+    require_service("DATABASE_URL")
+    require_service("REDIS_URL")
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    _purge(broker_url, queue)
+
+
+def ids_in(status: str) -> set[int]:
+    return set(Delivery.objects.filter(status=status).values_list("id", flat=True))
+
+
+def leases_run_out() -> None:
+    """What time does for a dead worker's rows: their leases end now."""
+    Delivery.objects.filter(status=DeliveryStatus.CLAIMED).update(
+        claimed_until=timezone.now() - timedelta(seconds=1)
+    )
+
+
 def _received(handler: SinkHandler) -> dict[int, int]:
     with handler.lock:
         return {int(_ID.match(key).group(1)): count for key, count in handler.received.items()}  # type: ignore[union-attr]
@@ -48,10 +67,7 @@ def _received(handler: SinkHandler) -> dict[int, int]:
 def test_a_worker_killed_mid_batch_never_sends_a_recorded_delivery_again(
     start_worker: Callable[..., WorkerProcess], broker_url: str, settings: Any
 ) -> None:
-    require_service("DATABASE_URL")
-    require_service("REDIS_URL")
-    settings.CELERY_TASK_ALWAYS_EAGER = False  # batches go through RabbitMQ to the worker
-    _purge(broker_url, "email")
+    batches_through_rabbitmq(broker_url, settings, "email")
     handler = SinkHandler(delay_seconds=0.01)
     with SmtpSink(handler) as sink:
         environment = {"EMAIL_URL": f"smtp://127.0.0.1:{sink.port}", "NOTIFICATION_EMAIL_RATE": "0"}
@@ -66,21 +82,14 @@ def test_a_worker_killed_mid_batch_never_sends_a_recorded_delivery_again(
         assert wait_until(lambda: handler.stats()["accepted"] >= 120, timeout=60), first.log()
         first.kill()
 
-        recorded = set(
-            Delivery.objects.filter(status=DeliveryStatus.SENT).values_list("id", flat=True)
-        )
-        held = set(
-            Delivery.objects.filter(status=DeliveryStatus.CLAIMED).values_list("id", flat=True)
-        )
+        recorded, held = ids_in(DeliveryStatus.SENT), ids_in(DeliveryStatus.CLAIMED)
         assert recorded  # the kill landed in the middle of a batch
         assert held
         assert set(_received(handler)) >= recorded  # recorded only once the sink had it
 
         # Time passes: the dead worker's lease runs out. A second worker takes the
         # re-delivered batch, the next one, and what the sweep queues.
-        Delivery.objects.filter(status=DeliveryStatus.CLAIMED).update(
-            claimed_until=timezone.now() - timedelta(seconds=1)
-        )
+        leases_run_out()
         start_worker(queues="email", extra_env=environment)
         services.deliveries_due_dispatch(now=timezone.now() + timedelta(minutes=5))
         assert wait_until(
