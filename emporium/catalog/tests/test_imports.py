@@ -759,8 +759,11 @@ def test_with_tasks_in_process_the_upload_is_applied_once_it_commits(
     """The embedded profile: no broker, the task runs in the process after the commit."""
     from config.celery import app
 
-    settings.CELERY_TASK_ALWAYS_EAGER = True
+    # The app's value is read before the setting changes: Celery reads its
+    # configuration from Django's settings lazily, so read after, it would be
+    # True, and "restoring" it would leave every later test's tasks in process.
     eager_before = app.conf.task_always_eager
+    settings.CELERY_TASK_ALWAYS_EAGER = True
     app.conf.task_always_eager = True
     try:
         with committed():
