@@ -121,7 +121,10 @@ def test_a_batch_reads_its_rows_once_in_the_claim_and_its_recipients_in_one_quer
     settings: Any,
 ) -> None:
     # The claim returns only the columns the adapter and the recorder read; one
-    # of the others read later would cost a query per row.
+    # of the others read later would cost a query per row. The claim in one
+    # statement is PostgreSQL's; SQLite's takes the lease through the ORM.
+    if connection.vendor != "postgresql":
+        pytest.skip("the claim in one statement is PostgreSQL's")
     users = UserFactory.create_batch(30)
     ids = _enqueue(users)
     delivery_table = Delivery._meta.db_table
