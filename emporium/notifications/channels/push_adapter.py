@@ -373,17 +373,11 @@ def _write_file(messages: list[PushMessage]) -> list[_TokenResult]:
     return [_TokenResult(OutcomeResult.SENT) for _ in messages]
 
 
-def deliveries_send(deliveries: list[Delivery], report: Callable[[Outcome], None]) -> None:
-    """Sends each delivery to every device of its recipient not yet reached."""
-    session = PushSession()
-    deliveries_submit(session, deliveries, report)
-    session.take()
-
-
 def deliveries_submit(
     session: PushSession, deliveries: list[Delivery], report: Callable[[Outcome], None]
 ) -> None:
-    """Reads the recipients' tokens and puts the messages on the wire through ``session``.
+    """Reads the recipients' tokens and puts a message for every device of each recipient
+    not yet reached on the wire through ``session``.
 
     ``report`` gets each delivery's outcome, from :meth:`PushSession.take`, as
     soon as the last of its devices answered.

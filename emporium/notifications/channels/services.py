@@ -572,10 +572,15 @@ def _rows_update(changes: dict[int, dict[str, Any]]) -> None:
     )
 
 
-_ADAPTERS: dict[str, Callable[[list[Delivery], Callable[[Outcome], None]], None]] = {
-    Channel.EMAIL: email_adapter.deliveries_send,
-    Channel.PUSH: push_adapter.deliveries_send,
-}
+def _chunks_send(
+    channel: str, deliveries: list[Delivery], send: Callable[[list[Delivery]], None]
+) -> None:
+    """Hands ``deliveries`` to ``send`` in chunks, each once the channel's rate limit allows it."""
+    size = rate_limits.chunk_size(channel)
+    for start in range(0, len(deliveries), size):
+        chunk = deliveries[start : start + size]
+        rate_limits.acquire(channel=channel, count=len(chunk))
+        send(chunk)
 
 
 def deliveries_send(
@@ -598,13 +603,10 @@ def deliveries_send(
     if not deliveries:
         return {}
     recorder = OutcomeRecorder(channel=channel, by_id={d.id: d for d in deliveries})
-    send = _ADAPTERS[channel]
-    size = rate_limits.chunk_size(channel)
     try:
-        for start in range(0, len(deliveries), size):
-            chunk = deliveries[start : start + size]
-            rate_limits.acquire(channel=channel, count=len(chunk))
-            send(chunk, recorder.report)
+        _chunks_send(
+            channel, deliveries, lambda chunk: email_adapter.deliveries_send(chunk, recorder.report)
+        )
     finally:
         recorder.flush()
     recorder.retries_schedule()
@@ -627,10 +629,14 @@ def _push_send(deliveries: list[Delivery], *, continue_with_due: bool) -> dict[s
     """
     channel = Channel.PUSH
     batch = _batch_size(channel)
-    size = rate_limits.chunk_size(channel)
     recorder = OutcomeRecorder(channel=channel, by_id={})
     session = push_adapter.PushSession()
     deadline = time.monotonic() + PUSH_CONTINUE_SECONDS
+
+    def submit(chunk: list[Delivery]) -> None:
+        push_adapter.deliveries_submit(session, chunk, recorder.report)
+        session.take(keep=batch // 2)
+
     try:
         while True:
             if not deliveries and continue_with_due and time.monotonic() < deadline:
@@ -640,11 +646,7 @@ def _push_send(deliveries: list[Delivery], *, continue_with_due: bool) -> dict[s
             if not deliveries:
                 break
             recorder.by_id.update((delivery.id, delivery) for delivery in deliveries)
-            for start in range(0, len(deliveries), size):
-                chunk = deliveries[start : start + size]
-                rate_limits.acquire(channel=channel, count=len(chunk))
-                push_adapter.deliveries_submit(session, chunk, recorder.report)
-                session.take(keep=batch // 2)
+            _chunks_send(channel, deliveries, submit)
             deliveries = []
         session.take()
     except BaseException:
