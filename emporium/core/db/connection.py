@@ -23,11 +23,13 @@ cursor sends its statements unnamed.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 
 # Statements psycopg keeps per connection; the catalog list alone has a few
@@ -101,3 +103,34 @@ def server_cursor(*, prepare: bool = True, using: str = DEFAULT_DB_ALIAS) -> Cur
     if wrapper.queries_logged:
         return _ServerCursorDebugWrapper(cursor, wrapper)
     return wrapper.make_cursor(cursor)
+
+
+# The planner's methods a statement may turn off for its transaction.
+_PLANNER_METHODS = frozenset({"bitmapscan", "seqscan", "sort", "hashjoin", "mergejoin"})
+
+
+@contextmanager
+def planner_methods_off(*methods: str, using: str = DEFAULT_DB_ALIAS) -> Iterator[CursorWrapper]:
+    """A cursor in a transaction whose statements are planned without ``methods`` (PostgreSQL).
+
+    For a statement whose right plan must not depend on the table's
+    statistics: a queue table that grew by a million rows since it was last
+    analysed looks empty to the planner, which may then choose a plan that
+    reads every row. The settings are local to the transaction this opens;
+    inside an enclosing one they are put back as they were when the block ends.
+    """
+    unknown = set(methods) - _PLANNER_METHODS
+    if unknown:
+        raise ValueError(f"unknown planner methods: {sorted(unknown)}")
+    names = [f"enable_{method}" for method in methods]
+    enclosed = connections[using].in_atomic_block
+    with transaction.atomic(using=using), connections[using].cursor() as cursor:
+        before: list[str] = []
+        if enclosed:
+            cursor.execute("SELECT " + ", ".join(["current_setting(%s)"] * len(names)), names)
+            before = list(cursor.fetchone())
+        cursor.execute("SELECT " + ", ".join(["set_config(%s, 'off', true)"] * len(names)), names)
+        yield cursor
+        if enclosed:
+            pairs = [value for pair in zip(names, before, strict=True) for value in pair]
+            cursor.execute("SELECT " + ", ".join(["set_config(%s, %s, true)"] * len(names)), pairs)

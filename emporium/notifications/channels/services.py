@@ -16,6 +16,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,6 +26,7 @@ from django.db import connection, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
+from emporium.core.db.connection import planner_methods_off
 from emporium.core.errors import InvalidInput, NotFound
 from emporium.notifications.channels import email_adapter, push_adapter, rate_limits
 from emporium.notifications.channels.models import (
@@ -271,6 +273,20 @@ def deliveries_claim(
     )
 
 
+def _due_rows_walked() -> AbstractContextManager[object]:
+    """Plans the statements in the block to walk the due-row index (PostgreSQL).
+
+    Only the walk along the due-row index stops after the rows it needs. With
+    statistics from before a large enqueue the planner believed the pending
+    rows few and chose a bitmap of the due-row and channel indexes, then a
+    sort: every pending row read for each claim (130 ms for 200,000 of them,
+    against 1.4 ms along the index).
+    """
+    if connection.vendor != "postgresql":
+        return nullcontext()
+    return planner_methods_off("bitmapscan", "sort")
+
+
 def deliveries_claim_due(
     *, channel: str, limit: int, now: datetime | None = None
 ) -> list[Delivery]:
@@ -286,13 +302,14 @@ def deliveries_claim_due(
     """
     now = now or timezone.now()
     if connection.vendor == "postgresql":
-        return _rows_claim(
-            channel=channel,
-            now=now,
-            due_sql="SELECT id FROM {table} WHERE status = %s AND next_attempt_at <= %s"
-            " AND channel = %s ORDER BY next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED",
-            due_parameters=[DeliveryStatus.PENDING.value, now, channel, limit],
-        )
+        with _due_rows_walked():
+            return _rows_claim(
+                channel=channel,
+                now=now,
+                due_sql="SELECT id FROM {table} WHERE status = %s AND next_attempt_at <= %s"
+                " AND channel = %s ORDER BY next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED",
+                due_parameters=[DeliveryStatus.PENDING.value, now, channel, limit],
+            )
     return _rows_claim_portable(
         channel=channel,
         now=now,
@@ -673,8 +690,9 @@ def deliveries_due_dispatch(*, now: datetime | None = None, limit: int = 20_000)
         .values_list("id", "channel")[:limit]
     )
     by_channel: dict[str, list[int]] = {}
-    for delivery_id, channel in due:
-        by_channel.setdefault(channel, []).append(delivery_id)
+    with _due_rows_walked():
+        for delivery_id, channel in due:
+            by_channel.setdefault(channel, []).append(delivery_id)
     if not by_channel:
         return 0
     deliveries_dispatch(ids_by_channel=by_channel)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from django.core import mail
+from django.db import connection
 from django.utils import timezone
 
 from emporium.core.errors import InvalidInput
@@ -234,3 +235,56 @@ def test_the_first_retry_is_the_providers_retry_after_when_it_gave_one(settings:
     assert max(second) <= 4.0
     assert len(set(second)) > 100
     assert services.retry_delay(attempts=3, retry_after=45) == 45
+
+
+def test_a_due_claim_walks_the_due_row_index_whatever_the_statistics_say() -> None:
+    # A broadcast stores hundreds of thousands of rows faster than autovacuum
+    # analyses the table. Statistics of the empty table, then 3,000 pending
+    # push rows: left to choose, the planner combined the due-row and channel
+    # indexes and sorted every pending row for each claim of a few hundred.
+    if connection.vendor != "postgresql":
+        pytest.skip("planner settings are PostgreSQL's")
+    table = Delivery._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {table}")
+    users = UserFactory.create_batch(3)
+    now = timezone.now()
+    Delivery.objects.bulk_create(
+        Delivery(
+            channel="push",
+            kind="order.paid",
+            payload={"title": "t", "body": "b"},
+            critical=False,
+            dedup_key=f"stale-{n}",
+            status=DeliveryStatus.PENDING,
+            attempts=0,
+            next_attempt_at=now - timedelta(seconds=n % 60),
+            last_error="",
+            sent_to=[],
+            created_at=now,
+            recipient=users[n % 3],
+        )
+        for n in range(3000)
+    )
+    plans: list[str] = []
+
+    def explain_claim(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        if "ORDER BY next_attempt_at LIMIT" in sql and not sql.startswith("EXPLAIN"):
+            with context["connection"].cursor() as cursor:
+                cursor.execute(f"EXPLAIN {sql}", params)
+                plans.append("\n".join(row[0] for row in cursor.fetchall()))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(explain_claim):
+        claimed = services.deliveries_claim_due(channel="push", limit=200, now=now)
+    assert len(claimed) == 200
+    assert len(plans) == 1
+    assert "Index Scan using notif_delivery_due_idx" in plans[0], plans[0]
+    assert "Sort" not in plans[0], plans[0]
+    assert "Bitmap" not in plans[0], plans[0]
+    # The planner settings ended with the claim.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT current_setting('enable_bitmapscan'), current_setting('enable_sort')"
+        )
+        assert cursor.fetchone() == ("on", "on")
