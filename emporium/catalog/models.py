@@ -67,10 +67,18 @@ class Category(TimeStampedModel):
 class Product(TimeStampedModel):
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
-    sku = models.CharField("SKU", max_length=64, unique=True)
+    # Unique through Meta.constraints, not unique=True: on PostgreSQL a unique
+    # CharField also gets a varchar_pattern_ops index for LIKE 'prefix%', which
+    # no query needs and every insert would pay for.
+    sku = models.CharField("SKU", max_length=64)
     price = models.DecimalField(max_digits=12, decimal_places=2)
     stock_quantity = models.PositiveIntegerField(default=0)
-    category = models.ForeignKey(Category, on_delete=models.PROTECT, related_name="products")
+    # No index of its own: the three product_cat_* indexes start with category_id
+    # and serve every look-up by category (the list, the cache bump, PROTECT's
+    # check and the foreign key's on deleting a category, search's filter).
+    category = models.ForeignKey(
+        Category, on_delete=models.PROTECT, related_name="products", db_index=False
+    )
     attributes = models.JSONField(default=dict, blank=True)
     # Kept current by the review services so lists never aggregate reviews.
     review_count = models.PositiveIntegerField(default=0, editable=False)
@@ -79,6 +87,8 @@ class Product(TimeStampedModel):
     class Meta:
         ordering = ["id"]
         constraints = [
+            # The name of the constraint unique=True made (catalog.0001), kept.
+            models.UniqueConstraint(fields=["sku"], name="catalog_product_sku_key"),
             models.CheckConstraint(condition=Q(price__gte=0), name="product_price_non_negative"),
             models.CheckConstraint(
                 condition=Q(stock_quantity__gte=0), name="product_stock_non_negative"
@@ -199,8 +209,9 @@ class ProductImport(TimeStampedModel):
 class ProductImportError(models.Model):
     """One rejected row of an import: where it is and what is wrong with it."""
 
+    # Indexed by product_import_error_row_idx, which starts with it.
     product_import = models.ForeignKey(
-        ProductImport, on_delete=models.CASCADE, related_name="errors"
+        ProductImport, on_delete=models.CASCADE, related_name="errors", db_index=False
     )
     row_number = models.BigIntegerField()
     column = models.CharField(max_length=64, blank=True)
