@@ -11,26 +11,32 @@ result is always well-formed and ``<mark>`` is the only tag in it.
 from __future__ import annotations
 
 import html
+import re
 
 MARK_START = "\ue000"
 MARK_END = "\ue001"
+_MARKERS = re.compile(f"[{MARK_START}{MARK_END}]")
 
 
 def highlight_markup(text: str) -> str:
     escaped = html.escape(text, quote=True)
+    if MARK_START not in escaped and MARK_END not in escaped:
+        return escaped
+    # Between markers the text is copied as one slice, not character by character.
     parts: list[str] = []
     open_mark = False
-    for character in escaped:
-        if character == MARK_START:
+    position = 0
+    for marker in _MARKERS.finditer(escaped):
+        parts.append(escaped[position : marker.start()])
+        position = marker.end()
+        if marker.group() == MARK_START:
             if not open_mark:
                 parts.append("<mark>")
                 open_mark = True
-        elif character == MARK_END:
-            if open_mark:
-                parts.append("</mark>")
-                open_mark = False
-        else:
-            parts.append(character)
+        elif open_mark:
+            parts.append("</mark>")
+            open_mark = False
+    parts.append(escaped[position:])
     if open_mark:
         parts.append("</mark>")
     return "".join(parts)

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.utils.serializer_helpers import BindingDict
 
 from emporium.core.query_fields import AmountQueryField
 from emporium.search.selectors import (
@@ -15,7 +16,45 @@ from emporium.search.selectors import (
 )
 
 
-class SearchParametersSerializer(serializers.Serializer[Any]):
+class FieldsBoundOnce(serializers.Serializer[Any]):
+    """A serializer whose declared fields are copied and bound once per class.
+
+    DRF deep-copies every declared field for each instance, so that one
+    instance may alter its fields; for a search's parameters that copy was
+    most of their validation. These serializers never alter their fields, and
+    validating keeps no state in a field, so all instances share one set bound
+    to a prototype with no data: validation runs DRF's own code on it, with the
+    same errors. A field reads of its parent only ``partial`` (never set here)
+    and the context (the prototype's, empty), so fields that read the context
+    or call a method of the serializer are refused, and so is ``partial``.
+    """
+
+    _bound: ClassVar[dict[type[Any], BindingDict]] = {}
+    _REFUSED = (
+        serializers.SerializerMethodField,
+        serializers.HiddenField,
+        serializers.BaseSerializer,
+        serializers.RelatedField,
+    )
+
+    @property
+    def fields(self) -> BindingDict:
+        if self.partial:
+            raise TypeError(f"{type(self).__name__} shares its fields; partial is not supported")
+        cls = type(self)
+        fields = FieldsBoundOnce._bound.get(cls)
+        if fields is None:
+            prototype = cls()
+            fields = BindingDict(prototype)
+            for name, field in prototype.get_fields().items():
+                if isinstance(field, self._REFUSED):
+                    raise TypeError(f"{cls.__name__}.{name} cannot be shared between instances")
+                fields[name] = field
+            FieldsBoundOnce._bound[cls] = fields
+        return fields
+
+
+class SearchParametersSerializer(FieldsBoundOnce):
     """Query parameters of the search endpoint and page."""
 
     q = serializers.CharField(
@@ -57,55 +96,91 @@ class SearchParametersSerializer(serializers.Serializer[Any]):
         }
 
 
-# Fields whose representation depends only on the attribute they read: a hit list
-# may render them from a plan made once (``HitListSerializer``).
+# Fields whose representation depends only on the value they read: a serializer
+# may render them from a plan made once (``representation_plan``).
 _PLAIN_FIELDS = (
     serializers.IntegerField,
     serializers.CharField,
     serializers.DecimalField,
     serializers.BooleanField,
     serializers.FloatField,
+    serializers.ChoiceField,
 )
+
+# One step of a plan: the key, the source attributes read, the field, and the
+# name of the serializer's method for a SerializerMethodField (None otherwise).
+PlanStep = tuple[str, list[str], Any, str | None]
+_plans: dict[type[Any], list[PlanStep]] = {}
+
+
+def _plain(field: Any) -> bool:
+    if isinstance(field, serializers.ListField):
+        return _plain(field.child)
+    return isinstance(field, (*_PLAIN_FIELDS, HitListSerializer))
+
+
+def representation_plan(serializer_class: type[Any]) -> list[PlanStep]:
+    """The readable fields of ``serializer_class`` as steps, derived once per class.
+
+    Only fields whose representation depends on nothing but the value read
+    qualify (plain fields, lists of them, a planned hit list) and methods of
+    the serializer (``SerializerMethodField``); any other field makes the plan
+    refuse to be built, so a field added later cannot render differently here.
+    """
+    plan = _plans.get(serializer_class)
+    if plan is None:
+        plan = []
+        for field in serializer_class()._readable_fields:
+            if isinstance(field, serializers.SerializerMethodField):
+                plan.append((str(field.field_name), [], field, str(field.method_name)))
+            elif _plain(field) and field.source != "*":
+                plan.append((str(field.field_name), list(field.source_attrs), field, None))
+            else:
+                raise TypeError(f"{serializer_class.__name__}.{field.field_name} is not plain")
+        _plans[serializer_class] = plan
+    return plan
+
+
+def render_planned(plan: list[PlanStep], instance: Any, serializer: Any) -> dict[str, Any]:
+    """What DRF's ``Serializer.to_representation`` does per field, from a plan.
+
+    Read the source attributes (None stays None), else the field's
+    ``to_representation``; a method field calls ``serializer``'s method with
+    the instance. No field is copied and nothing is walked generically.
+    """
+    row: dict[str, Any] = {}
+    for name, attributes, field, method in plan:
+        if method is not None:
+            row[name] = getattr(serializer, method)(instance)
+            continue
+        value = instance
+        for attribute in attributes:
+            value = getattr(value, attribute)
+            if value is None:
+                break
+        row[name] = None if value is None else field.to_representation(value)
+    return row
 
 
 class HitListSerializer(serializers.ListSerializer[Any]):
-    """A page of hits rendered from a plan derived once from the child's declared fields.
+    """A page of hits, each rendered from the plan of the child's declared fields.
 
-    What DRF's ``Serializer.to_representation`` does per field (read the
-    source attributes, None stays None, else the field's ``to_representation``),
-    without copying the fields for each request or walking them generically
-    for each hit: on a page of 20 that walk was most of the rendering. Only
-    plain fields qualify; any other makes the plan refuse to be built.
+    On a page of 20, DRF's generic walk of the copied fields for each hit was
+    most of the rendering.
     """
 
-    _plans: dict[type[Any], list[tuple[str, list[str], Any]]] = {}
-
-    @classmethod
-    def plan_of(cls, child_class: type[Any]) -> list[tuple[str, list[str], Any]]:
-        plan = cls._plans.get(child_class)
-        if plan is None:
-            plan = []
-            for field in child_class()._readable_fields:
-                if not isinstance(field, _PLAIN_FIELDS) or field.source == "*":
-                    raise TypeError(f"{child_class.__name__}.{field.field_name} is not plain")
-                plan.append((str(field.field_name), list(field.source_attrs), field))
-            cls._plans[child_class] = plan
-        return plan
-
     def to_representation(self, data: Any) -> list[dict[str, Any]]:
-        plan = self.plan_of(type(self.child))
-        rendered = []
-        for hit in data:
-            row: dict[str, Any] = {}
-            for name, attributes, field in plan:
-                value = hit
-                for attribute in attributes:
-                    value = getattr(value, attribute)
-                    if value is None:
-                        break
-                row[name] = None if value is None else field.to_representation(value)
-            rendered.append(row)
-        return rendered
+        plan = representation_plan(type(self.child))
+        return [render_planned(plan, hit, self.child) for hit in data]
+
+
+# A serializer that renders its instance from its class's plan: DRF would
+# deep-copy every declared field (a nested list serializer and its child
+# included) for each instance it renders; the plan was derived once. (No
+# docstring: drf-spectacular would describe every subclass's component with it.)
+class PlannedRepresentation(serializers.Serializer[Any]):
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        return render_planned(representation_plan(type(self)), instance, self)
 
 
 class SearchHitSerializer(serializers.Serializer[Any]):
@@ -131,7 +206,7 @@ class SearchHitSerializer(serializers.Serializer[Any]):
         list_serializer_class = HitListSerializer
 
 
-class SearchResultsSerializer(serializers.Serializer[Any]):
+class SearchResultsSerializer(PlannedRepresentation):
     query = serializers.CharField()
     match = serializers.ChoiceField(
         choices=["full_text", "fuzzy"],

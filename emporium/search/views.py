@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from typing import Any
 from urllib.parse import urlencode
 
@@ -9,7 +10,7 @@ from django.contrib.staticfiles import finders
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.template.loader import render_to_string
-from django.utils.safestring import mark_safe
+from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_GET
 
 from emporium.catalog import caching as catalog_caching
@@ -42,13 +43,28 @@ class _PageError(Exception):
         self.messages = messages
 
 
+def _category_options(selected: str) -> SafeString:
+    """The category filter's ``<option>`` elements, the one chosen marked ``selected``.
+
+    Written here rather than looped over in the template: on a catalog of
+    1,110 categories that loop (and loading the categories as models) was
+    ~90 % of an uncached page, ~20 ms of CPU. Labels are escaped as the
+    template's autoescaping escapes them.
+    """
+    options = []
+    for pk, depth, name in category_list().values_list("pk", "depth", "name"):
+        value = str(pk)
+        chosen = " selected" if value == selected else ""
+        label = "— " * depth + html.escape(name, quote=True)
+        options.append(f'<option value="{value}"{chosen}>{label}</option>')
+    # Each label is escaped above; the values are integers.
+    return mark_safe("".join(f"\n      {option}\n      " for option in options))  # noqa: S308
+
+
 def _page_context(raw: dict[str, str]) -> dict[str, Any]:
     context: dict[str, Any] = {
         "form": {key: raw.get(key, "") for key in _FILTER_FIELDS},
-        "categories": [
-            {"value": str(category.pk), "label": "— " * category.depth + category.name}
-            for category in category_list()
-        ],
+        "category_options": _category_options(raw.get("category", "")),
         "errors": [],
         "results": None,
         "bundle": BUNDLE if finders.find(BUNDLE) is not None else None,
