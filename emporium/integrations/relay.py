@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from emporium.core import correlation
+from emporium.core.db.connection import planner_methods_off
 from emporium.integrations.events import handlers_for
 from emporium.integrations.models import OutboxEvent
 from emporium.integrations.publishers import EventPublisher, default_publisher
@@ -78,11 +79,16 @@ def _relay_one(event: OutboxEvent, *, publisher: EventPublisher) -> _Outcome:
 def outbox_relay_batch(*, publisher: EventPublisher, limit: int = 200) -> int:
     """Publishes up to ``limit`` pending events in creation order; returns how many."""
     with transaction.atomic():
-        events = list(
-            OutboxEvent.objects.filter(published_at__isnull=True)
-            .order_by("created_at", "id")
-            .select_for_update(skip_locked=True)[:limit]
-        )
+        # Along the unpublished-event index, whatever the statistics say: after
+        # a burst (or a broker outage) the planner, believing the backlog
+        # small, read and sorted all of it for each batch (143 ms for 200,000
+        # events, against 0.9 ms along the index).
+        with planner_methods_off("bitmapscan", "sort"):
+            events = list(
+                OutboxEvent.objects.filter(published_at__isnull=True)
+                .order_by("created_at", "id")
+                .select_for_update(skip_locked=True)[:limit]
+            )
         published: list[OutboxEvent] = []
         outcomes: collections.Counter[_Outcome] = collections.Counter()
         for event in events:

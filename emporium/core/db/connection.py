@@ -24,7 +24,7 @@ cursor sends its statements unnamed.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import psycopg
@@ -110,27 +110,37 @@ _PLANNER_METHODS = frozenset({"bitmapscan", "seqscan", "sort", "hashjoin", "merg
 
 
 @contextmanager
-def planner_methods_off(*methods: str, using: str = DEFAULT_DB_ALIAS) -> Iterator[CursorWrapper]:
-    """A cursor in a transaction whose statements are planned without ``methods`` (PostgreSQL).
+def planner_methods_off(*methods: str, using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
+    """A transaction whose statements are planned without ``methods`` (PostgreSQL).
 
     For a statement whose right plan must not depend on the table's
     statistics: a queue table that grew by a million rows since it was last
-    analysed looks empty to the planner, which may then choose a plan that
-    reads every row. The settings are local to the transaction this opens;
-    inside an enclosing one they are put back as they were when the block ends.
+    analysed looks nearly empty to the planner, which may then choose to read
+    and sort every row to return the first few hundred. Opens a transaction,
+    or inside one already open puts the settings back as they were when the
+    block ends normally (after an error the transaction is rolled back, and
+    the settings with it). Other databases get the transaction only.
     """
     unknown = set(methods) - _PLANNER_METHODS
     if unknown:
         raise ValueError(f"unknown planner methods: {sorted(unknown)}")
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        with transaction.atomic(using=using):
+            yield
+        return
     names = [f"enable_{method}" for method in methods]
-    enclosed = connections[using].in_atomic_block
-    with transaction.atomic(using=using), connections[using].cursor() as cursor:
+    enclosed = connection.in_atomic_block
+    with (
+        nullcontext() if enclosed else transaction.atomic(using=using),
+        connection.cursor() as cursor,
+    ):
         before: list[str] = []
         if enclosed:
             cursor.execute("SELECT " + ", ".join(["current_setting(%s)"] * len(names)), names)
             before = list(cursor.fetchone())
         cursor.execute("SELECT " + ", ".join(["set_config(%s, 'off', true)"] * len(names)), names)
-        yield cursor
+        yield
         if enclosed:
             pairs = [value for pair in zip(names, before, strict=True) for value in pair]
             cursor.execute("SELECT " + ", ".join(["set_config(%s, %s, true)"] * len(names)), pairs)

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 from kombu import Connection, Exchange, Queue
 from kombu.message import Message
 
+from config.celery import DEAD_LETTER_QUEUE, TASK_QUEUES
 from emporium.integrations.models import OutboxEvent
 from emporium.integrations.publishers import EVENTS_EXCHANGE, EventPublisher
 
@@ -52,6 +53,17 @@ def event_queue(broker_url: str, *, routing_key: str) -> Iterator[EventQueue]:
             yield EventQueue(connection=connection, queue=queue)
         finally:
             queue.delete()
+
+
+def work_queues_declare(broker_url: str) -> None:
+    """Declares every work queue and the dead-letter queue, as a starting worker does.
+
+    A broker that has never seen a worker has none of them; what measures them
+    reports only the queues that exist.
+    """
+    with Connection(broker_url, connect_timeout=5) as connection:
+        for queue in (*TASK_QUEUES, DEAD_LETTER_QUEUE):
+            queue(connection.default_channel).declare()
 
 
 def through_proxy(broker_url: str, proxy_host: str) -> str:

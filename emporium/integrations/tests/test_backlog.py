@@ -28,7 +28,7 @@ from emporium.integrations import events
 from emporium.integrations.backlog import queue_depths, queue_depths_measure
 from emporium.integrations.models import OutboxEvent
 from emporium.integrations.selectors import outbox_backlog
-from emporium.integrations.tests.support import broker_address, through_proxy
+from emporium.integrations.tests.support import broker_address, through_proxy, work_queues_declare
 from emporium.observability.tests.metric_samples import sample, scraped
 from tests.support.processes import (
     ROOT,
@@ -233,6 +233,7 @@ def test_the_relays_metrics_show_the_backlog_grow_while_the_broker_is_away_and_d
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(events, "_after_commit_hooks", [])
+    work_queues_declare(broker_url)
     proxy = tcp_proxy(*broker_address(broker_url))
     proxy.cut()
     relay = relay_process(

@@ -16,7 +16,6 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -273,18 +272,12 @@ def deliveries_claim(
     )
 
 
-def _due_rows_walked() -> AbstractContextManager[object]:
-    """Plans the statements in the block to walk the due-row index (PostgreSQL).
-
-    Only the walk along the due-row index stops after the rows it needs. With
-    statistics from before a large enqueue the planner believed the pending
-    rows few and chose a bitmap of the due-row and channel indexes, then a
-    sort: every pending row read for each claim (130 ms for 200,000 of them,
-    against 1.4 ms along the index).
-    """
-    if connection.vendor != "postgresql":
-        return nullcontext()
-    return planner_methods_off("bitmapscan", "sort")
+# Planned without these, due rows are read along the due-row index and the
+# read stops after the rows it needs. With statistics from before a large
+# enqueue the planner believed the pending rows few and chose a bitmap of the
+# due-row and channel indexes, then a sort: every pending row read for each
+# claim (130 ms for 200,000 of them, against 1.4 ms along the index).
+_DUE_ROWS_WALKED = ("bitmapscan", "sort")
 
 
 def deliveries_claim_due(
@@ -302,7 +295,7 @@ def deliveries_claim_due(
     """
     now = now or timezone.now()
     if connection.vendor == "postgresql":
-        with _due_rows_walked():
+        with planner_methods_off(*_DUE_ROWS_WALKED):
             return _rows_claim(
                 channel=channel,
                 now=now,
@@ -690,7 +683,7 @@ def deliveries_due_dispatch(*, now: datetime | None = None, limit: int = 20_000)
         .values_list("id", "channel")[:limit]
     )
     by_channel: dict[str, list[int]] = {}
-    with _due_rows_walked():
+    with planner_methods_off(*_DUE_ROWS_WALKED):
         for delivery_id, channel in due:
             by_channel.setdefault(channel, []).append(delivery_id)
     if not by_channel:

@@ -12,6 +12,7 @@ from django.db import connection
 from django.utils import timezone
 
 from emporium.core.errors import InvalidInput
+from emporium.core.tests.plans import planner_settings, plans_of, statistics_taken_now
 from emporium.notifications.channels import rate_limits, services
 from emporium.notifications.channels.models import Delivery, DeliveryStatus, DeviceToken
 from emporium.notifications.channels.outcomes import Outcome, OutcomeResult
@@ -244,9 +245,7 @@ def test_a_due_claim_walks_the_due_row_index_whatever_the_statistics_say() -> No
     # indexes and sorted every pending row for each claim of a few hundred.
     if connection.vendor != "postgresql":
         pytest.skip("planner settings are PostgreSQL's")
-    table = Delivery._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(f"ANALYZE {table}")
+    statistics_taken_now(Delivery)
     users = UserFactory.create_batch(3)
     now = timezone.now()
     Delivery.objects.bulk_create(
@@ -254,37 +253,18 @@ def test_a_due_claim_walks_the_due_row_index_whatever_the_statistics_say() -> No
             channel="push",
             kind="order.paid",
             payload={"title": "t", "body": "b"},
-            critical=False,
             dedup_key=f"stale-{n}",
             status=DeliveryStatus.PENDING,
-            attempts=0,
             next_attempt_at=now - timedelta(seconds=n % 60),
-            last_error="",
-            sent_to=[],
-            created_at=now,
             recipient=users[n % 3],
         )
         for n in range(3000)
     )
-    plans: list[str] = []
-
-    def explain_claim(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        if "ORDER BY next_attempt_at LIMIT" in sql and not sql.startswith("EXPLAIN"):
-            with context["connection"].cursor() as cursor:
-                cursor.execute(f"EXPLAIN {sql}", params)
-                plans.append("\n".join(row[0] for row in cursor.fetchall()))
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(explain_claim):
+    with plans_of("ORDER BY next_attempt_at LIMIT") as plans:
         claimed = services.deliveries_claim_due(channel="push", limit=200, now=now)
     assert len(claimed) == 200
     assert len(plans) == 1
     assert "Index Scan using notif_delivery_due_idx" in plans[0], plans[0]
     assert "Sort" not in plans[0], plans[0]
     assert "Bitmap" not in plans[0], plans[0]
-    # The planner settings ended with the claim.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT current_setting('enable_bitmapscan'), current_setting('enable_sort')"
-        )
-        assert cursor.fetchone() == ("on", "on")
+    assert planner_settings() == ("on", "on")  # for the claim only
