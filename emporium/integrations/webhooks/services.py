@@ -33,10 +33,11 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from emporium.core import correlation
+from emporium.core.db.connection import planner_methods_off
 from emporium.core.errors import Conflict, InvalidInput
 from emporium.integrations import events
 from emporium.integrations.models import OutboxEvent
@@ -254,7 +255,7 @@ def deliveries_create_for_event(*, event: OutboxEvent) -> list[int]:
         WebhookDelivery.objects.filter(
             event_id=event.id, subscription_id__in=subscribed, status=DeliveryStatus.PENDING
         )
-        .exclude(_earlier_pending())
+        .filter(_first_pending_of_aggregate())
         .values_list("pk", flat=True)
     )
 
@@ -291,16 +292,28 @@ class _Exchange:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def _earlier_pending() -> Exists:
-    return Exists(
+def _first_pending_of_aggregate() -> Q:
+    """The delivery is its aggregate's oldest pending one for its subscription.
+
+    Written as "its id is the first pending id of the aggregate", a scalar
+    subquery PostgreSQL runs per candidate as one probe of the pending-row
+    index. The same rule as "no earlier pending delivery" (``NOT EXISTS``),
+    which the planner turns into an anti-join: with statistics from before a
+    burst of deliveries it read the whole pending-row index for every
+    candidate (200,000 pending rows: over ten minutes for one page of due
+    deliveries, 32 ms once analysed).
+    """
+    first = (
         WebhookDelivery.objects.filter(
             subscription_id=OuterRef("subscription_id"),
             aggregate_type=OuterRef("aggregate_type"),
             aggregate_id=OuterRef("aggregate_id"),
             status=DeliveryStatus.PENDING,
-            pk__lt=OuterRef("pk"),
         )
+        .order_by("pk")
+        .values("pk")[:1]
     )
+    return Q(pk=Subquery(first))
 
 
 def _subscription_active() -> Exists:
@@ -324,7 +337,7 @@ def delivery_claim(*, delivery_id: int, now: datetime) -> bool:
     claimed = (
         WebhookDelivery.objects.filter(_sendable(now), pk=delivery_id)
         .filter(_subscription_active())
-        .exclude(_earlier_pending())
+        .filter(_first_pending_of_aggregate())
         .update(lease_until=now + lease)
     )
     return claimed == 1
@@ -333,13 +346,19 @@ def delivery_claim(*, delivery_id: int, now: datetime) -> bool:
 def deliveries_due(*, limit: int = 500) -> list[int]:
     """Deliveries that could be sent now: due, free, first of their aggregate, subscription on."""
     now = timezone.now()
-    return list(
+    due = (
         WebhookDelivery.objects.filter(_sendable(now))
         .filter(_subscription_active())
-        .exclude(_earlier_pending())
+        .filter(_first_pending_of_aggregate())
         .order_by("next_attempt_at", "pk")
         .values_list("pk", flat=True)[:limit]
     )
+    # Along the due-row index, stopping after ``limit``: the planner cannot
+    # tell how many candidates the first-of-aggregate rule keeps, and chose to
+    # read and sort every pending row even with fresh statistics (1.2 s for
+    # 200,000 pending, 27 ms along the index).
+    with planner_methods_off("bitmapscan", "sort", "seqscan"):
+        return list(due)
 
 
 def retry_delay(attempt: int) -> float:

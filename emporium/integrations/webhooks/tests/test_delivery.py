@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from typing import Any
 
 import pytest
 from django.core import mail
+from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
+from emporium.core.tests.plans import plans_of, statistics_taken_now
 from emporium.integrations.webhooks import services
 from emporium.integrations.webhooks.models import (
     DeliveryStatus,
@@ -359,3 +362,42 @@ def test_one_task_run_sends_an_aggregates_deliveries_back_to_back() -> None:
 
     assert [r.event_id for r in receiver.delivered()] == [str(e.id) for e in events_of_order]
     assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {"delivered"}
+
+
+def test_due_deliveries_are_read_by_index_probes_whatever_the_statistics_say() -> None:
+    # An endpoint down for an hour of busy trading leaves a backlog the
+    # table's statistics know nothing of. As an anti-join, "no earlier pending
+    # delivery of the aggregate" then read the whole pending-row index for
+    # every candidate (hundreds of millions of rows compared for 200,000
+    # pending); each candidate must cost one probe of that index.
+    if connection.vendor != "postgresql":
+        pytest.skip("planner statistics are PostgreSQL's")
+    statistics_taken_now(WebhookDelivery)
+    subscription = services.subscription_create(
+        url="https://hooks.example/in", event_types=["order.paid"]
+    ).subscription
+    start = timezone.now() - timezone.timedelta(hours=1)
+    WebhookDelivery.objects.bulk_create(
+        WebhookDelivery(
+            subscription=subscription,
+            event_id=uuid.uuid4(),
+            event_type="order.paid",
+            aggregate_type="order",
+            aggregate_id=str(n % 750),  # four deliveries per order
+            request_body="{}",
+            next_attempt_at=start + timezone.timedelta(milliseconds=n),
+        )
+        for n in range(3000)
+    )
+    pending = list(WebhookDelivery.objects.order_by("pk").values_list("pk", flat=True))
+    with plans_of('FROM "webhooks_webhookdelivery"') as plans:
+        due = services.deliveries_due(limit=50)
+        claimed = services.delivery_claim(delivery_id=pending[750], now=timezone.now())
+    assert due == pending[:50]  # the first of each aggregate, oldest due first
+    assert claimed is False  # the second of order 0, behind pending[0]
+    assert len(plans) == 2
+    for plan in plans:
+        assert "Seq Scan on webhooks_webhookdelivery" not in plan, plan
+        assert "Join Filter" not in plan, plan
+        assert "Index Cond: ((subscription_id = " in plan, plan
+    assert "Index Scan using webhook_delivery_due_idx" in plans[0], plans[0]
