@@ -1,10 +1,9 @@
 """EXPLAIN (ANALYZE, BUFFERS) of every product-list query shape, as the API builds it.
 
-Run against the benchmark's seeded database (bench.catalog keeps it):
+Run against the benchmark's seeded database (bench.catalog keeps it), on the
+production profile with per-run secrets as the benchmarks configure it:
 
-    DJANGO_SETTINGS_MODULE=config.settings.production SECRET_KEY=... ALLOWED_HOSTS=x \\
-    DATABASE_URL=postgres://postgres:postgres@127.0.0.1:5432/emporium_bench_catalog \\
-    python -m bench.catalog_explain [--plans]
+    python -m bench.catalog_explain [--plans] [--database emporium_bench_catalog]
 
 Each query is the page-of-21 fetch the keyset paginator runs (20 rows + one
 to know whether there is a next page), built by the real selector; the cursor
@@ -15,12 +14,15 @@ five executions' "Execution Time" and, with --plans, the last plan.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 import django
+
+from bench import common
 
 
 def main() -> None:
@@ -33,7 +35,9 @@ def main() -> None:
         default=[],
         help="SQL run first (e.g. DROP INDEX ... to see the plan without it); rolled back",
     )
+    parser.add_argument("--database", default="emporium_bench_catalog")
     args = parser.parse_args()
+    os.environ.update(common.production_env(common.database_url(args.database)))
     django.setup()
     from django.db import connection, transaction
     from django.db.models import QuerySet
