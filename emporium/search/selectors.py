@@ -97,7 +97,7 @@ def _hit_products_statement() -> _HitProductsStatement:
         related.append((foreign_key, names))
     # Only quoted names from the models are interpolated; the ids are a parameter.
     table = quote(Product._meta.db_table)
-    select = f"SELECT {', '.join(columns)} FROM {table} AS p"  # noqa: S608
+    select = f"SELECT {', '.join(columns)} FROM {table} AS p"  # noqa: S608 - quoted model names only
     primary_key: Any = Product._meta.pk
     sql = f"{select}{''.join(joins)} WHERE p.{quote(primary_key.column)} = ANY(%s)"
     return _HitProductsStatement(sql=sql, product_fields=product_fields, related=related)

@@ -58,7 +58,7 @@ def _category_options(selected: str) -> SafeString:
         label = "— " * depth + html.escape(name, quote=True)
         options.append(f'<option value="{value}"{chosen}>{label}</option>')
     # Each label is escaped above; the values are integers.
-    return mark_safe("".join(f"\n      {option}\n      " for option in options))  # noqa: S308
+    return mark_safe("".join(f"\n      {option}\n      " for option in options))  # noqa: S308 - labels escaped above
 
 
 def _page_context(raw: dict[str, str]) -> dict[str, Any]:
