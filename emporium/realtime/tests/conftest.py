@@ -191,6 +191,21 @@ def receive_json(connection: ClientConnection, timeout: float = 10.0) -> dict[st
     return message
 
 
+def receive_event(
+    connection: ClientConnection, event_type: str, timeout: float = 10.0
+) -> dict[str, Any]:
+    """The next message of ``event_type``, passing over the others.
+
+    The dashboard group also carries the once-a-second ``metrics`` event,
+    which a server process that has answered an HTTP request publishes.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        message = receive_json(connection, timeout=max(0.0, deadline - time.monotonic()))
+        if message.get("type") == event_type:
+            return message
+
+
 def welcomed(connection: ClientConnection) -> dict[str, Any]:
     message = receive_json(connection)
     assert message["type"] == "welcome", message

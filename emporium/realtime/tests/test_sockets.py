@@ -34,6 +34,7 @@ from emporium.realtime.tests.conftest import (
     StalledClient,
     close_code,
     open_with_subprotocol,
+    receive_event,
     receive_json,
     token_for,
     welcomed,
@@ -207,8 +208,8 @@ def test_group_send_to_dashboard_reaches_every_staff_socket(live_ws: LiveServer)
         async_to_sync(get_channel_layer().group_send)(
             "dashboard", {"type": "dashboard.event", "event": payload}
         )
-        assert receive_json(first) == payload
-        assert receive_json(second) == payload
+        assert receive_event(first, "figures") == payload
+        assert receive_event(second, "figures") == payload
         assert _eventually_counted(2)
     assert _eventually_counted(0)
 
@@ -395,7 +396,7 @@ def test_telemetry_reaches_the_shipment_watcher_and_the_dashboard(live_ws: LiveS
         services.positions_flush()  # or the once-a-second flusher, whichever runs first
 
         position = receive_json(watcher)
-        figures = receive_json(dashboard)
+        figures = receive_event(dashboard, "positions")
 
     expected = {
         "device_id": device.pk,
