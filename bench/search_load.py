@@ -20,7 +20,13 @@ request's time. wrk sends every phase over 64 connections:
             response's last), the overall rate and latency from wrk.
   suggest   autocomplete as typed: every prefix of a Zipf-drawn word, asked
             as the search page asks (the last word only); once from cold
-            caches, then again in the steady state that leaves.
+            caches, then again in the steady state that leaves, each as fast
+            as the server answers. Then the same at an offered rate of about
+            3,300 requests a second (each connection pausing between its
+            requests, bench/lua/paced.lua): the latency a keystroke sees at
+            the target load rather than the load generator's own queueing at
+            saturation; once in the steady state, once more after the
+            vocabulary's cache namespace is bumped (as a product rename does).
   popular   one popular query repeated, beside the cached product list (the
             same run, the same nginx): through the micro-cache, and through
             nginx to the app's own cache.
@@ -39,6 +45,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -55,6 +62,11 @@ from bench import common, search
 DATABASE = "emporium_bench_search_load"
 PRODUCTS = 1_000_000
 SCRIPT = common.ROOT / "bench" / "lua" / "paths.lua"
+PACED_SCRIPT = common.ROOT / "bench" / "lua" / "paced.lua"
+# The autocomplete's target load: at least 3,000 requests a second over the
+# connections; each connection pauses this long after each answer (64 x 1 s /
+# 19 ms = 3,368 a second, less the answers' own time).
+PACED_PAUSE_MS = 19
 LOCATIONS = common.ROOT / "deploy" / "nginx" / "emporium-locations.conf"
 WORKERS = 2
 ZIPF_EXPONENT = 1.0
@@ -167,6 +179,26 @@ def suggest_paths(count: int, rng: random.Random) -> list[str]:
     return made[:count]
 
 
+def vocabulary_changed(env: dict[str, str]) -> None:
+    """Bumps the cache namespace of the words of product names, as a product rename does."""
+    subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "-c",
+            "from django.conf import settings;"
+            "from emporium.catalog.caching import VOCABULARY;"
+            "from emporium.core.cache import namespace_bump;"
+            "assert namespace_bump(VOCABULARY, alias=settings.CATALOG_CACHE_ALIAS)",
+        ],
+        cwd=common.ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+
+
 def nginx_conf(prefix: Path, *, app_port: int, port: int) -> str:
     """deploy/nginx's routes and micro-cache on loopback, with a timed access log."""
     locations = prefix / "emporium-locations.conf"
@@ -246,8 +278,13 @@ def measured(
     seconds: int,
     connections: int,
     log: Path | None = None,
+    pause_ms: int = 0,
 ) -> tuple[common.LoadResult, dict[str, float], list[tuple[float, str, str, str]]]:
-    """One wrk phase: its result, CPU ms per request by process, and its log lines."""
+    """One wrk phase: its result, CPU ms per request by process, and its log lines.
+
+    With ``pause_ms`` each connection pauses that long after each answer
+    (an offered rate); without, wrk sends as fast as the answers come.
+    """
     paths_file = Path(tempfile.mkstemp(prefix="emporium-search-load-", suffix=".txt")[1])
     paths_file.write_text("\n".join(paths) + "\n")
     settle(base)
@@ -255,9 +292,10 @@ def measured(
         time.sleep(1.5)  # what the previous phase logged is flushed before this one starts
     start = log.stat().st_size if log and log.exists() else 0
     before = common.process_cpu()
+    os.environ["WRK_PAUSE_MS"] = str(pause_ms)
     result = common.wrk(
         base,
-        script=SCRIPT,
+        script=PACED_SCRIPT if pause_ms else SCRIPT,
         args=[str(paths_file)],
         connections=connections,
         threads=2,
@@ -401,6 +439,30 @@ def main() -> None:
             if suggest_ms:
                 results[f"suggest_{phase}_server_p99_ms"] = percentile(suggest_ms, 0.99)
 
+        # The same keystrokes at the target rate: steady, then right after the
+        # words of product names changed (the vocabulary's namespace bumped).
+        for phase, name in (
+            ("paced_steady", "autocomplete: ~3,300 req/s offered, steady"),
+            ("paced_cold", "autocomplete: ~3,300 req/s offered, cold"),
+        ):
+            if phase == "paced_cold":
+                vocabulary_changed(env)
+            result, per_request, lines = measured(
+                name,
+                via_nginx,
+                keystrokes,
+                seconds=seconds,
+                connections=connections,
+                log=log,
+                pause_ms=PACED_PAUSE_MS,
+            )
+            rows.append((name, result))
+            cpu[name] = per_request
+            results[f"suggest_{phase}"] = common.as_dict(result)
+            suggest_ms = [seconds_taken * 1000 for seconds_taken, *_ in lines]
+            if suggest_ms:
+                results[f"suggest_{phase}_server_p99_ms"] = percentile(suggest_ms, 0.99)
+
         for name, path in (
             ("popular query, micro-cache", popular_query),
             ("product list, micro-cache", "/api/products/"),
@@ -467,10 +529,16 @@ def main() -> None:
     print(f"mix / product-by-id reference:              {mix_rate / reference:.2f}")
     print(f"popular query / cached product list (nginx): {popular / listed:.2f}")
     print(f"popular query / cached product list (app):   {popular_app / listed_app:.2f}")
-    for phase in ("cold", "steady"):
+    for phase in ("cold", "steady", "paced_steady", "paced_cold"):
         server_p99 = results.get(f"suggest_{phase}_server_p99_ms")
         if server_p99 is not None:
-            print(f"autocomplete p99 in nginx's log, {phase + ':':<7}         {server_p99:.1f} ms")
+            print(f"autocomplete p99 in nginx's log, {phase + ':':<13}   {server_p99:.1f} ms")
+    for phase in ("paced_steady", "paced_cold"):
+        paced = results[f"suggest_{phase}"]
+        print(
+            f"autocomplete {phase}: {paced['requests_per_second']:.0f} req/s,"
+            f" p99 {paced['p99_ms']:.1f} ms (wrk; target >= 3,000 req/s with p99 < 20 ms)"
+        )
     results["cpu_ms_per_request"] = cpu
     saved = common.save("search_load", results)
     print(f"\nresults: {saved}")
