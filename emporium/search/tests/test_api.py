@@ -15,6 +15,7 @@ from emporium.catalog import services as catalog_services
 from emporium.catalog.models import Product
 from emporium.core.tests.factories import CategoryFactory, ProductFactory, make_category
 from emporium.search.selectors import PAGE_SIZE_MAX, RESULT_WINDOW
+from emporium.search.tests.support import speakers_catalog
 
 pytestmark = pytest.mark.django_db
 
@@ -346,15 +347,7 @@ def test_the_hit_list_renders_what_drf_renders_field_by_field(api_client: APICli
     from emporium.search.selectors import product_search
     from emporium.search.serializers import SearchHitSerializer
 
-    category = CategoryFactory(name="Audio & <Video>")
-    ProductFactory(
-        name='Speaker "Ω" <b>',
-        description="Loud speaker.",
-        price=Decimal("1234567.5"),
-        category=category,
-    )
-    reviewed = ProductFactory(name="Speaker stand", description="", stock_quantity=0)
-    Product.objects.filter(pk=reviewed.pk).update(review_count=3, rating_total=13)
+    speakers_catalog()
     hits = product_search(query="speaker").hits
     assert len(hits) == 2
     fast = SearchHitSerializer(hits, many=True).data

@@ -32,6 +32,7 @@ from emporium.search.serializers import (
     SearchResultsSerializer,
     representation_plan,
 )
+from emporium.search.tests.support import speakers_catalog
 
 pytestmark = pytest.mark.django_db
 
@@ -140,15 +141,7 @@ def _generic_rendering(results: Any, context: dict[str, Any]) -> bytes:
 
 
 def test_the_results_render_what_drf_renders_field_by_field() -> None:
-    category = CategoryFactory(name="Audio & <Video>")
-    ProductFactory(
-        name='Speaker "Ω" <b>',
-        description="Loud speaker.",
-        price=Decimal("1234567.5"),
-        category=category,
-    )
-    reviewed = ProductFactory(name="Speaker stand", description="", stock_quantity=0)
-    Product.objects.filter(pk=reviewed.pk).update(review_count=3, rating_total=13)
+    speakers_catalog()
     ProductFactory(name="Saucepan", description="")
     links = {"next": "http://testserver/api/search/?page=2&q=speaker", "previous": None}
     for results in (
