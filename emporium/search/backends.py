@@ -217,6 +217,12 @@ def close_completions(typed: str, candidates: list[str]) -> list[str]:
     return sorted(close, key=lambda candidate: distances[candidate])
 
 
+def _tsquery_lexeme(lexeme: str) -> str:
+    """A lexeme as tsquery input reads it literally: quoted, its quotes and backslashes escaped."""
+    escaped = lexeme.replace("\\", "\\\\").replace("'", "''")
+    return f"'{escaped}'"
+
+
 class PostgresSearchBackend:
     """Full-text search on the trigger-maintained ``catalog_product.search_vector``."""
 
@@ -241,6 +247,8 @@ class PostgresSearchBackend:
     CORRECTION_THRESHOLD = "0.3"
     CORRECTION_OPTIONS = 3
     SUGGESTION_CANDIDATES = 5
+    # The most name lexemes a word being typed is replaced by (_name_lexemes_starting).
+    PREFIX_LEXEMES_MAX = 16
 
     def __init__(self) -> None:
         self._spelling_checks: dict[str, SpellingCheck] = {}
@@ -255,11 +263,41 @@ class PostgresSearchBackend:
             parts.append(f"websearch_to_tsquery('{self.CONFIG}', %s)")
             params.append(head)
         if last:
-            parts.append(f"to_tsquery('{self.CONFIG}', %s)")
-            params.append(f"{last}:*")
+            lexemes = self._name_lexemes_starting(last)
+            if lexemes:
+                parts.append("%s::tsquery")
+                params.append(" | ".join(_tsquery_lexeme(lexeme) for lexeme in lexemes))
+            else:
+                parts.append(f"to_tsquery('{self.CONFIG}', %s)")
+                params.append(f"{last}:*")
         if not parts:
             return "''::tsquery", []
         return " && ".join(parts), params
+
+    def _name_lexemes_starting(self, word: str) -> list[str]:
+        """The lexemes of product-name words that start with ``word``'s, when there are few.
+
+        The word being typed matches as a prefix. As a partial match
+        (``'steel':*``) the full-text index gathers every posting of every
+        lexeme with that prefix into one bitmap before it intersects the
+        query's other words: 15 ms for a word in a fifth of a million products,
+        against 3 ms for the same query with the word exact, whose postings the
+        index skips through. So the prefix becomes the few name lexemes that
+        start with it, ORed (exact entries). Empty, so the partial match runs
+        as before, when no name word starts with it (a word found only in
+        descriptions) or too many do (one or two letters typed).
+        """
+        # A range of the lexeme index (text_pattern_ops: byte order, so every
+        # string starting with the stem sorts between it and it + U+10FFFF).
+        rows = fetch_prepared(
+            "SELECT DISTINCT lexeme FROM search_vocabulary"
+            " WHERE lexeme ~>=~ search_word_lexeme(%s)"
+            " AND lexeme ~<~ (search_word_lexeme(%s) || chr(1114111))"
+            " ORDER BY lexeme LIMIT %s",
+            [word, word, self.PREFIX_LEXEMES_MAX + 1],
+        )
+        lexemes = [row[0] for row in rows]
+        return lexemes if len(lexemes) <= self.PREFIX_LEXEMES_MAX else []
 
     def count(self, *, query: str, filters: SearchFilters, cap: int) -> int:
         tsquery, tsquery_params = self._tsquery(query)
