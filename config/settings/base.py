@@ -404,6 +404,11 @@ CATALOG_CACHE_STALE_SECONDS = 30
 CATALOG_CACHE_LOCK_SECONDS = 5
 CATALOG_CACHE_WAIT_SECONDS = 0.5
 CATALOG_CACHE_FAILURE_BACKOFF_SECONDS = 2
+# The suggestions follow the words of product names (catalog.vocabulary) up to
+# this late: after a product is created, renamed or deleted, each cached
+# suggestion is refreshed at its own moment within this window, so the
+# hundreds of prefixes one change invalidates are not recomputed at once.
+CATALOG_CACHE_VOCABULARY_LAG_SECONDS = ENV.catalog_cache_vocabulary_lag_seconds
 
 # Bulk catalog import (docs/api.md, "Bulk catalog import"). The upload path has its
 # own body limit instead of MAX_REQUEST_BODY_BYTES, and streams to CATALOG_IMPORT_DIR.

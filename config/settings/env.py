@@ -105,6 +105,7 @@ class Environment:
     catalog_cache_max_age: int
     catalog_cache_stale_while_revalidate: int
     catalog_cache_fresh_seconds: int
+    catalog_cache_vocabulary_lag_seconds: float
     catalog_cache_enabled: bool
     catalog_import_dir: Path
     catalog_import_max_bytes: int
@@ -190,6 +191,9 @@ def read_environment() -> Environment:
             "CATALOG_CACHE_STALE_WHILE_REVALIDATE", default=30
         ),
         catalog_cache_fresh_seconds=_env.int("CATALOG_CACHE_FRESH_SECONDS", default=60),
+        catalog_cache_vocabulary_lag_seconds=_env.float(
+            "CATALOG_CACHE_VOCABULARY_LAG_SECONDS", default=10.0
+        ),
         # Off only for benchmarks of the uncached read path.
         catalog_cache_enabled=_env.bool("CATALOG_CACHE_ENABLED", default=True),
         # Uploaded catalog files wait here for the import task: web and worker processes

@@ -85,6 +85,7 @@ def cache_policy() -> CachePolicy:
         lock_seconds=float(settings.CATALOG_CACHE_LOCK_SECONDS),
         wait_seconds=float(settings.CATALOG_CACHE_WAIT_SECONDS),
         backoff_seconds=float(settings.CATALOG_CACHE_FAILURE_BACKOFF_SECONDS),
+        lag_seconds=float(settings.CATALOG_CACHE_VOCABULARY_LAG_SECONDS),
         enabled=bool(getattr(settings, "CATALOG_CACHE_ENABLED", True)),
     )
 
@@ -97,18 +98,25 @@ def cache_control() -> str:
 
 
 def cached_json(
-    request: Request, *, key: str, namespaces: Sequence[str], data: Callable[[], Any]
+    request: Request,
+    *,
+    key: str,
+    namespaces: Sequence[str],
+    data: Callable[[], Any],
+    lagging: Sequence[str] = (),
 ) -> HttpResponse:
     """The cached JSON rendering of ``data()``, which runs only when the entry must be built.
 
     Catalog reads and search answers both use it: the same policy, the same
-    conditional answer (ETag/304) and the same Cache-Control.
+    conditional answer (ETag/304) and the same Cache-Control. ``lagging``
+    namespaces are followed up to ``CATALOG_CACHE_VOCABULARY_LAG_SECONDS`` late.
     """
     lookup = versioned_fetch(
         key=key,
         namespaces=namespaces,
         compute=lambda: JSONRenderer().render(data()),
         policy=cache_policy(),
+        lagging=lagging,
     )
     return conditional_response(
         request,

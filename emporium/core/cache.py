@@ -13,6 +13,17 @@ Keys are versioned
     restart) is created from the clock in nanoseconds, so a re-created version
     can never coincide with one that old entries were stored under.
 
+Some namespaces may be lagged behind, spread over a window
+    A caller may name *lagging* namespaces beside its exact ones: the entry's
+    key carries only the exact namespaces' versions, and the entry records the
+    lagging versions it was built under. After a lagging namespace is bumped,
+    an entry built before stays in use until a moment of its own within
+    ``lag_seconds`` of the bump (a fraction of the window taken from the
+    key's digest), then it is stale and refreshed by one caller. Hundreds of
+    entries invalidated by one bump are so recomputed over the window, not all
+    in its first second. The moment of a bump is when this process first read
+    the new version; the process keeps the last few versions it saw.
+
 Entries are soft-expired and refreshed by one caller
     An entry keeps the rendered bytes, a strong ETag (the quoted SHA-256 of the
     bytes), a Last-Modified second and a soft expiry. It stays in the cache
@@ -47,7 +58,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from django.core.cache import BaseCache, caches
@@ -58,7 +69,9 @@ from emporium.observability.metrics import cache_read_record, metrics_enabled
 
 logger = logging.getLogger(__name__)
 
-_ENTRY_FORMAT = 1
+_ENTRY_FORMAT = 2
+# Versions of a lagging namespace remembered per process, with when each was first read.
+_LAGGING_VERSIONS_KEPT = 32
 # How long a Last-Modified record outlives the entries it describes.
 _VALIDATORS_TTL_SECONDS = 24 * 3600
 
@@ -74,6 +87,9 @@ class CachePolicy:
     wait_seconds: float = 0.5
     poll_seconds: float = 0.02
     backoff_seconds: float = 2.0
+    # How long after a lagging namespace's bump an entry built before it may
+    # still be used (each entry until its own moment in this window).
+    lag_seconds: float = 0.0
     # False turns the cache off: every read computes from the source (benchmarks
     # of the uncached path set it; nothing in production needs to).
     enabled: bool = True
@@ -90,6 +106,8 @@ class CachedBytes:
     # True when an earlier, different body was given the same Last-Modified
     # second, so If-Modified-Since cannot tell them apart and must not be trusted.
     last_modified_ambiguous: bool = False
+    # The versions of the lagging namespaces it was built under, in their order.
+    lagging_versions: tuple[int, ...] = ()
 
     @property
     def is_fresh(self) -> bool:
@@ -99,6 +117,8 @@ class CachedBytes:
 class Outcome(enum.StrEnum):
     HIT = "hit"  # fresh entry
     STALE = "stale"  # soft-expired entry served while another caller refreshes it
+    # Built before a lagging namespace's bump; its moment to be refreshed has not come.
+    LAGGING = "lagging"
     WAITED = "waited"  # another caller computed it while this one polled
     MISS = "miss"  # computed here and stored
     BYPASS = "bypass"  # the cache failed (or is backing off): computed, not stored
@@ -119,6 +139,9 @@ class _CacheFailed(Exception):
 _state_lock = threading.Lock()
 _unavailable_until: dict[str, float] = {}
 _pending_bumps: dict[str, set[str]] = {}
+# Per (alias, lagging namespace): the versions read, oldest first, each with
+# the time (``_now``) this process first read it.
+_lagging_seen: dict[tuple[str, str], list[tuple[int, float]]] = {}
 
 
 def local_state_reset() -> None:
@@ -126,6 +149,7 @@ def local_state_reset() -> None:
     with _state_lock:
         _unavailable_until.clear()
         _pending_bumps.clear()
+        _lagging_seen.clear()
 
 
 def _backing_off(alias: str) -> bool:
@@ -138,6 +162,51 @@ def _mark_failed(alias: str, backoff_seconds: float, error: BaseException | None
     with _state_lock:
         _unavailable_until[alias] = time.monotonic() + backoff_seconds
     logger.warning("cache %r unavailable, reading from the source: %s", alias, error or "failed")
+
+
+def _lagging_versions_seen(alias: str, namespaces: Sequence[str], versions: Sequence[int]) -> None:
+    """Notes when this process first read each lagging namespace's current version."""
+    now = _now()
+    with _state_lock:
+        for namespace, version in zip(namespaces, versions, strict=True):
+            seen = _lagging_seen.setdefault((alias, namespace), [])
+            if not seen or seen[-1][0] != version:
+                seen.append((version, now))
+                del seen[:-_LAGGING_VERSIONS_KEPT]
+
+
+def _superseded_at(alias: str, namespace: str, version: int) -> float | None:
+    """When this process first read a version newer than ``version``; None if unknown."""
+    with _state_lock:
+        seen = _lagging_seen.get((alias, namespace), [])
+        return next((first_read for newer, first_read in seen if newer > version), None)
+
+
+def _lag_fraction(key_digest: str) -> float:
+    """Where in the lag window an entry's moment falls: uniform over [0, 1) across keys."""
+    return int(key_digest[:8], 16) / 16**8
+
+
+def _lag_allows(
+    alias: str,
+    namespaces: Sequence[str],
+    current: Sequence[int],
+    entry: CachedBytes,
+    key_digest: str,
+    lag_seconds: float,
+) -> bool:
+    """Whether an entry built under older lagging versions may still be used now."""
+    if len(entry.lagging_versions) != len(current):
+        return False
+    moment = _lag_fraction(key_digest) * lag_seconds
+    now = _now()
+    for namespace, built, version in zip(namespaces, entry.lagging_versions, current, strict=True):
+        if built == version:
+            continue
+        superseded = _superseded_at(alias, namespace, built)
+        if superseded is None or now >= superseded + moment:
+            return False
+    return True
 
 
 def _remember_bumps(alias: str, namespaces: Iterable[str]) -> None:
@@ -261,15 +330,16 @@ def strong_etag(body: bytes) -> str:
 
 
 def _decode_entry(raw: Any) -> CachedBytes | None:
-    if not isinstance(raw, tuple) or len(raw) != 6 or raw[0] != _ENTRY_FORMAT:
+    if not isinstance(raw, tuple) or len(raw) != 7 or raw[0] != _ENTRY_FORMAT:
         return None  # absent, or written by an incompatible version of this module
-    _, body, etag, last_modified, fresh_until, ambiguous = raw
+    _, body, etag, last_modified, fresh_until, ambiguous, lagging_versions = raw
     return CachedBytes(
         body=body,
         etag=etag,
         last_modified=last_modified,
         fresh_until=fresh_until,
         last_modified_ambiguous=ambiguous,
+        lagging_versions=tuple(lagging_versions),
     )
 
 
@@ -281,6 +351,7 @@ def _encode_entry(entry: CachedBytes) -> tuple[Any, ...]:
         entry.last_modified,
         entry.fresh_until,
         entry.last_modified_ambiguous,
+        entry.lagging_versions,
     )
 
 
@@ -318,6 +389,7 @@ def _build(
     *,
     cache: BaseCache | None,
     validators_key: str,
+    lagging_versions: tuple[int, ...] = (),
 ) -> CachedBytes:
     body = compute()
     etag = strong_etag(body)
@@ -332,6 +404,7 @@ def _build(
         last_modified=last_modified,
         fresh_until=now + policy.fresh_seconds,
         last_modified_ambiguous=ambiguous,
+        lagging_versions=lagging_versions,
     )
 
 
@@ -347,7 +420,7 @@ def _bypass(compute: Callable[[], bytes], policy: CachePolicy) -> Lookup:
 
 
 # Outcomes answered with bytes the cache held: counted as hits, the rest as misses.
-_FROM_CACHE = frozenset({Outcome.HIT, Outcome.STALE, Outcome.WAITED})
+_FROM_CACHE = frozenset({Outcome.HIT, Outcome.LAGGING, Outcome.STALE, Outcome.WAITED})
 
 
 def versioned_fetch(
@@ -356,6 +429,7 @@ def versioned_fetch(
     namespaces: Sequence[str],
     compute: Callable[[], bytes],
     policy: CachePolicy,
+    lagging: Sequence[str] = (),
 ) -> Lookup:
     """The cached bytes for ``key`` under the current versions of ``namespaces``.
 
@@ -364,10 +438,13 @@ def versioned_fetch(
     never stored. ``key`` may hold any characters; it is hashed. Every read of
     an enabled cache is counted in ``emporium_cache_requests_total`` by its
     narrowest namespace (a failing cache's reads as misses).
+
+    ``lagging`` names namespaces whose bumps the entry may follow up to
+    ``policy.lag_seconds`` late (see the module's docstring).
     """
-    lookup = _fetch(key=key, namespaces=namespaces, compute=compute, policy=policy)
+    lookup = _fetch(key=key, namespaces=namespaces, compute=compute, policy=policy, lagging=lagging)
     if policy.enabled and metrics_enabled():  # a cache turned off is not asked
-        cache_read_record(namespaces, hit=lookup.outcome in _FROM_CACHE)
+        cache_read_record([*namespaces, *lagging], hit=lookup.outcome in _FROM_CACHE)
     return lookup
 
 
@@ -377,6 +454,7 @@ def _fetch(
     namespaces: Sequence[str],
     compute: Callable[[], bytes],
     policy: CachePolicy,
+    lagging: Sequence[str] = (),
 ) -> Lookup:
     alias = policy.alias
     if not policy.enabled or _backing_off(alias):
@@ -384,10 +462,21 @@ def _fetch(
     cache = caches[alias]
     try:
         _flush_pending_bumps(cache, alias)
-        versions = _versions(cache, namespaces)
+        all_versions = _versions(cache, [*namespaces, *lagging])
+        versions = all_versions[: len(namespaces)]
+        lagging_versions = tuple(all_versions[len(namespaces) :])
         key_digest = _digest(key)
         entry_key = f"entry:{key_digest}:{'.'.join(str(version) for version in versions)}"
         current = _decode_entry(cache.get(entry_key))
+        if lagging:
+            _lagging_versions_seen(alias, lagging, lagging_versions)
+            if current is not None and current.lagging_versions != lagging_versions:
+                if current.is_fresh and _lag_allows(
+                    alias, lagging, lagging_versions, current, key_digest, policy.lag_seconds
+                ):
+                    return Lookup(entry=current, outcome=Outcome.LAGGING)
+                # Outdated: served as stale while one caller refreshes it.
+                current = replace(current, fresh_until=0.0)
         if current is not None and current.is_fresh:
             return Lookup(entry=current, outcome=Outcome.HIT)
         locked = cache.add(f"{entry_key}:lock", 1, timeout=policy.lock_seconds)
@@ -399,13 +488,19 @@ def _fetch(
 
     validators_key = f"validators:{key_digest}"
     if locked:
-        return _refresh(cache, entry_key, validators_key, compute, policy)
+        return _refresh(cache, entry_key, validators_key, compute, policy, lagging_versions)
     if current is not None:
         return Lookup(entry=current, outcome=Outcome.STALE)
-    waited = _wait_for(cache, entry_key, policy)
+    waited = _wait_for(cache, entry_key, policy, lagging_versions)
     if waited is not None:
         return Lookup(entry=waited, outcome=Outcome.WAITED)
-    entry = _build(compute, policy, cache=cache, validators_key=validators_key)
+    entry = _build(
+        compute,
+        policy,
+        cache=cache,
+        validators_key=validators_key,
+        lagging_versions=lagging_versions,
+    )
     _store_quietly(cache, entry_key, entry, policy)
     return Lookup(entry=entry, outcome=Outcome.MISS)
 
@@ -416,10 +511,17 @@ def _refresh(
     validators_key: str,
     compute: Callable[[], bytes],
     policy: CachePolicy,
+    lagging_versions: tuple[int, ...] = (),
 ) -> Lookup:
     started = time.monotonic()
     try:
-        entry = _build(compute, policy, cache=cache, validators_key=validators_key)
+        entry = _build(
+            compute,
+            policy,
+            cache=cache,
+            validators_key=validators_key,
+            lagging_versions=lagging_versions,
+        )
         _store_quietly(cache, entry_key, entry, policy)
     finally:
         # Past the lock's TTL another caller may hold a lock of its own by now.
@@ -438,7 +540,12 @@ def _store_quietly(
         _mark_failed(policy.alias, policy.backoff_seconds, error)
 
 
-def _wait_for(cache: BaseCache, entry_key: str, policy: CachePolicy) -> CachedBytes | None:
+def _wait_for(
+    cache: BaseCache,
+    entry_key: str,
+    policy: CachePolicy,
+    lagging_versions: tuple[int, ...] = (),
+) -> CachedBytes | None:
     deadline = time.monotonic() + policy.wait_seconds
     while time.monotonic() < deadline:
         time.sleep(policy.poll_seconds)
@@ -446,7 +553,7 @@ def _wait_for(cache: BaseCache, entry_key: str, policy: CachePolicy) -> CachedBy
             entry = _decode_entry(cache.get(entry_key))
         except Exception:  # stop waiting on a failing cache
             return None
-        if entry is not None and entry.is_fresh:
+        if entry is not None and entry.is_fresh and entry.lagging_versions == lagging_versions:
             return entry
     return None
 

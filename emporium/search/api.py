@@ -134,5 +134,6 @@ class SuggestView(APIView):
             request,
             key=caching.suggest_key(prefix),
             namespaces=caching.suggest_namespaces(),
+            lagging=caching.suggest_lagging_namespaces(),
             data=lambda: SuggestionsSerializer(search_suggest(prefix=prefix)).data,
         )

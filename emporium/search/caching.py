@@ -8,18 +8,23 @@ computed afresh. The page and the suggestions also show categories (the
 filter's options, matching categories), so they depend on
 ``catalog.categories`` too.
 
-========================  ===============================================
-response                  namespaces
-========================  ===============================================
-``GET /api/search/``      catalog, catalog.products
-``GET /search/``          catalog, catalog.products, catalog.categories
-``GET /api/search/suggest/``  catalog, catalog.vocabulary, catalog.categories
-========================  ===============================================
+============================  ==================================================
+response                      namespaces
+============================  ==================================================
+``GET /api/search/``          catalog, catalog.products
+``GET /search/``              catalog, catalog.products, catalog.categories
+``GET /api/search/suggest/``  catalog, catalog.categories; catalog.vocabulary
+                              lagging
+============================  ==================================================
 
 The suggestions show only product-name words and category names, so they
 depend on ``catalog.vocabulary`` (products created, renamed or deleted)
 instead of ``catalog.products``: the stock and price changes of every
-checkout leave them cached.
+checkout leave them cached. They follow ``catalog.vocabulary`` as a lagging
+namespace (``emporium.core.cache``): after a bump each cached prefix is
+refreshed at its own moment within ``CATALOG_CACHE_VOCABULARY_LAG_SECONDS``,
+so the hundreds of prefixes that one new product name invalidates are
+recomputed over that window instead of in its first second.
 
 Keys are built from validated, normalised parameters (the query's whitespace
 collapsed, numbers as parsed), so two spellings of one search share an entry
@@ -47,11 +52,11 @@ def page_namespaces() -> list[str]:
 
 
 def suggest_namespaces() -> list[str]:
-    return [
-        catalog_caching.CATALOG,
-        catalog_caching.VOCABULARY,
-        catalog_caching.CATEGORIES,
-    ]
+    return [catalog_caching.CATALOG, catalog_caching.CATEGORIES]
+
+
+def suggest_lagging_namespaces() -> list[str]:
+    return [catalog_caching.VOCABULARY]
 
 
 def search_key(kind: str, *, base_uri: str, arguments: Mapping[str, Any]) -> str:

@@ -530,3 +530,130 @@ def test_head_is_conditional_too_but_other_methods_are_not() -> None:
     post = _respond(method="post", HTTP_IF_NONE_MATCH='"abc"')
 
     assert (head.status_code, post.status_code) == (304, 200)
+
+
+# --- lagging namespaces -------------------------------------------------------------------
+
+LAG_SECONDS = 10.0
+
+
+def lagged(renderer: Callable[[], bytes], key: str, **overrides: Any) -> response_cache.Lookup:
+    values: dict[str, Any] = {"lag_seconds": LAG_SECONDS, **overrides}
+    return versioned_fetch(
+        key=key,
+        namespaces=("shop",),
+        compute=renderer,
+        policy=policy(**values),
+        lagging=("words",),
+    )
+
+
+def moment(key: str) -> float:
+    """Seconds after a lagging bump at which the entry of ``key`` is refreshed."""
+    return response_cache._lag_fraction(response_cache._digest(key)) * LAG_SECONDS
+
+
+def key_in_mid_window() -> str:
+    """A key whose moment is 3 to 7 seconds into the window, so both sides can be seen."""
+    return next(f"words|{n}" for n in range(1000) if 3 <= moment(f"words|{n}") <= 7)
+
+
+def test_lag_moments_spread_evenly_over_the_window() -> None:
+    tenths = [0] * 10
+    for n in range(10_000):
+        tenths[int(moment(f"suggest|{n}"))] += 1
+    assert all(850 <= count <= 1150 for count in tenths), tenths
+
+
+def test_after_a_lagging_bump_an_entry_is_used_until_its_moment_then_refreshed(
+    backend: str, clock: Callable[[float], None]
+) -> None:
+    key = key_in_mid_window()
+    renderer = Renderer(b"old")
+    assert lagged(renderer, key).outcome == Outcome.MISS
+    assert lagged(renderer, key).outcome == Outcome.HIT
+
+    assert namespace_bump("words", alias=ALIAS) is True
+    renderer.body = b"new"
+    right_after = lagged(renderer, key)
+    clock(moment(key) - 1)
+    just_before = lagged(renderer, key)
+    clock(1.1)
+    at_its_moment = lagged(renderer, key)
+
+    assert (right_after.outcome, right_after.entry.body) == (Outcome.LAGGING, b"old")
+    assert (just_before.outcome, just_before.entry.body) == (Outcome.LAGGING, b"old")
+    assert (at_its_moment.outcome, at_its_moment.entry.body) == (Outcome.MISS, b"new")
+    assert lagged(renderer, key).outcome == Outcome.HIT
+    assert renderer.calls == 2
+
+
+def test_one_lagging_bump_refreshes_its_entries_spread_over_the_window(
+    backend: str, clock: Callable[[float], None]
+) -> None:
+    keys = [f"words|{n}" for n in range(200)]
+    renderers = {key: Renderer(b"old") for key in keys}
+    for key in keys:
+        lagged(renderers[key], key)
+    namespace_bump("words", alias=ALIAS)
+    for renderer in renderers.values():
+        renderer.body = b"new"
+
+    refreshed_per_second = []
+    for _ in range(int(LAG_SECONDS) + 1):
+        outcomes = [lagged(renderers[key], key).outcome for key in keys]
+        refreshed_per_second.append(outcomes.count(Outcome.MISS))
+        clock(1.0)
+
+    # About a tenth of the entries each second, none left after the window,
+    # each computed once more.
+    assert all(refreshed <= 40 for refreshed in refreshed_per_second), refreshed_per_second
+    assert sum(refreshed_per_second) == len(keys)
+    assert all(renderer.calls == 2 for renderer in renderers.values())
+    assert all(lagged(renderers[key], key).entry.body == b"new" for key in keys)
+
+
+def test_an_exact_namespace_still_invalidates_at_once_beside_a_lagging_one(
+    backend: str,
+) -> None:
+    key = key_in_mid_window()
+    renderer = Renderer(b"old")
+    lagged(renderer, key)
+    namespace_bump("shop", alias=ALIAS)
+    renderer.body = b"new"
+    after = lagged(renderer, key)
+    assert (after.outcome, after.entry.body) == (Outcome.MISS, b"new")
+
+
+def test_without_a_lag_a_lagging_bump_is_followed_at_once(backend: str) -> None:
+    key = key_in_mid_window()
+    renderer = Renderer(b"old")
+    lagged(renderer, key, lag_seconds=0.0)
+    namespace_bump("words", alias=ALIAS)
+    renderer.body = b"new"
+    after = lagged(renderer, key, lag_seconds=0.0)
+    assert (after.outcome, after.entry.body) == (Outcome.MISS, b"new")
+
+
+def test_past_its_moment_an_outdated_entry_is_served_while_one_caller_refreshes_it(
+    backend: str, clock: Callable[[float], None]
+) -> None:
+    key = key_in_mid_window()
+    renderer = Renderer(b"old")
+    lagged(renderer, key)
+    namespace_bump("words", alias=ALIAS)
+    lagged(renderer, key)  # the bump first read here
+    clock(LAG_SECONDS)
+    renderer.body, renderer.gate = b"new", threading.Event()
+    renderer.started.clear()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        refreshing = pool.submit(lagged, renderer, key)
+        assert renderer.started.wait(timeout=10)
+        meanwhile = lagged(renderer, key)
+        renderer.gate.set()
+        refreshed = refreshing.result(timeout=10)
+
+    assert (meanwhile.outcome, meanwhile.entry.body) == (Outcome.STALE, b"old")
+    assert (refreshed.outcome, refreshed.entry.body) == (Outcome.MISS, b"new")
+    assert renderer.calls == 2

@@ -23,6 +23,7 @@ from conftest import require_service
 from emporium.accounts.models import User
 from emporium.catalog import services as catalog_services
 from emporium.catalog.models import Product
+from emporium.core import cache as response_cache
 from emporium.core.tests.factories import (
     CategoryFactory,
     ProductFactory,
@@ -31,6 +32,7 @@ from emporium.core.tests.factories import (
 )
 from emporium.orders.tests.support import ORDERS_URL, cart_fill
 from emporium.search import api as search_api
+from emporium.search import caching as search_caching
 from tests.support.concurrency import run_concurrently
 
 pytestmark = pytest.mark.django_db
@@ -134,9 +136,10 @@ def completions(client: Client, prefix: str) -> list[str]:
     return found
 
 
-def test_products_created_renamed_and_deleted_show_in_the_next_suggestions(
-    api_client: APIClient, committed: Committed
+def test_products_created_renamed_and_deleted_show_in_the_next_suggestions_without_a_lag(
+    api_client: APIClient, committed: Committed, settings: Any
 ) -> None:
+    settings.CATALOG_CACHE_VOCABULARY_LAG_SECONDS = 0
     desk = ProductFactory(name="Walnut desk", description="")
     assert completions(api_client, "wal") == ["walnut"]
     with committed():
@@ -152,6 +155,37 @@ def test_products_created_renamed_and_deleted_show_in_the_next_suggestions(
     with committed():
         catalog_services.product_delete(product=wallpaper)
     assert completions(api_client, "wal") == []
+
+
+def test_a_new_product_name_reaches_each_cached_suggestion_within_the_lag(
+    api_client: APIClient, committed: Committed, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lag = settings.CATALOG_CACHE_VOCABULARY_LAG_SECONDS = 10.0
+    offset = [0.0]
+    real_now = response_cache._now
+    monkeypatch.setattr(response_cache, "_now", lambda: real_now() + offset[0])
+    desk = ProductFactory(name="Walnut desk", description="")
+    prefixes = ["w", "wa", "wal"]
+    assert [completions(api_client, prefix) for prefix in prefixes] == [["walnut"]] * 3
+    with committed():
+        catalog_services.product_create(
+            name="Wallpaper roll", sku="WP-1", price=Decimal("9.00"), category=desk.category
+        )
+    # Right after: every prefix still answers from its cached entry.
+    assert [completions(api_client, prefix) for prefix in prefixes] == [["walnut"]] * 3
+    # Each answers anew from its own moment in the window on.
+    moments = {
+        prefix: response_cache._lag_fraction(
+            response_cache._digest(search_caching.suggest_key(prefix))
+        )
+        * lag
+        for prefix in prefixes
+    }
+    for prefix in sorted(prefixes, key=moments.__getitem__):
+        offset[0] = moments[prefix] + 0.01
+        assert completions(api_client, prefix) == ["wallpaper", "walnut"], prefix
+    offset[0] = lag
+    assert [completions(api_client, prefix) for prefix in prefixes] == [["wallpaper", "walnut"]] * 3
 
 
 def test_checkouts_price_and_review_changes_leave_the_suggestions_cached(
