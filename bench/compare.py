@@ -74,6 +74,17 @@ def _search(saved: dict[str, Any]) -> Figures:
     }
 
 
+def _search_load(saved: dict[str, Any]) -> Figures:
+    reference = _rate(saved["reference: product by id"])
+    return {
+        "realistic mix req/s / product by id req/s": (_rate(saved["mix"]) / reference, True),
+        "autocomplete p99 right after the words changed / steady p99": (
+            saved["suggest_paced_cold"]["p99_ms"] / saved["suggest_paced_steady"]["p99_ms"],
+            False,
+        ),
+    }
+
+
 def _fanout(saved: dict[str, Any]) -> Figures:
     return {
         f"{row['emporium']['connections']} sockets: deliveries/s / bare server": (
@@ -124,6 +135,7 @@ EXTRACT: dict[str, Callable[[dict[str, Any]], Figures]] = {
     "checkout": _checkout,
     "ingest": _ingest,
     "search": _search,
+    "search_load": _search_load,
     "fanout": _fanout,
     "orders": _orders,
     "journey": _journey,
