@@ -494,6 +494,18 @@ def _fetch(
     waited = _wait_for(cache, entry_key, policy, lagging_versions)
     if waited is not None:
         return Lookup(entry=waited, outcome=Outcome.WAITED)
+    entry = _build_and_store(cache, entry_key, validators_key, compute, policy, lagging_versions)
+    return Lookup(entry=entry, outcome=Outcome.MISS)
+
+
+def _build_and_store(
+    cache: BaseCache,
+    entry_key: str,
+    validators_key: str,
+    compute: Callable[[], bytes],
+    policy: CachePolicy,
+    lagging_versions: tuple[int, ...],
+) -> CachedBytes:
     entry = _build(
         compute,
         policy,
@@ -502,7 +514,7 @@ def _fetch(
         lagging_versions=lagging_versions,
     )
     _store_quietly(cache, entry_key, entry, policy)
-    return Lookup(entry=entry, outcome=Outcome.MISS)
+    return entry
 
 
 def _refresh(
@@ -515,14 +527,9 @@ def _refresh(
 ) -> Lookup:
     started = time.monotonic()
     try:
-        entry = _build(
-            compute,
-            policy,
-            cache=cache,
-            validators_key=validators_key,
-            lagging_versions=lagging_versions,
+        entry = _build_and_store(
+            cache, entry_key, validators_key, compute, policy, lagging_versions
         )
-        _store_quietly(cache, entry_key, entry, policy)
     finally:
         # Past the lock's TTL another caller may hold a lock of its own by now.
         if time.monotonic() - started < policy.lock_seconds:
