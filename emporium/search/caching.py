@@ -13,6 +13,7 @@ response                      namespaces
 ============================  ==================================================
 ``GET /api/search/``          catalog, catalog.products
 ``GET /search/``              catalog, catalog.products, catalog.categories
+its category options          catalog, catalog.categories
 ``GET /api/search/suggest/``  catalog, catalog.categories; catalog.vocabulary
                               lagging
 ============================  ==================================================
@@ -41,6 +42,8 @@ from emporium.catalog import caching as catalog_caching
 RESULTS = "search.results"
 PAGE = "search.page"
 SUGGEST = "search.suggest"
+# The search page's category filter: every category as an option.
+CATEGORY_OPTIONS = "search.category_options"
 
 
 def results_namespaces() -> list[str]:
@@ -49,6 +52,10 @@ def results_namespaces() -> list[str]:
 
 def page_namespaces() -> list[str]:
     return [*catalog_caching.product_list_namespaces(), catalog_caching.CATEGORIES]
+
+
+def category_options_namespaces() -> list[str]:
+    return [catalog_caching.CATALOG, catalog_caching.CATEGORIES]
 
 
 def suggest_namespaces() -> list[str]:

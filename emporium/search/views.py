@@ -46,6 +46,31 @@ class _PageError(Exception):
 def _category_options(selected: str) -> SafeString:
     """The category filter's ``<option>`` elements, the one chosen marked ``selected``.
 
+    The options of every category are one cached fragment under the
+    categories' namespace (a category created, renamed, moved or deleted
+    rebuilds it), so a page rendered afresh reads them in one cache look-up
+    instead of 1,110 rows and as many strings (~1.2 ms of CPU and a query).
+    The chosen one is marked in a copy; a value that is no category's own
+    spelling matches no option and selects nothing.
+    """
+    lookup = versioned_fetch(
+        key=caching.CATEGORY_OPTIONS,
+        namespaces=caching.category_options_namespaces(),
+        compute=lambda: _category_options_markup().encode(),
+        policy=catalog_caching.cache_policy(),
+    )
+    markup = lookup.entry.body.decode()
+    if selected:
+        markup = markup.replace(
+            f'<option value="{selected}">', f'<option value="{selected}" selected>', 1
+        )
+    # Each label is escaped in the fragment; the values are integers.
+    return mark_safe(markup)  # noqa: S308 - labels escaped in _category_options_markup
+
+
+def _category_options_markup() -> str:
+    """Every category as an ``<option>``, none selected.
+
     Written here rather than looped over in the template: on a catalog of
     1,110 categories that loop (and loading the categories as models) was
     ~90 % of an uncached page, ~20 ms of CPU. Labels are escaped as the
@@ -53,12 +78,9 @@ def _category_options(selected: str) -> SafeString:
     """
     options = []
     for pk, depth, name in category_list().values_list("pk", "depth", "name"):
-        value = str(pk)
-        chosen = " selected" if value == selected else ""
         label = "— " * depth + html.escape(name, quote=True)
-        options.append(f'<option value="{value}"{chosen}>{label}</option>')
-    # Each label is escaped above; the values are integers.
-    return mark_safe("".join(f"\n      {option}\n      " for option in options))  # noqa: S308 - labels escaped above
+        options.append(f'<option value="{pk}">{label}</option>')
+    return "".join(f"\n      {option}\n      " for option in options)
 
 
 def _page_context(raw: dict[str, str]) -> dict[str, Any]:

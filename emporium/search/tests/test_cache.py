@@ -15,7 +15,9 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from pytest_django import DjangoAssertNumQueries
 from rest_framework.test import APIClient
 
@@ -23,6 +25,7 @@ from conftest import require_service
 from emporium.accounts.models import User
 from emporium.catalog import services as catalog_services
 from emporium.catalog.models import Product
+from emporium.catalog.selectors import category_list
 from emporium.core import cache as response_cache
 from emporium.core.tests.factories import (
     CategoryFactory,
@@ -127,6 +130,24 @@ def test_a_category_rename_shows_in_results_the_page_and_suggestions(
     assert hits(api_client, q="walnut")[0]["category_name"] == "Tables"
     assert b"Furniture" not in api_client.get(PAGE_URL, {"q": "walnut"}).content
     assert api_client.get(SUGGEST_URL, {"q": "furn"}).json()["categories"] == []
+
+
+def test_the_pages_category_options_are_read_once_and_follow_category_changes(
+    api_client: APIClient, committed: Committed
+) -> None:
+    furniture = CategoryFactory(name="Furniture")
+    ProductFactory(name="Walnut desk", description="", category=furniture)
+    ProductFactory(name="Oak desk", description="", category=furniture)
+    assert b">Furniture</option>" in api_client.get(PAGE_URL, {"q": "walnut"}).content
+    # Another page, rendered afresh, takes the options from the cache.
+    with CaptureQueriesContext(connection) as queries:
+        page = api_client.get(PAGE_URL, {"q": "oak", "category": str(furniture.pk)}).content
+    listing = str(category_list().values_list("pk", "depth", "name").query)
+    assert not [query for query in queries if query["sql"] == listing]
+    assert f'<option value="{furniture.pk}" selected>Furniture</option>'.encode() in page
+    with committed():
+        catalog_services.category_create(name="Garden")
+    assert b">Garden</option>" in api_client.get(PAGE_URL, {"q": "desk"}).content
 
 
 def completions(client: Client, prefix: str) -> list[str]:
