@@ -254,6 +254,9 @@ class PostgresSearchBackend:
         self._spelling_checks: dict[str, SpellingCheck] = {}
         # Queries this backend already saw find nothing without filters.
         self._unfiltered_misses: set[str] = set()
+        # Per word being typed, the name lexemes it was searched as (one look-up
+        # per search, however many statements the search runs with that word).
+        self._name_lexemes: dict[str, list[str]] = {}
 
     def _tsquery(self, query: str) -> tuple[str, list[Any]]:
         head, last = split_last_word(query)
@@ -287,6 +290,9 @@ class PostgresSearchBackend:
         as before, when no name word starts with it (a word found only in
         descriptions) or too many do (one or two letters typed).
         """
+        known = self._name_lexemes.get(word)
+        if known is not None:
+            return known
         # A range of the lexeme index (text_pattern_ops: byte order, so every
         # string starting with the stem sorts between it and it + U+10FFFF).
         rows = fetch_prepared(
@@ -297,7 +303,9 @@ class PostgresSearchBackend:
             [word, word, self.PREFIX_LEXEMES_MAX + 1],
         )
         lexemes = [row[0] for row in rows]
-        return lexemes if len(lexemes) <= self.PREFIX_LEXEMES_MAX else []
+        found = lexemes if len(lexemes) <= self.PREFIX_LEXEMES_MAX else []
+        self._name_lexemes[word] = found
+        return found
 
     def count(self, *, query: str, filters: SearchFilters, cap: int) -> int:
         tsquery, tsquery_params = self._tsquery(query)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from emporium.core.tests.factories import ProductFactory
@@ -81,3 +82,18 @@ def test_quoted_lexemes_match_exactly_themselves() -> None:
                 [lexeme, _tsquery_lexeme(lexeme), lexeme, _tsquery_lexeme(lexeme)],
             )
             assert cursor.fetchone() == (True, False), lexeme
+
+
+def test_the_word_being_typed_is_looked_up_once_per_search(api_client: APIClient) -> None:
+    require_postgresql()
+    product = ProductFactory(name="Wireless headphones", description="")
+    # Misspelt before the last word: the corrected query is searched again
+    # with the same last word.
+    with CaptureQueriesContext(connection) as queries:
+        assert found(api_client, "wirelss headphones") == {product.pk}
+    look_ups = [
+        query for query in queries if "FROM search_vocabulary WHERE lexeme ~>=~" in query["sql"]
+    ]
+    ranked = [query for query in queries if "candidates AS MATERIALIZED" in query["sql"]]
+    assert len(ranked) == 2
+    assert len(look_ups) == 1
